@@ -1,0 +1,73 @@
+/* autograd.h - a tape for reverse-mode automatic differentiation.
+ *
+ * Each op (ops.h) computes its output in forward order and, when gradients
+ * are enabled, appends a node holding its hand-written backward function.
+ * ag_backward() seeds d(loss) = 1 and runs the nodes in reverse; every
+ * backward *accumulates* (+=) into the grads of its inputs that have one.
+ *
+ * Activations, their gradients and any saved state come from the tape's
+ * arena, which ag_reset() rewinds every step.  The arena grows by whole
+ * blocks during the first steps and is consolidated into one block on the
+ * next reset, so a training loop allocates nothing once warm.
+ */
+#ifndef VILLES_AUTOGRAD_H
+#define VILLES_AUTOGRAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "error.h"
+#include "rng.h"
+#include "tensor.h"
+
+typedef struct ag_node ag_node;
+typedef void (*ag_backward_fn)(ag_node *n);
+
+struct ag_node {
+    ag_backward_fn backward;
+    tensor        *out;
+    tensor        *in[8];      /* unused slots NULL */
+    const int     *idx;        /* integer input (token ids, targets), arena-owned */
+    int            iarg[8];    /* op-specific sizes */
+    float          farg[4];    /* op-specific scalars */
+    void          *saved;      /* op-specific saved state, arena-owned */
+};
+
+typedef struct ag_block { char *mem; size_t used, cap; } ag_block;
+
+typedef struct ag_tape {
+    ag_block *blocks;          /* blocks[0] is the main block */
+    int       n_blocks, cap_blocks;
+    ag_node  *nodes;
+    int       n_nodes, cap_nodes;
+    bool      grad;            /* record nodes and allocate grads (false: inference) */
+    bool      training;        /* dropout active */
+    rng      *rng;             /* for dropout; may be NULL when not training */
+} ag_tape;
+
+err_code ag_init(ag_tape *t, size_t initial_bytes);
+void     ag_free(ag_tape *t);
+/* Rewind the arena and drop all nodes (consolidating blocks if it grew). */
+void     ag_reset(ag_tape *t);
+
+/* 64-byte aligned arena memory; aborts with a message only if the system
+ * is out of memory (there is no sane recovery mid-graph). */
+void    *ag_alloc(ag_tape *t, size_t bytes);
+/* A new activation tensor: data uninitialised, grad zeroed when t->grad. */
+tensor  *ag_tensor(ag_tape *t, int ndim, const int *shape);
+static inline tensor *ag_tensor2(ag_tape *t, int d0, int d1)
+{ return ag_tensor(t, 2, (const int[]){ d0, d1 }); }
+/* A tensor wrapping existing data, no grad (inputs, frozen weights). */
+tensor  *ag_wrap(ag_tape *t, float *data, int ndim, const int *shape);
+/* Copy n ints into the arena (token ids an op keeps for backward). */
+int     *ag_ints(ag_tape *t, const int *src, size_t n);
+
+/* Append a node for output `out` (only when t->grad; returns NULL otherwise). */
+ag_node *ag_record(ag_tape *t, ag_backward_fn fn, tensor *out);
+/* True when some input of an op needs a gradient, i.e. a node is worth recording. */
+bool     ag_needs_grad(const ag_tape *t, const tensor *a, const tensor *b);
+
+/* loss must be a scalar (n == 1) produced on this tape. */
+void     ag_backward(ag_tape *t, tensor *loss);
+
+#endif

@@ -1,0 +1,64 @@
+/* dataset.h - the names dataset, its seeded split, and batches.
+ *
+ * A name is stored as its character tokens only; a batch row is
+ *   x = <SOS> c1 ... cn            y = c1 ... cn <EOS>
+ * padded with <pad> (0) to T = the longest name in the batch + 1, so
+ * sequences are trimmed to the batch rather than padded to the dataset max.
+ */
+#ifndef VILLES_DATASET_H
+#define VILLES_DATASET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "text.h"
+
+enum { DS_MIN_NAME_LEN = 3 };   /* shorter lines are skipped, as the reference does */
+
+typedef struct ds_names {
+    int    *tok;      /* character tokens of all names, concatenated */
+    size_t *start;    /* n + 1 offsets into tok */
+    size_t  n;        /* number of names */
+    int     max_len;  /* longest name, in characters */
+} ds_names;
+
+static inline int ds_len(const ds_names *d, size_t i) { return (int)(d->start[i + 1] - d->start[i]); }
+static inline const int *ds_name(const ds_names *d, size_t i) { return d->tok + d->start[i]; }
+
+/* Encode every line of at least DS_MIN_NAME_LEN characters. */
+err_code ds_from_lines(ds_names *out, const txt_lines *lines, const txt_vocab *v);
+void     ds_free(ds_names *d);
+
+/* A training corpus: the vocabulary and the train / validation names.
+ * Without val_path: a seeded split of the *distinct* names, val_frac of
+ * them for validation; every row of a name goes to that name's side, so no
+ * validation name is a training name.  With val_path: that file is the
+ * validation set.  The vocabulary covers the characters of both sides. */
+typedef struct ds_corpus {
+    txt_vocab vocab;
+    ds_names  train, val;
+    uint64_t  split_seed;
+} ds_corpus;
+
+err_code ds_load(ds_corpus *c, const char *data_path, const char *val_path,
+                 uint64_t split_seed, double val_frac);
+/* Same, but encode with a fixed vocabulary (a checkpoint's); a character
+ * outside it is an error naming the file. */
+err_code ds_load_with_vocab(ds_corpus *c, const txt_vocab *v, const char *data_path,
+                            const char *val_path, uint64_t split_seed, double val_frac);
+void     ds_corpus_free(ds_corpus *c);
+
+typedef struct ds_batch {
+    int    B, T;       /* rows, time steps (T = longest name in the batch + 1) */
+    int   *x, *y;      /* (B, T) inputs and targets, row-major, <pad> = 0 */
+    size_t n_tokens;   /* non-pad targets */
+    int    cap_B, cap_T;
+} ds_batch;
+
+/* Fill a batch from names idx[0..B).  Grows the buffers only when needed,
+ * so a batch reused across steps allocates nothing after the first. */
+err_code ds_batch_fill(ds_batch *b, const ds_names *d, const size_t *idx, int B);
+void     ds_batch_free(ds_batch *b);
+
+#endif

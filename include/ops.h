@@ -1,0 +1,68 @@
+/* ops.h - differentiable operations on the tape (autograd.h).
+ *
+ * Every op allocates its output on the tape, computes it, and records a
+ * backward node when gradients are on.  Matrix products go through
+ * cblas_sgemm.  The ops that matter for speed are fused, with hand-written
+ * backward passes: softmax cross-entropy, RMSNorm, causal attention, the
+ * GRU cell.  Shapes below: N rows, d / in / out columns; a (B, T, d) tensor
+ * is also a matrix of B*T rows.
+ *
+ * All linear weights use PyTorch's layout, (out, in), so checkpoints move
+ * between villes and PyTorch unchanged.
+ */
+#ifndef VILLES_OPS_H
+#define VILLES_OPS_H
+
+#include "autograd.h"
+
+/* out[i] = W[idx[i]]: W (V, d), idx n ints in [0, V) -> (n, d).
+ * The caller passes an output shape whose product of leading dims is n
+ * (e.g. {B, T, d}); ndim 0 means (n, d). */
+tensor *op_embedding(ag_tape *t, tensor *W, const int *idx, int n, int ndim, const int *shape);
+
+/* y = x W^T + b: x (N, in), W (out, in), b (out) or NULL -> (N, out),
+ * keeping x's leading dims. */
+tensor *op_linear(ag_tape *t, tensor *x, tensor *W, tensor *b);
+
+/* Element-wise, same shape as x. */
+tensor *op_tanh(ag_tape *t, tensor *x);
+tensor *op_sigmoid(ag_tape *t, tensor *x);
+tensor *op_silu(ag_tape *t, tensor *x);
+tensor *op_relu(ag_tape *t, tensor *x);
+tensor *op_add(ag_tape *t, tensor *a, tensor *b);      /* a, b same shape */
+tensor *op_mul(ag_tape *t, tensor *a, tensor *b);      /* a, b same shape */
+/* Inverted dropout with keep probability 1-p; identity unless t->training. */
+tensor *op_dropout(ag_tape *t, tensor *x, float p);
+
+/* Last-dim concatenation: a (N, p), b (N, q) -> (N, p + q). */
+tensor *op_concat(ag_tape *t, tensor *a, tensor *b);
+
+/* y = x / sqrt(mean(x^2) + eps) * w over the last dim: x (N, d), w (d). */
+tensor *op_rmsnorm(ag_tape *t, tensor *x, tensor *w, float eps);
+
+/* Mean softmax cross-entropy over the rows whose target != ignore:
+ * logits (N, V), targets N ints -> scalar (1).  With no counted row the
+ * loss is 0.  Fused: the softmax is never stored apart from backward's need. */
+tensor *op_cross_entropy(ag_tape *t, tensor *logits, const int *targets, int ignore);
+
+/* Causal multi-head self-attention core: q, k, v (B, T, H*dh) -> (B, T, H*dh);
+ * out = softmax(q k^T / sqrt(dh) + causal mask) v per head.  Fused. */
+tensor *op_attention(ag_tape *t, tensor *q, tensor *k, tensor *v, int B, int T, int H);
+
+/* One GRU step (design brief): x (B, dx), h (B, d); Wz, Wr, Wh (d, dx + d);
+ * bz, br, bh (d) -> h' (B, d).
+ *   z = sigmoid(Wz [x; h] + bz), r = sigmoid(Wr [x; h] + br),
+ *   hh = tanh(Wh [x; r*h] + bh), h' = (1 - z) * h + z * hh.  Fused. */
+tensor *op_gru_cell(ag_tape *t, tensor *x, tensor *h, tensor *Wz, tensor *bz,
+                    tensor *Wr, tensor *br, tensor *Wh, tensor *bh);
+
+/* Time-step plumbing for recurrent models.
+ * op_time_slice: x (B, T, d) -> (B, d) at time step s.
+ * op_time_stack: n tensors (B, d) -> (B, n, d). */
+tensor *op_time_slice(ag_tape *t, tensor *x, int s);
+tensor *op_time_stack(ag_tape *t, tensor **xs, int n);
+
+/* Broadcast a (d) row to (N, d), e.g. a learned initial state to a batch. */
+tensor *op_broadcast_rows(ag_tape *t, tensor *row, int N);
+
+#endif

@@ -1,0 +1,35 @@
+/* error.c - last-error message storage; see error.h. */
+#include "error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static _Thread_local char last_msg[512];
+
+err_code err_set(err_code code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_msg, sizeof last_msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+const char *err_msg(void) { return last_msg; }
+
+const char *err_name(err_code code)
+{
+    static const char *const names[ERR_COUNT_] = {
+        [ERR_OK] = "success",
+        [ERR_NOMEM] = "out of memory",
+        [ERR_IO] = "I/O error",
+        [ERR_UTF8] = "invalid UTF-8",
+        [ERR_FORMAT] = "malformed file",
+        [ERR_ARG] = "invalid argument",
+        [ERR_MISMATCH] = "mismatched input",
+        [ERR_NAN] = "loss is not finite",
+        [ERR_INTERRUPT] = "interrupted",
+    };
+    if ((unsigned)code >= ERR_COUNT_) return "unknown error";
+    return names[code];
+}

@@ -1,0 +1,40 @@
+/* test.h - a minimal unit-test harness.  Each tests/unit/test_X.c is its own
+ * binary (linked with main.c and libcore.a); TEST() registers a function
+ * before main runs, and main prints "N passed, N failed".
+ *
+ *   TEST(vocab_sorted) { CHECK(v.size == 46); CHECK_NEAR(x, 1.0, 1e-6); }
+ */
+#ifndef VILLES_TEST_H
+#define VILLES_TEST_H
+
+#include <math.h>
+#include <stdio.h>
+
+void test_register(const char *name, void (*fn)(void));
+void test_fail(const char *file, int line, const char *what);
+extern int test_checks_failed;
+
+#define TEST(name)                                                              \
+    static void name(void);                                                     \
+    __attribute__((constructor)) static void register_##name(void)             \
+    { test_register(#name, name); }                                             \
+    static void name(void)
+
+#define CHECK(cond)                                                             \
+    do { if (!(cond)) test_fail(__FILE__, __LINE__, #cond); } while (0)
+
+#define CHECK_NEAR(a, b, tol)                                                   \
+    do {                                                                        \
+        double a_ = (a), b_ = (b);                                              \
+        if (!(fabs(a_ - b_) <= (tol))) {                                        \
+            char m_[256];                                                       \
+            snprintf(m_, sizeof m_, "%s = %.9g, %s = %.9g, tolerance %g",       \
+                     #a, a_, #b, b_, (double)(tol));                            \
+            test_fail(__FILE__, __LINE__, m_);                                  \
+        }                                                                       \
+    } while (0)
+
+/* Path of a test data file under tests/data (tests run from the repo root). */
+#define TEST_DATA(f) "tests/data/" f
+
+#endif
