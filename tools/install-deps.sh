@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install the Debian packages villes needs, if any is missing.
+#   tools/install-deps.sh          build + test dependencies
+#   tools/install-deps.sh --torch  also PyTorch (for tools/*.py and make bench)
+# Runs apt-get as root or through sudo; otherwise prints the command and fails.
+set -eu
+pkgs="build-essential pkg-config libopenblas-dev libcjson-dev libutf8proc-dev"
+[ "${1:-}" = "--torch" ] && pkgs="$pkgs python3-torch python3-numpy"
+[ "${1:-}" = "--fuzz" ] && pkgs="$pkgs clang"
+
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends$missing"
+if [ "$(id -u)" -eq 0 ]; then
+    sh -c "$cmd"
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    sudo sh -c "$cmd"
+else
+    echo "install-deps: missing packages:$missing" >&2
+    echo "install-deps: run as root: $cmd" >&2
+    exit 1
+fi
