@@ -1,0 +1,591 @@
+/* ops.c - differentiable ops on the tape; see ops.h.  The fused attention
+ * and GRU cell live in attention.c and gru.c.
+ *
+ * Each op is a *_forward over plain float* arrays, a *_backward node
+ * function that accumulates (+=) into the grads of its inputs that have
+ * one, and the op_* entry point that checks shapes, allocates the output
+ * on the tape and records the node.  A NULL input (an earlier op failed
+ * and called err_set) makes every op return NULL, so a model checks for
+ * errors once, at the loss.
+ */
+#include "ops_internal.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+/* ---- shared helpers ---------------------------------------------------- */
+
+tensor *op_out(ag_tape *t, bool need, int ndim, const int *shape)
+{
+    if (need) return ag_tensor(t, ndim, shape);
+    long long n = 1;
+    for (int i = 0; i < ndim && i < TN_MAX_DIMS; i++) n *= shape[i] > 0 ? shape[i] : 0;
+    float *data = ag_alloc(t, (size_t)n * sizeof(float));
+    return ag_wrap(t, data, ndim, shape);
+}
+
+ag_node *op_node(ag_tape *t, ag_backward_fn fn, tensor *out, tensor *a, tensor *b)
+{
+    ag_node *n = ag_record(t, fn, out);
+    if (n) {
+        n->in[0] = a;
+        n->in[1] = b;
+    }
+    return n;
+}
+
+void linear_forward(float *y, const float *x, const float *W, const float *b,
+                    int N, int in, int out)
+{
+    if (N == 0 || out == 0) return;
+    if (b)
+        for (int i = 0; i < N; i++) memcpy(y + (size_t)i * out, b, (size_t)out * sizeof *y);
+    if (in == 0) {
+        if (!b) memset(y, 0, (size_t)N * out * sizeof *y);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, out, in,
+                1.0f, x, in, W, in, b ? 1.0f : 0.0f, y, out);
+}
+
+void linear_backward(const float *dy, const float *x, const float *W,
+                     float *dx, float *dW, float *db, int N, int in, int out)
+{
+    if (N == 0 || out == 0) return;
+    if (dx && in)   /* (N, in) += (N, out) (out, in) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, in, out,
+                    1.0f, dy, out, W, in, 1.0f, dx, in);
+    if (dW && in)   /* (out, in) += (N, out)^T (N, in) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, N,
+                    1.0f, dy, out, x, in, 1.0f, dW, in);
+    if (db)
+        for (int i = 0; i < N; i++) {
+            const float *restrict g = dy + (size_t)i * out;
+            for (int j = 0; j < out; j++) db[j] += g[j];
+        }
+}
+
+static bool same_shape(const tensor *a, const tensor *b)
+{
+    if (a->ndim != b->ndim) return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i]) return false;
+    return true;
+}
+
+/* x's shape with the last dimension replaced by `last`. */
+static void shape_last(const tensor *x, int last, int *shape)
+{
+    memcpy(shape, x->shape, sizeof x->shape);
+    shape[x->ndim - 1] = last;
+}
+
+/* ---- embedding --------------------------------------------------------- */
+
+/* out (n, d) = W[idx] */
+static void embedding_forward(float *restrict out, const float *restrict W, const int *idx,
+                              int n, int d)
+{
+    for (int i = 0; i < n; i++)
+        memcpy(out + (size_t)i * d, W + (size_t)idx[i] * d, (size_t)d * sizeof *out);
+}
+
+static void embedding_backward(ag_node *nd)
+{
+    const tensor *W = nd->in[0];
+    int n = nd->iarg[0], d = tn_cols(W);
+    const float *dy = nd->out->grad;
+    for (int i = 0; i < n; i++) {
+        float *restrict dw = W->grad + (size_t)nd->idx[i] * d;
+        const float *restrict g = dy + (size_t)i * d;
+        for (int j = 0; j < d; j++) dw[j] += g[j];
+    }
+}
+
+tensor *op_embedding(ag_tape *t, tensor *W, const int *idx, int n, int ndim, const int *shape)
+{
+    if (!W || !idx) return NULL;
+    if (W->ndim != 2) {
+        err_set(ERR_ARG, "op_embedding: the table must be a matrix (V, d)");
+        return NULL;
+    }
+    int V = W->shape[0], d = W->shape[1];
+    int def[2] = { n, d };
+    if (ndim == 0) {
+        ndim = 2;
+        shape = def;
+    }
+    long long lead = 1;
+    for (int i = 0; i + 1 < ndim; i++) lead *= shape[i];
+    if (ndim < 1 || ndim > TN_MAX_DIMS || lead != n || shape[ndim - 1] != d) {
+        err_set(ERR_ARG, "op_embedding: output shape does not hold %d rows of %d", n, d);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++)
+        if (idx[i] < 0 || idx[i] >= V) {
+            err_set(ERR_ARG, "op_embedding: index %d out of range [0, %d)", idx[i], V);
+            return NULL;
+        }
+    bool need = ag_needs_grad(t, W, NULL);
+    tensor *out = op_out(t, need, ndim, shape);
+    if (!out) return NULL;
+    embedding_forward(out->data, W->data, idx, n, d);
+    ag_node *nd = need ? op_node(t, embedding_backward, out, W, NULL) : NULL;
+    if (nd) {
+        nd->idx = ag_ints(t, idx, (size_t)n);
+        nd->iarg[0] = n;
+    }
+    return out;
+}
+
+/* ---- linear ------------------------------------------------------------ */
+
+static void linear_node_backward(ag_node *nd)
+{
+    tensor *x = nd->in[0], *W = nd->in[1], *b = nd->in[2];
+    linear_backward(nd->out->grad, x->data, W->data, x->grad, W->grad, b ? b->grad : NULL,
+                    tn_rows(x), tn_cols(x), W->shape[0]);
+}
+
+tensor *op_linear(ag_tape *t, tensor *x, tensor *W, tensor *b)
+{
+    if (!x || !W) return NULL;
+    int in = tn_cols(x);
+    if (W->ndim != 2 || W->shape[1] != in || (b && b->n != W->shape[0])) {
+        err_set(ERR_ARG, "op_linear: x has %d columns, W is (%d, %d), b has %d", in,
+                W->shape[0], W->ndim == 2 ? W->shape[1] : -1, b ? b->n : 0);
+        return NULL;
+    }
+    int out_dim = W->shape[0], shape[TN_MAX_DIMS];
+    shape_last(x, out_dim, shape);
+    bool need = ag_needs_grad(t, x, W) || ag_needs_grad(t, b, NULL);
+    tensor *y = op_out(t, need, x->ndim, shape);
+    if (!y) return NULL;
+    linear_forward(y->data, x->data, W->data, b ? b->data : NULL, tn_rows(x), in, out_dim);
+    ag_node *nd = need ? op_node(t, linear_node_backward, y, x, W) : NULL;
+    if (nd) nd->in[2] = b;
+    return y;
+}
+
+/* ---- element-wise ------------------------------------------------------ */
+
+typedef void (*unary_fn)(float *restrict y, const float *restrict x, int n);
+
+/* The shared frame of the one-input element-wise ops. */
+static tensor *unary(ag_tape *t, tensor *x, unary_fn forward, ag_backward_fn backward)
+{
+    if (!x) return NULL;
+    bool need = ag_needs_grad(t, x, NULL);
+    tensor *y = op_out(t, need, x->ndim, x->shape);
+    if (!y) return NULL;
+    forward(y->data, x->data, x->n);
+    if (need) op_node(t, backward, y, x, NULL);
+    return y;
+}
+
+static void tanh_forward(float *restrict y, const float *restrict x, int n)
+{
+    for (int i = 0; i < n; i++) y[i] = vtanhf(x[i]);
+}
+
+static void tanh_backward(ag_node *nd)
+{
+    const float *restrict y = nd->out->data, *restrict dy = nd->out->grad;
+    float *restrict dx = nd->in[0]->grad;
+    for (int i = 0; i < nd->out->n; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+}
+
+tensor *op_tanh(ag_tape *t, tensor *x) { return unary(t, x, tanh_forward, tanh_backward); }
+
+static void sigmoid_forward(float *restrict y, const float *restrict x, int n)
+{
+    for (int i = 0; i < n; i++) y[i] = vsigmoidf(x[i]);
+}
+
+static void sigmoid_backward(ag_node *nd)
+{
+    const float *restrict y = nd->out->data, *restrict dy = nd->out->grad;
+    float *restrict dx = nd->in[0]->grad;
+    for (int i = 0; i < nd->out->n; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
+}
+
+tensor *op_sigmoid(ag_tape *t, tensor *x) { return unary(t, x, sigmoid_forward, sigmoid_backward); }
+
+static void silu_forward(float *restrict y, const float *restrict x, int n)
+{
+    for (int i = 0; i < n; i++) y[i] = x[i] * vsigmoidf(x[i]);
+}
+
+/* d/dx x s(x) = s + x s (1 - s); s recomputed from x instead of stored. */
+static void silu_backward(ag_node *nd)
+{
+    const float *restrict x = nd->in[0]->data, *restrict dy = nd->out->grad;
+    float *restrict dx = nd->in[0]->grad;
+    for (int i = 0; i < nd->out->n; i++) {
+        float s = vsigmoidf(x[i]);
+        dx[i] += dy[i] * s * (1.0f + x[i] * (1.0f - s));
+    }
+}
+
+tensor *op_silu(ag_tape *t, tensor *x) { return unary(t, x, silu_forward, silu_backward); }
+
+static void relu_forward(float *restrict y, const float *restrict x, int n)
+{
+    for (int i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+static void relu_backward(ag_node *nd)
+{
+    const float *restrict x = nd->in[0]->data, *restrict dy = nd->out->grad;
+    float *restrict dx = nd->in[0]->grad;
+    for (int i = 0; i < nd->out->n; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+tensor *op_relu(ag_tape *t, tensor *x) { return unary(t, x, relu_forward, relu_backward); }
+
+/* The output of add and mul: a and b of the same shape; y->grad says
+ * whether a node is needed. */
+static tensor *binary_out(ag_tape *t, tensor *a, tensor *b, const char *name)
+{
+    if (!a || !b) return NULL;
+    if (!same_shape(a, b)) {
+        err_set(ERR_ARG, "%s: operands of %d and %d elements differ in shape", name, a->n, b->n);
+        return NULL;
+    }
+    return op_out(t, ag_needs_grad(t, a, b), a->ndim, a->shape);
+}
+
+/* da += g (a loop apart from b's, so that a == b accumulates twice) */
+static void accumulate(float *restrict dx, const float *restrict g, int n)
+{
+    for (int i = 0; i < n; i++) dx[i] += g[i];
+}
+
+static void add_backward(ag_node *nd)
+{
+    for (int k = 0; k < 2; k++)
+        if (nd->in[k]->grad) accumulate(nd->in[k]->grad, nd->out->grad, nd->out->n);
+}
+
+tensor *op_add(ag_tape *t, tensor *a, tensor *b)
+{
+    tensor *y = binary_out(t, a, b, "op_add");
+    if (!y) return NULL;
+    const float *restrict pa = a->data, *restrict pb = b->data;
+    float *restrict py = y->data;
+    for (int i = 0; i < y->n; i++) py[i] = pa[i] + pb[i];
+    if (y->grad) op_node(t, add_backward, y, a, b);
+    return y;
+}
+
+/* dx += g * other */
+static void accumulate_product(float *restrict dx, const float *restrict g,
+                               const float *restrict other, int n)
+{
+    for (int i = 0; i < n; i++) dx[i] += g[i] * other[i];
+}
+
+static void mul_backward(ag_node *nd)
+{
+    tensor *a = nd->in[0], *b = nd->in[1];
+    if (a->grad) accumulate_product(a->grad, nd->out->grad, b->data, a->n);
+    if (b->grad) accumulate_product(b->grad, nd->out->grad, a->data, b->n);
+}
+
+tensor *op_mul(ag_tape *t, tensor *a, tensor *b)
+{
+    tensor *y = binary_out(t, a, b, "op_mul");
+    if (!y) return NULL;
+    const float *restrict pa = a->data, *restrict pb = b->data;
+    float *restrict py = y->data;
+    for (int i = 0; i < y->n; i++) py[i] = pa[i] * pb[i];
+    if (y->grad) op_node(t, mul_backward, y, a, b);
+    return y;
+}
+
+/* ---- dropout ----------------------------------------------------------- */
+
+/* The mask holds 0 or 1/(1-p) per element: backward is one product. */
+static void dropout_backward(ag_node *nd)
+{
+    accumulate_product(nd->in[0]->grad, nd->out->grad, nd->saved, nd->out->n);
+}
+
+tensor *op_dropout(ag_tape *t, tensor *x, float p)
+{
+    if (!x) return NULL;
+    if (!t->training || p <= 0.0f) return x;
+    if (!t->rng || !(p <= 1.0f)) {
+        err_set(ERR_ARG, "op_dropout: %s", t->rng ? "p outside [0, 1]" : "training without an rng");
+        return NULL;
+    }
+    bool need = ag_needs_grad(t, x, NULL);
+    tensor *y = op_out(t, need, x->ndim, x->shape);
+    if (!y) return NULL;
+    float *mask = ag_alloc(t, (size_t)x->n * sizeof *mask);
+    float keep = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    for (int i = 0; i < x->n; i++) mask[i] = rng_uniform(t->rng) < p ? 0.0f : keep;
+    for (int i = 0; i < x->n; i++) y->data[i] = x->data[i] * mask[i];
+    ag_node *nd = need ? op_node(t, dropout_backward, y, x, NULL) : NULL;
+    if (nd) nd->saved = mask;
+    return y;
+}
+
+/* ---- concat ------------------------------------------------------------ */
+
+/* y (N, p+q) = [a (N, p), b (N, q)] */
+static void concat_forward(float *y, const float *a, const float *b, int N, int p, int q)
+{
+    for (int i = 0; i < N; i++) {
+        memcpy(y + (size_t)i * (p + q), a + (size_t)i * p, (size_t)p * sizeof *y);
+        memcpy(y + (size_t)i * (p + q) + p, b + (size_t)i * q, (size_t)q * sizeof *y);
+    }
+}
+
+static void concat_backward(ag_node *nd)
+{
+    tensor *a = nd->in[0], *b = nd->in[1];
+    int p = tn_cols(a), q = tn_cols(b), N = tn_rows(a);
+    for (int i = 0; i < N; i++) {
+        const float *g = nd->out->grad + (size_t)i * (p + q);
+        if (a->grad) accumulate(a->grad + (size_t)i * p, g, p);
+        if (b->grad) accumulate(b->grad + (size_t)i * q, g + p, q);
+    }
+}
+
+tensor *op_concat(ag_tape *t, tensor *a, tensor *b)
+{
+    if (!a || !b) return NULL;
+    if (tn_rows(a) != tn_rows(b)) {
+        err_set(ERR_ARG, "op_concat: %d rows and %d rows", tn_rows(a), tn_rows(b));
+        return NULL;
+    }
+    int shape[TN_MAX_DIMS];
+    shape_last(a, tn_cols(a) + tn_cols(b), shape);
+    bool need = ag_needs_grad(t, a, b);
+    tensor *y = op_out(t, need, a->ndim, shape);
+    if (!y) return NULL;
+    concat_forward(y->data, a->data, b->data, tn_rows(a), tn_cols(a), tn_cols(b));
+    if (need) op_node(t, concat_backward, y, a, b);
+    return y;
+}
+
+/* ---- RMSNorm ----------------------------------------------------------- */
+
+/* y = x * rstd * w per row: x, y (N, d), w (d), rstd (N) saved for backward. */
+static void rmsnorm_forward(float *restrict y, float *restrict rstd, const float *restrict x,
+                            const float *restrict w, int N, int d, float eps)
+{
+    for (int i = 0; i < N; i++) {
+        const float *restrict xi = x + (size_t)i * d;
+        float *restrict yi = y + (size_t)i * d;
+        float ss = 0.0f;
+        for (int j = 0; j < d; j++) ss += xi[j] * xi[j];
+        float r = 1.0f / sqrtf(ss / (float)d + eps);
+        rstd[i] = r;
+        for (int j = 0; j < d; j++) yi[j] = xi[j] * r * w[j];
+    }
+}
+
+/* With xh = x * rstd and gw = dy * w:  dx = rstd * (gw - xh * mean(gw * xh)),
+ * dw = sum over rows of dy * xh. */
+static void rmsnorm_backward(ag_node *nd)
+{
+    tensor *x = nd->in[0], *w = nd->in[1];
+    int N = tn_rows(x), d = tn_cols(x);
+    const float *rstd = nd->saved;
+    for (int i = 0; i < N; i++) {
+        const float *restrict xi = x->data + (size_t)i * d;
+        const float *restrict dy = nd->out->grad + (size_t)i * d;
+        const float *restrict wd = w->data;
+        float r = rstd[i];
+        if (w->grad) {
+            float *restrict dw = w->grad;
+            for (int j = 0; j < d; j++) dw[j] += dy[j] * xi[j] * r;
+        }
+        if (!x->grad) continue;
+        float dot = 0.0f;
+        for (int j = 0; j < d; j++) dot += dy[j] * wd[j] * xi[j];
+        float c = dot * r * r / (float)d;   /* mean(gw * xh) / rstd */
+        float *restrict dx = x->grad + (size_t)i * d;
+        for (int j = 0; j < d; j++) dx[j] += r * (dy[j] * wd[j] - xi[j] * c);
+    }
+}
+
+tensor *op_rmsnorm(ag_tape *t, tensor *x, tensor *w, float eps)
+{
+    if (!x || !w) return NULL;
+    if (w->n != tn_cols(x)) {
+        err_set(ERR_ARG, "op_rmsnorm: x has %d columns, the weight %d", tn_cols(x), w->n);
+        return NULL;
+    }
+    bool need = ag_needs_grad(t, x, w);
+    tensor *y = op_out(t, need, x->ndim, x->shape);
+    if (!y) return NULL;
+    float *rstd = ag_alloc(t, (size_t)tn_rows(x) * sizeof *rstd);
+    rmsnorm_forward(y->data, rstd, x->data, w->data, tn_rows(x), tn_cols(x), eps);
+    ag_node *nd = need ? op_node(t, rmsnorm_backward, y, x, w) : NULL;
+    if (nd) nd->saved = rstd;
+    return y;
+}
+
+/* ---- cross-entropy ----------------------------------------------------- */
+
+/* Loss of one row, -log softmax(l)[target], by a stable log-sum-exp.  When
+ * p is not NULL it receives softmax(l) for backward. */
+static double ce_row(const float *restrict l, float *restrict p, int V, int target)
+{
+    float mx = vmax(l, V);
+    for (int j = 0; j < V; j++) p[j] = vexpf(l[j] - mx);
+    float sum = vsum(p, V);
+    if (keep) {
+        float inv = 1.0f / sum;
+        for (int j = 0; j < V; j++) p[j] *= inv;
+    }
+    return (double)mx + log((double)sum) - (double)l[target];
+}
+
+/* d loss / d l = (softmax(l) - onehot(target)) / count, for counted rows. */
+static void cross_entropy_backward(ag_node *nd)
+{
+    tensor *x = nd->in[0];
+    int N = tn_rows(x), V = tn_cols(x), ignore = nd->iarg[0], count = nd->iarg[1];
+    if (count == 0) return;
+    float g = nd->out->grad[0] / (float)count;
+    const float *probs = nd->saved;
+    for (int i = 0; i < N; i++) {
+        int target = nd->idx[i];
+        if (target == ignore) continue;
+        const float *restrict p = probs + (size_t)i * V;
+        float *restrict dl = x->grad + (size_t)i * V;
+        for (int j = 0; j < V; j++) dl[j] += g * p[j];
+        dl[target] -= g;
+    }
+}
+
+tensor *op_cross_entropy(ag_tape *t, tensor *logits, const int *targets, int ignore)
+{
+    if (!logits || !targets) return NULL;
+    int N = tn_rows(logits), V = tn_cols(logits);
+    for (int i = 0; i < N; i++)
+        if (targets[i] != ignore && (targets[i] < 0 || targets[i] >= V)) {
+            err_set(ERR_ARG, "op_cross_entropy: target %d out of range [0, %d)", targets[i], V);
+            return NULL;
+        }
+    bool need = ag_needs_grad(t, logits, NULL);
+    tensor *loss = op_out(t, need, 1, (const int[]){ 1 });
+    if (!loss) return NULL;
+    float *probs = need ? ag_alloc(t, (size_t)logits->n * sizeof *probs) : NULL;
+    double sum = 0.0;
+    int count = 0;
+    for (int i = 0; i < N; i++) {
+        if (targets[i] == ignore) continue;
+        sum += ce_row(logits->data + (size_t)i * V, probs ? probs + (size_t)i * V : NULL, V,
+                      targets[i]);
+        count++;
+    }
+    loss->data[0] = count ? (float)(sum / count) : 0.0f;
+    ag_node *nd = need ? op_node(t, cross_entropy_backward, loss, logits, NULL) : NULL;
+    if (nd) {
+        nd->idx = ag_ints(t, targets, (size_t)N);
+        nd->iarg[0] = ignore;
+        nd->iarg[1] = count;
+        nd->saved = probs;
+    }
+    return loss;
+}
+
+/* ---- time steps and broadcasting --------------------------------------- */
+
+static void time_slice_backward(ag_node *nd)
+{
+    tensor *x = nd->in[0];
+    int B = x->shape[0], T = x->shape[1], d = x->shape[2], s = nd->iarg[0];
+    for (int b = 0; b < B; b++)
+        accumulate(x->grad + ((size_t)b * T + s) * d, nd->out->grad + (size_t)b * d, d);
+}
+
+tensor *op_time_slice(ag_tape *t, tensor *x, int s)
+{
+    if (!x) return NULL;
+    if (x->ndim != 3 || s < 0 || s >= x->shape[1]) {
+        err_set(ERR_ARG, "op_time_slice: step %d of a tensor that is not (B, T > %d, d)", s, s);
+        return NULL;
+    }
+    int B = x->shape[0], T = x->shape[1], d = x->shape[2];
+    bool need = ag_needs_grad(t, x, NULL);
+    tensor *y = op_out(t, need, 2, (const int[]){ B, d });
+    if (!y) return NULL;
+    for (int b = 0; b < B; b++)
+        memcpy(y->data + (size_t)b * d, x->data + ((size_t)b * T + s) * d, (size_t)d * sizeof(float));
+    ag_node *nd = need ? op_node(t, time_slice_backward, y, x, NULL) : NULL;
+    if (nd) nd->iarg[0] = s;
+    return y;
+}
+
+/* The inputs (more than in[] holds) are kept in `saved`. */
+static void time_stack_backward(ag_node *nd)
+{
+    tensor **xs = nd->saved;
+    int n = nd->iarg[0], B = nd->out->shape[0], d = nd->out->shape[2];
+    for (int s = 0; s < n; s++) {
+        if (!xs[s]->grad) continue;
+        for (int b = 0; b < B; b++)
+            accumulate(xs[s]->grad + (size_t)b * d, nd->out->grad + ((size_t)b * n + s) * d, d);
+    }
+}
+
+tensor *op_time_stack(ag_tape *t, tensor **xs, int n)
+{
+    if (!xs || n < 1) {
+        err_set(ERR_ARG, "op_time_stack: no time step");
+        return NULL;
+    }
+    bool need = false;
+    for (int s = 0; s < n; s++) {
+        if (!xs[s]) return NULL;
+        if (xs[s]->ndim != 2 || !same_shape(xs[s], xs[0])) {
+            err_set(ERR_ARG, "op_time_stack: step %d is not (B, d) like step 0", s);
+            return NULL;
+        }
+        need = need || ag_needs_grad(t, xs[s], NULL);
+    }
+    int B = xs[0]->shape[0], d = xs[0]->shape[1];
+    tensor *y = op_out(t, need, 3, (const int[]){ B, n, d });
+    if (!y) return NULL;
+    for (int s = 0; s < n; s++)
+        for (int b = 0; b < B; b++)
+            memcpy(y->data + ((size_t)b * n + s) * d, xs[s]->data + (size_t)b * d,
+                   (size_t)d * sizeof(float));
+    ag_node *nd = need ? op_node(t, time_stack_backward, y, NULL, NULL) : NULL;
+    if (nd) {
+        tensor **keep = ag_alloc(t, (size_t)n * sizeof *keep);
+        memcpy(keep, xs, (size_t)n * sizeof *keep);
+        nd->saved = keep;
+        nd->iarg[0] = n;
+    }
+    return y;
+}
+
+static void broadcast_rows_backward(ag_node *nd)
+{
+    int d = nd->in[0]->n, N = nd->out->n / (d ? d : 1);
+    for (int i = 0; i < N; i++) accumulate(nd->in[0]->grad, nd->out->grad + (size_t)i * d, d);
+}
+
+tensor *op_broadcast_rows(ag_tape *t, tensor *row, int N)
+{
+    if (!row) return NULL;
+    if (N < 0) {
+        err_set(ERR_ARG, "op_broadcast_rows: %d rows", N);
+        return NULL;
+    }
+    int d = row->n;
+    bool need = ag_needs_grad(t, row, NULL);
+    tensor *y = op_out(t, need, 2, (const int[]){ N, d });
+    if (!y) return NULL;
+    for (int i = 0; i < N; i++) memcpy(y->data + (size_t)i * d, row->data, (size_t)d * sizeof(float));
+    if (need) op_node(t, broadcast_rows_backward, y, row, NULL);
+    return y;
+}

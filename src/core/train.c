@@ -1,0 +1,727 @@
+/* train.c - the training loop shared by every trainer; see train.h. */
+#include "train.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+enum { TR_DEFAULT_STEPS = 20000, TR_DEFAULT_EVAL_EVERY = 500, TR_DEFAULT_BATCH = 64 };
+/* The loop's rng is seeded apart from the initialisation rng (seeded with
+ * --seed by the model), so the two streams do not overlap. */
+static const uint64_t TR_RNG_SALT = 0x9E3779B97F4A7C15ull;
+
+static const char *const schedule_names[] = { "constant", "cosine", NULL };
+
+/* ---- flags ----------------------------------------------------------- */
+
+void tr_options_init(tr_options *o, const char *kind, const char *default_out)
+{
+    memset(o, 0, sizeof *o);
+    o->kind = kind;
+    o->seed = 1;
+    o->split_seed = 0;
+    o->steps = TR_DEFAULT_STEPS;
+    o->batch_size = TR_DEFAULT_BATCH;
+    o->opt = OPT_DEFAULTS;
+    o->eval_every = TR_DEFAULT_EVAL_EVERY;
+    o->out_path = default_out;
+}
+
+bool tr_parse_option(tr_options *o, int code, const char *arg)
+{
+    switch (code) {
+    case TR_OPT_DATA: o->data = arg; break;
+    case TR_OPT_VAL_DATA: o->val_data = arg; break;
+    case TR_OPT_SEED: o->seed = cli_u64("--seed", arg); o->set |= TR_SET_SEED; break;
+    case TR_OPT_SPLIT_SEED:
+        o->split_seed = cli_u64("--split-seed", arg);
+        o->set |= TR_SET_SPLIT_SEED;
+        break;
+    case TR_OPT_STEPS: o->steps = cli_long("--steps", arg, 0, 1000000000000L); o->set |= TR_SET_STEPS; break;
+    case TR_OPT_BATCH_SIZE:
+        o->batch_size = (int)cli_long("--batch-size", arg, 1, 1 << 16);
+        o->set |= TR_SET_BATCH;
+        break;
+    case TR_OPT_LR: o->opt.lr = (float)cli_double("--lr", arg, 0, 1e9); o->set |= TR_SET_LR; break;
+    case TR_OPT_WEIGHT_DECAY:
+        o->opt.weight_decay = (float)cli_double("--weight-decay", arg, 0, 1e9);
+        o->set |= TR_SET_WD;
+        break;
+    case TR_OPT_SCHEDULE:
+        o->opt.schedule = (opt_schedule)cli_choice("--schedule", arg, schedule_names);
+        o->set |= TR_SET_SCHEDULE;
+        break;
+    case TR_OPT_WARMUP:
+        o->opt.warmup = cli_long("--warmup", arg, 0, 1000000000000L);
+        o->set |= TR_SET_WARMUP;
+        break;
+    case TR_OPT_CLIP: o->opt.clip = (float)cli_double("--clip", arg, 0, 1e9); o->set |= TR_SET_CLIP; break;
+    case TR_OPT_EVAL_EVERY:
+        o->eval_every = cli_long("--eval-every", arg, 0, 1000000000000L);
+        o->set |= TR_SET_EVAL;
+        break;
+    case TR_OPT_LOG: o->log_path = arg; break;
+    case 'o': o->out_path = arg; break;
+    case TR_OPT_RESUME: o->resume_path = arg; break;
+    case TR_OPT_KEEP_BEST: o->keep_best = true; break;
+    case TR_OPT_THREADS: o->threads = (int)cli_long("--threads", arg, 0, 1024); break;
+    default: return false;
+    }
+    return true;
+}
+
+void tr_check_args(const tr_options *o, int argc, char **argv, int optind_)
+{
+    if (optind_ < argc) cli_usage("unexpected argument '%s'", argv[optind_]);
+    if (!o->data) cli_usage("--data FILE is required");
+    if (!o->out_path || !*o->out_path) cli_usage("-o FILE is required");
+    /* stdout carries the summary */
+    if (!strcmp(o->out_path, "-")) cli_usage("-o: give a file, not '-' (stdout has the summary)");
+    if (o->log_path && !strcmp(o->log_path, "-"))
+        cli_usage("--log: give a file, not '-' (stdout has the summary)");
+}
+
+void tr_print_usage(FILE *f, const tr_options *o)
+{
+    fprintf(f,
+"Training:\n"
+"      --data FILE        training names, one per line (required)\n"
+"      --val-data FILE    validation names (default: a seeded 90/10 split of the\n"
+"                         distinct names of --data)\n"
+"      --split-seed N     seed of that split (default %" PRIu64 "; kept apart from --seed so\n"
+"                         that every model is validated on the same names)\n"
+"      --seed N           seed of the initialisation and of batch sampling (default %" PRIu64 ")\n"
+"      --steps N          optimiser steps in all, resumed ones included (default %ld)\n"
+"      --batch-size N     names per batch, drawn at random (default %d)\n"
+"      --lr X             AdamW peak learning rate (default %g)\n"
+"      --weight-decay X   AdamW decoupled weight decay (default %g)\n"
+"      --schedule S       constant or cosine: --warmup steps of linear warm-up,\n"
+"                         then a cosine decay to %g x --lr (default %s)\n"
+"      --warmup N         warm-up steps of the cosine schedule (default %ld)\n"
+"      --clip X           clip the global gradient norm to X; 0 = off (default %g)\n"
+"      --eval-every N     validation loss on the whole validation set every N steps\n"
+"                         and at the end; 0 = only at the end (default %ld)\n"
+"      --log FILE         learning curve, TSV: step train_loss val_loss lr tokens_per_s\n"
+"                         (a row per evaluation; appended to on --resume)\n"
+"  -o, --output FILE      checkpoint, rewritten at every evaluation and at the end\n"
+"                         (default %s)\n"
+"      --keep-best        FILE keeps the state of lowest validation loss instead; on\n"
+"                         Ctrl-C the latest state goes to FILE with .last before .safetensors\n"
+"      --resume FILE      continue from a checkpoint: weights, AdamW moments, step, rng;\n"
+"                         the training flags not given are taken from it\n"
+"      --threads N        threads for matrix products (default: all)\n"
+"  -h, --help             this help\n"
+"  -V, --version          the version\n"
+"\n"
+"Output: a TSV summary on stdout, header then values:\n"
+"  model params steps train_loss val_loss best_val_loss best_step seconds steps_per_s tokens_per_s\n"
+"train_loss is the mean loss of the last %d training batches; val_loss is over the\n"
+"whole validation set with the final weights (nats per character).  A progress\n"
+"line is shown on stderr when it is a terminal.\n"
+"Ctrl-C (or SIGTERM) finishes the current step, writes a checkpoint and exits\n"
+"with status 130; --resume continues it to the same result as an uninterrupted run\n"
+"(a second Ctrl-C quits at once).  A NaN or infinite loss stops training with\n"
+"status 1 and leaves the last checkpoint written as it was.\n",
+            o->split_seed, o->seed, o->steps, o->batch_size, (double)o->opt.lr,
+            (double)o->opt.weight_decay, (double)o->opt.min_lr_frac,
+            schedule_names[o->opt.schedule], o->opt.warmup, (double)o->opt.clip, o->eval_every,
+            o->out_path ? o->out_path : "none", TR_WINDOW);
+}
+
+void tr_last_path(const char *path, char *out, size_t cap)
+{
+    static const char ext[] = ".safetensors";
+    size_t n = strlen(path), e = sizeof ext - 1;
+    if (n > e && !strcmp(path + n - e, ext))
+        snprintf(out, cap, "%.*s.last%s", (int)(n - e), path, ext);
+    else
+        snprintf(out, cap, "%s.last", path);
+}
+
+/* ---- training settings in the checkpoint ------------------------------ */
+
+static char *train_config_json(const tr_options *o)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf,
+             "{\"seed\":\"%" PRIu64 "\",\"split_seed\":\"%" PRIu64 "\",\"steps\":%ld,"
+             "\"batch_size\":%d,\"lr\":%.9g,\"weight_decay\":%.9g,\"schedule\":\"%s\","
+             "\"warmup\":%ld,\"clip\":%.9g,\"eval_every\":%ld}",
+             o->seed, o->split_seed, o->steps, o->batch_size, (double)o->opt.lr,
+             (double)o->opt.weight_decay, schedule_names[o->opt.schedule], o->opt.warmup,
+             (double)o->opt.clip, o->eval_every);
+    return strdup(buf);
+}
+
+static bool json_num(const cJSON *obj, const char *key, double *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsNumber(v)) return false;
+    *out = v->valuedouble;
+    return true;
+}
+
+static bool json_u64(const cJSON *obj, const char *key, uint64_t *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsString(v)) return false;
+    char *end;
+    *out = strtoull(v->valuestring, &end, 10);
+    return *v->valuestring && !*end;
+}
+
+/* Take the checkpoint's training settings for every flag not given. */
+static err_code apply_train_config(tr_options *o, const char *json, const char *path)
+{
+    cJSON *c = json ? cJSON_Parse(json) : NULL;
+    double steps, batch, lr, wd, warmup, clip, eval;
+    uint64_t seed, split_seed;
+    const cJSON *sched = cJSON_GetObjectItemCaseSensitive(c, "schedule");
+    int si = -1;
+    for (int i = 0; cJSON_IsString(sched) && schedule_names[i]; i++)
+        if (!strcmp(sched->valuestring, schedule_names[i])) si = i;
+    bool ok = cJSON_IsObject(c) && json_u64(c, "seed", &seed) &&
+              json_u64(c, "split_seed", &split_seed) && json_num(c, "steps", &steps) &&
+              json_num(c, "batch_size", &batch) && json_num(c, "lr", &lr) &&
+              json_num(c, "weight_decay", &wd) && json_num(c, "warmup", &warmup) &&
+              json_num(c, "clip", &clip) && json_num(c, "eval_every", &eval) && si >= 0 &&
+              batch >= 1 && batch <= 1 << 16 && steps >= 0 && steps < 1e12 && warmup >= 0 &&
+              warmup < 1e12 && eval >= 0 && eval < 1e12 && lr >= 0 && wd >= 0 && clip >= 0;
+    cJSON_Delete(c);
+    if (!ok) return err_set(ERR_FORMAT, "%s: no valid training state (train_config)", path);
+    if (!(o->set & TR_SET_SEED)) o->seed = seed;
+    if (!(o->set & TR_SET_SPLIT_SEED)) o->split_seed = split_seed;
+    if (!(o->set & TR_SET_STEPS)) o->steps = (long)steps;
+    if (!(o->set & TR_SET_BATCH)) o->batch_size = (int)batch;
+    if (!(o->set & TR_SET_LR)) o->opt.lr = (float)lr;
+    if (!(o->set & TR_SET_WD)) o->opt.weight_decay = (float)wd;
+    if (!(o->set & TR_SET_SCHEDULE)) o->opt.schedule = (opt_schedule)si;
+    if (!(o->set & TR_SET_WARMUP)) o->opt.warmup = (long)warmup;
+    if (!(o->set & TR_SET_CLIP)) o->opt.clip = (float)clip;
+    if (!(o->set & TR_SET_EVAL)) o->eval_every = (long)eval;
+    return ERR_OK;
+}
+
+/* ---- loop state in the checkpoint ------------------------------------- */
+
+static char *window_json(const tr_session *s)
+{
+    size_t cap = 2 + (size_t)s->window_n * 18;
+    char *buf = malloc(cap), *p = buf;
+    if (!buf) return NULL;
+    *p++ = '[';
+    for (int i = 0; i < s->window_n; i++)
+        p += snprintf(p, cap - (size_t)(p - buf), "%s%.9g", i ? "," : "", (double)s->window[i]);
+    snprintf(p, cap - (size_t)(p - buf), "]");
+    return buf;
+}
+
+static bool parse_window(tr_session *s, const char *json)
+{
+    cJSON *a = json ? cJSON_Parse(json) : NULL;
+    int n = cJSON_GetArraySize(a);
+    bool ok = cJSON_IsArray(a) && n <= TR_WINDOW;
+    for (int i = 0; ok && i < n; i++) {
+        const cJSON *v = cJSON_GetArrayItem(a, i);
+        ok = cJSON_IsNumber(v);
+        if (ok) s->window[i] = (float)v->valuedouble;
+    }
+    if (ok) s->window_n = n;
+    cJSON_Delete(a);
+    return ok;
+}
+
+static bool parse_long(const char *s, long *out)
+{
+    char *end;
+    if (!s || !*s) return false;
+    *out = strtol(s, &end, 10);
+    return !*end && *out >= 0;
+}
+
+/* Step, rng, recent losses and best validation loss of a --resume file. */
+static err_code restore_loop_state(tr_session *s)
+{
+    const ck_file *f = &s->resume;
+    const char *best = ck_meta(f, "best_val_loss");
+    char *end = NULL;
+    bool ok = parse_long(ck_meta(f, "step"), &s->step) &&
+              parse_long(ck_meta(f, "best_step"), &s->best_step) &&
+              ck_meta(f, "rng") && rng_from_string(&s->rng, ck_meta(f, "rng")) == ERR_OK &&
+              parse_window(s, ck_meta(f, "train_window")) && best;
+    if (ok) s->best_val = strtod(best, &end);
+    if (!ok || *end)
+        return err_set(ERR_FORMAT, "%s: no valid training state (step, rng, train_window)",
+                       s->o.resume_path);
+    return ERR_OK;
+}
+
+err_code tr_save(const tr_session *s, const tr_model *m, const tr_source *src, const char *path)
+{
+    ck_writer *w = ck_writer_new();
+    if (!w) return err_set(ERR_NOMEM, "out of memory writing %s", path);
+    char *config = m->config_json(m->impl), *vocab = NULL, *train = train_config_json(&s->o);
+    char *window = window_json(s);
+    char num[3][32], rs[RNG_STRLEN];
+    snprintf(num[0], sizeof num[0], "%ld", s->step);
+    snprintf(num[1], sizeof num[1], "%" PRIu64, s->o.split_seed);
+    snprintf(num[2], sizeof num[2], "%.9g", s->best_val);
+    rng_to_string(&s->rng, rs);
+    char best_step[32];
+    snprintf(best_step, sizeof best_step, "%ld", s->best_step);
+    err_code rc = config && train && window ? ERR_OK : err_set(ERR_NOMEM, "out of memory writing %s", path);
+    if (!rc) rc = txt_vocab_to_json(s->vocab, &vocab);
+    const char *meta[][2] = {
+        { "format", CK_FORMAT }, { "format_version", CK_FORMAT_VERSION }, { "model", m->kind },
+        { "config", config }, { "vocab", vocab }, { "step", num[0] }, { "split_seed", num[1] },
+        { "rng", rs }, { "train_config", train }, { "train_window", window },
+        { "best_val_loss", num[2] }, { "best_step", best_step },
+    };
+    for (size_t i = 0; !rc && i < sizeof meta / sizeof meta[0]; i++)
+        rc = ck_put_meta(w, meta[i][0], meta[i][1]);
+    if (!rc && m->put_meta) rc = m->put_meta(m->impl, w);
+    if (!rc && src && src->save) rc = src->save(src->ctx, w);
+    if (!rc) rc = tn_params_save(m->params, w, true);
+    if (!rc) rc = ck_write(w, path);
+    free(config);
+    free(vocab);
+    free(train);
+    free(window);
+    ck_writer_free(w);
+    return rc;
+}
+
+/* ---- session ----------------------------------------------------------- */
+
+/* The directory of path must accept new files (checked before hours of training). */
+static err_code check_writable(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (access(dir, W_OK | X_OK) != 0)
+        return err_set(ERR_IO, "cannot write %s: directory %s is missing or read-only", path, dir);
+    return ERR_OK;
+}
+
+err_code tr_open(tr_session *s, const tr_options *o)
+{
+    memset(s, 0, sizeof *s);
+    s->o = *o;
+    s->best_val = INFINITY;
+    s->best_step = 0;
+    rng_seed(&s->rng, o->seed ^ TR_RNG_SALT);
+    err_code rc = ERR_OK;
+    if (o->resume_path) {
+        s->resuming = true;
+        rc = ck_read(o->resume_path, &s->resume);
+        if (!rc) rc = ck_expect_model(&s->resume, o->resume_path, o->kind);
+        if (!rc) rc = apply_train_config(&s->o, ck_meta(&s->resume, "train_config"), o->resume_path);
+        if (!rc) rc = restore_loop_state(s);
+    }
+    if (!rc) rc = check_writable(o->out_path);
+    if (!rc && o->log_path) rc = check_writable(o->log_path);
+    if (rc) {
+        tr_close(s);
+        return rc;
+    }
+    cli_set_threads(o->threads);
+    return ERR_OK;
+}
+
+err_code tr_load_names(tr_session *s)
+{
+    err_code rc;
+    if (s->resuming) {
+        txt_vocab v;
+        rc = txt_vocab_from_json(&v, ck_meta(&s->resume, "vocab"));
+        if (rc) return err_set(rc, "%s: no valid vocabulary", s->o.resume_path);
+        rc = ds_load_with_vocab(&s->corpus, &v, s->o.data, s->o.val_data, s->o.split_seed, 0.1);
+        txt_vocab_free(&v);
+    } else {
+        rc = ds_load(&s->corpus, s->o.data, s->o.val_data, s->o.split_seed, 0.1);
+    }
+    if (rc) return rc;
+    s->have_corpus = true;
+    s->vocab = &s->corpus.vocab;
+    return ERR_OK;
+}
+
+void tr_close(tr_session *s)
+{
+    if (!s) return;
+    ck_free(&s->resume);
+    if (s->have_corpus) ds_corpus_free(&s->corpus);
+    s->have_corpus = false;
+    s->vocab = NULL;
+}
+
+/* ---- evaluation -------------------------------------------------------- */
+
+static const ds_names *sort_names;
+static int by_length(const void *a, const void *b)
+{
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    int li = ds_len(sort_names, i), lj = ds_len(sort_names, j);
+    if (li != lj) return li < lj ? -1 : 1;
+    return i < j ? -1 : i > j;
+}
+
+err_code tr_eval_names(const tr_model *m, ag_tape *t, const ds_names *d, int batch_size,
+                       double *loss_sum, size_t *n_targets)
+{
+    *loss_sum = 0;
+    *n_targets = 0;
+    if (d->n == 0) return ERR_OK;
+    size_t *order = malloc(d->n * sizeof *order);
+    if (!order) return err_set(ERR_NOMEM, "out of memory evaluating");
+    for (size_t i = 0; i < d->n; i++) order[i] = i;
+    /* batches of similar lengths waste little on padding */
+    sort_names = d;
+    qsort(order, d->n, sizeof *order, by_length);
+    bool grad = t->grad, training = t->training;
+    t->grad = false;
+    t->training = false;
+    ds_batch b = { 0 };
+    err_code rc = ERR_OK;
+    for (size_t i = 0; !rc && i < d->n; i += (size_t)batch_size) {
+        int B = d->n - i < (size_t)batch_size ? (int)(d->n - i) : batch_size;
+        rc = ds_batch_fill(&b, d, order + i, B);
+        if (rc) break;
+        ag_reset(t);
+        tensor *loss = m->loss(m->impl, t, &b);
+        if (!loss) {
+            rc = ERR_ARG;
+            break;
+        }
+        *loss_sum += (double)loss->data[0] * (double)b.n_tokens;
+        *n_targets += b.n_tokens;
+    }
+    t->grad = grad;
+    t->training = training;
+    ds_batch_free(&b);
+    free(order);
+    return rc;
+}
+
+static err_code evaluate(tr_session *s, const tr_model *m, const tr_source *src, ag_tape *t,
+                         double *loss)
+{
+    double sum;
+    size_t n;
+    bool grad = t->grad, training = t->training;
+    t->grad = false;
+    t->training = false;
+    err_code rc = src ? src->eval(src->ctx, m, t, s->o.batch_size, &sum, &n)
+                      : tr_eval_names(m, t, &s->corpus.val, s->o.batch_size, &sum, &n);
+    t->grad = grad;
+    t->training = training;
+    if (rc) return rc;
+    if (n == 0) return err_set(ERR_ARG, "the validation set has no targets");
+    *loss = sum / (double)n;
+    if (!isfinite(*loss))
+        return err_set(ERR_NAN, "validation loss is %g at step %ld (try a lower --lr or --clip)",
+                       *loss, s->step);
+    return ERR_OK;
+}
+
+/* ---- signals ------------------------------------------------------------ */
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig) { stop_signal = sig; }
+
+typedef struct saved_handlers { struct sigaction intr, term; } saved_handlers;
+
+/* SA_RESETHAND: a second Ctrl-C kills at once (the files on disk are
+ * always whole, being written by rename). */
+static void catch_signals(saved_handlers *old)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND;
+    stop_signal = 0;
+    sigaction(SIGINT, &sa, &old->intr);
+    sigaction(SIGTERM, &sa, &old->term);
+}
+
+static void restore_signals(const saved_handlers *old)
+{
+    sigaction(SIGINT, &old->intr, NULL);
+    sigaction(SIGTERM, &old->term, NULL);
+}
+
+int tr_exit_status(err_code e)
+{
+    if (e == ERR_OK) return 0;
+    fprintf(stderr, "%s: %s\n", cli_prog(), err_msg());
+    return e == ERR_INTERRUPT ? 128 + (stop_signal ? stop_signal : SIGINT) : 1;
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+typedef struct loop {
+    tr_session       *s;
+    const tr_model   *m;
+    const tr_source  *src;
+    ag_tape           tape;
+    ds_batch          batch;
+    size_t           *idx;       /* batch_size name indices */
+    opt_config        opt;
+    FILE             *log;
+    double            t_start, t_train, t_progress;
+    double            log_tokens, log_seconds;   /* since the last log row */
+    char              last_saved[4200];           /* "" when nothing was written */
+} loop;
+
+static double window_mean(const tr_session *s)
+{
+    double sum = 0;
+    for (int i = 0; i < s->window_n; i++) sum += s->window[i];
+    return s->window_n ? sum / s->window_n : NAN;
+}
+
+static err_code next_batch(loop *L)
+{
+    tr_session *s = L->s;
+    if (L->src) return L->src->next(L->src->ctx, &s->rng, s->o.batch_size, &L->batch);
+    const ds_names *d = &s->corpus.train;
+    for (int i = 0; i < s->o.batch_size; i++) L->idx[i] = rng_below(&s->rng, (uint32_t)d->n);
+    return ds_batch_fill(&L->batch, d, L->idx, s->o.batch_size);
+}
+
+/* One optimiser step; *loss_out gets the batch loss. */
+static err_code train_step(loop *L, float *loss_out)
+{
+    tr_session *s = L->s;
+    const tr_model *m = L->m;
+    err_code rc = next_batch(L);
+    if (rc) return rc;
+    ag_reset(&L->tape);
+    tn_params_zero_grad(m->params);
+    tensor *loss = m->loss(m->impl, &L->tape, &L->batch);
+    if (!loss) return ERR_ARG;
+    float v = loss->data[0];
+    if (!isfinite(v)) {
+        char where[4300];
+        if (L->last_saved[0]) snprintf(where, sizeof where, "%s was left as it was", L->last_saved);
+        else snprintf(where, sizeof where, "no checkpoint was written");
+        return err_set(ERR_NAN, "loss is %g at step %ld (try a lower --lr or --clip); %s",
+                       (double)v, s->step + 1, where);
+    }
+    ag_backward(&L->tape, loss);
+    if (m->after_backward) m->after_backward(m->impl);
+    if (L->opt.clip > 0) opt_clip(m->params, L->opt.clip);
+    long step = s->step + 1;
+    opt_adamw_step(m->params, &L->opt, step, opt_lr_at(&L->opt, step));
+    if (m->after_update) m->after_update(m->impl);
+    s->step = step;
+    s->window[(step - 1) % TR_WINDOW] = v;
+    if (s->window_n < TR_WINDOW) s->window_n++;
+    s->sum.tokens += (double)L->batch.n_tokens;
+    L->log_tokens += (double)L->batch.n_tokens;
+    *loss_out = v;
+    return ERR_OK;
+}
+
+static void format_duration(double sec, char *out, size_t cap)
+{
+    long t = (long)(sec + 0.5);
+    if (t >= 3600) snprintf(out, cap, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else snprintf(out, cap, "%ldm%02lds", t / 60, t % 60);
+}
+
+static void show_progress(loop *L, float loss, double now)
+{
+    if (now - L->t_progress < 0.2) return;
+    L->t_progress = now;
+    tr_session *s = L->s;
+    double rate = L->t_train > 0 ? (double)s->sum.run_steps / L->t_train : 0;
+    char eta[32] = "?";
+    if (rate > 0) format_duration((double)(s->o.steps - s->step) / rate, eta, sizeof eta);
+    fprintf(stderr, "\r\033[Kstep %ld/%ld  loss %.4f  %.0f tok/s  ETA %s", s->step, s->o.steps,
+            (double)loss, L->t_train > 0 ? s->sum.tokens / L->t_train : 0.0, eta);
+    fflush(stderr);
+}
+
+static void clear_progress(void)
+{
+    if (cli_progress_enabled()) fputs("\r\033[K", stderr);
+}
+
+static err_code open_log(loop *L)
+{
+    const tr_session *s = L->s;
+    if (!s->o.log_path) return ERR_OK;
+    /* a resumed run continues the curve of the run it resumes */
+    FILE *old = s->resuming ? fopen(s->o.log_path, "r") : NULL;
+    bool append = old && fgetc(old) != EOF;
+    if (old) fclose(old);
+    L->log = fopen(s->o.log_path, append ? "a" : "w");
+    if (!L->log) return err_set(ERR_IO, "cannot write %s", s->o.log_path);
+    if (!append) fprintf(L->log, "step\ttrain_loss\tval_loss\tlr\ttokens_per_s\n");
+    return ERR_OK;
+}
+
+static void log_row(loop *L, double val)
+{
+    if (!L->log) return;
+    tr_session *s = L->s;
+    double dt = L->t_train - L->log_seconds;
+    fprintf(L->log, "%ld\t%.6f\t%.6f\t%.6g\t%.0f\n", s->step, window_mean(s), val,
+            (double)opt_lr_at(&L->opt, s->step > 0 ? s->step : 1), dt > 0 ? L->log_tokens / dt : 0.0);
+    fflush(L->log);
+    L->log_tokens = 0;
+    L->log_seconds = L->t_train;
+}
+
+static err_code save(loop *L, const char *path)
+{
+    err_code rc = tr_save(L->s, L->m, L->src, path);
+    if (!rc) snprintf(L->last_saved, sizeof L->last_saved, "%.4096s (step %ld)", path, L->s->step);
+    return rc;
+}
+
+/* Evaluate, log, and write the checkpoint the flags ask for. */
+static err_code checkpoint(loop *L, double *val)
+{
+    tr_session *s = L->s;
+    err_code rc = evaluate(s, L->m, L->src, &L->tape, val);
+    if (rc) return rc;
+    log_row(L, *val);
+    bool better = *val < s->best_val;
+    if (better) {
+        s->best_val = *val;
+        s->best_step = s->step;
+    }
+    if (s->o.keep_best && !better) return ERR_OK;
+    return save(L, s->o.out_path);
+}
+
+static err_code interrupted(loop *L)
+{
+    tr_session *s = L->s;
+    char path[4200];
+    if (s->o.keep_best) tr_last_path(s->o.out_path, path, sizeof path);
+    else snprintf(path, sizeof path, "%s", s->o.out_path);
+    err_code rc = save(L, path);
+    if (rc) return rc;
+    return err_set(ERR_INTERRUPT, "interrupted at step %ld; checkpoint written to %s "
+                   "(continue with --resume %s)", s->step, path, path);
+}
+
+static void print_summary(const tr_session *s, const tr_model *m)
+{
+    const tr_summary *u = &s->sum;
+    size_t params = 0;   /* p->n also counts the alignment padding */
+    for (int i = 0; i < m->params->count; i++) params += (size_t)m->params->e[i].t.n;
+    printf("model\tparams\tsteps\ttrain_loss\tval_loss\tbest_val_loss\tbest_step\tseconds\t"
+           "steps_per_s\ttokens_per_s\n");
+    printf("%s\t%zu\t%ld\t%.6f\t%.6f\t%.6f\t%ld\t%.2f\t%.2f\t%.0f\n", m->kind, params,
+           u->steps, u->train_loss, u->val_loss, u->best_val_loss, u->best_step, u->seconds,
+           u->train_seconds > 0 ? (double)u->run_steps / u->train_seconds : 0.0,
+           u->train_seconds > 0 ? u->tokens / u->train_seconds : 0.0);
+    fflush(stdout);
+}
+
+static err_code loop_init(loop *L, tr_session *s, const tr_model *m, const tr_source *src)
+{
+    memset(L, 0, sizeof *L);
+    L->s = s;
+    L->m = m;
+    L->src = src;
+    L->opt = s->o.opt;
+    L->opt.total_steps = s->o.steps;
+    if (!src && !s->have_corpus) return err_set(ERR_ARG, "tr_run: no names loaded and no source");
+    if (!src && s->corpus.train.n == 0) return err_set(ERR_ARG, "no training names");
+    L->idx = malloc((size_t)s->o.batch_size * sizeof *L->idx);
+    if (!L->idx) return err_set(ERR_NOMEM, "out of memory");
+    err_code rc = ag_init(&L->tape, (size_t)1 << 20);
+    if (rc) return rc;
+    L->tape.rng = &s->rng;
+    if (s->resuming) {
+        rc = tn_params_load(m->params, &s->resume, true);
+        if (!rc && src && src->load) rc = src->load(src->ctx, &s->resume);
+        if (rc) return rc;
+    }
+    return open_log(L);
+}
+
+static void loop_free(loop *L)
+{
+    ag_free(&L->tape);
+    ds_batch_free(&L->batch);
+    free(L->idx);
+    if (L->log) fclose(L->log);
+}
+
+static err_code run_steps(loop *L)
+{
+    tr_session *s = L->s;
+    bool progress = cli_progress_enabled();
+    double val;
+    while (s->step < s->o.steps) {
+        double t0 = cli_now();
+        float loss = 0;
+        err_code rc = train_step(L, &loss);
+        if (rc) return rc;
+        double now = cli_now();
+        L->t_train += now - t0;
+        s->sum.run_steps++;
+        if (progress) show_progress(L, loss, now);
+        /* evaluate before obeying a signal, so a resumed run skips no evaluation */
+        if (s->o.eval_every > 0 && s->step % s->o.eval_every == 0 && s->step < s->o.steps &&
+            (rc = checkpoint(L, &val)))
+            return rc;
+        if (stop_signal) return interrupted(L);
+    }
+    return ERR_OK;
+}
+
+err_code tr_run(tr_session *s, const tr_model *m, const tr_source *src)
+{
+    loop L;
+    saved_handlers old;
+    memset(&s->sum, 0, sizeof s->sum);
+    err_code rc = loop_init(&L, s, m, src);
+    if (rc) {
+        loop_free(&L);
+        return rc;
+    }
+    L.t_start = cli_now();
+    catch_signals(&old);
+    bool trained = s->step < s->o.steps;
+    L.tape.training = true;
+    rc = run_steps(&L);
+    L.tape.training = false;
+    double val = NAN;
+    if (!rc) {   /* the final evaluation, logged and saved unless nothing was trained */
+        if (trained) rc = checkpoint(&L, &val);
+        else rc = evaluate(s, m, src, &L.tape, &val);
+    }
+    restore_signals(&old);
+    clear_progress();
+    if (!rc) {
+        tr_summary *u = &s->sum;
+        u->steps = s->step;
+        u->train_loss = window_mean(s);
+        u->val_loss = val;
+        u->best_val_loss = isfinite(s->best_val) ? s->best_val : val;
+        u->best_step = isfinite(s->best_val) ? s->best_step : s->step;
+        u->seconds = cli_now() - L.t_start;
+        u->train_seconds = L.t_train;
+        print_summary(s, m);
+    }
+    loop_free(&L);
+    return rc;
+}

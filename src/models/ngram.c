@@ -1,0 +1,590 @@
+/* ngram.c - n-gram models with sparse counts; see ngram.h.
+ *
+ * Keys: a k-token tuple (oldest first) packs into 64 bits as
+ *   1 << (k * bits) | t_1 << ((k-1) * bits) | ... | t_k
+ * with bits = ceil(log2 V).  The leading 1 marks the length, so no key is 0
+ * (0 marks an empty slot) and the empty context (k = 0) is the key 1.
+ *
+ * Tables, for each order k = 1..n:
+ *   gram[k]  the distinct k-grams (h w): a = raw count, b = N1+(. h w), the
+ *            number of distinct tokens seen before them (k < n);
+ *   ctx[k]   the contexts h of k-1 tokens: a = the sum over w of the count
+ *            order k interpolates with (see value()), mass = the sum over w
+ *            of the discounts D(count(h w)): the probability mass handed to
+ *            the lower order.
+ * Every statistic of order k < n comes from the distinct (k+1)-grams, which
+ * are the suffixes of the distinct n-grams: a fit and a load both count the
+ * n-grams and call derive().
+ */
+#include "ngram.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+
+enum { NG_MAX_ORDER = 31 };   /* 63 key bits / at least 2 bits a token */
+
+const char *const ng_smoothing_names[] = { "none", "addk", "kn", NULL };
+
+typedef struct ng_entry { uint64_t key; uint32_t a, b; double mass; } ng_entry;
+typedef struct ng_table { ng_entry *e; size_t cap, n; } ng_table;
+
+struct ng_model {
+    ng_config c;
+    int       V, bits;
+    int       support;                     /* S = V - 2: <EOS> and the characters */
+    ng_table  gram[NG_MAX_ORDER + 1];      /* [1..n] */
+    ng_table  ctx[NG_MAX_ORDER + 1];       /* [1..n] */
+    double    D[NG_MAX_ORDER + 1][4];      /* Kneser-Ney discount of order k for counts 1, 2, 3+ */
+};
+
+/* ---- hash tables -------------------------------------------------------- */
+
+static size_t slot_of(uint64_t key, size_t mask)
+{
+    key ^= key >> 33;   /* murmur3 finaliser: keys differ in their low bits */
+    key *= 0xff51afd7ed558ccdULL;
+    key ^= key >> 33;
+    key *= 0xc4ceb9fe1a85ec53ULL;
+    key ^= key >> 33;
+    return (size_t)key & mask;
+}
+
+static const ng_entry *tab_find(const ng_table *t, uint64_t key)
+{
+    if (!t->cap) return NULL;
+    size_t mask = t->cap - 1;
+    for (size_t i = slot_of(key, mask);; i = (i + 1) & mask) {
+        if (t->e[i].key == key) return &t->e[i];
+        if (!t->e[i].key) return NULL;
+    }
+}
+
+static ng_entry *tab_slot(ng_entry *e, size_t cap, uint64_t key)
+{
+    size_t mask = cap - 1, i = slot_of(key, mask);
+    while (e[i].key && e[i].key != key) i = (i + 1) & mask;
+    return &e[i];
+}
+
+static err_code tab_grow(ng_table *t)
+{
+    size_t cap = t->cap ? 2 * t->cap : 1024;
+    ng_entry *e = calloc(cap, sizeof *e);
+    if (!e) return err_set(ERR_NOMEM, "out of memory for n-gram counts");
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->e[i].key) *tab_slot(e, cap, t->e[i].key) = t->e[i];
+    free(t->e);
+    t->e = e;
+    t->cap = cap;
+    return ERR_OK;
+}
+
+/* The entry of key, added with zero counts if absent; NULL when out of memory. */
+static ng_entry *tab_get(ng_table *t, uint64_t key)
+{
+    if (2 * (t->n + 1) > t->cap && tab_grow(t)) return NULL;   /* load <= 1/2 */
+    ng_entry *s = tab_slot(t->e, t->cap, key);
+    if (!s->key) {
+        s->key = key;
+        t->n++;
+    }
+    return s;
+}
+
+static void tab_free(ng_table *t)
+{
+    free(t->e);
+    *t = (ng_table){ 0 };
+}
+
+/* ---- keys --------------------------------------------------------------- */
+
+static int bits_for(int V)
+{
+    int b = 1;
+    while ((1 << b) < V) b++;
+    return b;
+}
+
+int ng_max_order(int V)
+{
+    int n = 63 / bits_for(V);
+    return n < NG_MAX_ORDER ? n : NG_MAX_ORDER;
+}
+
+static uint64_t pack(const int *tok, int k, int bits)
+{
+    uint64_t key = 1;
+    for (int i = 0; i < k; i++) key = key << bits | (uint64_t)tok[i];
+    return key;
+}
+
+/* Token i (0 = oldest) of a k-token key. */
+static int key_token(uint64_t key, int k, int i, int bits)
+{
+    return (int)(key >> ((k - 1 - i) * bits) & ((1u << bits) - 1));
+}
+
+/* The (k-1)-token suffix of a k-token key: drop the oldest token. */
+static uint64_t key_suffix(uint64_t key, int k, int bits)
+{
+    uint64_t low = (uint64_t)1 << ((k - 1) * bits);
+    return (key & (low - 1)) | low;
+}
+
+/* ---- counting ----------------------------------------------------------- */
+
+/* The count that order k interpolates with: raw at the highest order, the
+ * continuation count below. */
+static uint32_t value(const ng_model *m, int k, const ng_entry *g)
+{
+    return k == m->c.order ? g->a : g->b;
+}
+
+static double discount(const ng_model *m, int k, double count)
+{
+    return m->D[k][count < 3 ? (int)count : 3];
+}
+
+/* The discounts of order k for counts 1, 2 and 3+: the fixed --discount,
+ * or (modified Kneser-Ney, Chen & Goodman 1998) estimated from the numbers
+ * n_c of grams seen exactly c times: Y = n1 / (n1 + 2 n2),
+ * D_c = c - (c + 1) Y n_{c+1} / n_c.  An estimate left undefined by a zero
+ * n_c falls back to the default discount; each D_c is kept in [0, c] so
+ * that every seen gram keeps a non-negative share. */
+static void set_discounts(ng_model *m, int k)
+{
+    double n_c[5] = { 0 };
+    const ng_table *g = &m->gram[k];
+    for (size_t i = 0; i < g->cap; i++) {
+        uint32_t v = value(m, k, &g->e[i]);
+        if (g->e[i].key && v <= 4) n_c[v]++;
+    }
+    double Y = n_c[1] / (n_c[1] + 2 * n_c[2]);
+    for (int c = 1; c <= 3; c++) {
+        double D = m->c.discount;
+        if (D == NG_DISCOUNT_ESTIMATED) {
+            D = c - (c + 1) * Y * n_c[c + 1] / n_c[c];
+            if (!isfinite(D)) D = NG_DEFAULT_DISCOUNT;
+        }
+        m->D[k][c] = fmin(fmax(D, 0.0), c);
+    }
+}
+
+/* Fill the tables of orders < n and every context table from gram[n]. */
+static err_code derive(ng_model *m)
+{
+    int n = m->c.order, bits = m->bits;
+    for (int k = n - 1; k >= 1; k--) {
+        const ng_table *up = &m->gram[k + 1];
+        for (size_t i = 0; i < up->cap; i++) {
+            if (!up->e[i].key) continue;
+            ng_entry *s = tab_get(&m->gram[k], key_suffix(up->e[i].key, k + 1, bits));
+            if (!s) return ERR_NOMEM;
+            s->a += up->e[i].a;
+            s->b += 1;
+        }
+    }
+    for (int k = 1; k <= n; k++) {
+        set_discounts(m, k);
+        const ng_table *g = &m->gram[k];
+        for (size_t i = 0; i < g->cap; i++) {
+            if (!g->e[i].key) continue;
+            ng_entry *h = tab_get(&m->ctx[k], g->e[i].key >> bits);
+            if (!h) return ERR_NOMEM;
+            uint32_t v = value(m, k, &g->e[i]);
+            h->a += v;
+            h->mass += discount(m, k, v);
+        }
+    }
+    return ERR_OK;
+}
+
+static err_code check_config(const ng_config *c, int V)
+{
+    if (V < TOK_FIRST || V > (1 << 16))
+        return err_set(ERR_ARG, "a vocabulary of %d tokens is out of range", V);
+    int max = ng_max_order(V);
+    if (c->order < 0 || c->order > max)
+        return err_set(ERR_ARG, "order %d is out of range for a vocabulary of %d tokens "
+                       "(0 to %d: the grams must fit a 64-bit key)", c->order, V, max);
+    if ((unsigned)c->smoothing > NG_KN) return err_set(ERR_ARG, "unknown smoothing %d", c->smoothing);
+    if (!(c->k > 0) || !isfinite(c->k)) return err_set(ERR_ARG, "add-k needs k > 0, not %g", c->k);
+    /* D <= 1 <= every count keeps max(c - D, 0) = c - D, so each context sums to 1. */
+    if (!(c->discount >= 0 && c->discount <= 1) && c->discount != NG_DISCOUNT_ESTIMATED)
+        return err_set(ERR_ARG, "the discount must be in [0, 1], not %g", c->discount);
+    return ERR_OK;
+}
+
+static err_code model_new(ng_model **out, const ng_config *c, int V)
+{
+    *out = NULL;
+    err_code e = check_config(c, V);
+    if (e) return e;
+    ng_model *m = calloc(1, sizeof *m);
+    if (!m) return err_set(ERR_NOMEM, "out of memory for an n-gram model");
+    m->c = *c;
+    m->V = V;
+    m->bits = bits_for(V);
+    m->support = V - TOK_EOS;
+    *out = m;
+    return ERR_OK;
+}
+
+/* Shift token w into a context of n-1 tokens (oldest first). */
+static void push(int *ctx, int n, int w)
+{
+    if (n < 2) return;
+    memmove(ctx, ctx + 1, (size_t)(n - 2) * sizeof *ctx);
+    ctx[n - 2] = w;
+}
+
+/* Count the n-grams of one name: <SOS>^(n-1) c1 ... cm <EOS>. */
+static err_code count_name(ng_model *m, const int *tok, int len)
+{
+    int n = m->c.order, ctx[NG_MAX_ORDER];
+    for (int i = 0; i < n - 1; i++) ctx[i] = TOK_SOS;
+    for (int t = 0; t <= len; t++) {
+        int w = t < len ? tok[t] : TOK_EOS;
+        if (w < TOK_FIRST && t < len) return err_set(ERR_ARG, "a name holds a special token");
+        if (w >= m->V) return err_set(ERR_ARG, "token %d is outside a vocabulary of %d", w, m->V);
+        ng_entry *g = tab_get(&m->gram[n], pack(ctx, n - 1, m->bits) << m->bits | (uint64_t)w);
+        if (!g) return ERR_NOMEM;
+        g->a++;
+        push(ctx, n, w);
+    }
+    return ERR_OK;
+}
+
+err_code ng_fit(ng_model **out, const ng_config *c, int V, const ds_names *d)
+{
+    if (!out || !c || !d) return err_set(ERR_ARG, "ng_fit: NULL argument");
+    ng_model *m;
+    err_code e = model_new(&m, c, V);
+    if (e) return e;
+    /* Counts are 32-bit: a context total is at most the number of targets. */
+    if (d->n && d->start[d->n] + d->n > UINT32_MAX)
+        e = err_set(ERR_ARG, "too many names for 32-bit n-gram counts");
+    for (size_t i = 0; !e && c->order > 0 && i < d->n; i++)
+        e = count_name(m, ds_name(d, i), ds_len(d, i));
+    if (!e) e = derive(m);
+    if (e) {
+        ng_free(m);
+        return e;
+    }
+    *out = m;
+    return ERR_OK;
+}
+
+void ng_free(ng_model *m)
+{
+    if (!m) return;
+    for (int k = 0; k <= NG_MAX_ORDER; k++) {
+        tab_free(&m->gram[k]);
+        tab_free(&m->ctx[k]);
+    }
+    free(m);
+}
+
+const ng_config *ng_get_config(const ng_model *m) { return m ? &m->c : NULL; }
+
+size_t ng_size(const ng_model *m) { return m && m->c.order > 0 ? m->gram[m->c.order].n : 0; }
+
+/* ---- probabilities ------------------------------------------------------ */
+
+/* The context entries of every order for one context, looked up once and
+ * shared by the V probabilities of a distribution. */
+typedef struct ng_lookup {
+    const ng_entry *h[NG_MAX_ORDER + 1];   /* ctx[k] entry of the last k-1 tokens, or NULL */
+    uint64_t        key[NG_MAX_ORDER + 1]; /* their keys */
+} ng_lookup;
+
+static void lookup(const ng_model *m, const int *ctx, ng_lookup *l)
+{
+    int n = m->c.order;
+    for (int k = 1; k <= n; k++) {
+        l->key[k] = pack(ctx + (n - k), k - 1, m->bits);
+        l->h[k] = tab_find(&m->ctx[k], l->key[k]);
+    }
+}
+
+/* Count of (h w) at order k, as interpolated (see value()); 0 when unseen. */
+static double gram_value(const ng_model *m, const ng_lookup *l, int k, int w)
+{
+    const ng_entry *g = tab_find(&m->gram[k], l->key[k] << m->bits | (uint64_t)w);
+    return g ? (double)value(m, k, g) : 0.0;
+}
+
+static double prob(const ng_model *m, const ng_lookup *l, int w)
+{
+    if (w < TOK_EOS || w >= m->V) return 0.0;
+    double uniform = 1.0 / m->support;
+    int n = m->c.order;
+    if (n == 0) return uniform;
+    const ng_entry *h = l->h[n];
+    switch (m->c.smoothing) {
+    case NG_NONE:
+        return h ? gram_value(m, l, n, w) / h->a : uniform;
+    case NG_ADDK:
+        return (gram_value(m, l, n, w) + m->c.k) / ((h ? h->a : 0) + m->c.k * m->support);
+    case NG_KN:
+        break;
+    }
+    double p = uniform;
+    for (int k = 1; k <= n; k++) {
+        const ng_entry *hk = l->h[k];
+        if (!hk) continue;   /* unseen context: P_k = P_{k-1} */
+        double v = gram_value(m, l, k, w);
+        p = (fmax(v - discount(m, k, v), 0.0) + hk->mass * p) / hk->a;
+    }
+    return p;
+}
+
+double ng_prob(const ng_model *m, const int *ctx, int w)
+{
+    ng_lookup l;
+    lookup(m, ctx, &l);
+    return prob(m, &l, w);
+}
+
+void ng_dist(const ng_model *m, const int *ctx, double *p)
+{
+    ng_lookup l;
+    lookup(m, ctx, &l);
+    for (int w = 0; w < m->V; w++) p[w] = prob(m, &l, w);
+}
+
+double ng_nll(const ng_model *m, const ds_names *d, size_t *n_pred)
+{
+    int n = m->c.order, ctx[NG_MAX_ORDER];
+    double nll = 0;
+    size_t count = 0;
+    for (size_t i = 0; i < d->n; i++) {
+        const int *tok = ds_name(d, i);
+        int len = ds_len(d, i);
+        for (int j = 0; j < n - 1; j++) ctx[j] = TOK_SOS;
+        for (int t = 0; t <= len; t++) {
+            int w = t < len ? tok[t] : TOK_EOS;
+            nll -= log(ng_prob(m, ctx, w));
+            push(ctx, n, w);
+        }
+        count += (size_t)len + 1;
+    }
+    if (n_pred) *n_pred = count;
+    return nll;
+}
+
+/* ---- checkpoints -------------------------------------------------------- */
+
+static int by_key(const void *a, const void *b)
+{
+    uint64_t x = ((const ng_entry *)a)->key, y = ((const ng_entry *)b)->key;
+    return (x > y) - (x < y);
+}
+
+static char *config_json(const ng_model *m)
+{
+    char *s = malloc(256);
+    if (s)
+        snprintf(s, 256, "{\"vocab_size\":%d,\"order\":%d,\"smoothing\":\"%s\",\"k\":%.17g,"
+                 "\"discount\":%.17g}", m->V, m->c.order, ng_smoothing_names[m->c.smoothing],
+                 m->c.k, m->c.discount);
+    return s;
+}
+
+/* The distinct n-grams as tensors: grams (N, n) tokens oldest first, sorted
+ * by key so that the file does not depend on the hash table, and counts (N). */
+static err_code gram_tensors(const ng_model *m, int32_t **grams, int32_t **counts)
+{
+    int n = m->c.order;
+    size_t N = ng_size(m), n_tok = N * (size_t)n;
+    ng_entry *sorted = malloc((N ? N : 1) * sizeof *sorted);
+    *grams = malloc((n_tok ? n_tok : 1) * sizeof **grams);
+    *counts = malloc((N ? N : 1) * sizeof **counts);
+    if (!sorted || !*grams || !*counts) {
+        free(sorted);
+        return err_set(ERR_NOMEM, "out of memory saving an n-gram model");
+    }
+    size_t j = 0;
+    for (size_t i = 0; n > 0 && i < m->gram[n].cap; i++)
+        if (m->gram[n].e[i].key) sorted[j++] = m->gram[n].e[i];
+    qsort(sorted, N, sizeof *sorted, by_key);
+    for (size_t r = 0; r < N; r++) {
+        for (int t = 0; t < n; t++) (*grams)[r * n + t] = key_token(sorted[r].key, n, t, m->bits);
+        (*counts)[r] = (int32_t)sorted[r].a;
+    }
+    free(sorted);
+    return ERR_OK;
+}
+
+err_code ng_save(const ng_model *m, const txt_vocab *v, const char *path)
+{
+    if (!m || !v || !path) return err_set(ERR_ARG, "ng_save: NULL argument");
+    if (v->size != m->V)
+        return err_set(ERR_ARG, "ng_save: a vocabulary of %d tokens for a model of %d", v->size, m->V);
+    int32_t *grams = NULL, *counts = NULL;
+    char *config = config_json(m), *vocab = NULL;
+    ck_writer *w = ck_writer_new();
+    err_code e = config && w ? ERR_OK : err_set(ERR_NOMEM, "out of memory saving an n-gram model");
+    if (!e) e = txt_vocab_to_json(v, &vocab);
+    if (!e) e = gram_tensors(m, &grams, &counts);
+    int64_t gshape[2] = { (int64_t)ng_size(m), m->c.order }, cshape[1] = { gshape[0] };
+    if (!e) e = ck_put_meta(w, "format", CK_FORMAT);
+    if (!e) e = ck_put_meta(w, "format_version", CK_FORMAT_VERSION);
+    if (!e) e = ck_put_meta(w, "model", ng_kind.name);
+    if (!e) e = ck_put_meta(w, "config", config);
+    if (!e) e = ck_put_meta(w, "vocab", vocab);
+    if (!e) e = ck_put(w, "grams", CK_I32, 2, gshape, grams);
+    if (!e) e = ck_put(w, "counts", CK_I32, 1, cshape, counts);
+    if (!e) e = ck_write(w, path);
+    ck_writer_free(w);
+    free(config);
+    free(vocab);
+    free(grams);
+    free(counts);
+    return e;
+}
+
+/* A number of the config object, or NaN when absent or not a number. */
+static double config_number(const cJSON *cfg, const char *key)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    return cJSON_IsNumber(x) ? x->valuedouble : NAN;
+}
+
+static err_code parse_config(const ck_file *f, const char *path, ng_config *c, int *V)
+{
+    const char *json = ck_meta(f, "config");
+    cJSON *cfg = json ? cJSON_Parse(json) : NULL;
+    if (!cJSON_IsObject(cfg)) {
+        cJSON_Delete(cfg);
+        return err_set(ERR_FORMAT, "%s: missing or malformed n-gram config", path);
+    }
+    double v = config_number(cfg, "vocab_size"), order = config_number(cfg, "order");
+    const cJSON *sm = cJSON_GetObjectItemCaseSensitive(cfg, "smoothing");
+    *c = (ng_config){ .k = config_number(cfg, "k"), .discount = config_number(cfg, "discount") };
+    int smoothing = -1;
+    for (int i = 0; cJSON_IsString(sm) && ng_smoothing_names[i]; i++)
+        if (strcmp(sm->valuestring, ng_smoothing_names[i]) == 0) smoothing = i;
+    cJSON_Delete(cfg);
+    if (!(v >= 0 && v <= INT32_MAX && v == floor(v)) || !(order >= 0 && order <= NG_MAX_ORDER &&
+        order == floor(order)) || smoothing < 0 || isnan(c->k) || isnan(c->discount))
+        return err_set(ERR_FORMAT, "%s: malformed n-gram config", path);
+    c->order = (int)order;
+    c->smoothing = (ng_smoothing)smoothing;
+    *V = (int)v;
+    return ERR_OK;
+}
+
+/* One stored n-gram: <SOS> only as leading padding of the context, <EOS>
+ * only as the target, <pad> nowhere, a positive count. */
+static bool valid_gram(const int32_t *g, int n, int32_t count, int V)
+{
+    if (count < 1) return false;
+    bool padding = true;
+    for (int t = 0; t < n - 1; t++) {
+        if (g[t] == TOK_SOS && !padding) return false;
+        padding = g[t] == TOK_SOS;
+        if (g[t] != TOK_SOS && (g[t] < TOK_FIRST || g[t] >= V)) return false;
+    }
+    return g[n - 1] >= TOK_EOS && g[n - 1] < V;
+}
+
+static err_code load_grams(ng_model *m, const ck_file *f, const char *path)
+{
+    int n = m->c.order;
+    const ck_tensor *g = ck_get(f, "grams"), *cnt = ck_get(f, "counts");
+    if (!g || !cnt || g->dtype != CK_I32 || cnt->dtype != CK_I32 || g->ndim != 2 ||
+        cnt->ndim != 1 || g->shape[1] != n || cnt->shape[0] != g->shape[0])
+        return err_set(ERR_FORMAT, "%s: the n-gram tensors 'grams' (N, %d) and 'counts' (N) "
+                       "are missing or malformed", path, n);
+    const int32_t *grams = g->data, *counts = cnt->data;
+    uint64_t total = 0;
+    for (size_t r = 0; n > 0 && r < (size_t)g->shape[0]; r++) {
+        const int32_t *row = grams + r * (size_t)n;
+        if (!valid_gram(row, n, counts[r], m->V))
+            return err_set(ERR_FORMAT, "%s: n-gram %zu is invalid", path, r);
+        total += (uint64_t)counts[r];
+        if (total > UINT32_MAX) return err_set(ERR_FORMAT, "%s: n-gram counts overflow", path);
+        int tok[NG_MAX_ORDER];
+        for (int t = 0; t < n; t++) tok[t] = row[t];
+        ng_entry *s = tab_get(&m->gram[n], pack(tok, n, m->bits));
+        if (!s) return ERR_NOMEM;
+        if (s->a) return err_set(ERR_FORMAT, "%s: n-gram %zu is stored twice", path, r);
+        s->a = (uint32_t)counts[r];
+    }
+    return derive(m);
+}
+
+static err_code kind_load(const ck_file *f, const char *path, void **impl)
+{
+    ng_config c;
+    int V = 0;
+    ng_model *m = NULL;
+    err_code e = parse_config(f, path, &c, &V);
+    if (!e && (e = model_new(&m, &c, V)))
+        e = err_set(ERR_FORMAT, "%s: n-gram config: %s", path, err_msg());
+    if (!e) e = load_grams(m, f, path);
+    if (e) {
+        ng_free(m);
+        return e;
+    }
+    *impl = m;
+    return ERR_OK;
+}
+
+/* ---- the model interface: the state is the context ---------------------- */
+
+typedef struct ng_state { int ctx[NG_MAX_ORDER]; } ng_state;
+
+static void kind_free(void *impl) { ng_free(impl); }
+
+static void *state_new(const void *impl)
+{
+    ng_state *s = calloc(1, sizeof *s);
+    if (!s) err_set(ERR_NOMEM, "out of memory for an n-gram state");
+    return s;
+}
+
+static void state_free(void *st) { free(st); }
+
+static void start(const void *impl, void *st)
+{
+    const ng_model *m = impl;
+    ng_state *s = st;
+    for (int i = 0; i < m->c.order - 1; i++) s->ctx[i] = TOK_SOS;
+}
+
+/* Log-probabilities are logits: their softmax is the distribution itself. */
+static void next(const void *impl, void *st, int tok, float *logits)
+{
+    const ng_model *m = impl;
+    ng_state *s = st;
+    push(s->ctx, m->c.order, tok);
+    ng_lookup l;
+    lookup(m, s->ctx, &l);
+    for (int w = 0; w < m->V; w++) {
+        double p = prob(m, &l, w);
+        logits[w] = p > 0 ? (float)log(p) : -INFINITY;
+    }
+}
+
+static int max_len(const void *impl) { return 0; }
+
+const mdl_kind ng_kind = {
+    .name = "ngram",
+    .load = kind_load,
+    .free = kind_free,
+    .state_new = state_new,
+    .state_free = state_free,
+    .start = start,
+    .next = next,
+    .max_len = max_len,
+};

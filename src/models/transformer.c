@@ -1,0 +1,530 @@
+/* transformer.c - the decoder-only Transformer LM; see transformer.h.
+ *
+ * Two forward paths share the parameters:
+ *   - the training / activations graph, built from ops.h on a tape over a
+ *     whole (B, T) batch;
+ *   - cached generation, one position at a time with plain loops and
+ *     cblas_sgemv over preallocated buffers and a key/value cache, so a name
+ *     costs O(n) block evaluations and no allocation.
+ * The unit tests check that both give the same logits at every position.
+ */
+#include "transformer.h"
+
+#include <cblas.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+#include "text.h"
+
+/* ---- Config ------------------------------------------------------------- */
+
+err_code tf_config_check(const tf_config *c)
+{
+    if (c->vocab_size < TOK_FIRST + 1 || c->vocab_size > TF_MAX_VOCAB)
+        return err_set(ERR_ARG, "vocab_size %d out of range [%d, %d]", c->vocab_size,
+                       TOK_FIRST + 1, TF_MAX_VOCAB);
+    if (c->d_model < 1 || c->d_model > TF_MAX_DIM)
+        return err_set(ERR_ARG, "d_model %d out of range [1, %d]", c->d_model, TF_MAX_DIM);
+    if (c->n_heads < 1 || c->n_heads > c->d_model || c->d_model % c->n_heads != 0)
+        return err_set(ERR_ARG, "n_heads %d does not divide d_model %d", c->n_heads, c->d_model);
+    if (c->n_layers < 1 || c->n_layers > TF_MAX_LAYERS)
+        return err_set(ERR_ARG, "n_layers %d out of range [1, %d]", c->n_layers, TF_MAX_LAYERS);
+    if (c->max_len < 2 || c->max_len > TF_MAX_LEN)
+        return err_set(ERR_ARG, "max_len %d out of range [2, %d]", c->max_len, TF_MAX_LEN);
+    if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
+        return err_set(ERR_ARG, "dropout %g out of range [0, 1)", (double)c->dropout);
+    return ERR_OK;
+}
+
+err_code tf_config_to_json(const tf_config *c, char **json)
+{
+    char buf[256];
+    int n = snprintf(buf, sizeof buf,
+                     "{\"vocab_size\":%d,\"d_model\":%d,\"n_heads\":%d,\"n_layers\":%d,"
+                     "\"max_len\":%d,\"dropout\":%.9g}",
+                     c->vocab_size, c->d_model, c->n_heads, c->n_layers, c->max_len,
+                     (double)c->dropout);
+    *json = (n > 0 && (size_t)n < sizeof buf) ? strdup(buf) : NULL;
+    return *json ? ERR_OK : err_set(ERR_NOMEM, "out of memory");
+}
+
+/* An integer field of a config object; ERR_FORMAT when absent or not an integer. */
+static err_code json_int(const cJSON *o, const char *key, int *out)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
+        fabs(it->valuedouble) > 1e9)
+        return err_set(ERR_FORMAT, "transformer config: '%s' is not an integer", key);
+    *out = (int)it->valuedouble;
+    return ERR_OK;
+}
+
+err_code tf_config_from_json(tf_config *c, const char *json)
+{
+    cJSON *o = cJSON_Parse(json);
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return err_set(ERR_FORMAT, "transformer config is not a JSON object");
+    }
+    tf_config k = TF_DEFAULTS;
+    err_code e = json_int(o, "vocab_size", &k.vocab_size);
+    if (!e) e = json_int(o, "d_model", &k.d_model);
+    if (!e) e = json_int(o, "n_heads", &k.n_heads);
+    if (!e) e = json_int(o, "n_layers", &k.n_layers);
+    if (!e) e = json_int(o, "max_len", &k.max_len);
+    const cJSON *dr = cJSON_GetObjectItemCaseSensitive(o, "dropout");
+    if (!e && dr && !cJSON_IsNumber(dr))
+        e = err_set(ERR_FORMAT, "transformer config: 'dropout' is not a number");
+    if (!e && dr) k.dropout = (float)dr->valuedouble;
+    cJSON_Delete(o);
+    if (!e && tf_config_check(&k) != ERR_OK) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", err_msg());
+        e = err_set(ERR_FORMAT, "transformer config: %s", msg);
+    }
+    if (!e) *c = k;
+    return e;
+}
+
+/* ---- Parameters --------------------------------------------------------- */
+
+static tensor *declare(tf_model *m, bool decay, int ndim, const int *shape, const char *fmt, int i)
+{
+    char name[TN_NAME_MAX];
+    snprintf(name, sizeof name, fmt, i);
+    return tn_param(&m->p, name, decay, ndim, shape);
+}
+
+/* Matrices and embeddings decay (as llama2.c / the notebooks' configure_optimizers);
+ * norm weights do not. */
+err_code tf_init(tf_model *m, const tf_config *c)
+{
+    memset(m, 0, sizeof *m);
+    err_code e = tf_config_check(c);
+    if (e) return e;
+    m->c = *c;
+    tn_params_init(&m->p);
+    const int d = c->d_model, h = 4 * c->d_model;
+    const int vd[] = { c->vocab_size, d }, ld[] = { c->max_len, d }, dd[] = { d, d };
+    const int hd[] = { h, d }, dh[] = { d, h }, v1[] = { d };
+    bool ok = (m->emb = declare(m, true, 2, vd, "embedding.weight", 0)) &&
+              (m->pe = declare(m, true, 2, ld, "core.PE.weight", 0));
+    for (int i = 0; ok && i < c->n_layers; i++) {
+        tf_layer *L = &m->layer[i];
+        ok = (L->attn_norm = declare(m, false, 1, v1, "core.layers.%d.attention_norm.weight", i)) &&
+             (L->wq = declare(m, true, 2, dd, "core.layers.%d.sa.query_proj.weight", i)) &&
+             (L->wk = declare(m, true, 2, dd, "core.layers.%d.sa.key_proj.weight", i)) &&
+             (L->wv = declare(m, true, 2, dd, "core.layers.%d.sa.value_proj.weight", i)) &&
+             (L->wo = declare(m, true, 2, dd, "core.layers.%d.sa.c_proj.weight", i)) &&
+             (L->mlp_norm = declare(m, false, 1, v1, "core.layers.%d.mlp_norm.weight", i)) &&
+             (L->fc1 = declare(m, true, 2, hd, "core.layers.%d.mlp.fc_1.weight", i)) &&
+             (L->fc2 = declare(m, true, 2, dh, "core.layers.%d.mlp.fc_2.weight", i)) &&
+             (L->fc3 = declare(m, true, 2, hd, "core.layers.%d.mlp.fc_3.weight", i));
+    }
+    ok = ok && (m->out_norm = declare(m, false, 1, v1, "out_norm.weight", 0));
+    if (!ok) return ERR_ARG;   /* tn_param recorded the message */
+    return tn_params_alloc(&m->p);
+}
+
+void tf_init_weights(tf_model *m, rng *r)
+{
+    const float std = 0.02f, std_out = 0.02f / sqrtf(2.0f * (float)m->c.n_layers);
+    tn_fill_normal(m->emb, r, 0.0f, std);
+    tn_fill_normal(m->pe, r, 0.0f, std);
+    for (int i = 0; i < m->c.n_layers; i++) {
+        tf_layer *L = &m->layer[i];
+        tn_fill(L->attn_norm, 1.0f);
+        tn_fill_normal(L->wq, r, 0.0f, std);
+        tn_fill_normal(L->wk, r, 0.0f, std);
+        tn_fill_normal(L->wv, r, 0.0f, std);
+        tn_fill_normal(L->wo, r, 0.0f, std_out);
+        tn_fill(L->mlp_norm, 1.0f);
+        tn_fill_normal(L->fc1, r, 0.0f, std);
+        tn_fill_normal(L->fc2, r, 0.0f, std);
+        tn_fill_normal(L->fc3, r, 0.0f, std_out);
+    }
+    tn_fill(m->out_norm, 1.0f);
+}
+
+/* err_set copies its message, so a message built from err_msg() itself
+ * must go through a local copy first. */
+static err_code prefix_error(err_code e, const char *path)
+{
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s", err_msg());
+    return err_set(e, "%s: %s", path, msg);
+}
+
+err_code tf_load(tf_model *m, const ck_file *f, const char *path, bool optim)
+{
+    memset(m, 0, sizeof *m);
+    err_code e = ck_expect_model(f, path, TF_KIND);
+    if (e) return e;
+    const char *cfg = ck_meta(f, "config"), *vj = ck_meta(f, "vocab");
+    if (!cfg || !vj) return err_set(ERR_FORMAT, "%s: no %s in the metadata", path, cfg ? "vocab" : "config");
+    tf_config c;
+    if ((e = tf_config_from_json(&c, cfg))) return prefix_error(e, path);
+    txt_vocab v;
+    if ((e = txt_vocab_from_json(&v, vj))) return prefix_error(e, path);
+    int vsize = v.size;
+    txt_vocab_free(&v);
+    if (vsize != c.vocab_size)
+        return err_set(ERR_FORMAT, "%s: the vocabulary has %d tokens, the config says %d", path,
+                       vsize, c.vocab_size);
+    if ((e = tf_init(m, &c))) return prefix_error(e, path);
+    if ((e = tn_params_load(&m->p, f, optim))) return prefix_error(e, path);
+    return ERR_OK;
+}
+
+void tf_free(tf_model *m)
+{
+    if (m) tn_params_free(&m->p);
+}
+
+err_code tf_save(const tf_model *m, const txt_vocab *v, const char *path)
+{
+    if (v->size != m->c.vocab_size)
+        return err_set(ERR_ARG, "a vocabulary of %d tokens for a transformer of %d", v->size,
+                       m->c.vocab_size);
+    char *cfg = NULL, *vj = NULL;
+    ck_writer *w = ck_writer_new();
+    err_code e = w ? tf_config_to_json(&m->c, &cfg) : err_set(ERR_NOMEM, "out of memory");
+    if (!e) e = txt_vocab_to_json(v, &vj);
+    if (!e) e = ck_put_meta(w, "format", CK_FORMAT);
+    if (!e) e = ck_put_meta(w, "format_version", CK_FORMAT_VERSION);
+    if (!e) e = ck_put_meta(w, "model", TF_KIND);
+    if (!e) e = ck_put_meta(w, "config", cfg);
+    if (!e) e = ck_put_meta(w, "vocab", vj);
+    if (!e) e = tn_params_save(&m->p, w, false);
+    if (!e) e = ck_write(w, path);
+    free(cfg);
+    free(vj);
+    ck_writer_free(w);
+    return e;
+}
+
+/* ---- Training graph ----------------------------------------------------- */
+
+/* x (B, T, d) -> x + dropout(c_proj(attention(RMSNorm(x)))) */
+static tensor *attention_block(const tf_model *m, ag_tape *t, const tf_layer *L, tensor *x,
+                               int B, int T)
+{
+    tensor *n = op_rmsnorm(t, x, L->attn_norm, TF_NORM_EPS);
+    tensor *q = op_linear(t, n, L->wq, NULL);
+    tensor *k = op_linear(t, n, L->wk, NULL);
+    tensor *v = op_linear(t, n, L->wv, NULL);
+    tensor *a = op_attention(t, q, k, v, B, T, m->c.n_heads);
+    tensor *o = op_dropout(t, op_linear(t, a, L->wo, NULL), m->c.dropout);
+    return op_add(t, x, o);
+}
+
+/* x (B, T, d) -> x + dropout(fc_2(silu(fc_1 n) * fc_3 n)), n = RMSNorm(x) */
+static tensor *mlp_block(const tf_model *m, ag_tape *t, const tf_layer *L, tensor *x)
+{
+    tensor *n = op_rmsnorm(t, x, L->mlp_norm, TF_NORM_EPS);
+    tensor *g = op_mul(t, op_silu(t, op_linear(t, n, L->fc1, NULL)), op_linear(t, n, L->fc3, NULL));
+    tensor *o = op_dropout(t, op_linear(t, g, L->fc2, NULL), m->c.dropout);
+    return op_add(t, x, o);
+}
+
+/* tokens (B, T) -> dropout(emb[tok] + PE[pos]) (B, T, d) */
+static tensor *embed(const tf_model *m, ag_tape *t, const int *x, int B, int T)
+{
+    const int shape[] = { B, T, m->c.d_model };
+    int *pos = ag_alloc(t, (size_t)B * T * sizeof *pos);
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < T; i++) pos[b * T + i] = i;
+    tensor *e = op_embedding(t, m->emb, x, B * T, 3, shape);
+    tensor *p = op_embedding(t, m->pe, pos, B * T, 3, shape);
+    return op_dropout(t, op_add(t, e, p), m->c.dropout);
+}
+
+static err_code check_rows(const tf_model *m, int B, int T)
+{
+    if (B < 1 || T < 1 || T > m->c.max_len)
+        return err_set(ERR_ARG, "a batch of %d x %d tokens does not fit the transformer (max_len %d)",
+                       B, T, m->c.max_len);
+    return ERR_OK;
+}
+
+tensor *tf_residual(const tf_model *m, ag_tape *t, const int *x, int B, int T, int L)
+{
+    if (check_rows(m, B, T)) return NULL;
+    if (L < 0 || L > m->c.n_layers) {
+        err_set(ERR_ARG, "layer %d out of range [0, %d]", L, m->c.n_layers);
+        return NULL;
+    }
+    tensor *h = embed(m, t, x, B, T);
+    for (int i = 0; i < L; i++) {
+        h = attention_block(m, t, &m->layer[i], h, B, T);
+        h = mlp_block(m, t, &m->layer[i], h);
+    }
+    return h;
+}
+
+tensor *tf_logits_from(const tf_model *m, ag_tape *t, tensor *x, int L, int B, int T)
+{
+    if (!x || check_rows(m, B, T)) return NULL;
+    if (L < 0 || L > m->c.n_layers || x->n != B * T * m->c.d_model) {
+        err_set(ERR_ARG, "residual stream (%d values) after layer %d does not fit the transformer",
+                x->n, L);
+        return NULL;
+    }
+    for (int i = L; i < m->c.n_layers; i++) {
+        x = attention_block(m, t, &m->layer[i], x, B, T);
+        x = mlp_block(m, t, &m->layer[i], x);
+    }
+    tensor *n = op_rmsnorm(t, x, m->out_norm, TF_NORM_EPS);
+    return op_linear(t, n, m->emb, NULL);   /* lm_head tied to the embedding */
+}
+
+tensor *tf_forward(const tf_model *m, ag_tape *t, const int *x, int B, int T)
+{
+    tensor *h = tf_residual(m, t, x, B, T, 0);
+    return h ? tf_logits_from(m, t, h, 0, B, T) : NULL;
+}
+
+tensor *tf_loss(const tf_model *m, ag_tape *t, const ds_batch *b)
+{
+    tensor *logits = tf_forward(m, t, b->x, b->B, b->T);
+    return logits ? op_cross_entropy(t, logits, b->y, TOK_PAD) : NULL;
+}
+
+/* ---- Single vectors (generation, logit lens) ------------------------------ */
+
+/* out (d) = x / sqrt(mean(x^2) + eps) * w */
+static void rmsnorm_vec(float *out, const float *x, const float *w, int d)
+{
+    float ss = 0.0f;
+    for (int i = 0; i < d; i++) ss += x[i] * x[i];
+    const float r = 1.0f / sqrtf(ss / (float)d + TF_NORM_EPS);
+    for (int i = 0; i < d; i++) out[i] = x[i] * r * w[i];
+}
+
+/* y (out) = beta * y + W x, W (out, in) in PyTorch layout */
+static void matvec(float *y, const tensor *W, const float *x, float beta)
+{
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, W->shape[0], W->shape[1], 1.0f, W->data,
+                W->shape[1], x, 1, beta, y, 1);
+}
+
+/* logits (V) = RMSNorm(x; out_norm) . emb^T, xn (d) scratch */
+static void unembed(const tf_model *m, const float *x, float *xn, float *logits)
+{
+    rmsnorm_vec(xn, x, m->out_norm->data, m->c.d_model);
+    matvec(logits, m->emb, xn, 0.0f);
+}
+
+void tf_unembed(const tf_model *m, const float *x, float *logits)
+{
+    float xn[TF_MAX_DIM];
+    unembed(m, x, xn, logits);
+}
+
+/* ---- Accessors ---------------------------------------------------------- */
+
+int tf_d_model(const tf_model *m) { return m ? m->c.d_model : 0; }
+int tf_n_layers(const tf_model *m) { return m ? m->c.n_layers : 0; }
+int tf_n_heads(const tf_model *m) { return m ? m->c.n_heads : 0; }
+int tf_max_len(const tf_model *m) { return m ? m->c.max_len : 0; }
+int tf_vocab_size(const tf_model *m) { return m ? m->c.vocab_size : 0; }
+const float *tf_out_norm_weight(const tf_model *m) { return m ? m->out_norm->data : NULL; }
+const float *tf_embedding(const tf_model *m) { return m ? m->emb->data : NULL; }
+
+/* ---- Cached generation -------------------------------------------------- */
+
+struct tf_state {
+    const tf_model *m;
+    int    pos;              /* tokens fed since start */
+    float *k, *v;            /* (n_layers, max_len, d) cached keys and values */
+    float *x, *xn, *q, *att; /* (d) residual, normed residual, query, attention output */
+    float *h1, *h3;          /* (4d) MLP hidden */
+    float *w;                /* (max_len) attention weights of one head */
+    float *mem;              /* the one allocation behind all the above */
+    tf_hook_fn hook;
+    void      *hook_ctx;
+    int        hook_layer;
+};
+
+tf_state *tf_state_new(const tf_model *m)
+{
+    const size_t d = (size_t)m->c.d_model, cache = (size_t)m->c.n_layers * m->c.max_len * d;
+    const size_t n = 2 * cache + 4 * d + 8 * d + (size_t)m->c.max_len;
+    tf_state *s = calloc(1, sizeof *s);
+    float *mem = calloc(n, sizeof *mem);
+    if (!s || !mem) {
+        free(s);
+        free(mem);
+        err_set(ERR_NOMEM, "out of memory for a transformer state");
+        return NULL;
+    }
+    *s = (tf_state){ .m = m, .mem = mem };
+    s->k = mem;
+    s->v = s->k + cache;
+    s->x = s->v + cache;
+    s->xn = s->x + d;
+    s->q = s->xn + d;
+    s->att = s->q + d;
+    s->h1 = s->att + d;
+    s->h3 = s->h1 + 4 * d;
+    s->w = s->h3 + 4 * d;
+    return s;
+}
+
+void tf_state_free(tf_state *s)
+{
+    if (!s) return;
+    free(s->mem);
+    free(s);
+}
+
+void tf_state_start(tf_state *s) { s->pos = 0; }
+int  tf_state_pos(const tf_state *s) { return s ? s->pos : 0; }
+
+err_code tf_state_set_hook(tf_state *s, int layer, tf_hook_fn fn, void *ctx)
+{
+    if (fn && (layer < 0 || layer > s->m->c.n_layers))
+        return err_set(ERR_ARG, "hook layer %d out of range [0, %d]", layer, s->m->c.n_layers);
+    s->hook = fn;
+    s->hook_ctx = ctx;
+    s->hook_layer = layer;
+    return ERR_OK;
+}
+
+/* s->att (d) = causal attention of the query s->q over the cached keys and
+ * values k, v (pos + 1, d) of one layer, head by head. */
+static void attend(tf_state *s, const float *k, const float *v, int pos)
+{
+    const int d = s->m->c.d_model, H = s->m->c.n_heads, dh = d / H;
+    const float scale = 1.0f / sqrtf((float)dh);
+    for (int h = 0; h < H; h++) {
+        const float *q = s->q + h * dh;
+        float mx = -INFINITY, sum = 0.0f;
+        for (int t = 0; t <= pos; t++) {
+            const float *kt = k + (size_t)t * d + h * dh;
+            float dot = 0.0f;
+            for (int i = 0; i < dh; i++) dot += q[i] * kt[i];
+            s->w[t] = dot * scale;
+            if (s->w[t] > mx) mx = s->w[t];
+        }
+        for (int t = 0; t <= pos; t++) {
+            s->w[t] = expf(s->w[t] - mx);
+            sum += s->w[t];
+        }
+        float *o = s->att + h * dh;
+        memset(o, 0, (size_t)dh * sizeof *o);
+        for (int t = 0; t <= pos; t++) {
+            const float *vt = v + (size_t)t * d + h * dh, wt = s->w[t] / sum;
+            for (int i = 0; i < dh; i++) o[i] += wt * vt[i];
+        }
+    }
+}
+
+/* One block on the residual s->x at position pos, caching its key and value. */
+static void block_step(tf_state *s, int l, int pos)
+{
+    const tf_model *m = s->m;
+    const tf_layer *L = &m->layer[l];
+    const int d = m->c.d_model, h = 4 * d;
+    float *k = s->k + (size_t)l * m->c.max_len * d, *v = s->v + (size_t)l * m->c.max_len * d;
+
+    rmsnorm_vec(s->xn, s->x, L->attn_norm->data, d);
+    matvec(s->q, L->wq, s->xn, 0.0f);
+    matvec(k + (size_t)pos * d, L->wk, s->xn, 0.0f);
+    matvec(v + (size_t)pos * d, L->wv, s->xn, 0.0f);
+    attend(s, k, v, pos);
+    matvec(s->x, L->wo, s->att, 1.0f);            /* x += c_proj(att) */
+
+    rmsnorm_vec(s->xn, s->x, L->mlp_norm->data, d);
+    matvec(s->h1, L->fc1, s->xn, 0.0f);
+    matvec(s->h3, L->fc3, s->xn, 0.0f);
+    for (int i = 0; i < h; i++) {
+        const float a = s->h1[i];
+        s->h1[i] = a / (1.0f + expf(-a)) * s->h3[i];   /* silu(fc_1 n) * fc_3 n */
+    }
+    matvec(s->x, L->fc2, s->h1, 1.0f);            /* x += fc_2(...) */
+}
+
+static void run_hook(tf_state *s, int layer, int pos)
+{
+    if (s->hook && s->hook_layer == layer)
+        s->hook(s->hook_ctx, layer, pos, s->x, s->m->c.d_model);
+}
+
+void tf_state_next(tf_state *s, int tok, float *logits)
+{
+    const tf_model *m = s->m;
+    const int d = m->c.d_model, V = m->c.vocab_size, pos = s->pos++;
+    if (pos >= m->c.max_len || tok < 0 || tok >= V) {
+        /* No room (or no such token): only <EOS> remains possible. */
+        for (int i = 0; i < V; i++) logits[i] = -INFINITY;
+        logits[TOK_EOS] = 0.0f;
+        return;
+    }
+    const float *e = m->emb->data + (size_t)tok * d, *p = m->pe->data + (size_t)pos * d;
+    for (int i = 0; i < d; i++) s->x[i] = e[i] + p[i];
+    run_hook(s, 0, pos);
+    for (int l = 0; l < m->c.n_layers; l++) {
+        block_step(s, l, pos);
+        run_hook(s, l + 1, pos);
+    }
+    unembed(m, s->x, s->xn, logits);
+}
+
+/* ---- The generic model interface ---------------------------------------- */
+
+static err_code kind_load(const ck_file *f, const char *path, void **impl)
+{
+    tf_model *m = malloc(sizeof *m);
+    if (!m) return err_set(ERR_NOMEM, "out of memory");
+    err_code e = tf_load(m, f, path, false);
+    if (e) {
+        tf_free(m);
+        free(m);
+        return e;
+    }
+    *impl = m;
+    return ERR_OK;
+}
+
+static void kind_free(void *impl)
+{
+    tf_free(impl);
+    free(impl);
+}
+
+static void *kind_state_new(const void *impl) { return tf_state_new(impl); }
+static void  kind_state_free(void *st) { tf_state_free(st); }
+static void  kind_start(const void *impl, void *st) { tf_state_start(st); }
+static void  kind_next(const void *impl, void *st, int tok, float *logits) { tf_state_next(st, tok, logits); }
+static int   kind_max_len(const void *impl) { return tf_max_len(impl); }
+
+const mdl_kind tf_kind = {
+    .name = TF_KIND,
+    .load = kind_load,
+    .free = kind_free,
+    .state_new = kind_state_new,
+    .state_free = kind_state_free,
+    .start = kind_start,
+    .next = kind_next,
+    .max_len = kind_max_len,
+};
+
+const tf_model *tf_of_mdl(const mdl *m)
+{
+    if (!m || m->kind != &tf_kind) {
+        err_set(ERR_MISMATCH, "the model is a '%s', not a '%s'",
+                m && m->kind ? m->kind->name : "nothing", TF_KIND);
+        return NULL;
+    }
+    return m->impl;
+}
+
+tf_state *tf_state_of(const mdl_state *s)
+{
+    return s && tf_of_mdl(s->m) ? s->st : NULL;
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# transformer-train: flags, usage errors, train -> generate -> score, resume.
+. "$(dirname "$0")/lib.sh"
+
+head -400 data/villes.txt > "$T/names.txt"
+TINY="--data $T/names.txt --d-model 16 --heads 2 --layers 1 --batch-size 16 --eval-every 10"
+
+run transformer-train --help
+expect_rc 0 "--help"
+expect_out "^Usage: transformer-train"
+expect_out "--heads"
+run transformer-train --version
+expect_rc 0 "--version"
+expect_out "^transformer-train "
+
+run transformer-train --data "$T/names.txt" --frobnicate
+expect_usage
+run transformer-train --data "$T/names.txt" --heads 3
+expect_usage
+expect_err "--heads 3 does not divide --d-model 64"
+run transformer-train --data "$T/names.txt" --d-model 0
+expect_usage
+run transformer-train --data "$T/names.txt" --dropout 1.5
+expect_usage
+run transformer-train $TINY --steps 5 --max-len 4 -o "$T/short.safetensors"
+expect_fail "max_len 4"
+check "no file after a failed start" '[ ! -e "$T/short.safetensors" ]'
+
+# Train a tiny model: the two-line summary on stdout.
+run transformer-train $TINY --steps 20 --seed 3 -o "$T/tf.safetensors"
+expect_rc 0 "training"
+expect_out "^model	params	steps	train_loss	val_loss"
+expect_out "^transformer	[0-9]+	20	"
+check "checkpoint written" '[ -s "$T/tf.safetensors" ]'
+
+# Generate from it, and score names under it.
+run generate -m "$T/tf.safetensors" -n 5 --seed 7
+expect_rc 0 "generate"
+check "five names" '[ "$(printf "%s\n" "$OUT" | grep -c .)" -eq 5 ]'
+head -20 "$T/names.txt" > "$T/some.txt"
+run generate -m "$T/tf.safetensors" --score "$T/some.txt"
+expect_rc 0 "score"
+expect_out "[0-9]+\.[0-9]+"
+
+# Resume to 30 steps: same result as 30 steps in one go.
+run transformer-train $TINY --steps 30 --seed 3 -o "$T/straight.safetensors"
+expect_rc 0 "straight run"
+straight=$(printf '%s\n' "$OUT" | sed -n 2p | cut -f3-5)
+run transformer-train --data "$T/names.txt" --resume "$T/tf.safetensors" --steps 30 -o "$T/resumed.safetensors"
+expect_rc 0 "resume"
+expect_out "^transformer	[0-9]+	30	"
+resumed=$(printf '%s\n' "$OUT" | sed -n 2p | cut -f3-5)
+check "resumed run ends where the straight run ends" '[ "$straight" = "$resumed" ]'
+
+# A model flag that contradicts the checkpoint is a usage error.
+run transformer-train --data "$T/names.txt" --resume "$T/tf.safetensors" --d-model 32 --steps 30
+expect_usage
+# A checkpoint of another kind is rejected with one line.
+run transformer-train --data "$T/names.txt" --resume tests/data/fixtures/mlp.safetensors --steps 30 -o "$T/x.safetensors"
+expect_fail "mlp"
+
+finish

@@ -1,0 +1,134 @@
+/* test_autograd.c - the tape: arena alignment, growth and consolidation,
+ * no allocation once warm, inference mode, node order and growth. */
+#include "autograd.h"
+#include "ops.h"
+#include "test.h"
+
+#include <stdint.h>
+#include <string.h>
+
+static bool aligned64(const void *p) { return ((uintptr_t)p & 63) == 0; }
+
+TEST(arena_alignment_and_zeroed_grads)
+{
+    ag_tape t;
+    CHECK(ag_init(&t, 1000) == ERR_OK);
+    CHECK(t.grad && !t.training);
+    for (int i = 1; i < 50; i += 7) CHECK(aligned64(ag_alloc(&t, (size_t)i)));
+    tensor *x = ag_tensor2(&t, 3, 5);
+    CHECK(x && x->n == 15 && x->ndim == 2 && tn_rows(x) == 3 && tn_cols(x) == 5);
+    CHECK(aligned64(x->data) && aligned64(x->grad));
+    int zeros = 0;
+    for (int i = 0; i < 15; i++) zeros += x->grad[i] == 0.0f;
+    CHECK(zeros == 15);
+    int ids[4] = { 4, 3, 2, 1 };
+    int *copy = ag_ints(&t, ids, 4);
+    CHECK(copy != ids && memcmp(copy, ids, sizeof ids) == 0);
+    CHECK(ag_tensor(&t, 5, (const int[]){ 1, 1, 1, 1, 1 }) == NULL);
+    CHECK(ag_tensor(&t, 1, (const int[]){ -2 }) == NULL);
+    ag_free(&t);
+}
+
+TEST(arena_grows_then_consolidates)
+{
+    ag_tape t;
+    CHECK(ag_init(&t, 4096) == ERR_OK);
+    size_t total = 0;
+    for (int i = 0; i < 100; i++) {
+        float *p = ag_alloc(&t, 40000);
+        memset(p, 1, 40000);   /* every piece is writable (ASan checks) */
+        total += 40000;
+    }
+    CHECK(t.n_blocks > 1);
+    ag_reset(&t);
+    CHECK(t.n_blocks == 1 && t.blocks[0].used == 0 && t.blocks[0].cap >= total);
+    ag_free(&t);
+}
+
+/* One training-like step: a small MLP's forward and backward. */
+static void step(ag_tape *t, tensor *E, tensor *W)
+{
+    static const int tok[8] = { 1, 2, 3, 0, 4, 4, 2, 1 };
+    tensor *x = op_embedding(t, E, tok, 8, 3, (const int[]){ 2, 4, 6 });
+    tensor *h = op_tanh(t, op_linear(t, x, W, NULL));
+    tensor *loss = op_cross_entropy(t, op_linear(t, h, E, NULL), tok, 0);
+    ag_backward(t, loss);
+}
+
+TEST(arena_no_new_block_after_warm_up)
+{
+    tn_params p;
+    tn_params_init(&p);
+    tensor *E = tn_param(&p, "E", true, 2, (const int[]){ 5, 6 });
+    tensor *W = tn_param(&p, "W", true, 2, (const int[]){ 6, 6 });
+    CHECK(tn_params_alloc(&p) == ERR_OK);
+    rng r;
+    rng_seed(&r, 3);
+    tn_fill_normal(E, &r, 0.0f, 0.5f);
+    tn_fill_normal(W, &r, 0.0f, 0.5f);
+    ag_tape t;
+    CHECK(ag_init(&t, 0) == ERR_OK);   /* far too small: the first step grows it */
+    for (int i = 0; i < 30; i++) step(&t, E, W);
+    CHECK(t.n_blocks > 1);
+    ag_reset(&t);
+    const char *mem = t.blocks[0].mem;
+    size_t cap = t.blocks[0].cap;
+    int cap_nodes = t.cap_nodes;
+    for (int s = 0; s < 3; s++) {
+        for (int i = 0; i < 30; i++) step(&t, E, W);
+        CHECK(t.n_blocks == 1 && t.blocks[0].mem == mem && t.blocks[0].cap == cap);
+        CHECK(t.cap_nodes == cap_nodes);
+        ag_reset(&t);
+    }
+    ag_free(&t);
+    tn_params_free(&p);
+}
+
+static int order[16], n_order;
+static void mark_backward(ag_node *n) { order[n_order++] = n->iarg[0]; }
+
+TEST(backward_runs_nodes_in_reverse_and_seeds_one)
+{
+    ag_tape t;
+    CHECK(ag_init(&t, 0) == ERR_OK);
+    tensor *loss = ag_tensor(&t, 1, (const int[]){ 1 });
+    for (int i = 0; i < 5; i++) {
+        ag_node *n = ag_record(&t, mark_backward, loss);
+        CHECK(n != NULL);
+        if (n) n->iarg[0] = i;
+    }
+    n_order = 0;
+    ag_backward(&t, loss);
+    CHECK(loss->grad[0] == 1.0f);
+    CHECK(n_order == 5 && order[0] == 4 && order[4] == 0);
+    ag_free(&t);
+}
+
+TEST(node_list_doubles_and_is_kept)
+{
+    ag_tape t;
+    CHECK(ag_init(&t, 0) == ERR_OK);
+    tensor *x = ag_tensor2(&t, 1, 1);
+    int first = t.cap_nodes;
+    for (int i = 0; i < 3 * first; i++) CHECK(ag_record(&t, mark_backward, x) != NULL);
+    CHECK(t.n_nodes == 3 * first && t.cap_nodes >= 3 * first);
+    int cap = t.cap_nodes;
+    ag_reset(&t);
+    CHECK(t.n_nodes == 0 && t.cap_nodes == cap);
+    ag_free(&t);
+}
+
+TEST(inference_mode_allocates_no_grads)
+{
+    ag_tape t;
+    CHECK(ag_init(&t, 0) == ERR_OK);
+    t.grad = false;
+    tensor *x = ag_tensor2(&t, 4, 4);
+    CHECK(x && x->grad == NULL);
+    CHECK(ag_record(&t, mark_backward, x) == NULL && t.n_nodes == 0);
+    CHECK(!ag_needs_grad(&t, x, NULL));
+    float w[2] = { 1, 2 };
+    tensor *wt = ag_wrap(&t, w, 1, (const int[]){ 2 });
+    CHECK(wt && wt->data == w && wt->grad == NULL && wt->n == 2);
+    ag_free(&t);
+}

@@ -1,0 +1,596 @@
+/* test_ops.c - every op of ops.h: forward against a naive reference where
+ * the op is fused, backward against central finite differences of a random
+ * scalar projection loss = sum(out * R), on small odd shapes. */
+#include "ops.h"
+#include "test.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- harness ----------------------------------------------------------- */
+
+typedef tensor *(*forward_fn)(ag_tape *t, tensor **in, const void *ctx);
+
+/* loss = sum(x * R): a test-local op, which also shows that a node written
+ * outside ops.c plugs into the tape. */
+static void project_backward(ag_node *nd)
+{
+    const float *R = nd->saved;
+    float g = nd->out->grad[0];
+    for (int i = 0; i < nd->in[0]->n; i++) nd->in[0]->grad[i] += g * R[i];
+}
+
+static tensor *project(ag_tape *t, tensor *x, const float *R)
+{
+    tensor *loss = ag_tensor(t, 1, (const int[]){ 1 });
+    double s = 0.0;
+    for (int i = 0; i < x->n; i++) s += (double)x->data[i] * R[i];
+    loss->data[0] = (float)s;
+    ag_node *nd = ag_record(t, project_backward, loss);
+    nd->in[0] = x;
+    nd->saved = (void *)R;
+    return loss;
+}
+
+static double projected(const tensor *out, const float *R)
+{
+    double s = 0.0;
+    for (int i = 0; i < out->n; i++) s += (double)out->data[i] * R[i];
+    return s;
+}
+
+static rng test_rng;
+static ag_tape inputs;   /* leaf tensors, with grads; never reset mid-test */
+
+__attribute__((constructor)) static void harness_init(void)
+{
+    rng_seed(&test_rng, 1234);
+    ag_init(&inputs, 1 << 20);
+}
+
+/* A leaf tensor of normal(0, std) values with a zeroed grad. */
+static tensor *leaf(int ndim, const int *shape, float std)
+{
+    tensor *x = ag_tensor(&inputs, ndim, shape);
+    tn_fill_normal(x, &test_rng, 0.0f, std);
+    return x;
+}
+
+static const float FD_EPS = 1e-3f;
+
+/* |analytic - numeric| <= FD_ABS + FD_REL * max(|a|, |n|): float32 forward
+ * passes leave ~1e-4 of noise in a difference quotient over 2e-3. */
+static const double FD_ABS = 5e-4, FD_REL = 3e-3;
+
+/* Check d sum(f(in) * R) / d in[i] for every input that has a grad.  When
+ * `reseed` is not NULL the tape's rng is reseeded to it before every
+ * forward pass (dropout draws the same mask each time).  Returns the worst
+ * error relative to the tolerance (<= 1 passes). */
+static double gradcheck(forward_fn f, const void *ctx, tensor **in, int n_in, uint64_t *reseed)
+{
+    ag_tape t;
+    ag_init(&t, 0);
+    rng r;
+    t.rng = &r;
+    t.training = reseed != NULL;
+    if (reseed) rng_seed(&r, *reseed);
+    tensor *out = f(&t, in, ctx);
+    CHECK(out != NULL);
+    if (!out) {
+        ag_free(&t);
+        return INFINITY;
+    }
+    float *R = malloc((size_t)out->n * sizeof *R);
+    for (int i = 0; i < out->n; i++) R[i] = rng_normal(&test_rng);
+    for (int k = 0; k < n_in; k++)
+        if (in[k] && in[k]->grad) memset(in[k]->grad, 0, (size_t)in[k]->n * sizeof(float));
+    ag_backward(&t, project(&t, out, R));
+
+    double worst = 0.0;
+    t.grad = false;
+    for (int k = 0; k < n_in; k++) {
+        if (!in[k] || !in[k]->grad) continue;
+        for (int j = 0; j < in[k]->n; j++) {
+            float keep = in[k]->data[j];
+            double l[2];
+            for (int s = 0; s < 2; s++) {
+                in[k]->data[j] = keep + (s ? -FD_EPS : FD_EPS);
+                ag_reset(&t);
+                if (reseed) rng_seed(&r, *reseed);
+                l[s] = projected(f(&t, in, ctx), R);
+            }
+            in[k]->data[j] = keep;
+            double num = (l[0] - l[1]) / (2.0 * (double)FD_EPS), ana = in[k]->grad[j];
+            double tol = FD_ABS + FD_REL * fmax(fabs(num), fabs(ana));
+            double err = fabs(num - ana) / tol;
+            if (err > 1.0)
+                fprintf(stderr, "  input %d element %d: analytic %.6g numeric %.6g\n", k, j, ana, num);
+            if (err > worst) worst = err;
+        }
+    }
+    free(R);
+    ag_free(&t);
+    return worst;
+}
+
+#define CHECK_GRADS(f, ctx, ...)                                                  \
+    do {                                                                          \
+        tensor *in_[] = { __VA_ARGS__ };                                          \
+        double w_ = gradcheck(f, ctx, in_, (int)(sizeof in_ / sizeof *in_), NULL); \
+        CHECK(w_ <= 1.0);                                                         \
+    } while (0)
+
+static float max_abs_diff(const float *a, const float *b, int n)
+{
+    float m = 0.0f;
+    for (int i = 0; i < n; i++) m = fmaxf(m, fabsf(a[i] - b[i]));
+    return m;
+}
+
+/* ---- embedding, linear ------------------------------------------------- */
+
+static const int emb_idx[6] = { 3, 0, 6, 3, 3, 1 };
+
+static tensor *f_embedding(ag_tape *t, tensor **in, const void *ctx)
+{
+    return op_embedding(t, in[0], emb_idx, 6, 3, (const int[]){ 2, 3, 5 });
+}
+
+TEST(embedding_forward_and_grad)
+{
+    tensor *W = leaf(2, (const int[]){ 7, 5 }, 1.0f);
+    ag_tape t;
+    ag_init(&t, 0);
+    tensor *y = op_embedding(&t, W, emb_idx, 6, 0, NULL);
+    CHECK(y && y->ndim == 2 && y->shape[0] == 6 && y->shape[1] == 5);
+    if (y) CHECK(memcmp(y->data + 3 * 5, W->data + 3 * 5, 5 * sizeof(float)) == 0);
+    CHECK(op_embedding(&t, W, (const int[]){ 7 }, 1, 0, NULL) == NULL);
+    CHECK(op_embedding(&t, W, emb_idx, 6, 2, (const int[]){ 5, 5 }) == NULL);
+    ag_free(&t);
+    CHECK_GRADS(f_embedding, NULL, W);
+}
+
+static tensor *f_linear(ag_tape *t, tensor **in, const void *ctx)
+{
+    return op_linear(t, in[0], in[1], in[2]);
+}
+
+static void check_linear(int ndim, const int *xshape, int out, bool bias)
+{
+    int in_dim = xshape[ndim - 1];
+    tensor *x = leaf(ndim, xshape, 1.0f);
+    tensor *W = leaf(2, (const int[]){ out, in_dim }, 0.5f);
+    tensor *b = bias ? leaf(1, (const int[]){ out }, 0.5f) : NULL;
+    ag_tape t;
+    ag_init(&t, 0);
+    tensor *y = op_linear(&t, x, W, b);
+    CHECK(y && y->ndim == ndim && y->shape[ndim - 1] == out && y->shape[0] == xshape[0]);
+    double worst = 0.0;
+    for (int i = 0; y && i < tn_rows(x); i++)
+        for (int o = 0; o < out; o++) {
+            double s = b ? b->data[o] : 0.0;
+            for (int k = 0; k < in_dim; k++) s += (double)x->data[i * in_dim + k] * W->data[o * in_dim + k];
+            worst = fmax(worst, fabs(s - y->data[i * out + o]));
+        }
+    CHECK(worst < 1e-5);
+    ag_free(&t);
+    CHECK_GRADS(f_linear, NULL, x, W, b);
+}
+
+TEST(linear_forward_and_grads)
+{
+    check_linear(3, (const int[]){ 3, 4, 5 }, 6, true);
+    check_linear(3, (const int[]){ 2, 1, 5 }, 3, false);   /* T = 1 */
+    check_linear(2, (const int[]){ 9, 13 }, 11, true);
+    check_linear(2, (const int[]){ 1, 1 }, 1, true);
+}
+
+TEST(linear_rejects_bad_shapes)
+{
+    ag_tape t;
+    ag_init(&t, 0);
+    tensor *x = leaf(2, (const int[]){ 3, 4 }, 1.0f), *W = leaf(2, (const int[]){ 2, 5 }, 1.0f);
+    err_set(ERR_OK, "%s", "");
+    CHECK(op_linear(&t, x, W, NULL) == NULL);
+    CHECK(strlen(err_msg()) > 0);
+    /* NULL propagates through any op */
+    CHECK(op_tanh(&t, op_linear(&t, x, W, NULL)) == NULL);
+    CHECK(op_add(&t, x, NULL) == NULL);
+    ag_free(&t);
+}
+
+/* ---- element-wise ------------------------------------------------------ */
+
+static tensor *f_tanh(ag_tape *t, tensor **in, const void *c) { return op_tanh(t, in[0]); }
+static tensor *f_sigmoid(ag_tape *t, tensor **in, const void *c) { return op_sigmoid(t, in[0]); }
+static tensor *f_silu(ag_tape *t, tensor **in, const void *c) { return op_silu(t, in[0]); }
+static tensor *f_relu(ag_tape *t, tensor **in, const void *c) { return op_relu(t, in[0]); }
+static tensor *f_add(ag_tape *t, tensor **in, const void *c) { return op_add(t, in[0], in[1]); }
+static tensor *f_mul(ag_tape *t, tensor **in, const void *c) { return op_mul(t, in[0], in[1]); }
+static tensor *f_square(ag_tape *t, tensor **in, const void *c) { return op_mul(t, in[0], in[0]); }
+static tensor *f_double(ag_tape *t, tensor **in, const void *c) { return op_add(t, in[0], in[0]); }
+
+TEST(elementwise_values)
+{
+    ag_tape t;
+    ag_init(&t, 0);
+    tensor *x = leaf(2, (const int[]){ 3, 7 }, 2.0f);
+    tensor *y[4] = { op_tanh(&t, x), op_sigmoid(&t, x), op_silu(&t, x), op_relu(&t, x) };
+    float worst = 0.0f;
+    for (int i = 0; i < x->n; i++) {
+        float v = x->data[i], s = 1.0f / (1.0f + expf(-v));
+        worst = fmaxf(worst, fabsf(y[0]->data[i] - tanhf(v)));
+        worst = fmaxf(worst, fabsf(y[1]->data[i] - s));
+        worst = fmaxf(worst, fabsf(y[2]->data[i] - v * s));
+        worst = fmaxf(worst, fabsf(y[3]->data[i] - (v > 0 ? v : 0)));
+    }
+    CHECK(worst < 1e-6f);
+    ag_free(&t);
+}
+
+TEST(elementwise_grads)
+{
+    tensor *x = leaf(2, (const int[]){ 3, 7 }, 1.5f);
+    /* keep relu's kink out of the finite differences */
+    for (int i = 0; i < x->n; i++)
+        if (fabsf(x->data[i]) < 0.05f) x->data[i] = 0.1f;
+    CHECK_GRADS(f_tanh, NULL, x);
+    CHECK_GRADS(f_sigmoid, NULL, x);
+    CHECK_GRADS(f_silu, NULL, x);
+    CHECK_GRADS(f_relu, NULL, x);
+    tensor *a = leaf(3, (const int[]){ 2, 3, 5 }, 1.0f), *b = leaf(3, (const int[]){ 2, 3, 5 }, 1.0f);
+    CHECK_GRADS(f_add, NULL, a, b);
+    CHECK_GRADS(f_mul, NULL, a, b);
+    CHECK_GRADS(f_square, NULL, a);   /* the same tensor on both sides */
+    CHECK_GRADS(f_double, NULL, a);
+    ag_tape t;
+    ag_init(&t, 0);
+    CHECK(op_add(&t, a, x) == NULL);
+    CHECK(op_mul(&t, leaf(2, (const int[]){ 6, 5 }, 1.0f), a) == NULL);   /* same n, other shape */
+    ag_free(&t);
+}
+
+/* ---- dropout ----------------------------------------------------------- */
+
+static tensor *f_dropout(ag_tape *t, tensor **in, const void *c)
+{
+    return op_dropout(t, in[0], *(const float *)c);
+}
+
+TEST(dropout_eval_identity_and_training_scale)
+{
+    tensor *x = leaf(2, (const int[]){ 50, 40 }, 1.0f);
+    ag_tape t;
+    ag_init(&t, 0);
+    rng r;
+    rng_seed(&r, 5);
+    t.rng = &r;
+    CHECK(op_dropout(&t, x, 0.3f) == x);   /* eval: identity */
+    t.training = true;
+    tensor *y = op_dropout(&t, x, 0.25f);
+    int dropped = 0, bad = 0;
+    for (int i = 0; y && i < x->n; i++) {
+        if (y->data[i] == 0.0f) dropped++;
+        else if (fabsf(y->data[i] - x->data[i] / 0.75f) > 1e-6f * fabsf(x->data[i]) + 1e-7f) bad++;
+    }
+    CHECK(y != NULL && bad == 0);
+    CHECK(dropped > 400 && dropped < 600);   /* 2000 * 0.25 = 500 expected */
+    CHECK(op_dropout(&t, x, 0.0f) == x);
+    t.rng = NULL;
+    CHECK(op_dropout(&t, x, 0.5f) == NULL);   /* training needs an rng */
+    ag_free(&t);
+
+    float p = 0.4f;
+    uint64_t seed = 99;
+    tensor *z = leaf(2, (const int[]){ 3, 5 }, 1.0f);
+    tensor *in[] = { z };
+    CHECK(gradcheck(f_dropout, &p, in, 1, &seed) <= 1.0);
+}
+
+/* ---- concat, time steps, broadcast ------------------------------------- */
+
+static tensor *f_concat(ag_tape *t, tensor **in, const void *c) { return op_concat(t, in[0], in[1]); }
+static tensor *f_slice(ag_tape *t, tensor **in, const void *c) { return op_time_slice(t, in[0], *(const int *)c); }
+static tensor *f_stack(ag_tape *t, tensor **in, const void *c) { return op_time_stack(t, in, *(const int *)c); }
+static tensor *f_broadcast(ag_tape *t, tensor **in, const void *c) { return op_broadcast_rows(t, in[0], 3); }
+
+TEST(plumbing_values_and_grads)
+{
+    tensor *a = leaf(2, (const int[]){ 4, 3 }, 1.0f), *b = leaf(2, (const int[]){ 4, 5 }, 1.0f);
+    ag_tape t;
+    ag_init(&t, 0);
+    tensor *c = op_concat(&t, a, b);
+    CHECK(c && c->shape[1] == 8 && c->data[2 * 8 + 3] == b->data[2 * 5] && c->data[8 + 2] == a->data[5]);
+    tensor *x = leaf(3, (const int[]){ 2, 4, 3 }, 1.0f);
+    tensor *s = op_time_slice(&t, x, 2);
+    CHECK(s && s->ndim == 2 && s->data[3 + 1] == x->data[(1 * 4 + 2) * 3 + 1]);
+    CHECK(op_time_slice(&t, x, 4) == NULL);
+    tensor *xs[12];
+    for (int i = 0; i < 12; i++) xs[i] = leaf(2, (const int[]){ 2, 3 }, 1.0f);
+    tensor *st = op_time_stack(&t, xs, 12);
+    CHECK(st && st->ndim == 3 && st->shape[1] == 12 && st->data[(1 * 12 + 9) * 3 + 2] == xs[9]->data[3 + 2]);
+    tensor *row = leaf(1, (const int[]){ 4 }, 1.0f);
+    tensor *br = op_broadcast_rows(&t, row, 3);
+    CHECK(br && br->shape[0] == 3 && br->data[2 * 4 + 1] == row->data[1]);
+    ag_free(&t);
+
+    CHECK_GRADS(f_concat, NULL, a, b);
+    int step = 2, n = 12;
+    CHECK_GRADS(f_slice, &step, x);
+    step = 0;
+    CHECK_GRADS(f_slice, &step, x);
+    tensor *in[12];
+    memcpy(in, xs, sizeof in);
+    CHECK(gradcheck(f_stack, &n, in, 12, NULL) <= 1.0);   /* more inputs than in[] holds */
+    CHECK_GRADS(f_broadcast, NULL, row);
+}
+
+/* ---- RMSNorm ----------------------------------------------------------- */
+
+static tensor *f_rmsnorm(ag_tape *t, tensor **in, const void *c) { return op_rmsnorm(t, in[0], in[1], 1e-5f); }
+
+TEST(rmsnorm_forward_and_grads)
+{
+    tensor *x = leaf(3, (const int[]){ 2, 3, 9 }, 1.0f), *w = leaf(1, (const int[]){ 9 }, 1.0f);
+    ag_tape t;
+    ag_init(&t, 0);
+    tensor *y = op_rmsnorm(&t, x, w, 1e-5f);
+    double worst = 0.0;
+    for (int i = 0; y && i < 6; i++) {
+        double ss = 0.0;
+        for (int j = 0; j < 9; j++) ss += (double)x->data[i * 9 + j] * x->data[i * 9 + j];
+        double rs = 1.0 / sqrt(ss / 9 + 1e-5);
+        for (int j = 0; j < 9; j++)
+            worst = fmax(worst, fabs(x->data[i * 9 + j] * rs * w->data[j] - y->data[i * 9 + j]));
+    }
+    CHECK(y && worst < 1e-5);
+    CHECK(op_rmsnorm(&t, x, leaf(1, (const int[]){ 8 }, 1.0f), 1e-5f) == NULL);
+    ag_free(&t);
+    CHECK_GRADS(f_rmsnorm, NULL, x, w);
+    tensor *x1 = leaf(2, (const int[]){ 1, 1 }, 1.0f), *w1 = leaf(1, (const int[]){ 1 }, 1.0f);
+    CHECK_GRADS(f_rmsnorm, NULL, x1, w1);
+}
+
+/* ---- cross-entropy ----------------------------------------------------- */
+
+static const int ce_targets[7] = { 2, 0, 5, 1, 0, 3, 5 };   /* 0 = ignored */
+
+static tensor *f_ce(ag_tape *t, tensor **in, const void *c)
+{
+    return op_cross_entropy(t, in[0], c, 0);
+}
+
+TEST(cross_entropy_forward_and_grads)
+{
+    tensor *l = leaf(3, (const int[]){ 1, 7, 6 }, 2.0f);
+    l->data[5 * 6 + 3] = 40.0f;   /* a large logit: log-sum-exp must stay stable */
+    ag_tape t;
+    ag_init(&t, 0);
+    tensor *loss = op_cross_entropy(&t, l, ce_targets, 0);
+    double sum = 0.0;
+    int count = 0;
+    for (int i = 0; i < 7; i++) {
+        if (!ce_targets[i]) continue;
+        double mx = -INFINITY, se = 0.0;
+        for (int j = 0; j < 6; j++) mx = fmax(mx, l->data[i * 6 + j]);
+        for (int j = 0; j < 6; j++) se += exp(l->data[i * 6 + j] - mx);
+        sum += mx + log(se) - l->data[i * 6 + ce_targets[i]];
+        count++;
+    }
+    CHECK(loss && loss->n == 1);
+    if (loss) CHECK_NEAR(loss->data[0], sum / count, 1e-5);
+    CHECK(op_cross_entropy(&t, l, (const int[]){ 1, 1, 1, 6, 1, 1, 1 }, 0) == NULL);
+    ag_free(&t);
+    CHECK_GRADS(f_ce, ce_targets, l);
+}
+
+TEST(cross_entropy_all_ignored_is_zero)
+{
+    tensor *l = leaf(2, (const int[]){ 3, 4 }, 1.0f);
+    ag_tape t;
+    ag_init(&t, 0);
+    memset(l->grad, 0, (size_t)l->n * sizeof(float));
+    tensor *loss = op_cross_entropy(&t, l, (const int[]){ -1, -1, -1 }, -1);
+    CHECK(loss && loss->data[0] == 0.0f);
+    ag_backward(&t, loss);
+    float mx = 0.0f;
+    for (int i = 0; i < l->n; i++) mx = fmaxf(mx, fabsf(l->grad[i]));
+    CHECK(mx == 0.0f);
+    ag_free(&t);
+}
+
+/* ---- attention --------------------------------------------------------- */
+
+struct attn_dims { int B, T, H; };
+
+static tensor *f_attention(ag_tape *t, tensor **in, const void *c)
+{
+    const struct attn_dims *a = c;
+    return op_attention(t, in[0], in[1], in[2], a->B, a->T, a->H);
+}
+
+/* Straightforward causal attention in double, for one output element. */
+static double naive_attention(const tensor *q, const tensor *k, const tensor *v,
+                              int T, int H, int b, int i, int h, int e)
+{
+    int C = tn_cols(q), dh = C / H;
+    double s[64], mx = -INFINITY, z = 0.0, o = 0.0;
+    for (int j = 0; j <= i; j++) {
+        s[j] = 0.0;
+        for (int c = 0; c < dh; c++)
+            s[j] += (double)q->data[(b * T + i) * C + h * dh + c] * k->data[(b * T + j) * C + h * dh + c];
+        s[j] /= sqrt((double)dh);
+        mx = fmax(mx, s[j]);
+    }
+    for (int j = 0; j <= i; j++) z += exp(s[j] - mx);
+    for (int j = 0; j <= i; j++) o += exp(s[j] - mx) / z * v->data[(b * T + j) * C + h * dh + e];
+    return o;
+}
+
+static void check_attention(int B, int T, int H, int dh)
+{
+    const int shape[3] = { B, T, H * dh };
+    tensor *q = leaf(3, shape, 1.0f), *k = leaf(3, shape, 1.0f), *v = leaf(3, shape, 1.0f);
+    struct attn_dims dims = { B, T, H };
+    ag_tape t;
+    ag_init(&t, 0);
+    tensor *o = op_attention(&t, q, k, v, B, T, H);
+    CHECK(o != NULL);
+    double worst = 0.0;
+    for (int b = 0; o && b < B; b++)
+        for (int i = 0; i < T; i++)
+            for (int h = 0; h < H; h++)
+                for (int e = 0; e < dh; e++)
+                    worst = fmax(worst, fabs(naive_attention(q, k, v, T, H, b, i, h, e) -
+                                             o->data[(b * T + i) * H * dh + h * dh + e]));
+    CHECK(worst < 1e-5);
+
+    /* causality: changing positions > s leaves outputs at <= s unchanged */
+    for (int s = 0; o && s + 1 < T; s++) {
+        ag_reset(&t);
+        tensor *before = op_attention(&t, q, k, v, B, T, H);
+        float *saved = malloc((size_t)q->n * 3 * sizeof(float));
+        tensor *qkv[3] = { q, k, v };
+        for (int m = 0; m < 3; m++) {
+            memcpy(saved + m * q->n, qkv[m]->data, (size_t)q->n * sizeof(float));
+            for (int b = 0; b < B; b++)
+                for (int i = s + 1; i < T; i++)
+                    for (int c = 0; c < H * dh; c++) qkv[m]->data[(b * T + i) * H * dh + c] += 3.0f;
+        }
+        tensor *after = op_attention(&t, q, k, v, B, T, H);
+        int changed = 0;
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i <= s; i++)
+                for (int c = 0; c < H * dh; c++) {
+                    size_t at = (size_t)(b * T + i) * H * dh + c;
+                    changed += before->data[at] != after->data[at];
+                }
+        CHECK(changed == 0);
+        for (int m = 0; m < 3; m++) memcpy(qkv[m]->data, saved + m * q->n, (size_t)q->n * sizeof(float));
+        free(saved);
+    }
+    CHECK(op_attention(&t, q, k, v, B, T + 1, H) == NULL);
+    ag_free(&t);
+    CHECK_GRADS(f_attention, &dims, q, k, v);
+}
+
+TEST(attention_forward_causality_and_grads)
+{
+    check_attention(2, 5, 2, 3);
+    check_attention(3, 1, 1, 4);   /* T = 1 */
+    check_attention(1, 7, 3, 1);
+}
+
+/* ---- GRU cell ---------------------------------------------------------- */
+
+static tensor *f_gru(ag_tape *t, tensor **in, const void *c)
+{
+    return op_gru_cell(t, in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7]);
+}
+
+static double sig(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+/* Row i of the affine map W [a; b] + bias, one output unit o. */
+static double affine(const tensor *W, const tensor *bias, const double *ab, int D, int o)
+{
+    double s = bias ? bias->data[o] : 0.0;
+    for (int c = 0; c < D; c++) s += W->data[o * D + c] * ab[c];
+    return s;
+}
+
+static void check_gru(int B, int dx, int d, bool biases)
+{
+    int D = dx + d;
+    tensor *x = leaf(2, (const int[]){ B, dx }, 1.0f), *h = leaf(2, (const int[]){ B, d }, 1.0f);
+    tensor *W[6];
+    for (int i = 0; i < 6; i += 2) {
+        W[i] = leaf(2, (const int[]){ d, D }, 0.5f);
+        W[i + 1] = biases ? leaf(1, (const int[]){ d }, 0.5f) : NULL;
+    }
+    ag_tape t;
+    ag_init(&t, 0);
+    tensor *y = op_gru_cell(&t, x, h, W[0], W[1], W[2], W[3], W[4], W[5]);
+    CHECK(y && y->shape[0] == B && y->shape[1] == d);
+    double worst = 0.0, xh[64], xrh[64];
+    for (int b = 0; y && b < B; b++) {
+        for (int c = 0; c < dx; c++) xh[c] = xrh[c] = x->data[b * dx + c];
+        for (int c = 0; c < d; c++) xh[dx + c] = h->data[b * d + c];
+        for (int c = 0; c < d; c++) xrh[dx + c] = sig(affine(W[2], W[3], xh, D, c)) * xh[dx + c];
+        for (int o = 0; o < d; o++) {
+            double z = sig(affine(W[0], W[1], xh, D, o)), hh = tanh(affine(W[4], W[5], xrh, D, o));
+            double want = (1 - z) * xh[dx + o] + z * hh;
+            worst = fmax(worst, fabs(want - y->data[b * d + o]));
+        }
+    }
+    CHECK(worst < 1e-5);
+    CHECK(op_gru_cell(&t, h, x, W[0], W[1], W[2], W[3], W[4], W[5]) == NULL || dx == d);
+    ag_free(&t);
+    CHECK_GRADS(f_gru, NULL, x, h, W[0], W[1], W[2], W[3], W[4], W[5]);
+}
+
+TEST(gru_cell_forward_and_grads)
+{
+    check_gru(3, 4, 5, true);
+    check_gru(1, 5, 5, true);
+    check_gru(2, 3, 2, false);
+}
+
+/* ---- a whole graph: fan-out, accumulation, no-grad inputs -------------- */
+
+static const int graph_tokens[6] = { 1, 4, 2, 2, 0, 3 };
+static const int graph_targets[6] = { 4, 2, 2, 0, 3, 0 };
+
+/* emb -> x; y = tanh(linear(x)) + x; logits = rmsnorm(y) E^T; CE. */
+static tensor *f_graph(ag_tape *t, tensor **in, const void *c)
+{
+    tensor *x = op_embedding(t, in[0], graph_tokens, 6, 3, (const int[]){ 2, 3, 4 });
+    tensor *y = op_add(t, op_tanh(t, op_linear(t, x, in[1], in[2])), x);
+    tensor *logits = op_linear(t, op_rmsnorm(t, y, in[3], 1e-5f), in[0], NULL);
+    return op_cross_entropy(t, logits, graph_targets, 0);
+}
+
+TEST(graph_grads_accumulate)
+{
+    tensor *E = leaf(2, (const int[]){ 5, 4 }, 1.0f), *W = leaf(2, (const int[]){ 4, 4 }, 0.5f);
+    tensor *b = leaf(1, (const int[]){ 4 }, 0.5f), *w = leaf(1, (const int[]){ 4 }, 1.0f);
+    CHECK_GRADS(f_graph, NULL, E, W, b, w);
+}
+
+TEST(no_grad_inputs_record_nothing)
+{
+    ag_tape t;
+    ag_init(&t, 0);
+    float xs[6] = { 1, 2, 3, 4, 5, 6 }, ws[6] = { 1, 0, 0, 1, 1, 1 };
+    tensor *x = ag_wrap(&t, xs, 2, (const int[]){ 3, 2 });
+    tensor *W = ag_wrap(&t, ws, 2, (const int[]){ 3, 2 });
+    tensor *y = op_relu(&t, op_linear(&t, x, W, NULL));
+    CHECK(y && y->grad == NULL && t.n_nodes == 0);
+    if (y) CHECK(y->data[0] == 1.0f && y->data[2] == 3.0f && y->data[8] == 11.0f);
+    tensor *p = leaf(2, (const int[]){ 3, 2 }, 1.0f);
+    tensor *z = op_mul(&t, x, p);
+    CHECK(z && z->grad != NULL && t.n_nodes == 1);
+    t.grad = false;   /* inference: no grads even for parameters */
+    tensor *u = op_mul(&t, x, p);
+    CHECK(u && u->grad == NULL && t.n_nodes == 1);
+    ag_free(&t);
+}
+
+/* A float32 relative check of two buffers, for the big-shape test. */
+TEST(linear_large_matches_reference)
+{
+    tensor *x = leaf(2, (const int[]){ 37, 29 }, 1.0f), *W = leaf(2, (const int[]){ 19, 29 }, 1.0f);
+    ag_tape t;
+    ag_init(&t, 0);
+    tensor *y = op_linear(&t, x, W, NULL);
+    float *ref = malloc(37 * 19 * sizeof *ref);
+    for (int i = 0; i < 37; i++)
+        for (int o = 0; o < 19; o++) {
+            double s = 0.0;
+            for (int k = 0; k < 29; k++) s += (double)x->data[i * 29 + k] * W->data[o * 29 + k];
+            ref[i * 19 + o] = (float)s;
+        }
+    CHECK(y && max_abs_diff(y->data, ref, 37 * 19) < 1e-4f);
+    free(ref);
+    ag_free(&t);
+}

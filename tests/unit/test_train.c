@@ -1,0 +1,401 @@
+/* test_train.c - the shared training loop, driven with a toy bigram model
+ * (logits = W[x], W (V, V)): flags, exact resume after --steps and after a
+ * signal, NaN stop keeping the last good checkpoint, --keep-best, the
+ * whole-set validation loss, kind mismatch on --resume, the summary. */
+#include "cli.h"
+#include "ops.h"
+#include "test.h"
+#include "train.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *DATA = TEST_DATA("train_villes400.txt");
+
+/* ---- a toy model -------------------------------------------------------- */
+
+typedef struct toy {
+    tn_params p;
+    tensor   *W;
+    long      calls;        /* loss() calls */
+    long      signal_at;    /* raise SIGINT in this call (0 = never) */
+    long      poison_at;    /* make W NaN in this call (0 = never) */
+    int       arena_moves;  /* times the tape's main block changed */
+    void     *arena;
+} toy;
+
+static tensor *toy_loss(void *impl, ag_tape *t, const ds_batch *b)
+{
+    toy *m = impl;
+    if (t->grad) {   /* training steps only */
+        m->calls++;
+        if (m->calls == m->signal_at) raise(SIGINT);
+        if (m->calls == m->poison_at) tn_fill(m->W, NAN);
+        if (t->blocks[0].mem != m->arena) m->arena_moves++;
+        m->arena = t->blocks[0].mem;
+    }
+    tensor *logits = op_embedding(t, m->W, b->x, b->B * b->T, 0, NULL);
+    return op_cross_entropy(t, logits, b->y, TOK_PAD);
+}
+
+static char *toy_config(const void *impl)
+{
+    (void)impl;
+    return strdup("{\"toy\":1}");
+}
+
+static void toy_init(toy *m, int V, uint64_t seed)
+{
+    memset(m, 0, sizeof *m);
+    tn_params_init(&m->p);
+    m->W = tn_param(&m->p, "W", true, 2, (const int[]){ V, V });
+    CHECK(tn_params_alloc(&m->p) == ERR_OK);
+    rng r;
+    rng_seed(&r, seed);
+    tn_fill_normal(m->W, &r, 0.0f, 0.5f);
+}
+
+static tr_model toy_model(toy *m)
+{
+    return (tr_model){ .kind = "toy", .params = &m->p, .impl = m, .loss = toy_loss,
+                       .config_json = toy_config };
+}
+
+/* ---- harness ------------------------------------------------------------ */
+
+static char dir[64];
+
+__attribute__((constructor)) static void make_dir(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/villes-test-train.XXXXXX");
+    if (!mkdtemp(dir)) snprintf(dir, sizeof dir, "/tmp");
+    cli_init("test_train");
+}
+
+__attribute__((destructor)) static void remove_dir(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (strcmp(dir, "/tmp")) (void)!system(cmd);
+}
+
+static const char *path_in(const char *name)
+{
+    static char buf[4][128];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
+static tr_options toy_options(const char *out, long steps)
+{
+    tr_options o;
+    tr_options_init(&o, "toy", out);
+    o.data = DATA;
+    o.steps = steps;
+    o.batch_size = 8;
+    o.eval_every = 10;
+    o.opt.lr = 0.05f;
+    o.threads = 1;
+    return o;
+}
+
+typedef struct run_result {
+    err_code rc;
+    tr_summary sum;
+    char     stdout_text[1024];
+    float    W[64 * 64];
+    int      n;
+} run_result;
+
+/* Open a session, train a fresh toy model (seeded 3) or resume into one,
+ * with stdout captured. */
+static run_result run(const tr_options *o, toy *m)
+{
+    run_result r;
+    memset(&r, 0, sizeof r);
+    tr_session s;
+    r.rc = tr_open(&s, o);
+    if (!r.rc) r.rc = tr_load_names(&s);
+    if (r.rc) {
+        tr_close(&s);
+        return r;
+    }
+    toy_init(m, s.vocab->size, 3);
+    tr_model tm = toy_model(m);
+    fflush(stdout);
+    int saved = dup(1);
+    FILE *cap = tmpfile();
+    dup2(fileno(cap), 1);
+    r.rc = tr_run(&s, &tm, NULL);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    rewind(cap);
+    size_t n = fread(r.stdout_text, 1, sizeof r.stdout_text - 1, cap);
+    r.stdout_text[n] = 0;
+    fclose(cap);
+    r.sum = s.sum;
+    r.n = m->W->n;
+    memcpy(r.W, m->W->data, (size_t)m->W->n * sizeof(float));
+    tr_close(&s);
+    tn_params_free(&m->p);
+    return r;
+}
+
+static bool same_file(const char *a, const char *b)
+{
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    bool same = fa && fb;
+    while (same) {
+        int ca = fgetc(fa), cb = fgetc(fb);
+        if (ca != cb) same = false;
+        if (ca == EOF || cb == EOF) break;
+    }
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return same;
+}
+
+static const char *meta_of(const char *path, const char *key, char *out, size_t cap)
+{
+    ck_file f;
+    out[0] = 0;
+    if (ck_read(path, &f) == ERR_OK && ck_meta(&f, key)) snprintf(out, cap, "%s", ck_meta(&f, key));
+    ck_free(&f);
+    return out;
+}
+
+/* ---- flags -------------------------------------------------------------- */
+
+TEST(train_options_defaults_and_parsing)
+{
+    tr_options o;
+    tr_options_init(&o, "mlp", "weights/mlp.safetensors");
+    CHECK(o.batch_size == 64 && o.seed == 1 && o.split_seed == 0 && o.set == 0);
+    CHECK_NEAR(o.opt.lr, 3e-4, 1e-9);
+    CHECK_NEAR(o.opt.weight_decay, 0.01, 1e-9);
+    CHECK(tr_parse_option(&o, TR_OPT_LR, "0.01"));
+    CHECK(tr_parse_option(&o, TR_OPT_SCHEDULE, "cosine"));
+    CHECK(tr_parse_option(&o, TR_OPT_STEPS, "123"));
+    CHECK(tr_parse_option(&o, 'o', "x.safetensors"));
+    CHECK(tr_parse_option(&o, TR_OPT_KEEP_BEST, NULL));
+    CHECK(o.steps == 123 && o.opt.schedule == OPT_COSINE && o.keep_best);
+    CHECK(!strcmp(o.out_path, "x.safetensors"));
+    CHECK(o.set == (TR_SET_LR | TR_SET_SCHEDULE | TR_SET_STEPS));
+    CHECK(!tr_parse_option(&o, 'h', NULL));
+    CHECK(!tr_parse_option(&o, TR_OPT_END, "1"));
+}
+
+TEST(train_last_path)
+{
+    char b[64];
+    tr_last_path("weights/mlp.safetensors", b, sizeof b);
+    CHECK(!strcmp(b, "weights/mlp.last.safetensors"));
+    tr_last_path("model.bin", b, sizeof b);
+    CHECK(!strcmp(b, "model.bin.last"));
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+TEST(train_summary_and_learning)
+{
+    toy m;
+    tr_options o = toy_options(path_in("sum.safetensors"), 60);
+    o.log_path = path_in("sum.log");
+    run_result r = run(&o, &m);
+    CHECK(r.rc == ERR_OK);
+    CHECK(!strncmp(r.stdout_text, "model\tparams\tsteps\ttrain_loss\tval_loss\tbest_val_loss\t"
+                   "best_step\tseconds\tsteps_per_s\ttokens_per_s\ntoy\t", 95));
+    CHECK(r.sum.steps == 60 && r.sum.run_steps == 60);
+    CHECK(r.sum.val_loss < 3.5 && r.sum.train_loss < 3.5);   /* log(V = 35ish) = 3.6 at start */
+    /* the log: a header and a row per evaluation (10, 20, ..., 60) */
+    FILE *f = fopen(o.log_path, "r");
+    char line[256];
+    int rows = 0;
+    while (f && fgets(line, sizeof line, f)) rows++;
+    if (f) fclose(f);
+    CHECK(rows == 7);
+    /* the arena settles: nothing is allocated in the loop once warm */
+    CHECK(m.arena_moves <= 4);
+}
+
+/* --steps N/2, then --resume to N: bit-for-bit the uninterrupted run. */
+TEST(train_resume_after_steps_is_exact)
+{
+    toy m;
+    tr_options full = toy_options(path_in("full.safetensors"), 40);
+    run_result a = run(&full, &m);
+    tr_options half = toy_options(path_in("half.safetensors"), 20);
+    run_result b = run(&half, &m);
+    tr_options rest = toy_options(path_in("half.safetensors"), 40);
+    rest.resume_path = path_in("half.safetensors");
+    rest.set |= TR_SET_STEPS;
+    run_result c = run(&rest, &m);
+    CHECK(a.rc == ERR_OK && b.rc == ERR_OK && c.rc == ERR_OK);
+    CHECK(c.sum.run_steps == 20 && c.sum.steps == 40);
+    CHECK(!memcmp(a.W, c.W, (size_t)a.n * sizeof(float)));
+    CHECK(a.sum.val_loss == c.sum.val_loss);
+    CHECK(a.sum.train_loss == c.sum.train_loss);
+    CHECK(a.sum.best_val_loss == c.sum.best_val_loss);
+    CHECK(same_file(full.out_path, rest.out_path));
+}
+
+/* SIGINT mid-run with a cosine schedule and clipping: a checkpoint is
+ * written, and resuming it (no flags repeated) ends exactly where the
+ * uninterrupted run ends. */
+TEST(train_interrupt_then_resume_is_exact)
+{
+    toy m;
+    tr_options o = toy_options(path_in("a.safetensors"), 50);
+    o.opt.schedule = OPT_COSINE;
+    o.opt.warmup = 5;
+    o.opt.clip = 0.5f;
+    run_result a = run(&o, &m);
+
+    tr_options oi = o;
+    oi.out_path = path_in("b.safetensors");
+    tr_session s;
+    CHECK(tr_open(&s, &oi) == ERR_OK && tr_load_names(&s) == ERR_OK);
+    toy_init(&m, s.vocab->size, 3);
+    m.signal_at = 23;
+    tr_model tm = toy_model(&m);
+    err_code rc = tr_run(&s, &tm, NULL);
+    CHECK(rc == ERR_INTERRUPT);
+    CHECK(strstr(err_msg(), "interrupted at step 23") != NULL);
+    CHECK(s.step == 23);
+    tr_close(&s);
+    tn_params_free(&m.p);
+    char step[32];
+    CHECK(!strcmp(meta_of(oi.out_path, "step", step, sizeof step), "23"));
+    CHECK(signal(SIGINT, SIG_DFL) == SIG_DFL);   /* the handler was taken down */
+
+    tr_options orr;   /* only --resume: everything else from the checkpoint */
+    tr_options_init(&orr, "toy", oi.out_path);
+    orr.data = DATA;
+    orr.resume_path = oi.out_path;
+    run_result c = run(&orr, &m);
+    CHECK(a.rc == ERR_OK && c.rc == ERR_OK);
+    CHECK(c.sum.steps == 50 && c.sum.run_steps == 27);
+    CHECK(!memcmp(a.W, c.W, (size_t)a.n * sizeof(float)));
+    CHECK(a.sum.val_loss == c.sum.val_loss && a.sum.train_loss == c.sum.train_loss);
+    CHECK(same_file(o.out_path, oi.out_path));
+}
+
+/* A NaN loss stops the run naming the step; the checkpoint of the last
+ * evaluation (step 20) is left as it was. */
+TEST(train_nan_stops_and_keeps_last_checkpoint)
+{
+    toy m;
+    tr_options o = toy_options(path_in("nan.safetensors"), 100);
+    tr_session s;
+    CHECK(tr_open(&s, &o) == ERR_OK && tr_load_names(&s) == ERR_OK);
+    toy_init(&m, s.vocab->size, 3);
+    m.poison_at = 27;
+    tr_model tm = toy_model(&m);
+    err_code rc = tr_run(&s, &tm, NULL);
+    CHECK(rc == ERR_NAN);
+    CHECK(strstr(err_msg(), "at step 27") != NULL);
+    CHECK(strstr(err_msg(), "(step 20) was left as it was") != NULL);
+    tr_close(&s);
+    tn_params_free(&m.p);
+    char step[32];
+    CHECK(!strcmp(meta_of(o.out_path, "step", step, sizeof step), "20"));
+    ck_file f;
+    CHECK(ck_read(o.out_path, &f) == ERR_OK);
+    const ck_tensor *W = ck_get(&f, "W");
+    bool finite = W != NULL;
+    for (size_t i = 0; W && i < W->numel; i++) finite &= isfinite(((const float *)W->data)[i]);
+    CHECK(finite);
+    CHECK(ck_get(&f, "optim.m.W") && ck_get(&f, "optim.v.W"));
+    ck_free(&f);
+}
+
+/* --keep-best: the file holds the evaluation of lowest validation loss; on
+ * an interrupt the latest state goes to the .last file instead. */
+TEST(train_keep_best)
+{
+    toy m;
+    tr_options o = toy_options(path_in("best.safetensors"), 60);
+    o.opt.lr = 3.0f;   /* overshoots: the validation loss does not fall steadily */
+    o.keep_best = true;
+    run_result r = run(&o, &m);
+    CHECK(r.rc == ERR_OK);
+    char step[32], best[32];
+    snprintf(best, sizeof best, "%ld", r.sum.best_step);
+    CHECK(!strcmp(meta_of(o.out_path, "step", step, sizeof step), best));
+    CHECK(r.sum.best_val_loss <= r.sum.val_loss);
+
+    tr_session s;
+    o.out_path = path_in("best2.safetensors");
+    CHECK(tr_open(&s, &o) == ERR_OK && tr_load_names(&s) == ERR_OK);
+    toy_init(&m, s.vocab->size, 3);
+    m.signal_at = 15;
+    tr_model tm = toy_model(&m);
+    CHECK(tr_run(&s, &tm, NULL) == ERR_INTERRUPT);
+    tr_close(&s);
+    tn_params_free(&m.p);
+    CHECK(!strcmp(meta_of(path_in("best2.safetensors"), "step", step, sizeof step), "10"));
+    CHECK(!strcmp(meta_of(path_in("best2.last.safetensors"), "step", step, sizeof step), "15"));
+}
+
+/* The validation loss is the mean over all targets, whatever the batching. */
+TEST(train_eval_names_is_whole_set_mean)
+{
+    ds_corpus c;
+    CHECK(ds_load(&c, DATA, NULL, 0, 0.1) == ERR_OK);
+    toy m;
+    toy_init(&m, c.vocab.size, 9);
+    tr_model tm = toy_model(&m);
+    ag_tape t;
+    ag_init(&t, 0);
+    double s1, s7;
+    size_t n1, n7;
+    CHECK(tr_eval_names(&tm, &t, &c.val, 1, &s1, &n1) == ERR_OK);
+    CHECK(tr_eval_names(&tm, &t, &c.val, 7, &s7, &n7) == ERR_OK);
+    CHECK(t.grad);   /* restored */
+    /* by hand: sum over names of -log p(target) */
+    double want = 0;
+    size_t count = 0;
+    int V = c.vocab.size;
+    for (size_t i = 0; i < c.val.n; i++) {
+        int prev = TOK_SOS;
+        for (int p = 0; p <= ds_len(&c.val, i); p++) {
+            int y = p < ds_len(&c.val, i) ? ds_name(&c.val, i)[p] : TOK_EOS;
+            const float *row = m.W->data + (size_t)prev * V;
+            double mx = row[0], z = 0;
+            for (int v = 1; v < V; v++) mx = fmax(mx, row[v]);
+            for (int v = 0; v < V; v++) z += exp(row[v] - mx);
+            want += mx + log(z) - row[y];
+            count++;
+            prev = y;
+        }
+    }
+    CHECK(n1 == count && n7 == count);
+    CHECK_NEAR(s1 / n1, want / count, 1e-5);
+    CHECK_NEAR(s7 / n7, want / count, 1e-5);
+    ag_free(&t);
+    tn_params_free(&m.p);
+    ds_corpus_free(&c);
+}
+
+TEST(train_resume_rejects_other_kind_and_bad_output)
+{
+    toy m;
+    tr_options o = toy_options(path_in("kind.safetensors"), 10);
+    run_result r = run(&o, &m);
+    CHECK(r.rc == ERR_OK);
+    tr_options o2;
+    tr_options_init(&o2, "mlp", path_in("x.safetensors"));
+    o2.data = DATA;
+    o2.resume_path = o.out_path;
+    tr_session s;
+    CHECK(tr_open(&s, &o2) == ERR_MISMATCH);
+    CHECK(strstr(err_msg(), "toy") != NULL);
+    tr_options o3 = toy_options("/nonexistent-dir/x.safetensors", 10);
+    CHECK(tr_open(&s, &o3) == ERR_IO);
+    CHECK(strstr(err_msg(), "/nonexistent-dir") != NULL);
+}
