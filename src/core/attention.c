@@ -21,11 +21,9 @@ static void causal_softmax(float *P, int T)
 {
     for (int i = 0; i < T; i++) {
         float *restrict p = P + (size_t)i * T;
-        float mx = p[0];
-        for (int j = 1; j <= i; j++) mx = p[j] > mx ? p[j] : mx;
-        float sum = 0.0f;
-        for (int j = 0; j <= i; j++) sum += p[j] = expf(p[j] - mx);
-        float inv = 1.0f / sum;
+        float mx = vmax(p, i + 1);
+        for (int j = 0; j <= i; j++) p[j] = vexpf(p[j] - mx);
+        float inv = 1.0f / vsum(p, i + 1);
         for (int j = 0; j <= i; j++) p[j] *= inv;
         for (int j = i + 1; j < T; j++) p[j] = 0.0f;
     }
@@ -48,8 +46,7 @@ static void softmax_backward(float *dP, const float *P, int T)
     for (int i = 0; i < T; i++) {
         float *restrict g = dP + (size_t)i * T;
         const float *restrict p = P + (size_t)i * T;
-        float dot = 0.0f;
-        for (int j = 0; j <= i; j++) dot += g[j] * p[j];
+        float dot = vdot(g, p, i + 1);
         for (int j = 0; j <= i; j++) g[j] = p[j] * (g[j] - dot);
         for (int j = i + 1; j < T; j++) g[j] = 0.0f;
     }

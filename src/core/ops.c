@@ -380,9 +380,7 @@ static void rmsnorm_forward(float *restrict y, float *restrict rstd, const float
     for (int i = 0; i < N; i++) {
         const float *restrict xi = x + (size_t)i * d;
         float *restrict yi = y + (size_t)i * d;
-        float ss = 0.0f;
-        for (int j = 0; j < d; j++) ss += xi[j] * xi[j];
-        float r = 1.0f / sqrtf(ss / (float)d + eps);
+        float r = 1.0f / sqrtf(vdot(xi, xi, d) / (float)d + eps);
         rstd[i] = r;
         for (int j = 0; j < d; j++) yi[j] = xi[j] * r * w[j];
     }
@@ -405,9 +403,7 @@ static void rmsnorm_backward(ag_node *nd)
             for (int j = 0; j < d; j++) dw[j] += dy[j] * xi[j] * r;
         }
         if (!x->grad) continue;
-        float dot = 0.0f;
-        for (int j = 0; j < d; j++) dot += dy[j] * wd[j] * xi[j];
-        float c = dot * r * r / (float)d;   /* mean(gw * xh) / rstd */
+        float c = vdot3(dy, wd, xi, d) * r * r / (float)d;   /* mean(gw * xh) / rstd */
         float *restrict dx = x->grad + (size_t)i * d;
         for (int j = 0; j < d; j++) dx[j] += r * (dy[j] * wd[j] - xi[j] * c);
     }
@@ -432,9 +428,9 @@ tensor *op_rmsnorm(ag_tape *t, tensor *x, tensor *w, float eps)
 
 /* ---- cross-entropy ----------------------------------------------------- */
 
-/* Loss of one row, -log softmax(l)[target], by a stable log-sum-exp.  When
- * p is not NULL it receives softmax(l) for backward. */
-static double ce_row(const float *restrict l, float *restrict p, int V, int target)
+/* Loss of one row, -log softmax(l)[target], by a stable log-sum-exp.  p (V)
+ * is scratch; with `keep` it receives softmax(l) for backward. */
+static double ce_row(const float *restrict l, float *restrict p, int V, int target, bool keep)
 {
     float mx = vmax(l, V);
     for (int j = 0; j < V; j++) p[j] = vexpf(l[j] - mx);
@@ -476,13 +472,13 @@ tensor *op_cross_entropy(ag_tape *t, tensor *logits, const int *targets, int ign
     bool need = ag_needs_grad(t, logits, NULL);
     tensor *loss = op_out(t, need, 1, (const int[]){ 1 });
     if (!loss) return NULL;
-    float *probs = need ? ag_alloc(t, (size_t)logits->n * sizeof *probs) : NULL;
+    float *probs = ag_alloc(t, (size_t)(need ? N : 1) * V * sizeof *probs);
     double sum = 0.0;
     int count = 0;
     for (int i = 0; i < N; i++) {
         if (targets[i] == ignore) continue;
-        sum += ce_row(logits->data + (size_t)i * V, probs ? probs + (size_t)i * V : NULL, V,
-                      targets[i]);
+        sum += ce_row(logits->data + (size_t)i * V, need ? probs + (size_t)i * V : probs, V,
+                      targets[i], need);
         count++;
     }
     loss->data[0] = count ? (float)(sum / count) : 0.0f;

@@ -29,16 +29,27 @@ void linear_backward(const float *dy, const float *x, const float *W,
  * differs from a plain loop by float rounding only. */
 enum { OPS_LANES = 16 };
 
-static inline float vdot(const float *restrict a, const float *restrict b, int n)
+/* sum of a[j] * b[j] * c[j]; c NULL means all ones */
+static inline float vdot3(const float *restrict a, const float *restrict b,
+                          const float *restrict c, int n)
 {
     float acc[OPS_LANES] = { 0 };
     int j = 0;
-    for (; j + OPS_LANES <= n; j += OPS_LANES)
-        for (int k = 0; k < OPS_LANES; k++) acc[k] += a[j + k] * b[j + k];
+    if (c)
+        for (; j + OPS_LANES <= n; j += OPS_LANES)
+            for (int k = 0; k < OPS_LANES; k++) acc[k] += a[j + k] * b[j + k] * c[j + k];
+    else
+        for (; j + OPS_LANES <= n; j += OPS_LANES)
+            for (int k = 0; k < OPS_LANES; k++) acc[k] += a[j + k] * b[j + k];
     float s = 0.0f;
-    for (; j < n; j++) s += a[j] * b[j];
+    for (; j < n; j++) s += a[j] * b[j] * (c ? c[j] : 1.0f);
     for (int k = 0; k < OPS_LANES; k++) s += acc[k];
     return s;
+}
+
+static inline float vdot(const float *restrict a, const float *restrict b, int n)
+{
+    return vdot3(a, b, NULL, n);
 }
 
 static inline float vsum(const float *restrict a, int n)
