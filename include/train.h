@@ -78,7 +78,7 @@ enum {
     TR_OPT_DATA = 0x100, TR_OPT_VAL_DATA, TR_OPT_SEED, TR_OPT_SPLIT_SEED, TR_OPT_STEPS,
     TR_OPT_BATCH_SIZE, TR_OPT_LR, TR_OPT_WEIGHT_DECAY, TR_OPT_SCHEDULE, TR_OPT_WARMUP,
     TR_OPT_CLIP, TR_OPT_EVAL_EVERY, TR_OPT_LOG, TR_OPT_RESUME, TR_OPT_KEEP_BEST,
-    TR_OPT_THREADS,
+    TR_OPT_THREADS, TR_OPT_DUMP_SPLIT,
     TR_OPT_END = 0x200
 };
 
@@ -105,6 +105,7 @@ enum {
     { "resume",       required_argument, NULL, TR_OPT_RESUME },               \
     { "keep-best",    no_argument,       NULL, TR_OPT_KEEP_BEST },            \
     { "threads",      required_argument, NULL, TR_OPT_THREADS },             \
+    { "dump-split",   required_argument, NULL, TR_OPT_DUMP_SPLIT },          \
     { "help",         no_argument,       NULL, 'h' },                         \
     { "version",      no_argument,       NULL, 'V' }
 
@@ -133,6 +134,7 @@ typedef struct tr_options {
     const char *resume_path;  /* --resume FILE, NULL = fresh start */
     bool        keep_best;    /* --keep-best */
     int         threads;      /* --threads (0 = library default) */
+    const char *dump_split;   /* --dump-split DIR: write DIR/train.txt, DIR/val.txt */
     unsigned    set;          /* TR_SET_* bits of the flags given */
 } tr_options;
 
@@ -238,7 +240,9 @@ typedef struct tr_session {
  * flags not given; check that -o's directory is writable; set --threads. */
 err_code tr_open(tr_session *s, const tr_options *o);
 /* Load --data / --val-data as names (ds_load with the split seed; on
- * --resume with the checkpoint's vocabulary) and set s->vocab. */
+ * --resume with the checkpoint's vocabulary) and set s->vocab; with
+ * --dump-split DIR, write the two sides as DIR/train.txt and DIR/val.txt
+ * (every row, one name per line) for `generate --score` and friends. */
 err_code tr_load_names(tr_session *s);
 /* Train to s->o.steps; on success print the two-line TSV summary to stdout:
  *   model params steps train_loss val_loss best_val_loss best_step seconds

@@ -89,6 +89,7 @@ void smp_log_softmax(const float *logits, int V, float *out)
     }
     double sum = 0;
     for (int i = 0; i < V; i++) sum += exp((double)logits[i] - m);
-    float log_z = m + (float)log(sum);
-    for (int i = 0; i < V; i++) out[i] = logits[i] - log_z;
+    /* (l - m) - log(sum), not l - (m + log(sum)): exact when l is large. */
+    float log_sum = (float)log(sum);
+    for (int i = 0; i < V; i++) out[i] = (logits[i] - m) - log_sum;
 }

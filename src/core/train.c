@@ -71,6 +71,7 @@ bool tr_parse_option(tr_options *o, int code, const char *arg)
     case TR_OPT_RESUME: o->resume_path = arg; break;
     case TR_OPT_KEEP_BEST: o->keep_best = true; break;
     case TR_OPT_THREADS: o->threads = (int)cli_long("--threads", arg, 0, 1024); break;
+    case TR_OPT_DUMP_SPLIT: o->dump_split = arg; break;
     default: return false;
     }
     return true;
@@ -116,6 +117,7 @@ void tr_print_usage(FILE *f, const tr_options *o)
 "      --resume FILE      continue from a checkpoint: weights, AdamW moments, step, rng;\n"
 "                         the training flags not given are taken from it\n"
 "      --threads N        threads for matrix products (default: all)\n"
+"      --dump-split DIR   write the names of each side to DIR/train.txt, DIR/val.txt\n"
 "  -h, --help             this help\n"
 "  -V, --version          the version\n"
 "\n"
@@ -337,6 +339,20 @@ err_code tr_open(tr_session *s, const tr_options *o)
     return ERR_OK;
 }
 
+static err_code dump_names(const ds_names *d, const txt_vocab *v, const char *dir,
+                           const char *file)
+{
+    char path[4200], tok[8];
+    snprintf(path, sizeof path, "%.4096s/%s", dir, file);
+    FILE *f = cli_open_write(path);
+    if (!f) return ERR_IO;
+    for (size_t i = 0; i < d->n; i++) {
+        for (int j = 0; j < ds_len(d, i); j++) fputs(txt_token_str(v, ds_name(d, i)[j], tok), f);
+        fputc('\n', f);
+    }
+    return cli_close(f, path);
+}
+
 err_code tr_load_names(tr_session *s)
 {
     err_code rc;
@@ -352,7 +368,11 @@ err_code tr_load_names(tr_session *s)
     if (rc) return rc;
     s->have_corpus = true;
     s->vocab = &s->corpus.vocab;
-    return ERR_OK;
+    if (s->o.dump_split) {
+        rc = dump_names(&s->corpus.train, s->vocab, s->o.dump_split, "train.txt");
+        if (!rc) rc = dump_names(&s->corpus.val, s->vocab, s->o.dump_split, "val.txt");
+    }
+    return rc;
 }
 
 void tr_close(tr_session *s)
@@ -427,10 +447,7 @@ static err_code evaluate(tr_session *s, const tr_model *m, const tr_source *src,
     if (rc) return rc;
     if (n == 0) return err_set(ERR_ARG, "the validation set has no targets");
     *loss = sum / (double)n;
-    if (!isfinite(*loss))
-        return err_set(ERR_NAN, "validation loss is %g at step %ld (try a lower --lr or --clip)",
-                       *loss, s->step);
-    return ERR_OK;
+    return isfinite(*loss) ? ERR_OK : ERR_NAN;   /* the caller words the message */
 }
 
 /* ---- signals ------------------------------------------------------------ */
@@ -500,6 +517,16 @@ static err_code next_batch(loop *L)
     return ds_batch_fill(&L->batch, d, L->idx, s->o.batch_size);
 }
 
+/* Training stops before the bad values reach a file. */
+static err_code nan_error(const loop *L, const char *what, double v, long step)
+{
+    char where[4300];
+    if (L->last_saved[0]) snprintf(where, sizeof where, "%s was left as it was", L->last_saved);
+    else snprintf(where, sizeof where, "no checkpoint was written");
+    return err_set(ERR_NAN, "%s is %s at step %ld (try a lower --lr or --clip); %s", what,
+                   isnan(v) ? "NaN" : "infinite", step, where);
+}
+
 /* One optimiser step; *loss_out gets the batch loss. */
 static err_code train_step(loop *L, float *loss_out)
 {
@@ -512,13 +539,7 @@ static err_code train_step(loop *L, float *loss_out)
     tensor *loss = m->loss(m->impl, &L->tape, &L->batch);
     if (!loss) return ERR_ARG;
     float v = loss->data[0];
-    if (!isfinite(v)) {
-        char where[4300];
-        if (L->last_saved[0]) snprintf(where, sizeof where, "%s was left as it was", L->last_saved);
-        else snprintf(where, sizeof where, "no checkpoint was written");
-        return err_set(ERR_NAN, "loss is %g at step %ld (try a lower --lr or --clip); %s",
-                       (double)v, s->step + 1, where);
-    }
+    if (!isfinite(v)) return nan_error(L, "loss", v, s->step + 1);
     ag_backward(&L->tape, loss);
     if (m->after_backward) m->after_backward(m->impl);
     if (L->opt.clip > 0) opt_clip(m->params, L->opt.clip);
@@ -597,6 +618,7 @@ static err_code checkpoint(loop *L, double *val)
 {
     tr_session *s = L->s;
     err_code rc = evaluate(s, L->m, L->src, &L->tape, val);
+    if (rc == ERR_NAN) return nan_error(L, "the validation loss", *val, s->step);
     if (rc) return rc;
     log_row(L, *val);
     bool better = *val < s->best_val;
@@ -707,7 +729,8 @@ err_code tr_run(tr_session *s, const tr_model *m, const tr_source *src)
     double val = NAN;
     if (!rc) {   /* the final evaluation, logged and saved unless nothing was trained */
         if (trained) rc = checkpoint(&L, &val);
-        else rc = evaluate(s, m, src, &L.tape, &val);
+        else if ((rc = evaluate(s, m, src, &L.tape, &val)) == ERR_NAN)
+            rc = nan_error(&L, "the validation loss", val, s->step);
     }
     restore_signals(&old);
     clear_progress();

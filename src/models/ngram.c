@@ -269,8 +269,8 @@ err_code ng_fit(ng_model **out, const ng_config *c, int V, const ds_names *d)
     ng_model *m;
     err_code e = model_new(&m, c, V);
     if (e) return e;
-    /* Counts are 32-bit: a context total is at most the number of targets. */
-    if (d->n && d->start[d->n] + d->n > UINT32_MAX)
+    /* Counts are stored as I32: a context total is at most the number of targets. */
+    if (d->n && d->start[d->n] + d->n > INT32_MAX)
         e = err_set(ERR_ARG, "too many names for 32-bit n-gram counts");
     for (size_t i = 0; !e && c->order > 0 && i < d->n; i++)
         e = count_name(m, ds_name(d, i), ds_len(d, i));
@@ -512,7 +512,7 @@ static err_code load_grams(ng_model *m, const ck_file *f, const char *path)
         if (!valid_gram(row, n, counts[r], m->V))
             return err_set(ERR_FORMAT, "%s: n-gram %zu is invalid", path, r);
         total += (uint64_t)counts[r];
-        if (total > UINT32_MAX) return err_set(ERR_FORMAT, "%s: n-gram counts overflow", path);
+        if (total > INT32_MAX) return err_set(ERR_FORMAT, "%s: n-gram counts overflow", path);
         int tok[NG_MAX_ORDER];
         for (int t = 0; t < n; t++) tok[t] = row[t];
         ng_entry *s = tab_get(&m->gram[n], pack(tok, n, m->bits));

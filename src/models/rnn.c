@@ -25,6 +25,7 @@
 #include <cblas.h>
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -340,7 +341,31 @@ static void acc_colsum(float *restrict db, const float *restrict dy, int n, int 
         for (int j = 0; j < d; j++) db[j] += dy[(size_t)i * d + j];
 }
 
-static inline float sigmoid(float a) { return 1.0f / (1.0f + expf(-a)); }
+/* exp, tanh and sigmoid that the compiler vectorises (libm's tanhf took
+ * 40% of a d_model 64 RNN's training time): exp(x) = 2^n e^r with
+ * |r| <= ln2/2 and Cephes' polynomial for e^r, within 2 ulp over the
+ * clamped range; tanh and sigmoid from it are within 2e-7 absolute. */
+static inline float fast_exp(float x)
+{
+    x = x > -87.0f ? x : -87.0f;   /* also maps NaN to a finite value */
+    x = x < 88.0f ? x : 88.0f;
+    /* n = round(x / ln2): adding 1.5 * 2^23 rounds to an integer, and
+     * unlike floorf it vectorises */
+    float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } scale = { .i = ((int32_t)n + 127) << 23 };   /* 2^n */
+    return p * scale.f;
+}
+
+static inline float fast_tanh(float a) { return 1.0f - 2.0f / (fast_exp(2.0f * a) + 1.0f); }
+static inline float sigmoid(float a) { return 1.0f / (1.0f + fast_exp(-a)); }
 
 typedef struct seq_op {
     const rnn_pack  *p;
@@ -377,7 +402,7 @@ static void rnn_steps_forward(seq_op *s, float *H)
         float *Hs = H + (size_t)p->off[step] * d;
         int n = p->n[step];
         mul_wt(Hs, state_before(s, H, step), Wh, n, d, 1.0f);
-        for (size_t i = 0; i < (size_t)n * d; i++) Hs[i] = tanhf(Hs[i]);
+        for (size_t i = 0; i < (size_t)n * d; i++) Hs[i] = fast_tanh(Hs[i]);
     }
 }
 
@@ -401,7 +426,7 @@ static void gru_steps_forward(seq_op *s, float *H)
         }
         mul_wt(HH, RH, Whh, n, d, 1.0f);
         for (size_t i = 0; i < cnt; i++) {
-            HH[i] = tanhf(HH[i]);
+            HH[i] = fast_tanh(HH[i]);
             Hs[i] = P[i] + Z[i] * (HH[i] - P[i]);
         }
     }
@@ -649,7 +674,7 @@ static void cell_step(const rnn_state *s, const rnn_layer *L, const float *x, fl
     memcpy(xh + d, h, (size_t)d * sizeof *xh);
     if (s->m->c.cell == RNN_CELL_RNN) {
         cell_gemv(h, L->w[0], L->b[0], xh, d);
-        for (int j = 0; j < d; j++) h[j] = tanhf(h[j]);
+        for (int j = 0; j < d; j++) h[j] = fast_tanh(h[j]);
         return;
     }
     cell_gemv(z, L->w[0], L->b[0], xh, d);
@@ -659,7 +684,7 @@ static void cell_step(const rnn_state *s, const rnn_layer *L, const float *x, fl
         xh[d + j] = sigmoid(r[j]) * h[j];
     }
     cell_gemv(hh, L->w[2], L->b[2], xh, d);
-    for (int j = 0; j < d; j++) h[j] += z[j] * (tanhf(hh[j]) - h[j]);
+    for (int j = 0; j < d; j++) h[j] += z[j] * (fast_tanh(hh[j]) - h[j]);
 }
 
 void rnn_state_next(rnn_state *s, int tok, float *logits)

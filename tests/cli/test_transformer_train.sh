@@ -3,7 +3,8 @@
 . "$(dirname "$0")/lib.sh"
 
 head -400 data/villes.txt > "$T/names.txt"
-TINY="--data $T/names.txt --d-model 16 --heads 2 --layers 1 --batch-size 16 --eval-every 10"
+sed -n 401,440p data/villes.txt > "$T/val.txt"
+TINY="--data $T/names.txt --val-data $T/val.txt --d-model 16 --heads 2 --layers 1 --batch-size 16 --eval-every 10"
 
 run transformer-train --help
 expect_rc 0 "--help"
@@ -32,21 +33,24 @@ expect_rc 0 "training"
 expect_out "^model	params	steps	train_loss	val_loss"
 expect_out "^transformer	[0-9]+	20	"
 check "checkpoint written" '[ -s "$T/tf.safetensors" ]'
+val=$(printf '%s\n' "$OUT" | sed -n 2p | cut -f5)
 
 # Generate from it, and score names under it.
 run generate -m "$T/tf.safetensors" -n 5 --seed 7
 expect_rc 0 "generate"
 check "five names" '[ "$(printf "%s\n" "$OUT" | grep -c .)" -eq 5 ]'
-head -20 "$T/names.txt" > "$T/some.txt"
-run generate -m "$T/tf.safetensors" --score "$T/some.txt"
+# Scoring the validation file reproduces the trainer's val_loss.
+run generate -m "$T/tf.safetensors" --score "$T/val.txt"
 expect_rc 0 "score"
-expect_out "[0-9]+\.[0-9]+"
+expect_out "^name	chars	total_loss	loss_per_char$"
+expect_out "^carentan	8	[0-9.]+	[0-9.]+$"
+expect_err "mean loss: $val "
 
 # Resume to 30 steps: same result as 30 steps in one go.
 run transformer-train $TINY --steps 30 --seed 3 -o "$T/straight.safetensors"
 expect_rc 0 "straight run"
 straight=$(printf '%s\n' "$OUT" | sed -n 2p | cut -f3-5)
-run transformer-train --data "$T/names.txt" --resume "$T/tf.safetensors" --steps 30 -o "$T/resumed.safetensors"
+run transformer-train --data "$T/names.txt" --val-data "$T/val.txt" --resume "$T/tf.safetensors" --steps 30 -o "$T/resumed.safetensors"
 expect_rc 0 "resume"
 expect_out "^transformer	[0-9]+	30	"
 resumed=$(printf '%s\n' "$OUT" | sed -n 2p | cut -f3-5)

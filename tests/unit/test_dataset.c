@@ -133,8 +133,6 @@ TEST(ds_villes_vocab_and_split)
         n_val_names = distinct_names(&only_val, &leaks);
     }
     CHECK(n_val_names == (size_t)llround(0.1 * (double)distinct));
-    fprintf(stderr, "  villes: %zu kept, %zu distinct, train %zu rows, val %zu rows (%zu names)\n",
-            kept, distinct, c.train.n, c.val.n, n_val_names);
     ds_corpus_free(&c);
 }
 

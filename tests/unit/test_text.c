@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Line i of t re-encoded as UTF-8 (static buffer, for comparisons). */
 static const char *line_utf8(const txt_lines *t, size_t i)
@@ -148,6 +149,34 @@ TEST(text_missing_file)
     CHECK(txt_read_stream("tests/data/no-such-file.txt", &cp, &n) == ERR_IO);
     CHECK(cp == NULL && n == 0);
     CHECK(txt_read_lines("tests/data", &t) == ERR_IO);   /* a directory */
+}
+
+TEST(text_stdin)
+{
+    txt_lines t;
+    CHECK(freopen(TEST_DATA("text_bom_crlf.txt"), "rb", stdin) != NULL);
+    CHECK(txt_read_lines("-", &t) == ERR_OK);
+    CHECK(t.n == 4);
+    txt_lines_free(&t);
+    CHECK(freopen(TEST_DATA("text_invalid.txt"), "rb", stdin) != NULL);
+    CHECK(txt_read_lines("-", &t) == ERR_UTF8);
+    CHECK(strcmp(err_msg(), "stdin:3: invalid UTF-8 at byte 12") == 0);
+}
+
+TEST(text_huge_file_refused)
+{
+    /* A sparse 300 MB file: refused from its size, before any reading. */
+    char path[256];
+    snprintf(path, sizeof path, "%s/villes-huge-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    CHECK(ftruncate(fd, 300L << 20) == 0);
+    close(fd);
+    txt_lines t;
+    CHECK(txt_read_lines(path, &t) == ERR_IO);
+    CHECK(strstr(err_msg(), "larger than 256 MiB") != NULL);
+    remove(path);
 }
 
 TEST(text_stream_keeps_newlines)
