@@ -24,8 +24,9 @@
  *         1.564 with the best single D); a fixed discount D replaces them
  *         all.  A context with a(h .) = 0 backs off entirely to P_{k-1}.
  *
- * Counts are sparse: one open-addressing hash table per order, keyed by the
- * token tuple packed into 64 bits (ceil(log2 V) bits a token).  Only the
+ * Counts are sparse: per order, an open-addressing hash table of the
+ * contexts seen, keyed by the token tuple packed into 64 bits (ceil(log2 V)
+ * bits a token), each with the list of its continuations.  Only the
  * distinct order-n grams and their counts are stored in a checkpoint; the
  * lower orders are recomputed from them when it is loaded.
  */
@@ -70,14 +71,13 @@ int ng_max_order(int V);
 err_code ng_fit(ng_model **out, const ng_config *c, int V, const ds_names *d);
 void     ng_free(ng_model *m);
 
-const ng_config *ng_get_config(const ng_model *m);
 /* Number of distinct order-n grams stored (the "params" of the summary). */
 size_t ng_size(const ng_model *m);
 
-/* P(w | ctx), ctx = the previous n-1 tokens, oldest first. */
-double ng_prob(const ng_model *m, const int *ctx, int w);
-/* The whole next-token distribution given ctx into p (V entries). */
+/* The next-token distribution given ctx, the previous n-1 tokens (oldest
+ * first), into p (V entries); ng_prob is its entry w. */
 void   ng_dist(const ng_model *m, const int *ctx, double *p);
+double ng_prob(const ng_model *m, const int *ctx, int w);
 
 /* Negative log-likelihood of every target of every name in d (the
  * characters and each final <EOS>): returns the sum in nats (INFINITY when a

@@ -20,7 +20,8 @@
  *   tr_session s;
  *   if (tr_open(&s, &o) || tr_load_names(&s)) cli_die_err();
  *   ... config from flags, or from ck_meta(&s.resume, "config") when s.resuming;
- *   ... build the model on s.vocab->size tokens, initialise it from o.seed;
+ *   ... build the model on s.vocab->size tokens, initialise it with an rng
+ *       seeded with s.o.seed (the loop's own rng is seeded apart from it);
  *   tr_model m = { .kind = "mlp", .params = &net.params, .impl = &net,
  *                  .loss = net_loss, .config_json = net_config_json };
  *   err_code e = tr_run(&s, &m, NULL);        // prints the summary on success
@@ -38,7 +39,7 @@
  * Checkpoints hold the parameters, the AdamW moments (optim.m.* / optim.v.*)
  * and metadata: format, format_version, model, config, vocab, step,
  * split_seed, rng, train_config (the resolved training flags, JSON),
- * train_window (recent training losses, JSON) and best_val_loss, so that
+ * train_window (recent training losses, JSON), best_val_loss and best_step, so that
  * an interrupted run resumed with --resume ends bit-for-bit where the
  * uninterrupted run ends.
  *
@@ -50,7 +51,8 @@
  *     -> x.last.safetensors) when interrupted, so the best one is kept.
  * Ctrl-C (SIGINT) or SIGTERM: the current step finishes, the checkpoint is
  * written, tr_run returns ERR_INTERRUPT ("interrupted at step N; resume
- * with --resume FILE") and the program exits 130.
+ * with --resume FILE") and the program exits 130 (143 for SIGTERM).  A
+ * second Ctrl-C kills at once (files on disk are always whole).
  * A NaN or infinite loss: training stops before the update, nothing is
  * written (the last checkpoint written stays as it was), tr_run returns
  * ERR_NAN naming the step, exit 1.

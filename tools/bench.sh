@@ -56,3 +56,7 @@ printf 'config\tvilles_steps_s\ttorch_steps_s\tratio\tvilles_tokens_s\ttorch_tok
 # One line per trainer: the config name of bench_torch.py, then the program
 # and the flags that make the same model and batch.
 row mlp mlp-train --steps 300 --d-model 32 --hidden 512 --context 20 --batch-size 64
+row gru-256 rnn-train --steps 60 --cell gru --d-model 256 --layers 1 --batch-size 128
+row rnn-64 rnn-train --steps 600 --cell rnn --d-model 64 --layers 1 --batch-size 64
+row transformer-64 transformer-train --steps 300 --d-model 64 --heads 8 --layers 2 --batch-size 64 --max-len 49
+row transformer-512 transformer-train --steps 6 --d-model 512 --heads 16 --layers 2 --batch-size 128 --max-len 49

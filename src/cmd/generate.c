@@ -206,15 +206,20 @@ static void set_free(name_set *set)
     *set = (name_set){ 0 };
 }
 
+static size_t longest_line(const txt_lines *t)
+{
+    size_t longest = 0;
+    for (size_t i = 0; i < t->n; i++)
+        if (t->start[i + 1] - t->start[i] > longest) longest = t->start[i + 1] - t->start[i];
+    return longest;
+}
+
 /* Every line of path, as written (after NFC), whatever its length. */
 static void set_load(name_set *set, const char *path)
 {
     txt_lines lines;
     if (txt_read_lines(path, &lines)) cli_die_err();
-    size_t longest = 0;
-    for (size_t i = 0; i < lines.n; i++)
-        if (lines.start[i + 1] - lines.start[i] > longest) longest = lines.start[i + 1] - lines.start[i];
-    char *name = malloc(4 * longest + 1);
+    char *name = malloc(4 * longest_line(&lines) + 1);
     if (!name) cli_die("out of memory");
     for (size_t i = 0; i < lines.n; i++) {
         cps_to_utf8(lines.cp + lines.start[i], lines.start[i + 1] - lines.start[i], name);
@@ -251,20 +256,17 @@ static int max_chars(const mdl *m, const options *o, int n_prefix)
     return (int)n;
 }
 
-static void print_stats(name_set *generated, const char *path, double total_chars)
+static void print_stats(name_set *generated, const name_set *file, double total_chars)
 {
-    name_set file = { 0 };
-    set_load(&file, path);
     set_sort(generated);
     size_t n = generated->n, in_file = 0, distinct = 0;
     for (size_t i = 0; i < n; i++) {
-        in_file += set_has(&file, generated->s[i]);
+        in_file += set_has(file, generated->s[i]);
         distinct += i == 0 || strcmp(generated->s[i], generated->s[i - 1]) != 0;
     }
     double d = n ? (double)n : 1;
     fprintf(stderr, "generated\tdistinct_share\tin_file_share\tmean_length\n");
     fprintf(stderr, "%zu\t%.4f\t%.4f\t%.2f\n", n, distinct / d, in_file / d, total_chars / d);
-    set_free(&file);
 }
 
 static void sample_names(const mdl *m, mdl_state *st, const options *o)
@@ -272,8 +274,9 @@ static void sample_names(const mdl *m, mdl_state *st, const options *o)
     int V = mdl_vocab_size(m), n_prefix = 0;
     int *prefix = o->prefix ? encode_prefix(m, o->prefix, &n_prefix) : NULL;
     int limit = max_chars(m, o, n_prefix);
-    name_set novel = { 0 }, generated = { 0 };
-    if (o->novel) set_load(&novel, o->novel);
+    name_set novel = { 0 }, stats_file = { 0 }, generated = { 0 };
+    if (o->novel) set_load(&novel, o->novel);   /* read the files before the first name */
+    if (o->stats) set_load(&stats_file, o->stats);
     float *scratch = malloc(3 * (size_t)V * sizeof *scratch);
     int *tok = malloc((size_t)limit * sizeof *tok);
     char *name = malloc(4 * (size_t)limit + 1);
@@ -297,8 +300,9 @@ static void sample_names(const mdl *m, mdl_state *st, const options *o)
         puts(name);
         if (o->stats) set_add(&generated, name);
     }
-    if (o->stats) print_stats(&generated, o->stats, total_chars);
+    if (o->stats) print_stats(&generated, &stats_file, total_chars);
     set_free(&generated);
+    set_free(&stats_file);
     set_free(&novel);
     free(name);
     free(tok);
@@ -343,9 +347,7 @@ static void score_names(const mdl *m, mdl_state *st, const options *o)
     txt_lines lines;
     if (txt_read_lines(o->score, &lines)) cli_die_err();
     int V = mdl_vocab_size(m), L = mdl_max_len(m);
-    size_t longest = 0;
-    for (size_t i = 0; i < lines.n; i++)
-        if (lines.start[i + 1] - lines.start[i] > longest) longest = lines.start[i + 1] - lines.start[i];
+    size_t longest = longest_line(&lines);
     float *scratch = malloc((size_t)V * sizeof *scratch);
     int *tok = malloc((longest + 1) * sizeof *tok);
     char *name = malloc(4 * longest + 1);

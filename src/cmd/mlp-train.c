@@ -29,7 +29,8 @@ static _Noreturn void usage(const tr_options *o)
            "      --context N        characters of context, <SOS> before the start (default %d)\n"
            "\n", c.d_model, c.d_hidden, c.n_context);
     tr_print_usage(stdout, o);
-    exit(0);
+    printf("\nExample: mlp-train --data data/villes.txt --keep-best --log mlp.tsv\n");
+    exit(fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
 }
 
 static char *config_json(const void *impl) { return mlp_config_to_json(&((const mlp *)impl)->c); }

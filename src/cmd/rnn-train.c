@@ -199,12 +199,12 @@ static size_t state_floats(const trainer *tr, int B)
 
 static err_code text_next(void *ctx, rng *r, int batch_size, ds_batch *b)
 {
-    (void)r;   /* the walk is deterministic */
+    (void)r;            /* the walk is deterministic */
+    (void)batch_size;   /* = the number of tracks */
     trainer *tr = ctx;
     if (tr->pos == n_windows(&tr->train_tracks, tr->window)) tr->pos = 0;   /* a new pass */
     tr->h_in = tr->pos ? tr->state : NULL;
     tr->h_out = tr->state;
-    (void)batch_size;   /* = the number of tracks */
     return fill_window(b, tr->train_tok, &tr->train_tracks, tr->pos++, tr->window);
 }
 
@@ -283,7 +283,8 @@ static err_code encode_stream(const char *path, const txt_vocab *v, int **tok, s
 {
     int32_t *cp = NULL;
     err_code rc = txt_read_stream(path, &cp, n);
-    if (!rc && !(*tok = malloc((*n ? *n : 1) * sizeof **tok))) rc = err_set(ERR_NOMEM, "out of memory");
+    if (!rc && !(*tok = malloc((*n ? *n : 1) * sizeof **tok)))
+        rc = err_set(ERR_NOMEM, "out of memory");
     if (!rc && (rc = txt_vocab_encode(v, cp, *n, *tok))) {
         char msg[512];   /* err_set formats into the buffer err_msg points at */
         snprintf(msg, sizeof msg, "%s", err_msg());
@@ -334,7 +335,8 @@ static err_code load_text(tr_session *s, trainer *tr, const char *path, const ch
         tr->n_val = n_val;
     }
     if (rc) return rc;
-    if (tr->n_val < 2) return err_set(ERR_ARG, "%s: the validation stream is too short", val_path ? val_path : path);
+    if (tr->n_val < 2)
+        return err_set(ERR_ARG, "%s: the validation stream is too short", val_path ? val_path : path);
     s->vocab = &tr->vocab;
     return ERR_OK;
 }
@@ -400,36 +402,35 @@ int main(int argc, char **argv)
     tr_options_init(&o, RNN_KIND, "weights/rnn.safetensors");
     model_flags f = parse_flags(argc, argv, &o);
 
-    tr_session s;
-    trainer *tr = calloc(1, sizeof *tr);
-    if (!tr) cli_die("out of memory");
+    /* static: an exit on an error below leaves nothing unreachable */
+    static tr_session s;
+    static trainer tr;
     if (tr_open(&s, &o)) cli_die_err();
     rnn_config cfg = s.resuming ? resumed_config(&s, &f) : RNN_DEFAULTS;
-    if (f.text ? load_text(&s, tr, o.data, s.o.val_data) : tr_load_names(&s)) cli_die_err();
+    if (f.text ? load_text(&s, &tr, o.data, s.o.val_data) : tr_load_names(&s)) cli_die_err();
     if (!s.resuming) cfg = fresh_config(&f, s.vocab->size);
-    if (rnn_init(&tr->net, &cfg)) cli_die_err();
+    if (rnn_init(&tr.net, &cfg)) cli_die_err();
     rng init;
     rng_seed(&init, s.o.seed);
-    rnn_init_weights(&tr->net, &init);
+    rnn_init_weights(&tr.net, &init);
 
-    tr_source text = { .ctx = tr, .next = text_next, .eval = text_eval, .save = text_save,
+    tr_source text = { .ctx = &tr, .next = text_next, .eval = text_eval, .save = text_save,
                        .load = text_load };
     if (f.text) {
-        tr->window = f.window ? f.window : DEFAULT_WINDOW;
+        tr.window = f.window ? f.window : DEFAULT_WINDOW;
         if (s.resuming && !f.window) {   /* the checkpoint's window */
             const char *w = ck_meta(&s.resume, "source.window");
-            if (w && atoi(w) > 0 && atoi(w) <= MAX_WINDOW) tr->window = atoi(w);
+            if (w && atoi(w) > 0 && atoi(w) <= MAX_WINDOW) tr.window = atoi(w);
         }
-        if (tracks_init(&tr->train_tracks, tr->n_train, s.o.batch_size)) cli_die_err();
-        tr->state = calloc(state_floats(tr, s.o.batch_size), sizeof *tr->state);
-        if (!tr->state) cli_die("out of memory");
+        if (tracks_init(&tr.train_tracks, tr.n_train, s.o.batch_size)) cli_die_err();
+        tr.state = calloc(state_floats(&tr, s.o.batch_size), sizeof *tr.state);
+        if (!tr.state) cli_die("out of memory");
     }
 
-    tr_model m = { .kind = RNN_KIND, .params = &tr->net.p, .impl = tr,
+    tr_model m = { .kind = RNN_KIND, .params = &tr.net.p, .impl = &tr,
                    .loss = loss_fn, .config_json = config_json };
     err_code e = tr_run(&s, &m, f.text ? &text : NULL);
     tr_close(&s);
-    trainer_free(tr);
-    free(tr);
+    trainer_free(&tr);
     return tr_exit_status(e);
 }

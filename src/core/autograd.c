@@ -99,7 +99,8 @@ void *ag_alloc(ag_tape *t, size_t bytes)
 }
 
 /* The tensor header itself also lives in the arena.  NULL (with err_set)
- * for a bad shape, which the ops pass on (see ops.h). */
+ * for a bad shape, which the ops pass on (see ops.h).  Leading dimensions
+ * may be 0 (an empty batch), the last may not (tn_rows divides by it). */
 static tensor *tensor_header(ag_tape *t, int ndim, const int *shape)
 {
     if (ndim < 1 || ndim > TN_MAX_DIMS || !shape) {
@@ -109,7 +110,7 @@ static tensor *tensor_header(ag_tape *t, int ndim, const int *shape)
     long long n = 1;
     for (int i = 0; i < ndim; i++) {
         n *= shape[i];
-        if (shape[i] < 0 || n > (1LL << 31) - 1) {
+        if (shape[i] < 0 || (shape[i] == 0 && i == ndim - 1) || n > (1LL << 31) - 1) {
             err_set(ERR_ARG, "tensor dimension %d is %d", i, shape[i]);
             return NULL;
         }

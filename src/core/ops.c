@@ -19,10 +19,9 @@
 tensor *op_out(ag_tape *t, bool need, int ndim, const int *shape)
 {
     if (need) return ag_tensor(t, ndim, shape);
-    long long n = 1;
-    for (int i = 0; i < ndim && i < TN_MAX_DIMS; i++) n *= shape[i] > 0 ? shape[i] : 0;
-    float *data = ag_alloc(t, (size_t)n * sizeof(float));
-    return ag_wrap(t, data, ndim, shape);
+    tensor *y = ag_wrap(t, NULL, ndim, shape);
+    if (y) y->data = ag_alloc(t, (size_t)y->n * sizeof(float));
+    return y;
 }
 
 ag_node *op_node(ag_tape *t, ag_backward_fn fn, tensor *out, tensor *a, tensor *b)
@@ -312,6 +311,19 @@ static void dropout_backward(ag_node *nd)
     accumulate_product(nd->in[0]->grad, nd->out->grad, nd->saved, nd->out->n);
 }
 
+/* mask[i] = 0 with probability p, else keep; each 64-bit draw decides two
+ * elements (element i dropped when its 32-bit half is below p * 2^32). */
+static void dropout_mask(float *restrict mask, int n, float p, float keep, rng *r)
+{
+    double cut = (double)p * 4294967296.0;
+    uint64_t bits = 0;
+    for (int i = 0; i < n; i++) {
+        if (!(i & 1)) bits = rng_u64(r);
+        mask[i] = (double)(uint32_t)bits < cut ? 0.0f : keep;
+        bits >>= 32;
+    }
+}
+
 tensor *op_dropout(ag_tape *t, tensor *x, float p)
 {
     if (!x) return NULL;
@@ -325,7 +337,7 @@ tensor *op_dropout(ag_tape *t, tensor *x, float p)
     if (!y) return NULL;
     float *mask = ag_alloc(t, (size_t)x->n * sizeof *mask);
     float keep = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-    for (int i = 0; i < x->n; i++) mask[i] = rng_uniform(t->rng) < p ? 0.0f : keep;
+    dropout_mask(mask, x->n, p, keep, t->rng);
     for (int i = 0; i < x->n; i++) y->data[i] = x->data[i] * mask[i];
     ag_node *nd = need ? op_node(t, dropout_backward, y, x, NULL) : NULL;
     if (nd) nd->saved = mask;

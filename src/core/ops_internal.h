@@ -24,10 +24,10 @@ void linear_forward(float *y, const float *x, const float *W, const float *b,
 void linear_backward(const float *dy, const float *x, const float *W,
                      float *dx, float *dW, float *db, int N, int in, int out);
 
-/* Reductions with 16 partial results, so that they vectorise without
+/* Reductions with 8 partial results, so that they vectorise without
  * -ffast-math (which the build does not use); the order of the additions
  * differs from a plain loop by float rounding only. */
-enum { OPS_LANES = 16 };
+enum { OPS_LANES = 8 };
 
 /* sum of a[j] * b[j] * c[j]; c NULL means all ones */
 static inline float vdot3(const float *restrict a, const float *restrict b,

@@ -129,7 +129,9 @@ void tr_print_usage(FILE *f, const tr_options *o)
 "Ctrl-C (or SIGTERM) finishes the current step, writes a checkpoint and exits\n"
 "with status 130; --resume continues it to the same result as an uninterrupted run\n"
 "(a second Ctrl-C quits at once).  A NaN or infinite loss stops training with\n"
-"status 1 and leaves the last checkpoint written as it was.\n",
+"status 1 and leaves the last checkpoint written as it was.\n"
+"Exit status: 0 success, 1 runtime error (unreadable or invalid data, NaN loss),\n"
+"2 usage error, 130 interrupted (143 for SIGTERM).\n",
             o->split_seed, o->seed, o->steps, o->batch_size, (double)o->opt.lr,
             (double)o->opt.weight_decay, (double)o->opt.min_lr_frac,
             schedule_names[o->opt.schedule], o->opt.warmup, (double)o->opt.clip, o->eval_every,
@@ -386,13 +388,31 @@ void tr_close(tr_session *s)
 
 /* ---- evaluation -------------------------------------------------------- */
 
-static const ds_names *sort_names;
-static int by_length(const void *a, const void *b)
+typedef struct by_len { int len; size_t i; } by_len;
+
+static int by_len_cmp(const void *a, const void *b)
 {
-    size_t i = *(const size_t *)a, j = *(const size_t *)b;
-    int li = ds_len(sort_names, i), lj = ds_len(sort_names, j);
-    if (li != lj) return li < lj ? -1 : 1;
-    return i < j ? -1 : i > j;
+    const by_len *x = a, *y = b;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Name indices sorted by length (then index): batches of similar lengths
+ * waste little on padding.  NULL when out of memory. */
+static size_t *length_order(const ds_names *d)
+{
+    by_len *tmp = malloc(d->n * sizeof *tmp);
+    size_t *order = malloc(d->n * sizeof *order);
+    if (tmp && order) {
+        for (size_t i = 0; i < d->n; i++) tmp[i] = (by_len){ ds_len(d, i), i };
+        qsort(tmp, d->n, sizeof *tmp, by_len_cmp);
+        for (size_t i = 0; i < d->n; i++) order[i] = tmp[i].i;
+    } else {
+        free(order);
+        order = NULL;
+    }
+    free(tmp);
+    return order;
 }
 
 err_code tr_eval_names(const tr_model *m, ag_tape *t, const ds_names *d, int batch_size,
@@ -401,12 +421,8 @@ err_code tr_eval_names(const tr_model *m, ag_tape *t, const ds_names *d, int bat
     *loss_sum = 0;
     *n_targets = 0;
     if (d->n == 0) return ERR_OK;
-    size_t *order = malloc(d->n * sizeof *order);
+    size_t *order = length_order(d);
     if (!order) return err_set(ERR_NOMEM, "out of memory evaluating");
-    for (size_t i = 0; i < d->n; i++) order[i] = i;
-    /* batches of similar lengths waste little on padding */
-    sort_names = d;
-    qsort(order, d->n, sizeof *order, by_length);
     bool grad = t->grad, training = t->training;
     t->grad = false;
     t->training = false;

@@ -5,16 +5,16 @@
  * with bits = ceil(log2 V).  The leading 1 marks the length, so no key is 0
  * (0 marks an empty slot) and the empty context (k = 0) is the key 1.
  *
- * Tables, for each order k = 1..n:
- *   gram[k]  the distinct k-grams (h w): a = raw count, b = N1+(. h w), the
- *            number of distinct tokens seen before them (k < n);
- *   ctx[k]   the contexts h of k-1 tokens: a = the sum over w of the count
- *            order k interpolates with (see value()), mass = the sum over w
- *            of the discounts D(count(h w)): the probability mass handed to
- *            the lower order.
- * Every statistic of order k < n comes from the distinct (k+1)-grams, which
- * are the suffixes of the distinct n-grams: a fit and a load both count the
- * n-grams and call derive().
+ * What a model keeps, for each order k = 1..n: a hash table of the contexts
+ * h seen (k-1 tokens), each pointing at its run of continuations (w, count)
+ * in next[k], where count is the raw count of (h w) at the highest order and
+ * the continuation count N1+(. h w) below.  A whole next-token distribution
+ * then costs one probe and one short run a order, not V probes.
+ *
+ * Fitting counts the distinct n-grams in a hash table; every lower order
+ * comes from them (the distinct (k+1)-grams are the suffixes of the distinct
+ * n-grams, and N1+(. h w) counts the distinct (k+1)-grams ending in h w).
+ * Loading a checkpoint rebuilds the same tables from the stored n-grams.
  */
 #include "ngram.h"
 
@@ -32,15 +32,21 @@ enum { NG_MAX_ORDER = 31 };   /* 63 key bits / at least 2 bits a token */
 
 const char *const ng_smoothing_names[] = { "none", "addk", "kn", NULL };
 
-typedef struct ng_entry { uint64_t key; uint32_t a, b; double mass; } ng_entry;
+/* A hash table slot.  Grams: a = raw count, b = continuation count.
+ * Contexts: a = start of the run in next[k], b = its length. */
+typedef struct ng_entry { uint64_t key; uint32_t a, b; } ng_entry;
 typedef struct ng_table { ng_entry *e; size_t cap, n; } ng_table;
+
+/* One continuation w of a context and the count order k interpolates with. */
+typedef struct ng_next { uint32_t w, count; } ng_next;
 
 struct ng_model {
     ng_config c;
     int       V, bits;
     int       support;                     /* S = V - 2: <EOS> and the characters */
-    ng_table  gram[NG_MAX_ORDER + 1];      /* [1..n] */
+    size_t    n_grams;                     /* distinct order-n grams */
     ng_table  ctx[NG_MAX_ORDER + 1];       /* [1..n] */
+    ng_next  *next[NG_MAX_ORDER + 1];      /* [1..n] runs of continuations */
     double    D[NG_MAX_ORDER + 1][4];      /* Kneser-Ney discount of order k for counts 1, 2, 3+ */
 };
 
@@ -141,16 +147,10 @@ static uint64_t key_suffix(uint64_t key, int k, int bits)
 
 /* ---- counting ----------------------------------------------------------- */
 
-/* The count that order k interpolates with: raw at the highest order, the
- * continuation count below. */
-static uint32_t value(const ng_model *m, int k, const ng_entry *g)
+/* The discount of a count at order k; 0 without Kneser-Ney. */
+static double discount(const ng_model *m, int k, uint32_t count)
 {
-    return k == m->c.order ? g->a : g->b;
-}
-
-static double discount(const ng_model *m, int k, double count)
-{
-    return m->D[k][count < 3 ? (int)count : 3];
+    return m->c.smoothing == NG_KN ? m->D[k][count < 3 ? count : 3] : 0.0;
 }
 
 /* The discounts of order k for counts 1, 2 and 3+: the fixed --discount,
@@ -159,14 +159,11 @@ static double discount(const ng_model *m, int k, double count)
  * D_c = c - (c + 1) Y n_{c+1} / n_c.  An estimate left undefined by a zero
  * n_c falls back to the default discount; each D_c is kept in [0, c] so
  * that every seen gram keeps a non-negative share. */
-static void set_discounts(ng_model *m, int k)
+static void set_discounts(ng_model *m, int k, size_t len)
 {
     double n_c[5] = { 0 };
-    const ng_table *g = &m->gram[k];
-    for (size_t i = 0; i < g->cap; i++) {
-        uint32_t v = value(m, k, &g->e[i]);
-        if (g->e[i].key && v <= 4) n_c[v]++;
-    }
+    for (size_t i = 0; i < len; i++)
+        if (m->next[k][i].count <= 4) n_c[m->next[k][i].count]++;
     double Y = n_c[1] / (n_c[1] + 2 * n_c[2]);
     for (int c = 1; c <= 3; c++) {
         double D = m->c.discount;
@@ -178,33 +175,57 @@ static void set_discounts(ng_model *m, int k)
     }
 }
 
-/* Fill the tables of orders < n and every context table from gram[n]. */
-static err_code derive(ng_model *m)
+/* Build ctx[k] and next[k] from the k-grams g: count the continuations of
+ * each context, give each context its run, then fill the runs. */
+static err_code index_order(ng_model *m, int k, ng_table *g)
 {
-    int n = m->c.order, bits = m->bits;
-    for (int k = n - 1; k >= 1; k--) {
-        const ng_table *up = &m->gram[k + 1];
-        for (size_t i = 0; i < up->cap; i++) {
-            if (!up->e[i].key) continue;
-            ng_entry *s = tab_get(&m->gram[k], key_suffix(up->e[i].key, k + 1, bits));
-            if (!s) return ERR_NOMEM;
-            s->a += up->e[i].a;
-            s->b += 1;
-        }
+    ng_table *h = &m->ctx[k];
+    for (size_t i = 0; i < g->cap; i++) {
+        if (!g->e[i].key) continue;
+        ng_entry *c = tab_get(h, g->e[i].key >> m->bits);
+        if (!c) return ERR_NOMEM;
+        c->b++;
     }
-    for (int k = 1; k <= n; k++) {
-        set_discounts(m, k);
-        const ng_table *g = &m->gram[k];
-        for (size_t i = 0; i < g->cap; i++) {
-            if (!g->e[i].key) continue;
-            ng_entry *h = tab_get(&m->ctx[k], g->e[i].key >> bits);
-            if (!h) return ERR_NOMEM;
-            uint32_t v = value(m, k, &g->e[i]);
-            h->a += v;
-            h->mass += discount(m, k, v);
-        }
+    uint32_t at = 0;
+    for (size_t i = 0; i < h->cap; i++) {
+        h->e[i].a = at;   /* empty slots too: harmless, never read */
+        at += h->e[i].b;
+        h->e[i].b = 0;
     }
+    m->next[k] = malloc((at ? at : 1) * sizeof *m->next[k]);
+    if (!m->next[k]) return err_set(ERR_NOMEM, "out of memory for n-gram counts");
+    uint32_t mask = (1u << m->bits) - 1;
+    for (size_t i = 0; i < g->cap; i++) {
+        const ng_entry *e = &g->e[i];
+        if (!e->key) continue;
+        ng_entry *c = tab_get(h, e->key >> m->bits);
+        m->next[k][c->a + c->b++] = (ng_next){ (uint32_t)(e->key & mask),
+                                               k == m->c.order ? e->a : e->b };
+    }
+    set_discounts(m, k, at);
     return ERR_OK;
+}
+
+/* From the distinct n-grams in gram[n] (raw counts in a): the k-grams of
+ * every lower order with their continuation counts, then the context
+ * tables and runs of every order.  Frees the gram tables. */
+static err_code derive(ng_model *m, ng_table *gram)
+{
+    int n = m->c.order;
+    err_code e = ERR_OK;
+    m->n_grams = n > 0 ? gram[n].n : 0;
+    for (int k = n - 1; !e && k >= 1; k--) {
+        const ng_table *up = &gram[k + 1];
+        for (size_t i = 0; !e && i < up->cap; i++) {
+            if (!up->e[i].key) continue;
+            ng_entry *s = tab_get(&gram[k], key_suffix(up->e[i].key, k + 1, m->bits));
+            if (s) s->b++;
+            else e = ERR_NOMEM;
+        }
+    }
+    for (int k = 1; !e && k <= n; k++) e = index_order(m, k, &gram[k]);
+    for (int k = 0; k <= n; k++) tab_free(&gram[k]);
+    return e;
 }
 
 static err_code check_config(const ng_config *c, int V)
@@ -246,8 +267,8 @@ static void push(int *ctx, int n, int w)
     ctx[n - 2] = w;
 }
 
-/* Count the n-grams of one name: <SOS>^(n-1) c1 ... cm <EOS>. */
-static err_code count_name(ng_model *m, const int *tok, int len)
+/* Count the n-grams of one name, <SOS>^(n-1) c1 ... cm <EOS>, into g. */
+static err_code count_name(const ng_model *m, ng_table *g, const int *tok, int len)
 {
     int n = m->c.order, ctx[NG_MAX_ORDER];
     for (int i = 0; i < n - 1; i++) ctx[i] = TOK_SOS;
@@ -255,9 +276,9 @@ static err_code count_name(ng_model *m, const int *tok, int len)
         int w = t < len ? tok[t] : TOK_EOS;
         if (w < TOK_FIRST && t < len) return err_set(ERR_ARG, "a name holds a special token");
         if (w >= m->V) return err_set(ERR_ARG, "token %d is outside a vocabulary of %d", w, m->V);
-        ng_entry *g = tab_get(&m->gram[n], pack(ctx, n - 1, m->bits) << m->bits | (uint64_t)w);
-        if (!g) return ERR_NOMEM;
-        g->a++;
+        ng_entry *e = tab_get(g, pack(ctx, n - 1, m->bits) << m->bits | (uint64_t)w);
+        if (!e) return ERR_NOMEM;
+        e->a++;
         push(ctx, n, w);
     }
     return ERR_OK;
@@ -272,9 +293,11 @@ err_code ng_fit(ng_model **out, const ng_config *c, int V, const ds_names *d)
     /* Counts are stored as I32: a context total is at most the number of targets. */
     if (d->n && d->start[d->n] + d->n > INT32_MAX)
         e = err_set(ERR_ARG, "too many names for 32-bit n-gram counts");
+    ng_table gram[NG_MAX_ORDER + 1] = { { 0 } };
     for (size_t i = 0; !e && c->order > 0 && i < d->n; i++)
-        e = count_name(m, ds_name(d, i), ds_len(d, i));
-    if (!e) e = derive(m);
+        e = count_name(m, &gram[c->order], ds_name(d, i), ds_len(d, i));
+    if (!e) e = derive(m, gram);
+    for (int k = 0; k <= c->order; k++) tab_free(&gram[k]);   /* after an error */
     if (e) {
         ng_free(m);
         return e;
@@ -287,79 +310,95 @@ void ng_free(ng_model *m)
 {
     if (!m) return;
     for (int k = 0; k <= NG_MAX_ORDER; k++) {
-        tab_free(&m->gram[k]);
         tab_free(&m->ctx[k]);
+        free(m->next[k]);
     }
     free(m);
 }
 
-const ng_config *ng_get_config(const ng_model *m) { return m ? &m->c : NULL; }
-
-size_t ng_size(const ng_model *m) { return m && m->c.order > 0 ? m->gram[m->c.order].n : 0; }
+size_t ng_size(const ng_model *m) { return m ? m->n_grams : 0; }
 
 /* ---- probabilities ------------------------------------------------------ */
 
-/* The context entries of every order for one context, looked up once and
- * shared by the V probabilities of a distribution. */
-typedef struct ng_lookup {
-    const ng_entry *h[NG_MAX_ORDER + 1];   /* ctx[k] entry of the last k-1 tokens, or NULL */
-    uint64_t        key[NG_MAX_ORDER + 1]; /* their keys */
-} ng_lookup;
-
-static void lookup(const ng_model *m, const int *ctx, ng_lookup *l)
+/* The run of continuations of the context of order k (the last k-1 tokens
+ * of ctx); NULL when that context was never seen. */
+static const ng_next *continuations(const ng_model *m, const int *ctx, int k, uint32_t *len)
 {
-    int n = m->c.order;
-    for (int k = 1; k <= n; k++) {
-        l->key[k] = pack(ctx + (n - k), k - 1, m->bits);
-        l->h[k] = tab_find(&m->ctx[k], l->key[k]);
+    const ng_entry *h = tab_find(&m->ctx[k], pack(ctx + (m->c.order - k), k - 1, m->bits));
+    if (!h) return NULL;
+    *len = h->b;
+    return m->next[k] + h->a;
+}
+
+/* Every smoothing is one interpolation step per order, from the uniform
+ * distribution up:
+ *   p_k(w) = (alpha(w) + beta p_{k-1}(w)) / z,   z = sum_w alpha(w) + beta
+ * which sums to 1 whenever p_{k-1} does.  With c the count of (h w):
+ *   none  alpha = c,            beta = 0      (order n only)
+ *   addk  alpha = c,            beta = k S    (order n only)
+ *   kn    alpha = c - D_k(c),   beta = sum_w D_k(c)   (every order)
+ * An unseen context leaves p_{k-1} as it is. */
+/* The first order interpolated (order 0 has none: the loops run k = 1..0). */
+static int lowest_order(const ng_model *m)
+{
+    return m->c.smoothing == NG_KN || m->c.order == 0 ? 1 : m->c.order;
+}
+
+static double alpha(const ng_model *m, int k, uint32_t count)
+{
+    return count - discount(m, k, count);
+}
+
+/* z and beta of one order, for the run of continuations of its context. */
+static void weights(const ng_model *m, int k, const ng_next *run, uint32_t len, double *z,
+                    double *beta)
+{
+    double a = 0, b = 0;
+    for (uint32_t i = 0; i < len; i++) {
+        a += alpha(m, k, run[i].count);
+        b += discount(m, k, run[i].count);
+    }
+    if (m->c.smoothing == NG_ADDK) b = m->c.k * m->support;
+    *z = a + b;
+    *beta = b;
+}
+
+/* The whole distribution (the model interface, sampling). */
+static void dist(const ng_model *m, const int *ctx, double *p)
+{
+    p[TOK_PAD] = p[TOK_SOS] = 0;
+    for (int w = TOK_EOS; w < m->V; w++) p[w] = 1.0 / m->support;
+    for (int k = lowest_order(m); k <= m->c.order; k++) {
+        uint32_t len;
+        double z, beta;
+        const ng_next *run = continuations(m, ctx, k, &len);
+        if (!run) continue;
+        weights(m, k, run, len, &z, &beta);
+        for (int w = TOK_EOS; w < m->V; w++) p[w] *= beta / z;
+        for (uint32_t i = 0; i < len; i++) p[run[i].w] += alpha(m, k, run[i].count) / z;
     }
 }
 
-/* Count of (h w) at order k, as interpolated (see value()); 0 when unseen. */
-static double gram_value(const ng_model *m, const ng_lookup *l, int k, int w)
+/* One probability of that distribution (evaluation: no V-long loops). */
+static double prob(const ng_model *m, const int *ctx, int w)
 {
-    const ng_entry *g = tab_find(&m->gram[k], l->key[k] << m->bits | (uint64_t)w);
-    return g ? (double)value(m, k, g) : 0.0;
-}
-
-static double prob(const ng_model *m, const ng_lookup *l, int w)
-{
-    if (w < TOK_EOS || w >= m->V) return 0.0;
-    double uniform = 1.0 / m->support;
-    int n = m->c.order;
-    if (n == 0) return uniform;
-    const ng_entry *h = l->h[n];
-    switch (m->c.smoothing) {
-    case NG_NONE:
-        return h ? gram_value(m, l, n, w) / h->a : uniform;
-    case NG_ADDK:
-        return (gram_value(m, l, n, w) + m->c.k) / ((h ? h->a : 0) + m->c.k * m->support);
-    case NG_KN:
-        break;
-    }
-    double p = uniform;
-    for (int k = 1; k <= n; k++) {
-        const ng_entry *hk = l->h[k];
-        if (!hk) continue;   /* unseen context: P_k = P_{k-1} */
-        double v = gram_value(m, l, k, w);
-        p = (fmax(v - discount(m, k, v), 0.0) + hk->mass * p) / hk->a;
+    if (w < TOK_EOS || w >= m->V) return 0;
+    double p = 1.0 / m->support;
+    for (int k = lowest_order(m); k <= m->c.order; k++) {
+        uint32_t len, i = 0;
+        double z, beta;
+        const ng_next *run = continuations(m, ctx, k, &len);
+        if (!run) continue;
+        weights(m, k, run, len, &z, &beta);
+        while (i < len && run[i].w != (uint32_t)w) i++;
+        p = ((i < len ? alpha(m, k, run[i].count) : 0) + beta * p) / z;
     }
     return p;
 }
 
-double ng_prob(const ng_model *m, const int *ctx, int w)
-{
-    ng_lookup l;
-    lookup(m, ctx, &l);
-    return prob(m, &l, w);
-}
+void ng_dist(const ng_model *m, const int *ctx, double *p) { dist(m, ctx, p); }
 
-void ng_dist(const ng_model *m, const int *ctx, double *p)
-{
-    ng_lookup l;
-    lookup(m, ctx, &l);
-    for (int w = 0; w < m->V; w++) p[w] = prob(m, &l, w);
-}
+double ng_prob(const ng_model *m, const int *ctx, int w) { return prob(m, ctx, w); }
 
 double ng_nll(const ng_model *m, const ds_names *d, size_t *n_pred)
 {
@@ -372,12 +411,12 @@ double ng_nll(const ng_model *m, const ds_names *d, size_t *n_pred)
         for (int j = 0; j < n - 1; j++) ctx[j] = TOK_SOS;
         for (int t = 0; t <= len; t++) {
             int w = t < len ? tok[t] : TOK_EOS;
-            nll -= log(ng_prob(m, ctx, w));
+            nll -= log(prob(m, ctx, w));
             push(ctx, n, w);
         }
         count += (size_t)len + 1;
     }
-    if (n_pred) *n_pred = count;
+    *n_pred = count;
     return nll;
 }
 
@@ -404,7 +443,7 @@ static char *config_json(const ng_model *m)
 static err_code gram_tensors(const ng_model *m, int32_t **grams, int32_t **counts)
 {
     int n = m->c.order;
-    size_t N = ng_size(m), n_tok = N * (size_t)n;
+    size_t N = m->n_grams, n_tok = N * (size_t)n, j = 0;
     ng_entry *sorted = malloc((N ? N : 1) * sizeof *sorted);
     *grams = malloc((n_tok ? n_tok : 1) * sizeof **grams);
     *counts = malloc((N ? N : 1) * sizeof **counts);
@@ -412,9 +451,13 @@ static err_code gram_tensors(const ng_model *m, int32_t **grams, int32_t **count
         free(sorted);
         return err_set(ERR_NOMEM, "out of memory saving an n-gram model");
     }
-    size_t j = 0;
-    for (size_t i = 0; n > 0 && i < m->gram[n].cap; i++)
-        if (m->gram[n].e[i].key) sorted[j++] = m->gram[n].e[i];
+    const ng_table *h = &m->ctx[n];
+    for (size_t i = 0; n > 0 && i < h->cap; i++) {
+        if (!h->e[i].key) continue;
+        const ng_next *run = m->next[n] + h->e[i].a;
+        for (uint32_t r = 0; r < h->e[i].b; r++)
+            sorted[j++] = (ng_entry){ h->e[i].key << m->bits | run[r].w, run[r].count, 0 };
+    }
     qsort(sorted, N, sizeof *sorted, by_key);
     for (size_t r = 0; r < N; r++) {
         for (int t = 0; t < n; t++) (*grams)[r * n + t] = key_token(sorted[r].key, n, t, m->bits);
@@ -497,6 +540,20 @@ static bool valid_gram(const int32_t *g, int n, int32_t count, int V)
     return g[n - 1] >= TOK_EOS && g[n - 1] < V;
 }
 
+/* Add row r of the stored n-grams to g. */
+static err_code add_stored_gram(const ng_model *m, ng_table *g, const int32_t *row, int32_t count,
+                                size_t r, const char *path)
+{
+    int n = m->c.order, tok[NG_MAX_ORDER];
+    if (!valid_gram(row, n, count, m->V)) return err_set(ERR_FORMAT, "%s: n-gram %zu is invalid", path, r);
+    for (int t = 0; t < n; t++) tok[t] = row[t];
+    ng_entry *s = tab_get(g, pack(tok, n, m->bits));
+    if (!s) return ERR_NOMEM;
+    if (s->a) return err_set(ERR_FORMAT, "%s: n-gram %zu is stored twice", path, r);
+    s->a = (uint32_t)count;
+    return ERR_OK;
+}
+
 static err_code load_grams(ng_model *m, const ck_file *f, const char *path)
 {
     int n = m->c.order;
@@ -506,21 +563,18 @@ static err_code load_grams(ng_model *m, const ck_file *f, const char *path)
         return err_set(ERR_FORMAT, "%s: the n-gram tensors 'grams' (N, %d) and 'counts' (N) "
                        "are missing or malformed", path, n);
     const int32_t *grams = g->data, *counts = cnt->data;
+    ng_table gram[NG_MAX_ORDER + 1] = { { 0 } };
     uint64_t total = 0;
-    for (size_t r = 0; n > 0 && r < (size_t)g->shape[0]; r++) {
-        const int32_t *row = grams + r * (size_t)n;
-        if (!valid_gram(row, n, counts[r], m->V))
-            return err_set(ERR_FORMAT, "%s: n-gram %zu is invalid", path, r);
-        total += (uint64_t)counts[r];
-        if (total > INT32_MAX) return err_set(ERR_FORMAT, "%s: n-gram counts overflow", path);
-        int tok[NG_MAX_ORDER];
-        for (int t = 0; t < n; t++) tok[t] = row[t];
-        ng_entry *s = tab_get(&m->gram[n], pack(tok, n, m->bits));
-        if (!s) return ERR_NOMEM;
-        if (s->a) return err_set(ERR_FORMAT, "%s: n-gram %zu is stored twice", path, r);
-        s->a = (uint32_t)counts[r];
+    err_code e = ERR_OK;
+    for (size_t r = 0; !e && n > 0 && r < (size_t)g->shape[0]; r++) {
+        e = add_stored_gram(m, &gram[n], grams + r * (size_t)n, counts[r], r, path);
+        /* Counts stay I32 when summed, as in a fit. */
+        if (!e && (total += (uint64_t)counts[r]) > INT32_MAX)
+            e = err_set(ERR_FORMAT, "%s: n-gram counts overflow", path);
     }
-    return derive(m);
+    if (!e) e = derive(m, gram);
+    for (int k = 0; k <= n; k++) tab_free(&gram[k]);   /* after an error */
+    return e;
 }
 
 static err_code kind_load(const ck_file *f, const char *path, void **impl)
@@ -529,8 +583,11 @@ static err_code kind_load(const ck_file *f, const char *path, void **impl)
     int V = 0;
     ng_model *m = NULL;
     err_code e = parse_config(f, path, &c, &V);
-    if (!e && (e = model_new(&m, &c, V)))
-        e = err_set(ERR_FORMAT, "%s: n-gram config: %s", path, err_msg());
+    if (!e && (e = model_new(&m, &c, V))) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", err_msg());
+        e = err_set(ERR_FORMAT, "%s: n-gram config: %s", path, why);
+    }
     if (!e) e = load_grams(m, f, path);
     if (e) {
         ng_free(m);
@@ -542,13 +599,15 @@ static err_code kind_load(const ck_file *f, const char *path, void **impl)
 
 /* ---- the model interface: the state is the context ---------------------- */
 
-typedef struct ng_state { int ctx[NG_MAX_ORDER]; } ng_state;
+/* The context, and room for one distribution (V doubles). */
+typedef struct ng_state { int ctx[NG_MAX_ORDER]; double p[]; } ng_state;
 
 static void kind_free(void *impl) { ng_free(impl); }
 
 static void *state_new(const void *impl)
 {
-    ng_state *s = calloc(1, sizeof *s);
+    const ng_model *m = impl;
+    ng_state *s = calloc(1, sizeof *s + (size_t)m->V * sizeof *s->p);
     if (!s) err_set(ERR_NOMEM, "out of memory for an n-gram state");
     return s;
 }
@@ -568,12 +627,8 @@ static void next(const void *impl, void *st, int tok, float *logits)
     const ng_model *m = impl;
     ng_state *s = st;
     push(s->ctx, m->c.order, tok);
-    ng_lookup l;
-    lookup(m, s->ctx, &l);
-    for (int w = 0; w < m->V; w++) {
-        double p = prob(m, &l, w);
-        logits[w] = p > 0 ? (float)log(p) : -INFINITY;
-    }
+    dist(m, s->ctx, s->p);
+    for (int w = 0; w < m->V; w++) logits[w] = s->p[w] > 0 ? (float)log(s->p[w]) : -INFINITY;
 }
 
 static int max_len(const void *impl) { return 0; }

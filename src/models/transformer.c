@@ -209,20 +209,156 @@ err_code tf_save(const tf_model *m, const txt_vocab *v, const char *path)
 
 /* ---- Training graph ----------------------------------------------------- */
 
-/* x (B, T, d) -> x + dropout(c_proj(attention(RMSNorm(x)))) */
+/* The positions a graph computes and how attention sees them.
+ *
+ * Activations are (n, d): one row per computed position, of token tok[i]
+ * at position pos[i] of its sequence.  Attention runs on a grid of
+ * `size` rows made of buckets: bucket j holds B sequences of T positions
+ * at grid rows [off, off + B*T), and the packed rows [first, first + count)
+ * sit at grid rows rows[i].
+ *
+ * The activations API computes the whole (B, T) batch as one bucket, in
+ * order (rows NULL: the grid is the activations).  The training loss
+ * computes each sequence only up to its last target, and groups sequences
+ * of similar lengths into buckets of TF_BUCKET_ROWS with their own T: on
+ * villes batches most of a (B, T) batch is padding, and attention costs
+ * grow with T.  Padding after a sequence's last target never changes a
+ * counted loss (attention is causal), so the loss is the same. */
+enum { TF_BUCKET_ROWS = 16 };
+
+typedef struct bucket { int B, T, off, first, count; } bucket;
+
+typedef struct grid {
+    int           n, size, n_buckets;
+    const int    *tok, *pos, *rows;   /* n each; rows NULL: grid row i = activation row i */
+    const bucket *bk;
+} grid;
+
+/* A view of rows [first, first + count) of the matrix x, sharing its data
+ * and gradient. */
+static tensor *row_view(ag_tape *t, tensor *x, int first, int count)
+{
+    if (!x) return NULL;
+    const int d = tn_cols(x);
+    tensor *v = ag_alloc(t, sizeof *v);
+    *v = *x;
+    v->ndim = 2;
+    v->shape[0] = count;
+    v->shape[1] = d;
+    v->n = count * d;
+    v->data += (size_t)first * d;
+    if (v->grad) v->grad += (size_t)first * d;
+    return v;
+}
+
+/* dx[i] += dout[rows[i]] */
+static void scatter_rows_backward(ag_node *nd)
+{
+    const tensor *x = nd->in[0], *out = nd->out;
+    const int d = tn_cols(x);
+    for (int i = 0; i < tn_rows(x); i++) {
+        const float *g = out->grad + (size_t)nd->idx[i] * d;
+        float *dx = x->grad + (size_t)i * d;
+        for (int j = 0; j < d; j++) dx[j] += g[j];
+    }
+}
+
+/* x (n, d) -> out (M, d): out[rows[i]] = x[i], every other row 0 (so that
+ * attention over unused grid rows stays finite); rows distinct, in [0, M). */
+static tensor *scatter_rows(ag_tape *t, tensor *x, const int *rows, int M)
+{
+    if (!x) return NULL;
+    const int n = tn_rows(x), d = tn_cols(x);
+    tensor *out = ag_tensor2(t, M, d);
+    if (!out) return NULL;
+    memset(out->data, 0, (size_t)M * d * sizeof *out->data);
+    for (int i = 0; i < n; i++)
+        memcpy(out->data + (size_t)rows[i] * d, x->data + (size_t)i * d, (size_t)d * sizeof *x->data);
+    if (ag_needs_grad(t, x, NULL)) {
+        ag_node *nd = ag_record(t, scatter_rows_backward, out);
+        nd->in[0] = x;
+        nd->idx = rows;
+    }
+    return out;
+}
+
+/* What gather_buckets keeps for backward (the grid itself lives on the
+ * caller's stack; its arrays are on the tape). */
+typedef struct gather_state { grid g; tensor **outs; } gather_state;
+
+static void gather_buckets_backward(ag_node *nd)
+{
+    const gather_state *s = nd->saved;
+    const grid *g = &s->g;
+    const int d = tn_cols(nd->out);
+    for (int j = 0; j < g->n_buckets; j++) {
+        float *dst = s->outs[j]->grad;
+        if (!dst) continue;
+        for (int p = g->bk[j].first; p < g->bk[j].first + g->bk[j].count; p++) {
+            const float *src = nd->out->grad + (size_t)p * d;
+            float *dx = dst + (size_t)(g->rows[p] - g->bk[j].off) * d;
+            for (int i = 0; i < d; i++) dx[i] += src[i];
+        }
+    }
+}
+
+/* The packed rows (n, d) of the buckets' attention outputs outs[j] (B_j, T_j, d). */
+static tensor *gather_buckets(ag_tape *t, tensor **outs, const grid *g)
+{
+    bool need = false;
+    for (int j = 0; j < g->n_buckets; j++) {
+        if (!outs[j]) return NULL;
+        need = need || ag_needs_grad(t, outs[j], NULL);
+    }
+    const int d = tn_cols(outs[0]);
+    tensor *out = ag_tensor2(t, g->n, d);
+    if (!out) return NULL;
+    for (int j = 0; j < g->n_buckets; j++)
+        for (int p = g->bk[j].first; p < g->bk[j].first + g->bk[j].count; p++)
+            memcpy(out->data + (size_t)p * d, outs[j]->data + (size_t)(g->rows[p] - g->bk[j].off) * d,
+                   (size_t)d * sizeof *out->data);
+    if (need) {
+        ag_node *nd = ag_record(t, gather_buckets_backward, out);
+        gather_state *s = ag_alloc(t, sizeof *s);
+        *s = (gather_state){ *g, outs };
+        nd->saved = s;
+    }
+    return out;
+}
+
+/* Causal attention of packed q, k, v (n, d), bucket by bucket. */
+static tensor *grid_attention(const tf_model *m, ag_tape *t, tensor *q, tensor *k, tensor *v,
+                              const grid *g)
+{
+    const int H = m->c.n_heads;
+    if (!g->rows) return op_attention(t, q, k, v, g->bk[0].B, g->bk[0].T, H);
+    q = scatter_rows(t, q, g->rows, g->size);
+    k = scatter_rows(t, k, g->rows, g->size);
+    v = scatter_rows(t, v, g->rows, g->size);
+    tensor **outs = ag_alloc(t, (size_t)g->n_buckets * sizeof *outs);
+    for (int j = 0; j < g->n_buckets; j++) {
+        const bucket *b = &g->bk[j];
+        const int rows = b->B * b->T;
+        outs[j] = op_attention(t, row_view(t, q, b->off, rows), row_view(t, k, b->off, rows),
+                               row_view(t, v, b->off, rows), b->B, b->T, H);
+    }
+    return gather_buckets(t, outs, g);
+}
+
+/* x (n, d) -> x + dropout(c_proj(attention(RMSNorm(x)))) */
 static tensor *attention_block(const tf_model *m, ag_tape *t, const tf_layer *L, tensor *x,
-                               int B, int T)
+                               const grid *g)
 {
     tensor *n = op_rmsnorm(t, x, L->attn_norm, TF_NORM_EPS);
     tensor *q = op_linear(t, n, L->wq, NULL);
     tensor *k = op_linear(t, n, L->wk, NULL);
     tensor *v = op_linear(t, n, L->wv, NULL);
-    tensor *a = op_attention(t, q, k, v, B, T, m->c.n_heads);
+    tensor *a = grid_attention(m, t, q, k, v, g);
     tensor *o = op_dropout(t, op_linear(t, a, L->wo, NULL), m->c.dropout);
     return op_add(t, x, o);
 }
 
-/* x (B, T, d) -> x + dropout(fc_2(silu(fc_1 n) * fc_3 n)), n = RMSNorm(x) */
+/* x (n, d) -> x + dropout(fc_2(silu(fc_1 h) * fc_3 h)), h = RMSNorm(x) */
 static tensor *mlp_block(const tf_model *m, ag_tape *t, const tf_layer *L, tensor *x)
 {
     tensor *n = op_rmsnorm(t, x, L->mlp_norm, TF_NORM_EPS);
@@ -231,16 +367,33 @@ static tensor *mlp_block(const tf_model *m, ag_tape *t, const tf_layer *L, tenso
     return op_add(t, x, o);
 }
 
-/* tokens (B, T) -> dropout(emb[tok] + PE[pos]) (B, T, d) */
-static tensor *embed(const tf_model *m, ag_tape *t, const int *x, int B, int T)
+/* Layers from+1 .. to on the residual x. */
+static tensor *run_blocks(const tf_model *m, ag_tape *t, tensor *x, int from, int to, const grid *g)
 {
-    const int shape[] = { B, T, m->c.d_model };
-    int *pos = ag_alloc(t, (size_t)B * T * sizeof *pos);
-    for (int b = 0; b < B; b++)
-        for (int i = 0; i < T; i++) pos[b * T + i] = i;
-    tensor *e = op_embedding(t, m->emb, x, B * T, 3, shape);
-    tensor *p = op_embedding(t, m->pe, pos, B * T, 3, shape);
+    for (int i = from; i < to; i++) {
+        x = attention_block(m, t, &m->layer[i], x, g);
+        x = mlp_block(m, t, &m->layer[i], x);
+    }
+    return x;
+}
+
+/* dropout(emb[tok] + PE[pos]) at the grid's positions: (B, T, d) for a
+ * whole batch, (n, d) when packed. */
+static tensor *embed(const tf_model *m, ag_tape *t, const grid *g)
+{
+    const int d = m->c.d_model;
+    const int full[] = { g->bk[0].B, g->bk[0].T, d }, packed[] = { g->n, d };
+    const int ndim = g->rows ? 2 : 3;
+    const int *shape = g->rows ? packed : full;
+    tensor *e = op_embedding(t, m->emb, g->tok, g->n, ndim, shape);
+    tensor *p = op_embedding(t, m->pe, g->pos, g->n, ndim, shape);
     return op_dropout(t, op_add(t, e, p), m->c.dropout);
+}
+
+/* logits = RMSNorm(x; out_norm) . emb^T (lm_head tied to the embedding) */
+static tensor *lm_head(const tf_model *m, ag_tape *t, tensor *x)
+{
+    return op_linear(t, op_rmsnorm(t, x, m->out_norm, TF_NORM_EPS), m->emb, NULL);
 }
 
 static err_code check_rows(const tf_model *m, int B, int T)
@@ -251,6 +404,20 @@ static err_code check_rows(const tf_model *m, int B, int T)
     return ERR_OK;
 }
 
+/* The whole batch x (B, T), in order, as one bucket (x NULL: no embedding to compute). */
+static grid whole_grid(ag_tape *t, const int *x, int B, int T)
+{
+    bucket *bk = ag_alloc(t, sizeof *bk);
+    *bk = (bucket){ .B = B, .T = T, .off = 0, .first = 0, .count = B * T };
+    grid g = { .n = B * T, .size = B * T, .n_buckets = 1, .tok = x, .bk = bk };
+    if (x) {
+        int *pos = ag_alloc(t, (size_t)B * T * sizeof *pos);
+        for (int i = 0; i < B * T; i++) pos[i] = i % T;
+        g.pos = pos;
+    }
+    return g;
+}
+
 tensor *tf_residual(const tf_model *m, ag_tape *t, const int *x, int B, int T, int L)
 {
     if (check_rows(m, B, T)) return NULL;
@@ -258,12 +425,8 @@ tensor *tf_residual(const tf_model *m, ag_tape *t, const int *x, int B, int T, i
         err_set(ERR_ARG, "layer %d out of range [0, %d]", L, m->c.n_layers);
         return NULL;
     }
-    tensor *h = embed(m, t, x, B, T);
-    for (int i = 0; i < L; i++) {
-        h = attention_block(m, t, &m->layer[i], h, B, T);
-        h = mlp_block(m, t, &m->layer[i], h);
-    }
-    return h;
+    const grid g = whole_grid(t, x, B, T);
+    return run_blocks(m, t, embed(m, t, &g), 0, L, &g);
 }
 
 tensor *tf_logits_from(const tf_model *m, ag_tape *t, tensor *x, int L, int B, int T)
@@ -274,12 +437,8 @@ tensor *tf_logits_from(const tf_model *m, ag_tape *t, tensor *x, int L, int B, i
                 x->n, L);
         return NULL;
     }
-    for (int i = L; i < m->c.n_layers; i++) {
-        x = attention_block(m, t, &m->layer[i], x, B, T);
-        x = mlp_block(m, t, &m->layer[i], x);
-    }
-    tensor *n = op_rmsnorm(t, x, m->out_norm, TF_NORM_EPS);
-    return op_linear(t, n, m->emb, NULL);   /* lm_head tied to the embedding */
+    const grid g = whole_grid(t, NULL, B, T);
+    return lm_head(m, t, run_blocks(m, t, x, L, m->c.n_layers, &g));
 }
 
 tensor *tf_forward(const tf_model *m, ag_tape *t, const int *x, int B, int T)
@@ -288,10 +447,71 @@ tensor *tf_forward(const tf_model *m, ag_tape *t, const int *x, int B, int T)
     return h ? tf_logits_from(m, t, h, 0, B, T) : NULL;
 }
 
+/* Sequence r of b computed up to its last non-pad target. */
+static int used_len(const ds_batch *b, int r)
+{
+    int len = b->T;
+    while (len > 0 && b->y[r * b->T + len - 1] == TOK_PAD) len--;
+    return len;
+}
+
+/* Sequences sorted by used length (insertion sort: B is small), the empty
+ * ones dropped; returns how many remain in order[]. */
+static int sort_by_length(const ds_batch *b, int *len, int *order)
+{
+    int n = 0;
+    for (int r = 0; r < b->B; r++) {
+        len[r] = used_len(b, r);
+        if (len[r] == 0) continue;
+        int i = n++;
+        for (; i > 0 && len[order[i - 1]] > len[r]; i--) order[i] = order[i - 1];
+        order[i] = r;
+    }
+    return n;
+}
+
+/* The packed, bucketed grid of a training batch and its targets (grid.n of them). */
+static grid loss_grid(ag_tape *t, const ds_batch *b, const int **targets)
+{
+    const int B = b->B, cap = B * b->T;
+    int *len = ag_alloc(t, 2 * (size_t)B * sizeof *len), *order = len + B;
+    int *tok = ag_alloc(t, 4 * (size_t)cap * sizeof *tok), *pos = tok + cap, *rows = pos + cap;
+    int *y = rows + cap;
+    const int n_seq = sort_by_length(b, len, order);
+    const int n_buckets = (n_seq + TF_BUCKET_ROWS - 1) / TF_BUCKET_ROWS;
+    bucket *bk = ag_alloc(t, (size_t)(n_buckets ? n_buckets : 1) * sizeof *bk);
+    grid g = { .tok = tok, .pos = pos, .rows = rows, .bk = bk, .n_buckets = n_buckets };
+    for (int j = 0; j < n_buckets; j++) {
+        const int s0 = j * TF_BUCKET_ROWS, s1 = s0 + TF_BUCKET_ROWS < n_seq ? s0 + TF_BUCKET_ROWS : n_seq;
+        bucket *k = &bk[j];
+        *k = (bucket){ .B = s1 - s0, .T = len[order[s1 - 1]], .off = g.size, .first = g.n };
+        for (int s = s0; s < s1; s++) {
+            const int r = order[s];
+            for (int i = 0; i < len[r]; i++, g.n++) {
+                tok[g.n] = b->x[r * b->T + i];
+                pos[g.n] = i;
+                rows[g.n] = k->off + (s - s0) * k->T + i;
+                y[g.n] = b->y[r * b->T + i];
+            }
+        }
+        k->count = g.n - k->first;
+        g.size += k->B * k->T;
+    }
+    *targets = y;
+    return g;
+}
+
 tensor *tf_loss(const tf_model *m, ag_tape *t, const ds_batch *b)
 {
-    tensor *logits = tf_forward(m, t, b->x, b->B, b->T);
-    return logits ? op_cross_entropy(t, logits, b->y, TOK_PAD) : NULL;
+    if (check_rows(m, b->B, b->T)) return NULL;
+    const int *y;
+    const grid g = loss_grid(t, b, &y);
+    if (g.n == 0) {   /* nothing counted: the loss is 0 */
+        tensor *logits = tf_forward(m, t, b->x, b->B, b->T);
+        return logits ? op_cross_entropy(t, logits, b->y, TOK_PAD) : NULL;
+    }
+    tensor *h = run_blocks(m, t, embed(m, t, &g), 0, m->c.n_layers, &g);
+    return op_cross_entropy(t, lm_head(m, t, h), y, TOK_PAD);
 }
 
 /* ---- Single vectors (generation, logit lens) ------------------------------ */

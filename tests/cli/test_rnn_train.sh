@@ -50,6 +50,20 @@ for cell in rnn gru; do
     expect_out "[0-9]+\.[0-9]+"
 done
 
+# Dropout trains (it needs the loop's rng) and leaves validation deterministic.
+run rnn-train $TINY --cell gru --layers 2 --dropout 0.3 --steps 10 -o "$T/drop.safetensors"
+expect_rc 0 "training with --dropout"
+expect_out "^rnn	[0-9]+	10	[0-9.]+	[0-9.]+	"
+
+# generate --score reproduces the trainer's validation loss.
+sed -n 401,440p data/villes.txt > "$T/val.txt"
+run rnn-train --data "$T/names.txt" --val-data "$T/val.txt" --d-model 12 --layers 2 --steps 10 -o "$T/v.safetensors"
+expect_rc 0 "training with --val-data"
+val=$(printf '%s\n' "$OUT" | sed -n 2p | cut -f5)
+run generate -m "$T/v.safetensors" --score "$T/val.txt"
+expect_rc 0 "score the validation names"
+check "generate --score gives the trainer's val_loss ($val)" 'printf "%s\n" "$ERR" | grep -q "mean loss: $val "'
+
 # Resume to 30 steps: same result as 30 steps in one go.
 run rnn-train $TINY --cell gru --layers 2 --steps 30 --seed 3 -o "$T/straight.safetensors"
 expect_rc 0 "straight run"
@@ -58,7 +72,7 @@ run rnn-train --data "$T/names.txt" --resume "$T/gru.safetensors" --steps 30 -o 
 expect_rc 0 "resume"
 resumed=$(printf '%s\n' "$OUT" | sed -n 2p | cut -f3-5)
 check "resumed run ends where the straight run ends" '[ "$straight" = "$resumed" ]'
-run rnn-train --data "$T/names.txt" --resume "$T/gru.safetensors" --cell rnn --steps 30
+run rnn-train --data "$T/names.txt" --resume "$T/gru.safetensors" --cell rnn --steps 30 -o "$T/x.safetensors"
 expect_usage
 
 # A checkpoint of another kind is rejected with one line.
@@ -90,9 +104,9 @@ expect_rc 0 "text resume"
 resumed=$(printf '%s\n' "$OUT" | sed -n 2p | cut -f3-5)
 check "resumed text run ends where the straight run ends" '[ "$straight" = "$resumed" ]'
 # a text model resumes with --text only, a names model with --data only
-run rnn-train --data "$T/names.txt" --resume "$T/text.safetensors" --steps 20
+run rnn-train --data "$T/names.txt" --resume "$T/text.safetensors" --steps 20 -o "$T/x.safetensors"
 expect_usage
-run rnn-train --text "$T/text.txt" --resume "$T/gru.safetensors" --steps 40
+run rnn-train --text "$T/text.txt" --resume "$T/gru.safetensors" --steps 40 -o "$T/x.safetensors"
 expect_usage
 # more tracks than the stream has characters
 run rnn-train --text "$T/text.txt" --batch-size 5000 --steps 1 -o "$T/x.safetensors"

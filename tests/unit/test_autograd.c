@@ -26,6 +26,9 @@ TEST(arena_alignment_and_zeroed_grads)
     CHECK(copy != ids && memcmp(copy, ids, sizeof ids) == 0);
     CHECK(ag_tensor(&t, 5, (const int[]){ 1, 1, 1, 1, 1 }) == NULL);
     CHECK(ag_tensor(&t, 1, (const int[]){ -2 }) == NULL);
+    CHECK(ag_tensor(&t, 2, (const int[]){ 3, 0 }) == NULL);   /* tn_rows would divide by 0 */
+    tensor *empty = ag_tensor(&t, 2, (const int[]){ 0, 4 });
+    CHECK(empty && empty->n == 0 && tn_rows(empty) == 0);
     ag_free(&t);
 }
 

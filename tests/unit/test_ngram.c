@@ -110,6 +110,12 @@ TEST(ngram_contexts_sum_to_one_every_smoothing)
 
 /* ---- exact maximum-likelihood loss ------------------------------------- */
 
+/* Mean loss of d under m. */
+static double mean_loss(const ng_model *m, const ds_names *d, size_t *n)
+{
+    return ng_nll(m, d, n) / (double)*n;
+}
+
 /* The 3-gram MLE loss of d, counted here with plain dense arrays. */
 static double mle_trigram_loss(const ds_names *d, int V)
 {
@@ -146,7 +152,7 @@ TEST(ngram_trigram_mle_loss_is_exact)
     ds_corpus c = load_corpus();
     ng_model *m = fit(&c, 3, NG_NONE, 0);
     size_t n;
-    double loss = ng_nll(m, &c.train, &n) / (double)n;
+    double loss = mean_loss(m, &c.train, &n);
     double want = mle_trigram_loss(&c.train, c.vocab.size);
     CHECK(want > 0.1);
     CHECK_NEAR(loss, want, 1e-12);
@@ -154,8 +160,50 @@ TEST(ngram_trigram_mle_loss_is_exact)
     for (size_t i = 0; i < c.train.n; i++) chars += (size_t)ds_len(&c.train, i) + 1;
     CHECK(n == chars);
     /* The validation file holds a character never seen in training. */
-    CHECK(isinf(ng_nll(m, &c.val, &n)));
+    CHECK(isinf(mean_loss(m, &c.val, &n)));
     ng_free(m);
+    ds_corpus_free(&c);
+}
+
+/* Bigram counts c2[h * V + w] of the names of d, counted with plain code. */
+static int *count_bigrams(const ds_names *d, int V)
+{
+    int *c2 = calloc((size_t)V * V, sizeof *c2);
+    for (size_t i = 0; i < d->n; i++) {
+        int h = TOK_SOS, len = ds_len(d, i);
+        for (int t = 0; t <= len; t++) {
+            int w = t < len ? ds_name(d, i)[t] : TOK_EOS;
+            c2[h * V + w]++;
+            h = w;
+        }
+    }
+    return c2;
+}
+
+/* none and add-k bigrams against their formulas: c(h w) / c(h) (uniform for
+ * an unseen h) and (c(h w) + k) / (c(h) + k S). */
+TEST(ngram_none_and_addk_bigrams_match_their_formulas)
+{
+    ds_corpus c = load_corpus();
+    int V = c.vocab.size, S = V - 2, *c2 = count_bigrams(&c.train, V), bad = 0, unseen = 0;
+    ng_model *none = fit(&c, 2, NG_NONE, 0), *addk = fit(&c, 2, NG_ADDK, 0);   /* k = 0.5 */
+    for (int h = TOK_SOS; h < V; h++) {
+        double ch = 0, p_none[256], p_addk[256];
+        for (int w = 0; w < V; w++) ch += c2[h * V + w];
+        unseen += ch == 0;
+        ng_dist(none, &h, p_none);
+        ng_dist(addk, &h, p_addk);
+        for (int w = TOK_EOS; w < V; w++) {
+            double x = c2[h * V + w];
+            bad += fabs(p_none[w] - (ch ? x / ch : 1.0 / S)) > 1e-12;
+            bad += fabs(p_addk[w] - (x + 0.5) / (ch + 0.5 * S)) > 1e-12;
+        }
+    }
+    CHECK(unseen > 0);   /* <EOS> at least, and the characters only in validation */
+    CHECK(bad == 0);
+    ng_free(none);
+    ng_free(addk);
+    free(c2);
     ds_corpus_free(&c);
 }
 
@@ -181,15 +229,7 @@ static double disc(const double D[4], int x) { return D[x < 3 ? x : 3]; }
 static void check_kn_bigram(const ds_corpus *c, double fixed_D)
 {
     int V = c->vocab.size, S = V - 2;
-    int *c2 = calloc((size_t)V * V, sizeof *c2), *cont = calloc((size_t)V, sizeof *cont);
-    for (size_t i = 0; i < c->train.n; i++) {
-        int h = TOK_SOS, len = ds_len(&c->train, i);
-        for (int t = 0; t <= len; t++) {
-            int w = t < len ? ds_name(&c->train, i)[t] : TOK_EOS;
-            c2[h * V + w]++;
-            h = w;
-        }
-    }
+    int *c2 = count_bigrams(&c->train, V), *cont = calloc((size_t)V, sizeof *cont);
     for (int h = 0; h < V; h++)
         for (int w = 0; w < V; w++) cont[w] += c2[h * V + w] > 0;
     double D1[4], D2[4];
@@ -213,10 +253,12 @@ static void check_kn_bigram(const ds_corpus *c, double fixed_D)
             ch += c2[h * V + w];
             if (c2[h * V + w]) mass += disc(D2, c2[h * V + w]);
         }
+        double p2[256];
+        ng_dist(m, &h, p2);
         for (int w = 0; w < V; w++) {
             int x = c2[h * V + w];
             double want = w < TOK_EOS ? 0 : ch ? (fmax(x - (x ? disc(D2, x) : 0), 0) + mass * p1[w]) / ch : p1[w];
-            bad += fabs(ng_prob(m, &h, w) - want) > 1e-12;
+            bad += fabs(p2[w] - want) > 1e-12;
         }
     }
     CHECK(bad == 0);
@@ -238,12 +280,12 @@ TEST(ngram_order_zero_is_uniform_and_smoothed_losses_are_finite)
     ds_corpus c = load_corpus();
     ng_model *m = fit(&c, 0, NG_NONE, 0);
     size_t n;
-    CHECK_NEAR(ng_nll(m, &c.val, &n) / (double)n, log(c.vocab.size - 2.0), 1e-12);
+    CHECK_NEAR(mean_loss(m, &c.val, &n), log(c.vocab.size - 2.0), 1e-12);
     CHECK(ng_size(m) == 0);
     ng_free(m);
     for (int s = NG_ADDK; s <= NG_KN; s++) {
         m = fit(&c, 4, (ng_smoothing)s, NG_DISCOUNT_ESTIMATED);
-        double val = ng_nll(m, &c.val, &n) / (double)n, train = ng_nll(m, &c.train, &n) / (double)n;
+        double val = mean_loss(m, &c.val, &n), train = mean_loss(m, &c.train, &n);
         CHECK(isfinite(val) && val > train);
         ng_free(m);
     }
@@ -302,7 +344,7 @@ TEST(ngram_checkpoint_round_trip_through_model_interface)
             sum += mdl_score_name(&st, ds_name(&c.val, i), ds_len(&c.val, i), &k, scratch);
             n_pred += (size_t)k;
         }
-        double want = ng_nll(m, &c.val, &n_want);
+        double want = mean_loss(m, &c.val, &n_want) * (double)n_want;
         CHECK(n_pred == n_want);
         CHECK_NEAR(sum, want, 1e-5 * (double)n_want);   /* float logits */
         mdl_state_free(&st);

@@ -165,14 +165,19 @@ TEST(parity_with_pytorch)
     const int B = (int)x->shape[0], T = (int)x->shape[1], V = m->c.vocab_size;
     CHECK(lg->numel == (size_t)B * T * V);
 
+    /* Logits from the whole-grid forward (the activations API's path), loss
+     * and gradients from the training loss (which skips trailing padding);
+     * both against PyTorch. */
     ag_tape t;
     CHECK(ag_init(&t, 1 << 20) == ERR_OK);
-    t.grad = true;
-    tn_params_zero_grad(&m->p);
     tensor *logits = tf_forward(m, &t, x->data, B, T);
-    tensor *loss = op_cross_entropy(&t, logits, y->data, TOK_PAD);
-    ag_backward(&t, loss);
     CHECK(max_abs_diff(logits->data, lg->data, lg->numel) <= 1e-4);
+    CHECK_NEAR(op_cross_entropy(&t, logits, y->data, TOK_PAD)->data[0], ((const float *)ls->data)[0], 1e-5);
+    ag_reset(&t);
+    tn_params_zero_grad(&m->p);
+    const ds_batch b = { .B = B, .T = T, .x = x->data, .y = y->data };
+    tensor *loss = tf_loss(m, &t, &b);
+    ag_backward(&t, loss);
     CHECK_NEAR(loss->data[0], ((const float *)ls->data)[0], 1e-5);
     for (int i = 0; i < m->p.count; i++) {
         char name[TN_NAME_MAX + 16];
@@ -232,6 +237,47 @@ TEST(gradients_match_finite_differences)
         }
     }
     ag_free(&t);
+    free(x);
+    free(y);
+    free_model(m);
+}
+
+/* The training loss computes sequences only up to their last target, in
+ * buckets of similar lengths; loss and every gradient must equal those of
+ * the whole padded batch.  40 sequences of random lengths (one empty) make
+ * several buckets. */
+TEST(training_loss_matches_whole_batch_loss)
+{
+    tf_config c = tiny();
+    tf_model *m = random_model(&c, 81);
+    const int B = 40, T = c.max_len;
+    int *x = calloc((size_t)B * T, sizeof *x);
+    rng r;
+    rng_seed(&r, 82);
+    for (int b = 1; b < B; b++) {
+        int len = 1 + (int)rng_below(&r, T);
+        for (int t = 0; t < len; t++)
+            x[b * T + t] = t ? TOK_FIRST + (int)rng_below(&r, c.vocab_size - TOK_FIRST) : TOK_SOS;
+    }
+    int *y = targets_of(x, B, T);
+    const ds_batch b = { .B = B, .T = T, .x = x, .y = y };
+    const size_t n = m->p.n;
+    float *want = malloc(n * sizeof *want);
+    ag_tape t;
+    CHECK(ag_init(&t, 1 << 20) == ERR_OK);
+    tn_params_zero_grad(&m->p);
+    tensor *whole = op_cross_entropy(&t, tf_forward(m, &t, x, B, T), y, TOK_PAD);
+    ag_backward(&t, whole);
+    const double want_loss = whole->data[0];
+    memcpy(want, m->p.grad, n * sizeof *want);
+    ag_reset(&t);
+    tn_params_zero_grad(&m->p);
+    tensor *loss = tf_loss(m, &t, &b);
+    ag_backward(&t, loss);
+    CHECK_NEAR(loss->data[0], want_loss, 1e-6);
+    CHECK(max_abs_diff(m->p.grad, want, n) <= 1e-6);
+    ag_free(&t);
+    free(want);
     free(x);
     free(y);
     free_model(m);
