@@ -27,11 +27,14 @@ typedef struct mlp_config {
     int vocab_size;
     int d_model;     /* embedding size d (32) */
     int d_hidden;    /* hidden units H (512) */
-    int n_context;   /* previous tokens seen (20) */
+    int n_context;   /* previous tokens seen (8) */
 } mlp_config;
 
+/* Context 8, not the 20 of the speed benchmark: on villes.txt's validation
+ * names it reaches 1.650 nats/char after 14000 steps where 20 bottoms out
+ * at 1.684 (fc1 over 20 mostly-<SOS> slots overfits). */
 #define MLP_DEFAULTS ((mlp_config){ .vocab_size = 0, .d_model = 32, .d_hidden = 512, \
-    .n_context = 20 })
+    .n_context = 8 })
 
 typedef struct mlp {
     mlp_config c;

@@ -84,7 +84,9 @@ double ng_prob(const ng_model *m, const int *ctx, int w);
  * target has probability 0) and sets *n_pred to the number of targets. */
 double ng_nll(const ng_model *m, const ds_names *d, size_t *n_pred);
 
-/* Write a villes checkpoint (model "ngram") with the vocabulary v. */
+/* Write a villes checkpoint (model "ngram") with the vocabulary v: config
+ * {"vocab_size", "order", "smoothing", "k", "discount"} (discount -1 =
+ * estimated), tensors grams I32 (N, n) and counts I32 (N). */
 err_code ng_save(const ng_model *m, const txt_vocab *v, const char *path);
 
 /* The model kind of the registry (model.c). */

@@ -70,6 +70,7 @@ static void parse(options *o, int argc, char **argv)
         { "version", no_argument, NULL, 'V' },
         { 0 },
     };
+    argv[0] = (char *)cli_prog();   /* getopt's own messages name the program as ours do */
     int ch;
     while ((ch = getopt_long(argc, argv, "n:o:hV", longs, NULL)) != -1) {
         switch (ch) {

@@ -18,6 +18,9 @@ expect_out "^generate [0-9]"
 # Usage errors.
 run generate -m "$M" --frobnicate
 expect_usage
+expect_err "^generate: unrecognized option '--frobnicate'"
+run generate -m
+expect_usage
 run generate
 expect_usage
 expect_err "no model given"

@@ -17,6 +17,7 @@ expect_out "^ngram [0-9]"
 # Usage errors: exit 2, one line and the "Try" line.
 run ngram --frobnicate
 expect_usage
+expect_err "^ngram: unrecognized option '--frobnicate'"
 run ngram -n -1 --data $NAMES
 expect_usage
 expect_err "invalid value '-1' for -n"

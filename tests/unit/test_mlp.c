@@ -244,8 +244,7 @@ TEST(mlp_context_linear_inference_records_nothing)
 
 TEST(mlp_config_round_trip_and_rejects)
 {
-    mlp_config c = MLP_DEFAULTS, back;
-    c.vocab_size = 46;
+    mlp_config c = { .vocab_size = 46, .d_model = 32, .d_hidden = 512, .n_context = 20 }, back;
     char *json = mlp_config_to_json(&c);
     CHECK(json && !strcmp(json, "{\"vocab_size\":46,\"d_model\":32,\"d_hidden\":512,\"n_context\":20}"));
     CHECK(mlp_config_from_json(&back, json) == ERR_OK);
