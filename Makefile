@@ -34,6 +34,8 @@ TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 .PHONY: all test check-asan fuzz bench demo weights clean deps
+# Keep intermediate objects (test main.o), so parallel builds never race on them.
+.SECONDARY:
 all: $(LIB) $(PROGS)
 
 deps:

@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "autograd.h"
 #include "checkpoint.h"
@@ -165,6 +166,9 @@ typedef struct sae_stats {
  * freq (F, may be NULL) receives each feature's activation frequency. */
 err_code sae_evaluate(const sae_model *s, const tf_model *tf, const ds_names *names,
                       int batch_size, sae_stats *out, double *freq);
+/* The two-line TSV (header, values) of sae-train and explore sae-stats:
+ * l0 explained_var mse ce_clean ce_sae ce_zero ce_score dead_frac dense_frac */
+void     sae_stats_write_tsv(FILE *f, const sae_stats *s);
 /* Bin i > 0 counts the features of frequency in [10^lo, 10^hi), the last
  * bin including 1; bin 0 counts the dead ones (frequency 0) and anything
  * below 1e-6. */

@@ -129,7 +129,9 @@ typedef void (*tf_hook_fn)(void *ctx, int layer, int pos, float *x, int d);
 
 /* One generation stream: the keys and values of every layer for up to
  * max_len positions, and preallocated scratch, so a step allocates nothing
- * and never recomputes the prefix. */
+ * and never recomputes the prefix.  A state copies the model's weight
+ * matrices when it is created (transposed, for one-position products):
+ * create states once the weights are final. */
 typedef struct tf_state tf_state;
 
 tf_state *tf_state_new(const tf_model *m);   /* NULL with err_set */

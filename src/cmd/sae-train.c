@@ -278,14 +278,6 @@ static void load_names(tr_session *s, const mdl *m)
     if (s->corpus.val.n == 0) cli_die("%s: no validation names", s->o.data);
 }
 
-static void print_stats(const sae_stats *st)
-{
-    printf("l0\texplained_var\tmse\tce_clean\tce_sae\tce_zero\tce_score\tdead_frac\tdense_frac\n");
-    printf("%.3f\t%.6f\t%.6g\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\n", st->l0, st->explained_var,
-           st->mse, st->ce_clean, st->ce_sae, st->ce_zero, st->ce_score, st->dead_frac,
-           st->dense_frac);
-}
-
 /* The Transformer's split seed, unless --split-seed was given. */
 static void default_split_seed(tr_options *o, const mdl *m)
 {
@@ -351,7 +343,7 @@ int main(int argc, char **argv)
     if (!e) {
         sae_stats st;
         e = sae_evaluate(&tr->sae, tf, &s.corpus.val, EVAL_NAMES, &st, NULL);
-        if (!e) print_stats(&st);
+        if (!e) sae_stats_write_tsv(stdout, &st);
     }
     int status = tr_exit_status(e);
     tr_close(&s);

@@ -726,6 +726,13 @@ err_code sae_evaluate(const sae_model *s, const tf_model *tf, const ds_names *na
     return e;
 }
 
+void sae_stats_write_tsv(FILE *f, const sae_stats *s)
+{
+    fprintf(f, "l0\texplained_var\tmse\tce_clean\tce_sae\tce_zero\tce_score\tdead_frac\tdense_frac\n");
+    fprintf(f, "%.3f\t%.6f\t%.6g\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\n", s->l0, s->explained_var,
+            s->mse, s->ce_clean, s->ce_sae, s->ce_zero, s->ce_score, s->dead_frac, s->dense_frac);
+}
+
 void sae_hist_bounds(int i, double *lo, double *hi)
 {
     *lo = -6.0 + 0.5 * (i - 1);

@@ -525,24 +525,12 @@ static void rmsnorm_vec(float *out, const float *x, const float *w, int d)
     for (int i = 0; i < d; i++) out[i] = x[i] * r * w[i];
 }
 
-/* y (out) = beta * y + W x, W (out, in) in PyTorch layout */
-static void matvec(float *y, const tensor *W, const float *x, float beta)
-{
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, W->shape[0], W->shape[1], 1.0f, W->data,
-                W->shape[1], x, 1, beta, y, 1);
-}
-
-/* logits (V) = RMSNorm(x; out_norm) . emb^T, xn (d) scratch */
-static void unembed(const tf_model *m, const float *x, float *xn, float *logits)
-{
-    rmsnorm_vec(xn, x, m->out_norm->data, m->c.d_model);
-    matvec(logits, m->emb, xn, 0.0f);
-}
-
 void tf_unembed(const tf_model *m, const float *x, float *logits)
 {
     float xn[TF_MAX_DIM];
-    unembed(m, x, xn, logits);
+    const int V = m->c.vocab_size, d = m->c.d_model;
+    rmsnorm_vec(xn, x, m->out_norm->data, d);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, V, d, 1.0f, m->emb->data, d, xn, 1, 0.0f, logits, 1);
 }
 
 /* ---- Accessors ---------------------------------------------------------- */
@@ -557,23 +545,80 @@ const float *tf_embedding(const tf_model *m) { return m ? m->emb->data : NULL; }
 
 /* ---- Cached generation -------------------------------------------------- */
 
+/* The matrices of one layer, transposed to (in, out) so that a product with
+ * one vector runs over contiguous outputs and vectorises; Q, K, V side by
+ * side, and fc_1, fc_3 side by side, so each pair or triple reads its input
+ * once. */
+typedef struct step_layer {
+    float *qkv;    /* (d, 3d): columns q | k | v */
+    float *o;      /* (d, d) c_proj */
+    float *fc13;   /* (d, 8d): columns fc_1 | fc_3 */
+    float *fc2;    /* (4d, d) */
+} step_layer;
+
 struct tf_state {
     const tf_model *m;
-    int    pos;              /* tokens fed since start */
-    float *k, *v;            /* (n_layers, max_len, d) cached keys and values */
-    float *x, *xn, *q, *att; /* (d) residual, normed residual, query, attention output */
-    float *h1, *h3;          /* (4d) MLP hidden */
-    float *w;                /* (max_len) attention weights of one head */
-    float *mem;              /* the one allocation behind all the above */
+    int    pos;                /* tokens fed since start */
+    step_layer layer[TF_MAX_LAYERS];
+    float *emb_t;              /* (d, V) the lm_head, transposed */
+    float *k, *v;              /* (n_layers, max_len, d) cached keys and values */
+    float *x, *xn, *att;       /* (d) residual, normed residual, attention output */
+    float *qkv;                /* (3d) query, key, value of the current position */
+    float *h13;                /* (8d) fc_1 | fc_3 outputs */
+    float *w;                  /* (max_len) attention weights of one head */
+    float *mem;                /* the one allocation behind all the above */
     tf_hook_fn hook;
     void      *hook_ctx;
     int        hook_layer;
 };
 
+/* Columns [col, col + out) of Wt (in, ld) = W^T, W (out, in). */
+static void transpose_into(float *Wt, int ld, int col, const tensor *W)
+{
+    const int out = W->shape[0], in = W->shape[1];
+    for (int o = 0; o < out; o++)
+        for (int i = 0; i < in; i++) Wt[(size_t)i * ld + col + o] = W->data[(size_t)o * in + i];
+}
+
+enum { VECMAT_BLOCK = 64 };   /* outputs kept in registers while the inputs stream by */
+
+/* y (out) (+)= x (in) . Wt, Wt (in, out).  Blocks of VECMAT_BLOCK outputs
+ * accumulate over all inputs before being stored, so the inner loop is
+ * loads and multiply-adds only. */
+static void vecmat(float *restrict y, const float *restrict x, const float *restrict Wt, int in,
+                   int out, bool accumulate)
+{
+    int o0 = 0;
+    for (; o0 + VECMAT_BLOCK <= out; o0 += VECMAT_BLOCK) {
+        float acc[VECMAT_BLOCK];
+        for (int o = 0; o < VECMAT_BLOCK; o++) acc[o] = accumulate ? y[o0 + o] : 0.0f;
+        for (int i = 0; i < in; i++) {
+            const float xi = x[i], *restrict w = Wt + (size_t)i * out + o0;
+            for (int o = 0; o < VECMAT_BLOCK; o++) acc[o] += xi * w[o];
+        }
+        memcpy(y + o0, acc, sizeof acc);
+    }
+    if (o0 == out) return;
+    if (!accumulate) memset(y + o0, 0, (size_t)(out - o0) * sizeof *y);
+    for (int i = 0; i < in; i++) {
+        const float xi = x[i], *restrict w = Wt + (size_t)i * out;
+        for (int o = o0; o < out; o++) y[o] += xi * w[o];
+    }
+}
+
+/* Hand out n floats of the state's allocation. */
+static float *take(float **cursor, size_t n)
+{
+    float *p = *cursor;
+    *cursor += n;
+    return p;
+}
+
 tf_state *tf_state_new(const tf_model *m)
 {
-    const size_t d = (size_t)m->c.d_model, cache = (size_t)m->c.n_layers * m->c.max_len * d;
-    const size_t n = 2 * cache + 4 * d + 8 * d + (size_t)m->c.max_len;
+    const size_t d = (size_t)m->c.d_model, L = (size_t)m->c.n_layers, V = (size_t)m->c.vocab_size;
+    const size_t cache = L * m->c.max_len * d;
+    const size_t n = L * 16 * d * d + d * V + 2 * cache + 3 * d + 3 * d + 8 * d + (size_t)m->c.max_len;
     tf_state *s = calloc(1, sizeof *s);
     float *mem = calloc(n, sizeof *mem);
     if (!s || !mem) {
@@ -582,16 +627,33 @@ tf_state *tf_state_new(const tf_model *m)
         err_set(ERR_NOMEM, "out of memory for a transformer state");
         return NULL;
     }
-    *s = (tf_state){ .m = m, .mem = mem };
-    s->k = mem;
-    s->v = s->k + cache;
-    s->x = s->v + cache;
-    s->xn = s->x + d;
-    s->q = s->xn + d;
-    s->att = s->q + d;
-    s->h1 = s->att + d;
-    s->h3 = s->h1 + 4 * d;
-    s->w = s->h3 + 4 * d;
+    s->m = m;
+    s->mem = mem;
+    for (size_t l = 0; l < L; l++) {
+        const tf_layer *W = &m->layer[l];
+        step_layer *S = &s->layer[l];
+        S->qkv = take(&mem, 3 * d * d);
+        S->o = take(&mem, d * d);
+        S->fc13 = take(&mem, 8 * d * d);
+        S->fc2 = take(&mem, 4 * d * d);
+        transpose_into(S->qkv, 3 * (int)d, 0, W->wq);
+        transpose_into(S->qkv, 3 * (int)d, (int)d, W->wk);
+        transpose_into(S->qkv, 3 * (int)d, 2 * (int)d, W->wv);
+        transpose_into(S->o, (int)d, 0, W->wo);
+        transpose_into(S->fc13, 8 * (int)d, 0, W->fc1);
+        transpose_into(S->fc13, 8 * (int)d, 4 * (int)d, W->fc3);
+        transpose_into(S->fc2, (int)d, 0, W->fc2);
+    }
+    s->emb_t = take(&mem, d * V);
+    transpose_into(s->emb_t, (int)V, 0, m->emb);
+    s->k = take(&mem, cache);
+    s->v = take(&mem, cache);
+    s->x = take(&mem, d);
+    s->xn = take(&mem, d);
+    s->att = take(&mem, d);
+    s->qkv = take(&mem, 3 * d);
+    s->h13 = take(&mem, 8 * d);
+    s->w = take(&mem, (size_t)m->c.max_len);
     return s;
 }
 
@@ -615,19 +677,19 @@ err_code tf_state_set_hook(tf_state *s, int layer, tf_hook_fn fn, void *ctx)
     return ERR_OK;
 }
 
-/* s->att (d) = causal attention of the query s->q over the cached keys and
+/* s->att (d) = causal attention of the query q (d) over the cached keys and
  * values k, v (pos + 1, d) of one layer, head by head. */
-static void attend(tf_state *s, const float *k, const float *v, int pos)
+static void attend(tf_state *s, const float *q, const float *k, const float *v, int pos)
 {
     const int d = s->m->c.d_model, H = s->m->c.n_heads, dh = d / H;
     const float scale = 1.0f / sqrtf((float)dh);
     for (int h = 0; h < H; h++) {
-        const float *q = s->q + h * dh;
+        const float *qh = q + h * dh;
         float mx = -INFINITY, sum = 0.0f;
         for (int t = 0; t <= pos; t++) {
             const float *kt = k + (size_t)t * d + h * dh;
             float dot = 0.0f;
-            for (int i = 0; i < dh; i++) dot += q[i] * kt[i];
+            for (int i = 0; i < dh; i++) dot += qh[i] * kt[i];
             s->w[t] = dot * scale;
             if (s->w[t] > mx) mx = s->w[t];
         }
@@ -649,24 +711,24 @@ static void block_step(tf_state *s, int l, int pos)
 {
     const tf_model *m = s->m;
     const tf_layer *L = &m->layer[l];
+    const step_layer *W = &s->layer[l];
     const int d = m->c.d_model, h = 4 * d;
     float *k = s->k + (size_t)l * m->c.max_len * d, *v = s->v + (size_t)l * m->c.max_len * d;
 
     rmsnorm_vec(s->xn, s->x, L->attn_norm->data, d);
-    matvec(s->q, L->wq, s->xn, 0.0f);
-    matvec(k + (size_t)pos * d, L->wk, s->xn, 0.0f);
-    matvec(v + (size_t)pos * d, L->wv, s->xn, 0.0f);
-    attend(s, k, v, pos);
-    matvec(s->x, L->wo, s->att, 1.0f);            /* x += c_proj(att) */
+    vecmat(s->qkv, s->xn, W->qkv, d, 3 * d, false);
+    memcpy(k + (size_t)pos * d, s->qkv + d, (size_t)d * sizeof *k);
+    memcpy(v + (size_t)pos * d, s->qkv + 2 * d, (size_t)d * sizeof *v);
+    attend(s, s->qkv, k, v, pos);
+    vecmat(s->x, s->att, W->o, d, d, true);                /* x += c_proj(att) */
 
     rmsnorm_vec(s->xn, s->x, L->mlp_norm->data, d);
-    matvec(s->h1, L->fc1, s->xn, 0.0f);
-    matvec(s->h3, L->fc3, s->xn, 0.0f);
+    vecmat(s->h13, s->xn, W->fc13, d, 2 * h, false);
     for (int i = 0; i < h; i++) {
-        const float a = s->h1[i];
-        s->h1[i] = a / (1.0f + expf(-a)) * s->h3[i];   /* silu(fc_1 n) * fc_3 n */
+        const float a = s->h13[i];
+        s->h13[i] = a / (1.0f + expf(-a)) * s->h13[h + i];   /* silu(fc_1 n) * fc_3 n */
     }
-    matvec(s->x, L->fc2, s->h1, 1.0f);            /* x += fc_2(...) */
+    vecmat(s->x, s->h13, W->fc2, h, d, true);              /* x += fc_2(...) */
 }
 
 static void run_hook(tf_state *s, int layer, int pos)
@@ -692,7 +754,8 @@ void tf_state_next(tf_state *s, int tok, float *logits)
         block_step(s, l, pos);
         run_hook(s, l + 1, pos);
     }
-    unembed(m, s->x, s->xn, logits);
+    rmsnorm_vec(s->xn, s->x, m->out_norm->data, d);
+    vecmat(logits, s->xn, s->emb_t, d, V, false);
 }
 
 /* ---- The generic model interface ---------------------------------------- */

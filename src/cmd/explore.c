@@ -1,0 +1,1212 @@
+/* explore - look inside a trained Transformer and the sparse autoencoder
+ * trained on it: top activating names of residual neurons and SAE
+ * features, activation frequencies, the letters a feature pushes, letter
+ * embeddings, the logit lens, attribution of one prediction to features,
+ * and the SAE's evaluation.
+ *
+ * Every subcommand prints TSV (the default when stdout is not a terminal)
+ * or a view for people with per-letter heat-map shading; features and
+ * attribute can also write a self-contained HTML page.
+ */
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "dataset.h"
+#include "model.h"
+#include "sae.h"
+#include "sampling.h"
+#include "text.h"
+#include "transformer.h"
+#include "view.h"
+
+#define DEFAULT_MODEL "weights/transformer.safetensors"
+#define DEFAULT_SAE "weights/sae.safetensors"
+#define DEFAULT_DATA "data/villes.txt"
+
+enum { DEFAULT_TOP = 10, DEFAULT_NEIGHBOURS = 3, LENS_TOP = 3, VIEW_PARTS = 15,
+       CHUNK_FLOATS = 1 << 22 };
+
+/* ---- options ----------------------------------------------------------------- */
+
+/* Flags, as bits, so that each subcommand says which ones it takes. */
+enum {
+    F_MODEL = 1 << 0, F_SAE = 1 << 1, F_DATA = 1 << 2, F_LAYER = 1 << 3, F_TOP = 1 << 4,
+    F_ID = 1 << 5, F_POS = 1 << 6, F_TARGET = 1 << 7, F_HTML = 1 << 8, F_SORT = 1 << 9,
+    F_SUMMARY = 1 << 10, F_HISTOGRAM = 1 << 11, F_NEIGHBOURS = 1 << 12, F_SPLIT = 1 << 13,
+    F_FORMAT = 1 << 14, F_COLOR = 1 << 15, F_THREADS = 1 << 16,
+};
+#define F_COMMON (F_MODEL | F_FORMAT | F_COLOR | F_THREADS)
+
+enum { OPT_SAE = 0x100, OPT_DATA, OPT_VAL_DATA, OPT_SPLIT_SEED, OPT_LAYER, OPT_TOP, OPT_ID,
+       OPT_POS, OPT_TARGET, OPT_HTML, OPT_SORT, OPT_SUMMARY, OPT_HISTOGRAM, OPT_NEIGHBOURS,
+       OPT_FORMAT, OPT_COLOR, OPT_THREADS };
+
+typedef struct options {
+    const char *cmd, *name;            /* subcommand, NAME operand (lens, attribute) */
+    const char *model, *sae, *data, *val_data, *html, *target;
+    int         layer, top, id, pos, neighbours;
+    bool        by_freq, summary, histogram;
+    uint64_t    split_seed;
+    unsigned    seen;                  /* F_* of the flags given */
+    vw_format   format;
+    cli_color   color;
+} options;
+
+typedef struct command {
+    const char *name;
+    unsigned    flags;                 /* accepted beyond F_COMMON */
+    bool        operand;               /* takes NAME */
+    void      (*run)(const options *);
+} command;
+
+static _Noreturn void usage(void)
+{
+    printf("Usage: explore COMMAND [OPTION]...\n"
+           "Look inside a trained Transformer and a sparse autoencoder (SAE) trained on it.\n"
+           "\n"
+           "Commands:\n"
+           "  features         for each SAE feature, the --top names of --data that\n"
+           "                   activate it most, with the activation at each letter, and\n"
+           "                   how often it is active (--id N: one feature; --html FILE)\n"
+           "  neurons          the same for each dimension of the residual stream after\n"
+           "                   --layer (default: the last)\n"
+           "  freq             activation frequency of every feature over the letters of\n"
+           "                   --data (--sort freq: most frequent first; --summary: how\n"
+           "                   many are below 10%%, 1%%, 0.1%%, 0.01%%)\n"
+           "  logits --id N    every token, ranked by how much feature N's decoder\n"
+           "                   direction raises its logit (through the final norm weight\n"
+           "                   and the unembedding; the direct path only when the SAE is\n"
+           "                   not on the last layer)\n"
+           "  embeddings       token embeddings projected to 2-D by PCA, and each token's\n"
+           "                   nearest --neighbours by cosine similarity\n"
+           "  lens NAME        logit lens: the --top next-letter predictions read from the\n"
+           "                   residual stream after each layer, at each position\n"
+           "  attribute NAME --pos I\n"
+           "                   which SAE features drove the prediction at position I\n"
+           "                   (0 = after <SOS>, I = after the I-th letter): per active\n"
+           "                   feature its activation, direct logit attribution (dla) to the\n"
+           "                   target, activation x gradient, and the change of the target's\n"
+           "                   log-probability when it is removed; rows for the SAE error\n"
+           "                   and bias make the dla column sum to the logit (last row).\n"
+           "                   Exact for an SAE on the last layer; on an earlier layer dla is\n"
+           "                   the direct path and a later_layers row holds the rest\n"
+           "  sae-stats        the SAE on the validation names: l0, explained variance,\n"
+           "                   mse, the Transformer's loss clean / with the reconstruction\n"
+           "                   spliced in / with the residual zero-ablated, CE loss score,\n"
+           "                   dead and dense (> 10%% of positions) fractions\n"
+           "                   (--histogram: activation frequencies in log10 bins)\n"
+           "\n"
+           "Options:\n"
+           "  -m, --model FILE      the Transformer (default %s)\n"
+           "      --sae FILE        the SAE trained on it (default %s)\n"
+           "      --data FILE       names, one per line, each distinct name counted once\n"
+           "                        (features, neurons, freq, sae-stats; default %s)\n"
+           "      --val-data FILE   sae-stats: the validation names (default: the split of\n"
+           "                        --data the trainers use, seeded by the Transformer's\n"
+           "                        split seed or --split-seed N)\n"
+           "      --layer L         neurons, lens: residual stream after L blocks\n"
+           "      --top K           names per unit (default %d), predictions per cell\n"
+           "                        in lens (default %d)\n"
+           "      --id N            one feature (or neuron), counted from 0\n"
+           "      --pos I           attribute: the position\n"
+           "      --target C        attribute: the token to explain, a character or <EOS>\n"
+           "                        (default: the predicted one)\n"
+           "      --neighbours K    embeddings: neighbours per token (default %d)\n"
+           "      --html FILE       features, attribute: write a self-contained HTML page\n"
+           "                        to FILE ('-' = stdout) instead of the table\n"
+           "      --format F        tsv or text (default: text on a terminal, else tsv)\n"
+           "      --color WHEN      shading in the text view: auto, always or never\n"
+           "      --threads N       bound the threads used\n"
+           "  -h, --help            show this help and exit\n"
+           "  -V, --version         show the version and exit\n"
+           "\n"
+           "Positions: position p is the residual stream after reading the p-th letter\n"
+           "(features, neurons: letters only; lens, attribute: 0 = <SOS> too).\n"
+           "TSV columns:\n"
+           "  features/neurons  feature|neuron rank name position letter activation frequency\n"
+           "  freq              feature active frequency  (--summary: below features)\n"
+           "  logits            rank token logit\n"
+           "  embeddings        token x y neighbour_1 cosine_1 ...\n"
+           "  lens              layer position input next rank prediction probability\n"
+           "  attribute         part id activation dla act_x_grad ablation_dlogp\n"
+           "  sae-stats         l0 explained_var mse ce_clean ce_sae ce_zero ce_score\n"
+           "                    dead_frac dense_frac  (--histogram: log10_lo log10_hi features)\n"
+           "\n"
+           "Exit status: 0 on success, 1 on a runtime error (unreadable files, an SAE\n"
+           "trained on another model, a feature or position out of range), 2 on a usage\n"
+           "error (unknown command or flag).\n"
+           "\n"
+           "Example: explore features --top 20 > features.tsv\n",
+           DEFAULT_MODEL, DEFAULT_SAE, DEFAULT_DATA, DEFAULT_TOP, LENS_TOP, DEFAULT_NEIGHBOURS);
+    exit(fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+}
+
+/* ---- loading ----------------------------------------------------------------- */
+
+typedef struct ctx {
+    const options  *o;
+    mdl             lm;
+    const tf_model *tf;
+    sae_model       sae;
+    bool            have_sae;
+    bool            color;        /* text view with shading */
+} ctx;
+
+static void open_ctx(ctx *c, const options *o, bool need_sae)
+{
+    memset(c, 0, sizeof *c);
+    c->o = o;
+    if (mdl_load(&c->lm, o->model)) cli_die_err();
+    if (!(c->tf = tf_of_mdl(&c->lm))) cli_die("%s: %s", o->model, err_msg());
+    if (need_sae) {
+        if (sae_read(&c->sae, o->sae) || sae_check_pair(&c->sae, o->sae, c->tf, o->model))
+            cli_die_err();
+        c->have_sae = true;
+    }
+    c->color = o->format == VW_TEXT && cli_use_color(o->color, stdout);
+}
+
+static void close_ctx(ctx *c)
+{
+    if (c->have_sae) sae_free(&c->sae);
+    mdl_free(&c->lm);
+}
+
+static const char *tok_str(const ctx *c, int tok, char buf[8]) { return txt_token_str(&c->lm.vocab, tok, buf); }
+
+/* UTF-8 of n character tokens into out (>= 4 n + 1 bytes). */
+static char *name_str(const ctx *c, const int *tok, int n, char *out)
+{
+    char *p = out;
+    for (int i = 0; i < n; i++) p += txt_encode_cp(c->lm.vocab.cp[tok[i]], p);
+    *p = 0;
+    return out;
+}
+
+static const ds_names *cmp_names;
+static int cmp_name(const void *a, const void *b)
+{
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    int li = ds_len(cmp_names, i), lj = ds_len(cmp_names, j);
+    const int *x = ds_name(cmp_names, i), *y = ds_name(cmp_names, j);
+    for (int k = 0; k < li && k < lj; k++)
+        if (x[k] != y[k]) return x[k] < y[k] ? -1 : 1;
+    if (li != lj) return li < lj ? -1 : 1;
+    return i < j ? -1 : i > j;
+}
+
+/* The distinct names of --data, in file order of their first line. */
+static void load_names(const ctx *c, ds_names *out)
+{
+    txt_lines lines;
+    ds_names all;
+    if (txt_read_lines(c->o->data, &lines)) cli_die_err();
+    if (ds_from_lines(&all, &lines, &c->lm.vocab)) cli_die("%s: %s", c->o->data, err_msg());
+    txt_lines_free(&lines);
+    if (all.n == 0) cli_die("%s: no names of at least %d characters", c->o->data, DS_MIN_NAME_LEN);
+    size_t *order = malloc(all.n * sizeof *order);
+    bool *keep = calloc(all.n, sizeof *keep);
+    out->start = malloc((all.n + 1) * sizeof *out->start);
+    out->tok = malloc((all.start[all.n] ? all.start[all.n] : 1) * sizeof *out->tok);
+    if (!order || !keep || !out->start || !out->tok) cli_die("out of memory");
+    for (size_t i = 0; i < all.n; i++) order[i] = i;
+    cmp_names = &all;
+    qsort(order, all.n, sizeof *order, cmp_name);
+    for (size_t i = 0; i < all.n; i++) {   /* the first of each run of equal names */
+        bool same = i > 0 && ds_len(&all, order[i]) == ds_len(&all, order[i - 1]) &&
+                    !memcmp(ds_name(&all, order[i]), ds_name(&all, order[i - 1]),
+                            (size_t)ds_len(&all, order[i]) * sizeof(int));
+        keep[order[i]] = !same;
+    }
+    out->n = 0;
+    out->max_len = 0;
+    out->start[0] = 0;
+    for (size_t i = 0; i < all.n; i++) {
+        if (!keep[i]) continue;
+        int len = ds_len(&all, i);
+        memcpy(out->tok + out->start[out->n], ds_name(&all, i), (size_t)len * sizeof(int));
+        out->start[out->n + 1] = out->start[out->n] + (size_t)len;
+        out->n++;
+        if (len > out->max_len) out->max_len = len;
+    }
+    free(order);
+    free(keep);
+    ds_free(&all);
+}
+
+/* A NAME operand as character tokens; its length in *n. */
+static int *parse_name(const ctx *c, const char *s, int *n)
+{
+    int32_t *cp;
+    size_t len;
+    if (txt_decode(s, &cp, &len)) cli_die("'%s': %s", s, err_msg());
+    int *tok = malloc((len ? len : 1) * sizeof *tok);
+    if (!tok) cli_die("out of memory");
+    if (txt_vocab_encode(&c->lm.vocab, cp, len, tok)) cli_die("'%s': %s", s, err_msg());
+    free(cp);
+    if ((int)len + 1 > tf_max_len(c->tf))
+        cli_die("'%s' has %zu characters; %s takes at most %d", s, len, c->o->model,
+                tf_max_len(c->tf) - 1);
+    *n = (int)len;
+    return tok;
+}
+
+static FILE *open_html(const options *o)
+{
+    FILE *f = cli_open_write(o->html);
+    if (!f) cli_die_err();
+    return f;
+}
+
+static void close_html(FILE *f, const options *o)
+{
+    if (cli_close(f, o->html)) cli_die_err();
+}
+
+static void check_unit(const char *what, int id, int n)
+{
+    if (id >= n) cli_die("%s %d out of range: there are %d (0 to %d)", what, id, n, n - 1);
+}
+
+/* ---- features and neurons: the top names of each unit ----------------------- */
+
+/* The units' activations at every letter of every name, reduced to: how
+ * often each unit is positive, and the K names of highest maximum. */
+typedef struct scan {
+    int     U, K;
+    size_t  positions;       /* letters seen */
+    size_t *active;          /* (U) letters where the unit is > 0 */
+    float  *score;           /* (U, K) min-heaps of the names' maxima */
+    size_t *who;             /* (U, K) their names */
+    int    *size;            /* (U) */
+} scan;
+
+/* a ranks below b: a lower score, or the same score and a later name */
+static bool worse(float sa, size_t wa, float sb, size_t wb) { return sa < sb || (sa == sb && wa > wb); }
+
+static void heap_sift_down(float *s, size_t *w, int n, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && worse(s[l], w[l], s[m], w[m])) m = l;
+        if (r < n && worse(s[r], w[r], s[m], w[m])) m = r;
+        if (m == i) return;
+        float ts = s[i];
+        size_t tw = w[i];
+        s[i] = s[m], w[i] = w[m], s[m] = ts, w[m] = tw;
+        i = m;
+    }
+}
+
+static void heap_offer(scan *sc, int u, float score, size_t name)
+{
+    float *s = sc->score + (size_t)u * sc->K;
+    size_t *w = sc->who + (size_t)u * sc->K;
+    int *n = &sc->size[u];
+    if (*n < sc->K) {   /* append and sift up */
+        int i = (*n)++;
+        s[i] = score;
+        w[i] = name;
+        while (i > 0 && worse(s[i], w[i], s[(i - 1) / 2], w[(i - 1) / 2])) {
+            int p = (i - 1) / 2;
+            float ts = s[i];
+            size_t tw = w[i];
+            s[i] = s[p], w[i] = w[p], s[p] = ts, w[p] = tw;
+            i = p;
+        }
+    } else if (sc->K > 0 && worse(s[0], w[0], score, name)) {
+        s[0] = score;
+        w[0] = name;
+        heap_sift_down(s, w, *n, 0);
+    }
+}
+
+/* Heap -> best first (heap sort in place). */
+static void heap_sort(scan *sc, int u)
+{
+    float *s = sc->score + (size_t)u * sc->K;
+    size_t *w = sc->who + (size_t)u * sc->K;
+    for (int n = sc->size[u]; n > 1; n--) {
+        float ts = s[0];
+        size_t tw = w[0];
+        s[0] = s[n - 1], w[0] = w[n - 1], s[n - 1] = ts, w[n - 1] = tw;
+        heap_sift_down(s, w, n - 1, 0);
+    }
+}
+
+/* Unit activations of rows x (N, d) into out (N, U): SAE features, or
+ * (sae NULL) the residual dimensions themselves. */
+static void units_of(const sae_model *sae, const float *x, int N, int d, float *out, float *scratch)
+{
+    if (sae) sae_encode(sae, x, N, out, scratch);
+    else memcpy(out, x, (size_t)N * d * sizeof *out);
+}
+
+/* positive_only: a name enters a unit's list only if the unit fires on it. */
+static void run_scan(scan *sc, const sae_acts *a, const sae_model *sae, bool positive_only)
+{
+    const int U = sc->U, d = a->d;
+    size_t chunk_rows = CHUNK_FLOATS / (size_t)U > 64 ? CHUNK_FLOATS / (size_t)U : 64;
+    float *act = malloc(chunk_rows * (size_t)U * sizeof *act), *best = malloc((size_t)U * sizeof *best);
+    float *scratch = sae ? malloc(sae_scratch_floats(&sae->c) * sizeof *scratch) : NULL;
+    if (!act || !best || (sae && !scratch)) cli_die("out of memory");
+    for (size_t i = 0; i < a->n_names;) {
+        size_t j = i;   /* names i..j-1 fit the chunk (at least one) */
+        while (j < a->n_names && (j == i || a->row[j + 1] - a->row[i] <= chunk_rows)) j++;
+        size_t r0 = a->row[i], rows = a->row[j] - r0;
+        if (rows > chunk_rows) cli_die("a name has more positions than a chunk");
+        units_of(sae, a->x + r0 * d, (int)rows, d, act, scratch);
+        for (size_t nm = i; nm < j; nm++) {
+            for (int u = 0; u < U; u++) best[u] = -INFINITY;
+            for (size_t r = a->row[nm] + 1; r < a->row[nm + 1]; r++) {   /* letters: skip <SOS> */
+                const float *v = act + (r - r0) * U;
+                for (int u = 0; u < U; u++) {
+                    if (v[u] > best[u]) best[u] = v[u];
+                    sc->active[u] += v[u] > 0.0f;
+                }
+                sc->positions++;
+            }
+            for (int u = 0; u < U; u++)
+                if (!positive_only || best[u] > 0.0f) heap_offer(sc, u, best[u], nm);
+        }
+        i = j;
+    }
+    for (int u = 0; u < U; u++) heap_sort(sc, u);
+    free(act);
+    free(best);
+    free(scratch);
+}
+
+static void scan_init(scan *sc, int U, int K)
+{
+    *sc = (scan){ .U = U, .K = K, .active = calloc((size_t)U, sizeof(size_t)),
+                  .score = malloc(((size_t)U * K + 1) * sizeof(float)),
+                  .who = malloc(((size_t)U * K + 1) * sizeof(size_t)),
+                  .size = calloc((size_t)U, sizeof(int)) };
+    if (!sc->active || !sc->score || !sc->who || !sc->size) cli_die("out of memory");
+}
+
+static void scan_free(scan *sc)
+{
+    free(sc->active);
+    free(sc->score);
+    free(sc->who);
+    free(sc->size);
+}
+
+static double freq_of(const scan *sc, int u)
+{
+    return sc->positions ? (double)sc->active[u] / (double)sc->positions : 0.0;
+}
+
+/* Everything the top-names views need. */
+typedef struct top_view {
+    const ctx      *c;
+    const char     *unit;     /* "feature" or "neuron" */
+    const sae_acts *a;
+    const ds_names *names;
+    const sae_model *sae;     /* NULL for neurons */
+    scan            sc;
+    float          *act;      /* (max_len + 1, U) one name's unit activations */
+    float          *scratch;
+    char           *buf;      /* a name's UTF-8 */
+} top_view;
+
+/* Unit activations at every position of name nm into tv->act; returns its rows. */
+static int name_units(top_view *tv, size_t nm)
+{
+    const sae_acts *a = tv->a;
+    int rows = (int)(a->row[nm + 1] - a->row[nm]);
+    units_of(tv->sae, a->x + a->row[nm] * a->d, rows, a->d, tv->act, tv->scratch);
+    return rows;
+}
+
+static void top_tsv(top_view *tv, int u)
+{
+    char letter[8];
+    for (int k = 0; k < tv->sc.size[u]; k++) {
+        size_t nm = tv->sc.who[(size_t)u * tv->sc.K + k];
+        const int *tok = ds_name(tv->names, nm), n = ds_len(tv->names, nm);
+        name_units(tv, nm);
+        name_str(tv->c, tok, n, tv->buf);
+        for (int p = 1; p <= n; p++)
+            printf("%d\t%d\t%s\t%d\t%s\t%.6g\t%.6g\n", u, k + 1, tv->buf, p,
+                   tok_str(tv->c, tok[p - 1], letter), (double)tv->act[(size_t)p * tv->sc.U + u],
+                   freq_of(&tv->sc, u));
+    }
+}
+
+/* The name with each letter shaded by the unit's activation / scale; without
+ * colour, the strongest letter in brackets. */
+static void shaded_name(top_view *tv, int u, size_t nm, double scale, FILE *f, bool html)
+{
+    const int *tok = ds_name(tv->names, nm), n = ds_len(tv->names, nm), U = tv->sc.U;
+    char letter[8], tip[64];
+    name_units(tv, nm);
+    int argmax = 1;
+    for (int p = 1; p <= n; p++)
+        if (tv->act[(size_t)p * U + u] > tv->act[(size_t)argmax * U + u]) argmax = p;
+    for (int p = 1; p <= n; p++) {
+        double v = tv->act[(size_t)p * U + u];
+        tok_str(tv->c, tok[p - 1], letter);
+        if (html) {
+            snprintf(tip, sizeof tip, "%d: %.4g", p, v);
+            vw_html_heat(f, letter, scale > 0 ? v / scale : 0, tip);
+        } else if (tv->c->color) {
+            vw_heat(f, letter, scale > 0 ? v / scale : 0, true);
+        } else {
+            fprintf(f, p == argmax ? "[%s]" : "%s", letter);
+        }
+    }
+}
+
+static void top_text(top_view *tv, int u)
+{
+    char head[128];
+    const int K = tv->sc.K;
+    double mx = tv->sc.size[u] ? tv->sc.score[(size_t)u * K] : 0.0;
+    snprintf(head, sizeof head, "%s %d", tv->unit, u);
+    vw_bold(stdout, head, tv->c->color);
+    printf("   active on %.3g%% of letters   max %.4g\n", 100.0 * freq_of(&tv->sc, u), mx);
+    for (int k = 0; k < tv->sc.size[u]; k++) {
+        printf("  %8.3f  ", (double)tv->sc.score[(size_t)u * K + k]);
+        shaded_name(tv, u, tv->sc.who[(size_t)u * K + k], mx, stdout, false);
+        putchar('\n');
+    }
+    putchar('\n');
+}
+
+static void top_html(top_view *tv, int u, FILE *f)
+{
+    const int K = tv->sc.K;
+    double mx = tv->sc.size[u] ? tv->sc.score[(size_t)u * K] : 0.0;
+    fprintf(f, "<h2 id=\"%s-%d\">%s %d</h2>\n<p class=\"meta\">active on %.3g%% of letters, "
+            "max %.4g</p>\n<table>\n<tr><th>max</th><th>name</th></tr>\n", tv->unit, u, tv->unit,
+            u, 100.0 * freq_of(&tv->sc, u), mx);
+    for (int k = 0; k < tv->sc.size[u]; k++) {
+        fprintf(f, "<tr><td class=\"num\">%.3f</td><td class=\"name\">",
+                (double)tv->sc.score[(size_t)u * K + k]);
+        shaded_name(tv, u, tv->sc.who[(size_t)u * K + k], mx, f, true);
+        fputs("</td></tr>\n", f);
+    }
+    fputs("</table>\n", f);
+}
+
+/* features and neurons: scan, then one view of the units asked for. */
+static void top_names(const ctx *c, const sae_model *sae, int layer, const char *unit)
+{
+    const options *o = c->o;
+    ds_names names;
+    sae_acts a;
+    load_names(c, &names);
+    if (sae_acts_compute(&a, c->tf, &names, layer)) cli_die("%s: %s", o->data, err_msg());
+    const int U = sae ? sae->c.n_features : a.d;
+    if (o->seen & F_ID) check_unit(unit, o->id, U);
+    top_view tv = { .c = c, .unit = unit, .a = &a, .names = &names, .sae = sae };
+    scan_init(&tv.sc, U, o->top);
+    run_scan(&tv.sc, &a, sae, sae != NULL);
+    tv.act = malloc(((size_t)names.max_len + 1) * U * sizeof *tv.act);
+    tv.scratch = sae ? malloc(sae_scratch_floats(&sae->c) * sizeof *tv.scratch) : NULL;
+    tv.buf = malloc(4 * (size_t)names.max_len + 1);
+    if (!tv.act || !tv.buf || (sae && !tv.scratch)) cli_die("out of memory");
+    int first = o->seen & F_ID ? o->id : 0, last = o->seen & F_ID ? o->id : U - 1, dead = 0;
+    FILE *html = o->html ? open_html(o) : NULL;
+    if (html) {
+        char title[256];
+        snprintf(title, sizeof title, "%ss of %s", unit, sae ? o->sae : o->model);
+        vw_html_begin(html, title);
+        fprintf(html, "<p class=\"meta\">%zu names of %s, %zu letters; layer %d</p>\n", names.n,
+                o->data, tv.sc.positions, layer);
+    } else if (o->format == VW_TSV) {
+        printf("%s\trank\tname\tposition\tletter\tactivation\tfrequency\n", unit);
+    }
+    for (int u = first; u <= last; u++) {
+        if (tv.sc.size[u] == 0 && !(o->seen & F_ID)) {
+            dead++;
+            continue;
+        }
+        if (html) top_html(&tv, u, html);
+        else if (o->format == VW_TSV) top_tsv(&tv, u);
+        else top_text(&tv, u);
+    }
+    if (html) {
+        if (dead) fprintf(html, "<p class=\"meta\">%d %ss never active</p>\n", dead, unit);
+        vw_html_end(html);
+        close_html(html, o);
+    } else if (o->format == VW_TEXT && dead) {
+        printf("%d %ss never active on these names\n", dead, unit);
+    }
+    free(tv.act);
+    free(tv.scratch);
+    free(tv.buf);
+    scan_free(&tv.sc);
+    sae_acts_free(&a);
+    ds_free(&names);
+}
+
+static void cmd_features(const options *o)
+{
+    ctx c;
+    open_ctx(&c, o, true);
+    top_names(&c, &c.sae, c.sae.c.layer, "feature");
+    close_ctx(&c);
+}
+
+static void cmd_neurons(const options *o)
+{
+    ctx c;
+    open_ctx(&c, o, false);
+    int L = o->layer >= 0 ? o->layer : tf_n_layers(c.tf);
+    if (L > tf_n_layers(c.tf)) cli_die("--layer %d: %s has %d layers", L, o->model, tf_n_layers(c.tf));
+    top_names(&c, NULL, L, "neuron");
+    close_ctx(&c);
+}
+
+/* ---- freq ------------------------------------------------------------------------ */
+
+static const scan *sort_scan;
+static int by_freq(const void *a, const void *b)
+{
+    int i = *(const int *)a, j = *(const int *)b;
+    size_t x = sort_scan->active[i], y = sort_scan->active[j];
+    if (x != y) return x > y ? -1 : 1;
+    return i - j;
+}
+
+static void cmd_freq(const options *o)
+{
+    static const double below[] = { 0.1, 0.01, 0.001, 0.0001 };
+    ctx c;
+    open_ctx(&c, o, true);
+    ds_names names;
+    sae_acts a;
+    load_names(&c, &names);
+    if (sae_acts_compute(&a, c.tf, &names, c.sae.c.layer)) cli_die("%s: %s", o->data, err_msg());
+    const int F = c.sae.c.n_features;
+    scan sc;
+    scan_init(&sc, F, 0);
+    run_scan(&sc, &a, &c.sae, true);
+    int *order = malloc((size_t)F * sizeof *order), n_below[4] = { 0 }, dead = 0;
+    if (!order) cli_die("out of memory");
+    for (int i = 0; i < F; i++) {
+        order[i] = i;
+        dead += sc.active[i] == 0;
+        for (int k = 0; k < 4; k++) n_below[k] += freq_of(&sc, i) < below[k];
+    }
+    sort_scan = &sc;
+    if (o->by_freq) qsort(order, (size_t)F, sizeof *order, by_freq);
+    if (o->format == VW_TSV && o->summary) {
+        printf("below\tfeatures\n");
+        for (int k = 0; k < 4; k++) printf("%g\t%d\n", below[k], n_below[k]);
+    } else if (o->format == VW_TSV) {
+        printf("feature\tactive\tfrequency\n");
+        for (int i = 0; i < F; i++)
+            printf("%d\t%zu\t%.6g\n", order[i], sc.active[order[i]], freq_of(&sc, order[i]));
+    } else {
+        printf("%d features over %zu letters of %zu names: %d never active\n", F, sc.positions,
+               names.n, dead);
+        for (int k = 0; k < 4; k++)
+            printf("  below %g%%: %d features\n", 100 * below[k], n_below[k]);
+        if (!o->summary) {
+            double mx = F ? freq_of(&sc, order[0]) : 0;
+            for (int i = 0; i < F && !o->by_freq; i++) mx = fmax(mx, freq_of(&sc, i));
+            putchar('\n');
+            for (int i = 0; i < F; i++) {
+                printf("  %6d  %8.4f%%  ", order[i], 100 * freq_of(&sc, order[i]));
+                vw_bar(stdout, mx > 0 ? freq_of(&sc, order[i]) / mx : 0, 40);
+                putchar('\n');
+            }
+        }
+    }
+    free(order);
+    scan_free(&sc);
+    sae_acts_free(&a);
+    ds_free(&names);
+    close_ctx(&c);
+}
+
+/* ---- logits ------------------------------------------------------------------------ */
+
+static const float *sort_vals;
+static int by_value_desc(const void *a, const void *b)
+{
+    int i = *(const int *)a, j = *(const int *)b;
+    if (sort_vals[i] != sort_vals[j]) return sort_vals[i] > sort_vals[j] ? -1 : 1;
+    return i - j;
+}
+
+static void cmd_logits(const options *o)
+{
+    ctx c;
+    open_ctx(&c, o, true);
+    check_unit("feature", o->id, c.sae.c.n_features);
+    const int V = tf_vocab_size(c.tf);
+    float *logit = malloc((size_t)V * sizeof *logit);
+    int *order = malloc((size_t)V * sizeof *order), n = 0;
+    if (!logit || !order) cli_die("out of memory");
+    sae_feature_logits(&c.sae, c.tf, o->id, logit);
+    for (int v = TOK_EOS; v < V; v++) order[n++] = v;   /* <pad> and <SOS> are never predicted */
+    sort_vals = logit;
+    qsort(order, (size_t)n, sizeof *order, by_value_desc);
+    char tok[8];
+    if (o->format == VW_TSV) {
+        printf("rank\ttoken\tlogit\n");
+        for (int i = 0; i < n; i++) printf("%d\t%s\t%.6g\n", i + 1, tok_str(&c, order[i], tok), (double)logit[order[i]]);
+    } else {
+        double mx = fmax(fabs(logit[order[0]]), fabs(logit[order[n - 1]]));
+        printf("feature %d %s:\n", o->id, c.sae.c.layer == tf_n_layers(c.tf)
+               ? "pushes up / down (decoder direction through the final norm weight and unembedding)"
+               : "pushes up / down along the direct path (later blocks ignored)");
+        for (int i = 0; i < n; i++) {
+            if (i == 10 && n > 20) {
+                printf("  ...\n");
+                i = n - 10;
+            }
+            double v = logit[order[i]];
+            printf("  %-6s %+8.3f  ", tok_str(&c, order[i], tok), v);
+            vw_bar(stdout, mx > 0 ? fabs(v) / mx : 0, 30);
+            putchar('\n');
+        }
+    }
+    free(logit);
+    free(order);
+    close_ctx(&c);
+}
+
+/* ---- embeddings ---------------------------------------------------------------------- */
+
+/* The leading eigenvector of the symmetric matrix C (d, d) by power
+ * iteration, into v (d); deterministic start, sign fixed so that the
+ * largest component is positive. */
+static void leading_eigenvector(const double *C, int d, double *v, double *tmp)
+{
+    for (int i = 0; i < d; i++) v[i] = 1.0 + 0.01 * i;
+    for (int it = 0; it < 500; it++) {
+        double norm = 0;
+        for (int i = 0; i < d; i++) {
+            tmp[i] = 0;
+            for (int j = 0; j < d; j++) tmp[i] += C[(size_t)i * d + j] * v[j];
+            norm += tmp[i] * tmp[i];
+        }
+        norm = sqrt(norm);
+        if (norm == 0) return;
+        for (int i = 0; i < d; i++) v[i] = tmp[i] / norm;
+    }
+    int big = 0;
+    for (int i = 1; i < d; i++)
+        if (fabs(v[i]) > fabs(v[big])) big = i;
+    if (v[big] < 0)
+        for (int i = 0; i < d; i++) v[i] = -v[i];
+}
+
+/* xy (n, 2) = the rows of E (n, d) centred and projected on their first two
+ * principal components. */
+static void pca2(const float *E, int n, int d, double *xy)
+{
+    double *mean = calloc((size_t)d, sizeof *mean), *C = calloc((size_t)d * d, sizeof *C);
+    double *v = malloc(2 * (size_t)d * sizeof *v), *tmp = malloc((size_t)d * sizeof *tmp);
+    if (!mean || !C || !v || !tmp) cli_die("out of memory");
+    for (int r = 0; r < n; r++)
+        for (int j = 0; j < d; j++) mean[j] += E[(size_t)r * d + j] / n;
+    for (int r = 0; r < n; r++)
+        for (int i = 0; i < d; i++)
+            for (int j = 0; j < d; j++)
+                C[(size_t)i * d + j] += (E[(size_t)r * d + i] - mean[i]) * (E[(size_t)r * d + j] - mean[j]);
+    for (int k = 0; k < 2; k++) {
+        leading_eigenvector(C, d, v + (size_t)k * d, tmp);
+        double lambda = 0;   /* deflate: C -= lambda v v^T */
+        for (int i = 0; i < d; i++)
+            for (int j = 0; j < d; j++) lambda += v[k * d + i] * C[(size_t)i * d + j] * v[k * d + j];
+        for (int i = 0; i < d; i++)
+            for (int j = 0; j < d; j++) C[(size_t)i * d + j] -= lambda * v[k * d + i] * v[k * d + j];
+    }
+    for (int r = 0; r < n; r++)
+        for (int k = 0; k < 2; k++) {
+            double s = 0;
+            for (int j = 0; j < d; j++) s += (E[(size_t)r * d + j] - mean[j]) * v[k * d + j];
+            xy[2 * r + k] = s;
+        }
+    free(mean);
+    free(C);
+    free(v);
+    free(tmp);
+}
+
+/* A character grid of the points, each drawn as its token. */
+static void scatter(const ctx *c, const double *xy, const int *tokens, int n)
+{
+    enum { W = 72, H = 24 };
+    static char cell[H][W][8];
+    double lo[2] = { INFINITY, INFINITY }, hi[2] = { -INFINITY, -INFINITY };
+    for (int r = 0; r < n; r++)
+        for (int k = 0; k < 2; k++) {
+            lo[k] = fmin(lo[k], xy[2 * r + k]);
+            hi[k] = fmax(hi[k], xy[2 * r + k]);
+        }
+    memset(cell, 0, sizeof cell);
+    for (int r = 0; r < n; r++) {
+        int x = hi[0] > lo[0] ? (int)lround((xy[2 * r] - lo[0]) / (hi[0] - lo[0]) * (W - 6)) : 0;
+        int y = hi[1] > lo[1] ? (int)lround((hi[1] - xy[2 * r + 1]) / (hi[1] - lo[1]) * (H - 1)) : 0;
+        char tok[8];
+        tok_str(c, tokens[r], tok);
+        if (!strcmp(tok, " ")) strcpy(tok, "␣");
+        snprintf(cell[y][x], sizeof cell[y][x], "%s", tok);
+    }
+    for (int y = 0; y < H; y++) {
+        for (int x = 0; x < W; x++) {
+            if (!cell[y][x][0]) {
+                putchar(' ');
+                continue;
+            }
+            if (c->color) vw_bold(stdout, cell[y][x], true);
+            else fputs(cell[y][x], stdout);
+            if (cell[y][x][0] == '<') x += (int)strlen(cell[y][x]) - 1;   /* <EOS> is wide */
+        }
+        putchar('\n');
+    }
+}
+
+static void cmd_embeddings(const options *o)
+{
+    ctx c;
+    open_ctx(&c, o, false);
+    const int V = tf_vocab_size(c.tf), d = tf_d_model(c.tf), n = V - 1, K = o->neighbours;
+    const float *E = tf_embedding(c.tf) + d;   /* every token but <pad> */
+    double *xy = malloc(2 * (size_t)n * sizeof *xy), *norm = malloc((size_t)n * sizeof *norm);
+    float *cos = malloc((size_t)n * sizeof *cos);
+    int *tokens = malloc((size_t)n * sizeof *tokens), *order = malloc((size_t)n * sizeof *order);
+    if (!xy || !norm || !cos || !tokens || !order) cli_die("out of memory");
+    pca2(E, n, d, xy);
+    for (int r = 0; r < n; r++) {
+        tokens[r] = r + 1;
+        double s = 0;
+        for (int j = 0; j < d; j++) s += (double)E[(size_t)r * d + j] * E[(size_t)r * d + j];
+        norm[r] = sqrt(s);
+    }
+    char tok[8];
+    if (o->format == VW_TSV) {
+        printf("token\tx\ty");
+        for (int k = 1; k <= K; k++) printf("\tneighbour_%d\tcosine_%d", k, k);
+        putchar('\n');
+    } else {
+        printf("token embeddings, first two principal components:\n\n");
+        scatter(&c, xy, tokens, n);
+        printf("\nnearest neighbours (cosine similarity):\n");
+    }
+    for (int r = 0; r < n; r++) {
+        for (int q = 0; q < n; q++) {
+            double s = 0;
+            for (int j = 0; j < d; j++) s += (double)E[(size_t)r * d + j] * E[(size_t)q * d + j];
+            cos[q] = q == r ? -INFINITY : norm[r] > 0 && norm[q] > 0 ? (float)(s / (norm[r] * norm[q])) : 0.0f;
+            order[q] = q;
+        }
+        sort_vals = cos;
+        qsort(order, (size_t)n, sizeof *order, by_value_desc);
+        if (o->format == VW_TSV) printf("%s\t%.6g\t%.6g", tok_str(&c, tokens[r], tok), xy[2 * r], xy[2 * r + 1]);
+        else printf("  %-6s", tok_str(&c, tokens[r], tok));
+        for (int k = 0; k < K && k < n - 1; k++) {
+            const char *s = tok_str(&c, tokens[order[k]], tok);
+            if (o->format == VW_TSV) printf("\t%s\t%.4f", s, (double)cos[order[k]]);
+            else printf("  %s %.2f", s, (double)cos[order[k]]);
+        }
+        putchar('\n');
+    }
+    free(xy);
+    free(norm);
+    free(cos);
+    free(tokens);
+    free(order);
+    close_ctx(&c);
+}
+
+/* ---- lens ------------------------------------------------------------------------------ */
+
+static void cmd_lens(const options *o)
+{
+    ctx c;
+    open_ctx(&c, o, false);
+    int n;
+    int *name = parse_name(&c, o->name, &n);
+    const int T = n + 1, V = tf_vocab_size(c.tf), d = tf_d_model(c.tf), NL = tf_n_layers(c.tf);
+    const int K = o->seen & F_TOP ? o->top : LENS_TOP;
+    int *x = malloc((size_t)T * sizeof *x), *order = malloc((size_t)V * sizeof *order);
+    float *p = malloc((size_t)V * sizeof *p);
+    if (!x || !order || !p) cli_die("out of memory");
+    x[0] = TOK_SOS;
+    memcpy(x + 1, name, (size_t)n * sizeof *x);
+    ag_tape t;
+    if (ag_init(&t, (size_t)1 << 16)) cli_die_err();
+    t.grad = false;
+    char in[8], next[8], pred[8];
+    if (o->format == VW_TSV) printf("layer\tposition\tinput\tnext\trank\tprediction\tprobability\n");
+    else {
+        printf("logit lens of '%s': the most probable next letter read after each layer\n\n", o->name);
+        printf("%-9s", "input");
+        for (int pos = 0; pos < T; pos++) printf(" %-5s", pos ? tok_str(&c, x[pos], in) : "<S>");
+        printf("\n%-9s", "next");
+        for (int pos = 0; pos < T; pos++) printf(" %-5s", pos < n ? tok_str(&c, name[pos], next) : "<E>");
+        putchar('\n');
+    }
+    for (int L = 0; L <= NL; L++) {
+        ag_reset(&t);
+        tensor *h = tf_residual(c.tf, &t, x, 1, T, L);
+        if (!h) cli_die_err();
+        if (o->format == VW_TEXT) printf("layer %-3d", L);
+        for (int pos = 0; pos < T; pos++) {
+            tf_unembed(c.tf, h->data + (size_t)pos * d, p);
+            smp_log_softmax(p, V, p);
+            int m = 0;
+            for (int v = TOK_EOS; v < V; v++) order[m++] = v;
+            sort_vals = p;
+            qsort(order, (size_t)m, sizeof *order, by_value_desc);
+            int target = pos < n ? name[pos] : TOK_EOS;
+            if (o->format == VW_TEXT) {
+                const char *s = tok_str(&c, order[0], pred);
+                char cellbuf[16];
+                snprintf(cellbuf, sizeof cellbuf, "%-5s", !strcmp(s, "<EOS>") ? "<E>" : s);
+                putchar(' ');
+                /* shaded by the probability; bold when it is the actual next letter */
+                if (order[0] == target && c.color) fputs("\033[1m", stdout);
+                vw_heat(stdout, cellbuf, exp(p[order[0]]), c.color);
+                if (order[0] == target && !c.color) putchar('*');
+                continue;
+            }
+            for (int k = 0; k < K && k < m; k++)
+                printf("%d\t%d\t%s\t%s\t%d\t%s\t%.6f\n", L, pos, tok_str(&c, x[pos], in),
+                       tok_str(&c, target, next), k + 1, tok_str(&c, order[k], pred), exp(p[order[k]]));
+        }
+        if (o->format == VW_TEXT) putchar('\n');
+    }
+    if (o->format == VW_TEXT)
+        printf("\nshading: probability of the top prediction%s\n", c.color ? "; bold: it is the actual next letter"
+                                                                        : "; *: it is the actual next letter");
+    ag_free(&t);
+    free(x);
+    free(order);
+    free(p);
+    free(name);
+    close_ctx(&c);
+}
+
+/* ---- attribute ---------------------------------------------------------------------------- */
+
+static const char *const part_names[] = { "feature", "error", "bias", "later_layers" };
+
+static int parse_target(const ctx *c, const char *s)
+{
+    if (!strcmp(s, "<EOS>")) return TOK_EOS;
+    int32_t *cp;
+    size_t n;
+    if (txt_decode(s, &cp, &n) || n != 1) cli_die("--target '%s': expected one character or <EOS>", s);
+    int tok = txt_vocab_token(&c->lm.vocab, cp[0]);
+    free(cp);
+    if (tok < 0) cli_die("--target '%s' is not in the vocabulary of %s", s, c->o->model);
+    return tok;
+}
+
+static void attr_tsv(const sae_attribution *a)
+{
+    printf("part\tid\tactivation\tdla\tact_x_grad\tablation_dlogp\n");
+    for (int i = 0; i < a->n_parts; i++) {
+        const sae_part *p = &a->part[i];
+        printf("%s\t", part_names[p->kind]);
+        if (p->kind == SAE_PART_FEATURE) printf("%d\t%.6g\t", p->id, (double)p->act);
+        else printf("-\t-\t");
+        if (p->kind == SAE_PART_LATER) printf("%.6f\t-\t-\n", p->dla);
+        else printf("%.6f\t%.6f\t%.6f\n", p->dla, p->act_grad, p->ablation);
+    }
+    printf("logit\t-\t-\t%.6f\t-\t-\n", a->logit);
+}
+
+static void attr_text(const ctx *c, const sae_attribution *a)
+{
+    double mx = 0;
+    for (int i = 0; i < a->n_parts; i++) mx = fmax(mx, fabs(a->part[i].dla));
+    printf("%-14s %9s %9s %9s %9s\n", "part", "act", "dla", "act*grad", "ablation");
+    double rest = 0;
+    int n_rest = 0;
+    for (int i = 0; i < a->n_parts; i++) {
+        const sae_part *p = &a->part[i];
+        if (p->kind == SAE_PART_FEATURE && i >= VIEW_PARTS) {
+            rest += p->dla;
+            n_rest++;
+            continue;
+        }
+        char label[32];
+        if (p->kind == SAE_PART_FEATURE) snprintf(label, sizeof label, "feature %d", p->id);
+        else snprintf(label, sizeof label, "%s", part_names[p->kind]);
+        if (p->kind == SAE_PART_FEATURE) printf("%-14s %9.3f ", label, (double)p->act);
+        else printf("%-14s %9s ", label, "");
+        char v[16];
+        snprintf(v, sizeof v, "%+9.3f", p->dla);
+        vw_heat(stdout, v, mx > 0 ? p->dla / mx : 0, c->color);
+        if (p->kind == SAE_PART_LATER) printf(" %9s %9s\n", "", "");
+        else printf(" %+9.3f %+9.3f\n", p->act_grad, p->ablation);
+    }
+    if (n_rest) printf("%-14s %9s %+9.3f   (%d more features)\n", "others", "", rest, n_rest);
+    printf("%-14s %9s %+9.3f\n", "= logit", "", a->logit);
+}
+
+static void attr_html(const ctx *c, const sae_attribution *a, const int *name, int n, FILE *f)
+{
+    char title[512], tok[8], tip[64];
+    snprintf(title, sizeof title, "Attribution: %s, position %d", c->o->name, a->pos);
+    vw_html_begin(f, title);
+    fputs("<p class=\"name\">", f);
+    for (int p = 1; p <= n; p++) {
+        tok_str(c, name[p - 1], tok);
+        snprintf(tip, sizeof tip, "position %d", p);
+        if (p == a->pos) fputs("<span class=\"here\">", f);
+        vw_html_heat(f, tok, 0, tip);
+        if (p == a->pos) fputs("</span>", f);
+    }
+    fputs("</p>\n<p class=\"meta\">target ", f);
+    vw_html_text(f, tok_str(c, a->target, tok));
+    fprintf(f, ": logit %.4f, log-probability %.4f; predicted ", a->logit, a->logprob);
+    vw_html_text(f, tok_str(c, a->predicted, tok));
+    fprintf(f, ". %s</p>\n", a->exact ? "The SAE reads the last layer: the dla column sums exactly to the logit."
+            : "The SAE reads an earlier layer: dla is the direct path; later_layers holds the rest.");
+    double mx = 0;
+    for (int i = 0; i < a->n_parts; i++) mx = fmax(mx, fabs(a->part[i].dla));
+    fputs("<table>\n<tr><th>part</th><th>activation</th><th>dla</th><th></th><th>act &times; grad</th>"
+          "<th>ablation &Delta;log p</th></tr>\n", f);
+    for (int i = 0; i < a->n_parts; i++) {
+        const sae_part *p = &a->part[i];
+        fprintf(f, "<tr><td>%s", part_names[p->kind]);
+        if (p->kind == SAE_PART_FEATURE) fprintf(f, " %d</td><td class=\"num\">%.4f", p->id, (double)p->act);
+        else fputs("</td><td>", f);
+        fprintf(f, "</td><td class=\"num\">%+.4f</td><td>", p->dla);
+        vw_html_bar(f, mx > 0 ? p->dla / mx : 0);
+        if (p->kind == SAE_PART_LATER) fputs("</td><td></td><td></td></tr>\n", f);
+        else fprintf(f, "</td><td class=\"num\">%+.4f</td><td class=\"num\">%+.4f</td></tr>\n", p->act_grad, p->ablation);
+    }
+    fprintf(f, "<tr><th>logit</th><td></td><td class=\"num\">%+.4f</td><td></td><td></td><td></td></tr>\n"
+            "</table>\n", a->logit);
+    vw_html_end(f);
+}
+
+static void cmd_attribute(const options *o)
+{
+    ctx c;
+    open_ctx(&c, o, true);
+    int n;
+    int *name = parse_name(&c, o->name, &n);
+    int target = o->target ? parse_target(&c, o->target) : -1;
+    sae_attribution a;
+    if (sae_attribute(&c.sae, c.tf, name, n, o->pos, target, &a)) cli_die("'%s': %s", o->name, err_msg());
+    char tok[8], pred[8], before[8];
+    if (o->html) {
+        FILE *f = open_html(o);
+        attr_html(&c, &a, name, n, f);
+        close_html(f, o);
+    } else if (o->format == VW_TSV) {
+        attr_tsv(&a);
+    } else {
+        printf("'%s' at position %d (after '%s'): target '%s', logit %.4f, p = %.4f; predicted '%s'\n",
+               o->name, a.pos, a.pos ? tok_str(&c, name[a.pos - 1], before) : "<SOS>",
+               tok_str(&c, a.target, tok), a.logit, exp(a.logprob), tok_str(&c, a.predicted, pred));
+        if (!a.exact)
+            printf("the SAE reads layer %d of %d: dla is the direct path only; later_layers is the rest\n",
+                   c.sae.c.layer, tf_n_layers(c.tf));
+        putchar('\n');
+        attr_text(&c, &a);
+    }
+    sae_attribution_free(&a);
+    free(name);
+    close_ctx(&c);
+}
+
+/* ---- sae-stats ---------------------------------------------------------------------------- */
+
+static void cmd_sae_stats(const options *o)
+{
+    ctx c;
+    open_ctx(&c, o, true);
+    uint64_t split = o->split_seed;
+    const char *meta = ck_meta(&c.lm.file, "split_seed");
+    if (!(o->seen & F_SPLIT) && meta) split = strtoull(meta, NULL, 10);
+    ds_corpus corpus;
+    if (ds_load_with_vocab(&corpus, &c.lm.vocab, o->data, o->val_data, split, 0.1)) cli_die_err();
+    if (corpus.val.n == 0) cli_die("no validation names");
+    const int F = c.sae.c.n_features;
+    double *freq = malloc((size_t)F * sizeof *freq);
+    if (!freq) cli_die("out of memory");
+    sae_stats st;
+    if (sae_evaluate(&c.sae, c.tf, &corpus.val, 64, &st, freq)) cli_die_err();
+    int hist[SAE_HIST_BINS];
+    sae_freq_histogram(freq, F, hist);
+    double lo, hi;
+    if (o->format == VW_TSV && o->histogram) {
+        printf("log10_lo\tlog10_hi\tfeatures\n");
+        printf("-inf\t-6\t%d\n", hist[0]);
+        for (int i = 1; i < SAE_HIST_BINS; i++) {
+            sae_hist_bounds(i, &lo, &hi);
+            printf("%g\t%g\t%d\n", lo, hi, hist[i]);
+        }
+    } else if (o->format == VW_TSV) {
+        sae_stats_write_tsv(stdout, &st);
+    } else {
+        printf("SAE %s on layer %d of %s: %d features, %zu validation names, %zu positions\n\n",
+               o->sae, c.sae.c.layer, o->model, F, corpus.val.n, st.n_rows);
+        printf("  L0 (active features per position)  %.2f\n", st.l0);
+        printf("  explained variance                 %.4f\n", st.explained_var);
+        printf("  MSE                                %.4g\n", st.mse);
+        printf("  loss clean / SAE / zero-ablated    %.4f / %.4f / %.4f nats/char\n", st.ce_clean,
+               st.ce_sae, st.ce_zero);
+        printf("  CE loss score                      %.4f\n", st.ce_score);
+        printf("  dead features                      %d (%.1f%%)\n", st.n_dead, 100 * st.dead_frac);
+        printf("  dense features (> %d%% of positions) %d (%.1f%%)\n\n", SAE_DENSE_PERCENT,
+               st.n_dense, 100 * st.dense_frac);
+        int mx = 1;
+        for (int i = 0; i < SAE_HIST_BINS; i++) mx = hist[i] > mx ? hist[i] : mx;
+        printf("  activation frequency (log10)\n");
+        for (int i = 0; i < SAE_HIST_BINS; i++) {
+            if (i == 0) printf("  %-13s %5d  ", "dead", hist[0]);
+            else {
+                sae_hist_bounds(i, &lo, &hi);
+                char range[32];
+                snprintf(range, sizeof range, "[%g, %g)", lo, hi);
+                printf("  %-13s %5d  ", range, hist[i]);
+            }
+            vw_bar(stdout, (double)hist[i] / mx, 40);
+            putchar('\n');
+        }
+    }
+    free(freq);
+    ds_corpus_free(&corpus);
+    close_ctx(&c);
+}
+
+/* ---- main ---------------------------------------------------------------------------------- */
+
+static const command commands[] = {
+    { "features", F_SAE | F_DATA | F_TOP | F_ID | F_HTML, false, cmd_features },
+    { "neurons", F_DATA | F_LAYER | F_TOP | F_ID, false, cmd_neurons },
+    { "freq", F_SAE | F_DATA | F_SORT | F_SUMMARY, false, cmd_freq },
+    { "logits", F_SAE | F_ID, false, cmd_logits },
+    { "embeddings", F_NEIGHBOURS, false, cmd_embeddings },
+    { "lens", F_TOP, true, cmd_lens },
+    { "attribute", F_SAE | F_POS | F_TARGET | F_HTML, true, cmd_attribute },
+    { "sae-stats", F_SAE | F_DATA | F_SPLIT | F_HISTOGRAM, false, cmd_sae_stats },
+};
+
+static const struct option longs[] = {
+    { "model", required_argument, NULL, 'm' },
+    { "sae", required_argument, NULL, OPT_SAE },
+    { "data", required_argument, NULL, OPT_DATA },
+    { "val-data", required_argument, NULL, OPT_VAL_DATA },
+    { "split-seed", required_argument, NULL, OPT_SPLIT_SEED },
+    { "layer", required_argument, NULL, OPT_LAYER },
+    { "top", required_argument, NULL, OPT_TOP },
+    { "id", required_argument, NULL, OPT_ID },
+    { "pos", required_argument, NULL, OPT_POS },
+    { "target", required_argument, NULL, OPT_TARGET },
+    { "html", required_argument, NULL, OPT_HTML },
+    { "sort", required_argument, NULL, OPT_SORT },
+    { "summary", no_argument, NULL, OPT_SUMMARY },
+    { "histogram", no_argument, NULL, OPT_HISTOGRAM },
+    { "neighbours", required_argument, NULL, OPT_NEIGHBOURS },
+    { "format", required_argument, NULL, OPT_FORMAT },
+    { "color", required_argument, NULL, OPT_COLOR },
+    { "threads", required_argument, NULL, OPT_THREADS },
+    { "help", no_argument, NULL, 'h' },
+    { "version", no_argument, NULL, 'V' },
+    { 0 },
+};
+
+/* The flag bit of a getopt code, and its name for messages. */
+static unsigned flag_bit(int ch, const char **name)
+{
+    static const struct { int ch; unsigned bit; } bits[] = {
+        { 'm', F_MODEL }, { OPT_SAE, F_SAE }, { OPT_DATA, F_DATA }, { OPT_VAL_DATA, F_SPLIT },
+        { OPT_SPLIT_SEED, F_SPLIT }, { OPT_LAYER, F_LAYER }, { OPT_TOP, F_TOP }, { OPT_ID, F_ID },
+        { OPT_POS, F_POS }, { OPT_TARGET, F_TARGET }, { OPT_HTML, F_HTML }, { OPT_SORT, F_SORT },
+        { OPT_SUMMARY, F_SUMMARY }, { OPT_HISTOGRAM, F_HISTOGRAM },
+        { OPT_NEIGHBOURS, F_NEIGHBOURS }, { OPT_FORMAT, F_FORMAT }, { OPT_COLOR, F_COLOR },
+        { OPT_THREADS, F_THREADS },
+    };
+    for (size_t i = 0; i < sizeof bits / sizeof bits[0]; i++)
+        if (bits[i].ch == ch) {
+            for (const struct option *l = longs; l->name; l++)
+                if (l->val == ch) *name = l->name;
+            return bits[i].bit;
+        }
+    return 0;
+}
+
+static const command *find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(commands[i].name, name)) return &commands[i];
+    return NULL;
+}
+
+static void parse(options *o, int argc, char **argv, const command **cmd)
+{
+    static const char *const sorts[] = { "id", "freq", NULL };
+    if (argc < 2) cli_usage("no command given (features, neurons, freq, logits, embeddings, "
+                            "lens, attribute, sae-stats)");
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) usage();
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) cli_version();
+    if (!(*cmd = find_command(argv[1])))
+        cli_usage("unknown command '%s' (features, neurons, freq, logits, embeddings, lens, "
+                  "attribute, sae-stats)", argv[1]);
+    o->cmd = argv[1];
+    int ch;
+    optind = 2;
+    while ((ch = getopt_long(argc, argv, "m:hV", longs, NULL)) != -1) {
+        const char *fname = "";
+        unsigned bit = flag_bit(ch, &fname);
+        if (bit && !(bit & ((*cmd)->flags | F_COMMON)))
+            cli_usage("--%s does not apply to 'explore %s'", fname, o->cmd);
+        o->seen |= bit;
+        switch (ch) {
+        case 'm': o->model = optarg; break;
+        case OPT_SAE: o->sae = optarg; break;
+        case OPT_DATA: o->data = optarg; break;
+        case OPT_VAL_DATA: o->val_data = optarg; break;
+        case OPT_SPLIT_SEED: o->split_seed = cli_u64("--split-seed", optarg); break;
+        case OPT_LAYER: o->layer = (int)cli_long("--layer", optarg, 0, TF_MAX_LAYERS); break;
+        case OPT_TOP: o->top = (int)cli_long("--top", optarg, 1, 100000); break;
+        case OPT_ID: o->id = (int)cli_long("--id", optarg, 0, SAE_MAX_FEATURES); break;
+        case OPT_POS: o->pos = (int)cli_long("--pos", optarg, 0, TF_MAX_LEN); break;
+        case OPT_TARGET: o->target = optarg; break;
+        case OPT_HTML: o->html = optarg; break;
+        case OPT_SORT: o->by_freq = cli_choice("--sort", optarg, sorts) == 1; break;
+        case OPT_SUMMARY: o->summary = true; break;
+        case OPT_HISTOGRAM: o->histogram = true; break;
+        case OPT_NEIGHBOURS: o->neighbours = (int)cli_long("--neighbours", optarg, 0, 1000); break;
+        case OPT_FORMAT: o->format = vw_format_flag(optarg); break;
+        case OPT_COLOR: o->color = cli_color_flag(optarg); break;
+        case OPT_THREADS: cli_set_threads((int)cli_long("--threads", optarg, 0, 1024)); break;
+        case 'h': usage();
+        case 'V': cli_version();
+        default: cli_bad_flag();
+        }
+    }
+    if ((*cmd)->operand) {
+        if (optind >= argc) cli_usage("'explore %s' needs a NAME", o->cmd);
+        o->name = argv[optind++];
+    }
+    if (optind < argc) cli_usage("unexpected argument '%s'", argv[optind]);
+    if (*cmd == find_command("logits") && !(o->seen & F_ID)) cli_usage("'explore logits' needs --id N");
+    if (*cmd == find_command("attribute") && !(o->seen & F_POS)) cli_usage("'explore attribute' needs --pos I");
+    if (!(o->seen & F_FORMAT)) o->format = vw_default_format(stdout);
+}
+
+int main(int argc, char **argv)
+{
+    cli_init("explore");
+    options o = { .model = DEFAULT_MODEL, .sae = DEFAULT_SAE, .data = DEFAULT_DATA, .layer = -1,
+                  .top = DEFAULT_TOP, .neighbours = DEFAULT_NEIGHBOURS, .color = CLI_COLOR_AUTO };
+    const command *cmd;
+    parse(&o, argc, argv, &cmd);
+    cmd->run(&o);
+    if (cli_close(stdout, "-")) cli_die_err();
+    return EXIT_SUCCESS;
+}
