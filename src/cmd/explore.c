@@ -188,6 +188,23 @@ static char *name_str(const ctx *c, const int *tok, int n, char *out)
     return out;
 }
 
+/* Columns a UTF-8 string takes (one per code point). */
+static int columns(const char *s)
+{
+    int n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* s padded to width columns, shaded by v; " " shown as a visible space. */
+static void cell(const ctx *c, const char *s, int width, double v)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", !strcmp(s, " ") ? "\u2423" : s);
+    for (int n = columns(buf); n < width && strlen(buf) + 1 < sizeof buf; n++) strcat(buf, " ");
+    vw_heat(stdout, buf, v, c->color);
+}
+
 static const ds_names *cmp_names;
 static int cmp_name(const void *a, const void *b)
 {
@@ -808,11 +825,14 @@ static void cmd_embeddings(const options *o)
         sort_vals = cos;
         qsort(order, (size_t)n, sizeof *order, by_value_desc);
         if (o->format == VW_TSV) printf("%s\t%.6g\t%.6g", tok_str(&c, tokens[r], tok), xy[2 * r], xy[2 * r + 1]);
-        else printf("  %-6s", tok_str(&c, tokens[r], tok));
+        else {
+            printf("  ");
+            cell(&c, tok_str(&c, tokens[r], tok), 6, 0);
+        }
         for (int k = 0; k < K && k < n - 1; k++) {
             const char *s = tok_str(&c, tokens[order[k]], tok);
             if (o->format == VW_TSV) printf("\t%s\t%.4f", s, (double)cos[order[k]]);
-            else printf("  %s %.2f", s, (double)cos[order[k]]);
+            else printf("  %s %.2f", strcmp(s, " ") ? s : "\u2423", (double)cos[order[k]]);
         }
         putchar('\n');
     }
@@ -826,6 +846,17 @@ static void cmd_embeddings(const options *o)
 
 /* ---- lens ------------------------------------------------------------------------------ */
 
+static void lens_header(const ctx *c, const char *label, const int *tok, int T)
+{
+    char s[8];
+    printf("%-9s", label);
+    for (int pos = 0; pos < T; pos++) {
+        putchar(' ');
+        cell(c, tok_str(c, tok[pos], s), 6, 0);
+    }
+    putchar('\n');
+}
+
 static void cmd_lens(const options *o)
 {
     ctx c;
@@ -834,23 +865,24 @@ static void cmd_lens(const options *o)
     int *name = parse_name(&c, o->name, &n);
     const int T = n + 1, V = tf_vocab_size(c.tf), d = tf_d_model(c.tf), NL = tf_n_layers(c.tf);
     const int K = o->seen & F_TOP ? o->top : LENS_TOP;
-    int *x = malloc((size_t)T * sizeof *x), *order = malloc((size_t)V * sizeof *order);
+    int *x = malloc((size_t)T * sizeof *x), *y = malloc((size_t)T * sizeof *y);
+    int *order = malloc((size_t)V * sizeof *order);
     float *p = malloc((size_t)V * sizeof *p);
-    if (!x || !order || !p) cli_die("out of memory");
+    if (!x || !y || !order || !p) cli_die("out of memory");
     x[0] = TOK_SOS;
     memcpy(x + 1, name, (size_t)n * sizeof *x);
+    memcpy(y, name, (size_t)n * sizeof *y);
+    y[n] = TOK_EOS;
     ag_tape t;
     if (ag_init(&t, (size_t)1 << 16)) cli_die_err();
     t.grad = false;
     char in[8], next[8], pred[8];
-    if (o->format == VW_TSV) printf("layer\tposition\tinput\tnext\trank\tprediction\tprobability\n");
-    else {
-        printf("logit lens of '%s': the most probable next letter read after each layer\n\n", o->name);
-        printf("%-9s", "input");
-        for (int pos = 0; pos < T; pos++) printf(" %-5s", pos ? tok_str(&c, x[pos], in) : "<S>");
-        printf("\n%-9s", "next");
-        for (int pos = 0; pos < T; pos++) printf(" %-5s", pos < n ? tok_str(&c, name[pos], next) : "<E>");
-        putchar('\n');
+    if (o->format == VW_TSV) {
+        printf("layer\tposition\tinput\tnext\trank\tprediction\tprobability\n");
+    } else {
+        printf("logit lens of '%s': the most probable next token read after each layer\n\n", o->name);
+        lens_header(&c, "input", x, T);
+        lens_header(&c, "next", y, T);
     }
     for (int L = 0; L <= NL; L++) {
         ag_reset(&t);
@@ -861,32 +893,27 @@ static void cmd_lens(const options *o)
             tf_unembed(c.tf, h->data + (size_t)pos * d, p);
             smp_log_softmax(p, V, p);
             int m = 0;
-            for (int v = TOK_EOS; v < V; v++) order[m++] = v;
+            for (int v = TOK_EOS; v < V; v++) order[m++] = v;   /* never <pad>, <SOS> */
             sort_vals = p;
             qsort(order, (size_t)m, sizeof *order, by_value_desc);
-            int target = pos < n ? name[pos] : TOK_EOS;
-            if (o->format == VW_TEXT) {
-                const char *s = tok_str(&c, order[0], pred);
-                char cellbuf[16];
-                snprintf(cellbuf, sizeof cellbuf, "%-5s", !strcmp(s, "<EOS>") ? "<E>" : s);
+            if (o->format == VW_TEXT) {   /* the top prediction, * when it is right */
+                char label[16];
+                snprintf(label, sizeof label, "%s%s", tok_str(&c, order[0], pred), order[0] == y[pos] ? "*" : "");
                 putchar(' ');
-                /* shaded by the probability; bold when it is the actual next letter */
-                if (order[0] == target && c.color) fputs("\033[1m", stdout);
-                vw_heat(stdout, cellbuf, exp(p[order[0]]), c.color);
-                if (order[0] == target && !c.color) putchar('*');
+                cell(&c, label, 6, exp(p[order[0]]));
                 continue;
             }
             for (int k = 0; k < K && k < m; k++)
                 printf("%d\t%d\t%s\t%s\t%d\t%s\t%.6f\n", L, pos, tok_str(&c, x[pos], in),
-                       tok_str(&c, target, next), k + 1, tok_str(&c, order[k], pred), exp(p[order[k]]));
+                       tok_str(&c, y[pos], next), k + 1, tok_str(&c, order[k], pred), exp(p[order[k]]));
         }
         if (o->format == VW_TEXT) putchar('\n');
     }
     if (o->format == VW_TEXT)
-        printf("\nshading: probability of the top prediction%s\n", c.color ? "; bold: it is the actual next letter"
-                                                                        : "; *: it is the actual next letter");
+        printf("\n%s* = the actual next token\n", c.color ? "shading: probability of the top prediction; " : "");
     ag_free(&t);
     free(x);
+    free(y);
     free(order);
     free(p);
     free(name);

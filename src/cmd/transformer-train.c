@@ -21,19 +21,30 @@ _Noreturn static void usage(const tr_options *o)
 {
     const tf_config c = TF_DEFAULTS;
     printf("Usage: transformer-train --data FILE [OPTION]...\n"
-           "Train the decoder-only Transformer language model on names (one per line).\n"
+           "Train the decoder-only Transformer language model on names (one per line):\n"
+           "pre-norm blocks of causal multi-head attention and a SwiGLU MLP, learned\n"
+           "positions, RMSNorm, lm_head tied to the embedding.\n"
            "\n"
            "Model:\n"
-           "      --d-model N     residual width (default %d)\n"
-           "      --heads N       attention heads, must divide --d-model (default %d)\n"
-           "      --layers N      blocks (default %d)\n"
-           "      --dropout P     dropout on embeddings and block outputs (default %g)\n"
-           "      --max-len N     positions, <SOS> included (default: longest name + 2)\n"
+           "      --d-model N        residual width (default %d)\n"
+           "      --heads N          attention heads, must divide --d-model (default %d)\n"
+           "      --layers N         blocks (default %d; the workshop notebooks use 1)\n"
+           "      --dropout P        dropout on the embeddings and on the outputs of\n"
+           "                         attention and MLP, 0 <= P <= 0.99 (default %g)\n"
+           "      --max-len N        positions, <SOS> included (default: the longest name\n"
+           "                         of the data + 2)\n"
            "On --resume the model is the checkpoint's; model flags must agree with it.\n"
            "\n",
            c.d_model, c.n_heads, c.n_layers, (double)c.dropout);
     tr_print_usage(stdout, o);
     exit(0);
+}
+
+/* Characters of the longest training or validation name. */
+static int longest_name(const tr_session *s)
+{
+    const ds_corpus *c = &s->corpus;
+    return c->train.max_len > c->val.max_len ? c->train.max_len : c->val.max_len;
 }
 
 /* The config: from the flags (defaults for the others) or the checkpoint's. */
@@ -50,14 +61,12 @@ static tf_config resolve_config(const tr_session *s, const model_flags *f)
             cli_usage("model flags differ from the configuration in %s", s->o.resume_path);
         return c;
     }
-    int longest = s->corpus.train.max_len > s->corpus.val.max_len ? s->corpus.train.max_len
-                                                                    : s->corpus.val.max_len;
     c.vocab_size = s->vocab->size;
     if (f->d_model) c.d_model = f->d_model;
     if (f->n_heads) c.n_heads = f->n_heads;
     if (f->n_layers) c.n_layers = f->n_layers;
     if (f->dropout_set) c.dropout = f->dropout;
-    c.max_len = f->max_len ? f->max_len : longest + 2;
+    c.max_len = f->max_len ? f->max_len : longest_name(s) + 2;
     if (tf_config_check(&c)) cli_usage("%s", err_msg());
     return c;
 }
@@ -65,8 +74,7 @@ static tf_config resolve_config(const tr_session *s, const model_flags *f)
 /* Every name of the corpus, <SOS> included, must fit the positional table. */
 static void check_fits(const tr_session *s, const tf_config *c)
 {
-    int longest = s->corpus.train.max_len > s->corpus.val.max_len ? s->corpus.train.max_len
-                                                                    : s->corpus.val.max_len;
+    const int longest = longest_name(s);
     if (longest + 1 > c->max_len)
         cli_die("the longest name has %d characters: max_len %d leaves room for %d", longest,
                 c->max_len, c->max_len - 1);
@@ -95,6 +103,7 @@ int main(int argc, char **argv)
     };
     tr_options o;
     tr_options_init(&o, TF_KIND, "weights/transformer.safetensors");
+    o.steps = 10000;   /* the notebooks' Transformer recipe */
     model_flags f = { 0 };
     int c;
     while ((c = getopt_long(argc, argv, TR_SHORT_OPTIONS, opts, NULL)) != -1) {

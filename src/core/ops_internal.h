@@ -85,10 +85,11 @@ static inline float vmax(const float *restrict a, int n)
  * 1e-38, not 0, harmless in every use here). */
 static inline float vexpf(float x)
 {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round(x / ln 2) */
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float c = x < -87.0f ? -87.0f : x;
+    c = c > 88.0f ? 88.0f : c;
+    c = c == c ? c : 0.0f;   /* NaN: keep the integer part defined, returned as NaN below */
+    float n = (c * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round(c / ln 2) */
+    float r = c - n * 0.693359375f + n * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
@@ -96,10 +97,10 @@ static inline float vexpf(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;   /* 2^n */
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;   /* 2^n */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    return x == x ? p * scale : x;
 }
 
 static inline float vsigmoidf(float x) { return 1.0f / (1.0f + vexpf(-x)); }

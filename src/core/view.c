@@ -93,8 +93,10 @@ void vw_html_end(FILE *f) { fputs("</body>\n</html>\n", f); }
 void vw_html_heat(FILE *f, const char *text, double v, const char *tip)
 {
     v = clamp1(v);
-    fprintf(f, "<span style=\"background: rgba(%s, %.2f)\"", v >= 0 ? "230, 60, 30" : "40, 90, 230",
-            fabs(v));
+    fputs("<span", f);
+    if (fabs(v) >= 0.005)   /* unshaded letters stay plain: smaller pages */
+        fprintf(f, " style=\"background: rgba(%s, %.2f)\"", v > 0 ? "230, 60, 30" : "40, 90, 230",
+                fabs(v));
     if (tip) {
         fputs(" title=\"", f);
         vw_html_text(f, tip);

@@ -1,12 +1,13 @@
 /* transformer.c - the decoder-only Transformer LM; see transformer.h.
  *
  * Two forward paths share the parameters:
- *   - the training / activations graph, built from ops.h on a tape over a
- *     whole (B, T) batch;
- *   - cached generation, one position at a time with plain loops and
- *     cblas_sgemv over preallocated buffers and a key/value cache, so a name
- *     costs O(n) block evaluations and no allocation.
- * The unit tests check that both give the same logits at every position.
+ *   - the graph, built from ops.h on a tape: the activations API runs it on
+ *     whole (B, T) batches; the training loss on the positions that carry a
+ *     target only, packed, with attention on buckets of similar lengths;
+ *   - cached generation, one position at a time with plain loops over
+ *     preallocated buffers and a key/value cache, so a name costs O(n) block
+ *     evaluations and no allocation.
+ * The unit tests check that all of them give the same logits and losses.
  */
 #include "transformer.h"
 
@@ -150,6 +151,13 @@ void tf_init_weights(tf_model *m, rng *r)
     tn_fill(m->out_norm, 1.0f);
 }
 
+/* Number of parameters of a (checked) config. */
+static size_t param_count(const tf_config *c)
+{
+    const size_t d = (size_t)c->d_model;
+    return ((size_t)c->vocab_size + (size_t)c->max_len + 1) * d + (size_t)c->n_layers * (16 * d * d + 2 * d);
+}
+
 /* err_set copies its message, so a message built from err_msg() itself
  * must go through a local copy first. */
 static err_code prefix_error(err_code e, const char *path)
@@ -175,6 +183,13 @@ err_code tf_load(tf_model *m, const ck_file *f, const char *path, bool optim)
     if (vsize != c.vocab_size)
         return err_set(ERR_FORMAT, "%s: the vocabulary has %d tokens, the config says %d", path,
                        vsize, c.vocab_size);
+    /* A config that asks for more parameters than the file holds is
+     * refused before any allocation. */
+    size_t held = 0;
+    for (int i = 0; i < f->n; i++) held += f->t[i].numel;
+    if (param_count(&c) > held)
+        return err_set(ERR_FORMAT, "%s: the config asks for %zu parameters, the file holds %zu values",
+                       path, param_count(&c), held);
     if ((e = tf_init(m, &c))) return prefix_error(e, path);
     if ((e = tn_params_load(&m->p, f, optim))) return prefix_error(e, path);
     return ERR_OK;
@@ -545,10 +560,14 @@ const float *tf_embedding(const tf_model *m) { return m ? m->emb->data : NULL; }
 
 /* ---- Cached generation -------------------------------------------------- */
 
-/* The matrices of one layer, transposed to (in, out) so that a product with
- * one vector runs over contiguous outputs and vectorises; Q, K, V side by
- * side, and fc_1, fc_3 side by side, so each pair or triple reads its input
- * once. */
+/* The matrices of one layer in "panels" for one-vector products: a matrix
+ * seen as (in, out) = W^T is cut into panels of VECMAT_BLOCK output columns
+ * (the last one narrower), each stored contiguously row by row, so that a
+ * product streams through memory once and keeps a panel's outputs in
+ * registers.  Q, K, V side by side, and fc_1, fc_3 side by side, so that
+ * each group reads its input once. */
+enum { VECMAT_BLOCK = 64 };
+
 typedef struct step_layer {
     float *qkv;    /* (d, 3d): columns q | k | v */
     float *o;      /* (d, d) c_proj */
@@ -560,7 +579,7 @@ struct tf_state {
     const tf_model *m;
     int    pos;                /* tokens fed since start */
     step_layer layer[TF_MAX_LAYERS];
-    float *emb_t;              /* (d, V) the lm_head, transposed */
+    float *emb_t;              /* (d, V) the lm_head */
     float *k, *v;              /* (n_layers, max_len, d) cached keys and values */
     float *x, *xn, *att;       /* (d) residual, normed residual, attention output */
     float *qkv;                /* (3d) query, key, value of the current position */
@@ -572,38 +591,43 @@ struct tf_state {
     int        hook_layer;
 };
 
-/* Columns [col, col + out) of Wt (in, ld) = W^T, W (out, in). */
-static void transpose_into(float *Wt, int ld, int col, const tensor *W)
+/* Where entry (i, c) of an (in, out) matrix sits in its panel layout. */
+static size_t panel_at(int in, int out, int i, int c)
 {
-    const int out = W->shape[0], in = W->shape[1];
-    for (int o = 0; o < out; o++)
-        for (int i = 0; i < in; i++) Wt[(size_t)i * ld + col + o] = W->data[(size_t)o * in + i];
+    const int o0 = c - c % VECMAT_BLOCK;
+    const int width = out - o0 < VECMAT_BLOCK ? out - o0 : VECMAT_BLOCK;
+    return (size_t)o0 * in + (size_t)i * width + (c - o0);
 }
 
-enum { VECMAT_BLOCK = 64 };   /* outputs kept in registers while the inputs stream by */
+/* Columns [col, col + rows of W) of the (in, out) panel matrix P = W^T,
+ * W (rows, in) in PyTorch layout. */
+static void panel_put(float *P, int out, int col, const tensor *W)
+{
+    const int rows = W->shape[0], in = W->shape[1];
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < in; i++) P[panel_at(in, out, i, col + r)] = W->data[(size_t)r * in + i];
+}
 
-/* y (out) (+)= x (in) . Wt, Wt (in, out).  Blocks of VECMAT_BLOCK outputs
- * accumulate over all inputs before being stored, so the inner loop is
- * loads and multiply-adds only. */
-static void vecmat(float *restrict y, const float *restrict x, const float *restrict Wt, int in,
+/* y (out) (+)= x (in) . P, P an (in, out) panel matrix. */
+static void vecmat(float *restrict y, const float *restrict x, const float *restrict P, int in,
                    int out, bool accumulate)
 {
     int o0 = 0;
     for (; o0 + VECMAT_BLOCK <= out; o0 += VECMAT_BLOCK) {
+        const float *restrict panel = P + (size_t)o0 * in;
         float acc[VECMAT_BLOCK];
         for (int o = 0; o < VECMAT_BLOCK; o++) acc[o] = accumulate ? y[o0 + o] : 0.0f;
-        for (int i = 0; i < in; i++) {
-            const float xi = x[i], *restrict w = Wt + (size_t)i * out + o0;
-            for (int o = 0; o < VECMAT_BLOCK; o++) acc[o] += xi * w[o];
-        }
+        for (int i = 0; i < in; i++)
+            for (int o = 0; o < VECMAT_BLOCK; o++)
+                acc[o] = fmaf(x[i], panel[(size_t)i * VECMAT_BLOCK + o], acc[o]);
         memcpy(y + o0, acc, sizeof acc);
     }
-    if (o0 == out) return;
-    if (!accumulate) memset(y + o0, 0, (size_t)(out - o0) * sizeof *y);
-    for (int i = 0; i < in; i++) {
-        const float xi = x[i], *restrict w = Wt + (size_t)i * out;
-        for (int o = o0; o < out; o++) y[o] += xi * w[o];
-    }
+    const int width = out - o0;
+    if (width == 0) return;
+    const float *restrict panel = P + (size_t)o0 * in;
+    if (!accumulate) memset(y + o0, 0, (size_t)width * sizeof *y);
+    for (int i = 0; i < in; i++)
+        for (int o = 0; o < width; o++) y[o0 + o] = fmaf(x[i], panel[(size_t)i * width + o], y[o0 + o]);
 }
 
 /* Hand out n floats of the state's allocation. */
@@ -636,16 +660,16 @@ tf_state *tf_state_new(const tf_model *m)
         S->o = take(&mem, d * d);
         S->fc13 = take(&mem, 8 * d * d);
         S->fc2 = take(&mem, 4 * d * d);
-        transpose_into(S->qkv, 3 * (int)d, 0, W->wq);
-        transpose_into(S->qkv, 3 * (int)d, (int)d, W->wk);
-        transpose_into(S->qkv, 3 * (int)d, 2 * (int)d, W->wv);
-        transpose_into(S->o, (int)d, 0, W->wo);
-        transpose_into(S->fc13, 8 * (int)d, 0, W->fc1);
-        transpose_into(S->fc13, 8 * (int)d, 4 * (int)d, W->fc3);
-        transpose_into(S->fc2, (int)d, 0, W->fc2);
+        panel_put(S->qkv, 3 * (int)d, 0, W->wq);
+        panel_put(S->qkv, 3 * (int)d, (int)d, W->wk);
+        panel_put(S->qkv, 3 * (int)d, 2 * (int)d, W->wv);
+        panel_put(S->o, (int)d, 0, W->wo);
+        panel_put(S->fc13, 8 * (int)d, 0, W->fc1);
+        panel_put(S->fc13, 8 * (int)d, 4 * (int)d, W->fc3);
+        panel_put(S->fc2, (int)d, 0, W->fc2);
     }
     s->emb_t = take(&mem, d * V);
-    transpose_into(s->emb_t, (int)V, 0, m->emb);
+    panel_put(s->emb_t, (int)V, 0, m->emb);
     s->k = take(&mem, cache);
     s->v = take(&mem, cache);
     s->x = take(&mem, d);

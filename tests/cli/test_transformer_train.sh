@@ -57,7 +57,7 @@ resumed=$(printf '%s\n' "$OUT" | sed -n 2p | cut -f3-5)
 check "resumed run ends where the straight run ends" '[ "$straight" = "$resumed" ]'
 
 # A model flag that contradicts the checkpoint is a usage error.
-run transformer-train --data "$T/names.txt" --resume "$T/tf.safetensors" --d-model 32 --steps 30
+run transformer-train --data "$T/names.txt" --resume "$T/tf.safetensors" --d-model 32 --steps 30 -o "$T/x.safetensors"
 expect_usage
 # A checkpoint of another kind is rejected with one line.
 run transformer-train --data "$T/names.txt" --resume tests/data/fixtures/mlp.safetensors --steps 30 -o "$T/x.safetensors"

@@ -482,8 +482,8 @@ TEST(pair_check)
     CHECK(strstr(err_msg(), "trained on another model") != NULL);
     s.c.d_model = 8;
     CHECK(sae_check_pair(&s, FIXTURE, tf, TF_FIXTURE) == ERR_MISMATCH);
-    CHECK(sae_read(&s, TF_FIXTURE) == ERR_MISMATCH);
     sae_free(&s);
+    CHECK(sae_read(&s, TF_FIXTURE) == ERR_MISMATCH);   /* not an SAE: nothing to free */
     free_tf(tf);
 }
 
@@ -542,8 +542,7 @@ static void check_attribution(int layer)
     sae_attribution a;
     CHECK(sae_attribute(s, tf, name, 5, 6, -1, &a) == ERR_ARG);
     CHECK(strstr(err_msg(), "past the end") != NULL);
-    /* a given target; ablating the whole residual direction of the error
-     * term at the final layer changes the log-prob by the logit lens */
+    /* a given target */
     CHECK(sae_attribute(s, tf, name, 5, 2, TOK_EOS, &a) == ERR_OK);
     CHECK(a.target == TOK_EOS);
     sae_attribution_free(&a);
@@ -585,5 +584,40 @@ TEST(attribution_ablation_matches_logit_lens)
     ag_free(&t);
     sae_attribution_free(&a);
     free_sae(s);
+    free_tf(tf);
+}
+
+/* The SAE imported from PyTorch, on the activations of the imported
+ * Transformer: the mean L1 loss PyTorch computed (import_expected.tsv). */
+TEST(imported_pair_loss_matches_pytorch)
+{
+    const char *tf_path = TEST_DATA("fixtures/import_transformer.safetensors");
+    tf_model *tf = load_tf(tf_path);
+    sae_model s;
+    CHECK(tf && sae_read(&s, TEST_DATA("fixtures/import_sae.safetensors")) == ERR_OK);
+    if (!tf) return;
+    ck_file f;
+    txt_vocab v;
+    txt_lines lines;
+    ds_names names;
+    sae_acts a;
+    CHECK(ck_read(tf_path, &f) == ERR_OK && txt_vocab_from_json(&v, ck_meta(&f, "vocab")) == ERR_OK);
+    CHECK(txt_read_lines(TEST_DATA("fixtures/import_names.txt"), &lines) == ERR_OK);
+    CHECK(ds_from_lines(&names, &lines, &v) == ERR_OK && names.n == 50);
+    CHECK(sae_acts_compute(&a, tf, &names, s.c.layer) == ERR_OK);
+    s.c.l1 = 0.0003f;   /* the fixture's IMPORT_L1 */
+    ag_tape t;
+    CHECK(ag_init(&t, 1 << 16) == ERR_OK);
+    t.grad = false;
+    tensor *l = sae_loss(&s, &t, ag_wrap(&t, a.x, 2, (const int[]){ (int)a.n_rows, a.d }), NULL, NULL);
+    CHECK(a.n_rows == 713);   /* a row per target: <SOS> and each character */
+    CHECK_NEAR(l->data[0], 0.2052180, 1e-5);
+    ag_free(&t);
+    sae_acts_free(&a);
+    ds_free(&names);
+    txt_lines_free(&lines);
+    txt_vocab_free(&v);
+    ck_free(&f);
+    sae_free(&s);
     free_tf(tf);
 }

@@ -512,6 +512,44 @@ TEST(load_rejects_inconsistent_vocab)
     free_model(m);
 }
 
+/* A hostile config (huge d_model, many layers) over a small file is refused
+ * before anything is allocated. */
+TEST(load_refuses_config_larger_than_file)
+{
+    tf_config c = tiny();
+    tf_model *m = random_model(&c, 91);
+    int32_t cps[8] = { 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h' };
+    txt_vocab v;
+    CHECK(txt_vocab_build(&v, cps, 8) == ERR_OK);
+    char *vj = NULL;
+    CHECK(txt_vocab_to_json(&v, &vj) == ERR_OK);
+    char path[] = "/tmp/villes-tf-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd >= 0) close(fd);
+    ck_writer *w = ck_writer_new();
+    CHECK(ck_put_meta(w, "format", CK_FORMAT) == ERR_OK);
+    CHECK(ck_put_meta(w, "format_version", CK_FORMAT_VERSION) == ERR_OK);
+    CHECK(ck_put_meta(w, "model", TF_KIND) == ERR_OK);
+    CHECK(ck_put_meta(w, "vocab", vj) == ERR_OK);
+    CHECK(ck_put_meta(w, "config", "{\"vocab_size\":11,\"d_model\":8192,\"n_heads\":8,"
+                                    "\"n_layers\":32,\"max_len\":4096,\"dropout\":0}") == ERR_OK);
+    CHECK(tn_params_save(&m->p, w, false) == ERR_OK);
+    CHECK(ck_write(w, path) == ERR_OK);
+    ck_writer_free(w);
+    ck_file f;
+    CHECK(ck_read(path, &f) == ERR_OK);
+    tf_model *back = malloc(sizeof *back);
+    CHECK(tf_load(back, &f, path, false) == ERR_FORMAT);
+    CHECK(strstr(err_msg(), "parameters") != NULL);
+    tf_free(back);
+    free(back);
+    ck_free(&f);
+    unlink(path);
+    free(vj);
+    txt_vocab_free(&v);
+    free_model(m);
+}
+
 /* ---- training ------------------------------------------------------------ */
 
 TEST(adamw_steps_lower_the_loss)

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# sae-train: flags, usage errors, a tiny SAE on a tiny Transformer, the
+# evaluation summary, TopK, resume, and pairing with the right model.
+. "$(dirname "$0")/lib.sh"
+
+head -400 data/villes.txt > "$T/names.txt"
+sed -n 401,460p data/villes.txt > "$T/val.txt"
+DATA="--data $T/names.txt --val-data $T/val.txt"
+"$BIN/transformer-train" $DATA --d-model 16 --heads 2 --layers 2 --batch-size 16 --steps 30 \
+    --eval-every 0 --lr 3e-3 -o "$T/tf.safetensors" >/dev/null 2>&1
+"$BIN/transformer-train" $DATA --d-model 16 --heads 2 --layers 2 --batch-size 16 --steps 5 \
+    --eval-every 0 --seed 9 -o "$T/other.safetensors" >/dev/null 2>&1
+SAE="-m $T/tf.safetensors $DATA --eval-every 10"
+
+run sae-train --help
+expect_rc 0 "--help"
+expect_out "^Usage: sae-train"
+expect_out "--topk K"
+run sae-train --version
+expect_rc 0 "--version"
+expect_out "^sae-train "
+
+run sae-train $SAE --frobnicate
+expect_usage
+run sae-train $SAE --features 32 --expansion 2
+expect_usage
+run sae-train $SAE --topk 4 --l1 0.01
+expect_usage
+run sae-train $SAE --layer 3 --steps 5 -o "$T/x.safetensors"
+expect_usage
+expect_err "--layer 3"
+run sae-train $SAE --topk 0
+expect_usage
+run sae-train -m "$T/missing.safetensors" $DATA --steps 5 -o "$T/x.safetensors"
+expect_fail "missing.safetensors"
+run sae-train -m tests/data/fixtures/mlp.safetensors $DATA --steps 5 -o "$T/x.safetensors"
+expect_fail "not a 'transformer'"
+
+# A tiny SAE: the training summary, then the evaluation.
+run sae-train $SAE --steps 40 --features 32 --lr 1e-3 -o "$T/sae.safetensors" --log "$T/log.tsv"
+expect_rc 0 "training"
+expect_out "^model	params	steps	train_loss	val_loss"
+expect_out "^sae	1072	40	"
+expect_out "^l0	explained_var	mse	ce_clean	ce_sae	ce_zero	ce_score	dead_frac	dense_frac$"
+check "four lines of output" '[ "$(printf "%s\n" "$OUT" | wc -l)" -eq 4 ]'
+check "explained variance in (0, 1]" 'printf "%s\n" "$OUT" | sed -n 4p | awk "{ exit !(\$2 > 0 && \$2 <= 1) }"'
+check "checkpoint written" '[ -s "$T/sae.safetensors" ]'
+check "log has a row per evaluation" '[ "$(wc -l < "$T/log.tsv")" -eq 5 ]'
+# The clean loss of the evaluation is the Transformer's validation loss.
+"$BIN/generate" -m "$T/tf.safetensors" --score "$T/val.txt" >/dev/null 2>"$T/score"
+clean=$(printf '%s\n' "$OUT" | sed -n 4p | cut -f4)
+check "ce_clean is the model's loss on the validation names" 'grep -q "mean loss: $clean " "$T/score"'
+
+# The checkpoint names its model and layer.
+check "metadata: model_file, model_hash, layer" \
+    'grep -a -q "\"model_file\":\"$T/tf.safetensors\"" "$T/sae.safetensors" && grep -a -q "\"layer\":\"2\"" "$T/sae.safetensors" && grep -a -q "\"model_hash\":\"[0-9a-f]\{16\}\"" "$T/sae.safetensors"'
+
+# Layer 1 and the TopK variant.
+run sae-train $SAE --steps 20 --layer 1 --expansion 2 --topk 4 -o "$T/topk.safetensors"
+expect_rc 0 "topk"
+expect_out "^sae	1072	20	"
+check "L0 is at most k" 'printf "%s\n" "$OUT" | sed -n 4p | awk "{ exit !(\$1 <= 4) }"'
+
+# Resume to 30 steps: same result as 30 in one go (AuxK's state included).
+run sae-train $SAE --steps 30 --topk 4 --seed 5 -o "$T/straight.safetensors"
+straight=$(printf '%s\n' "$OUT" | sed -n 2p | cut -f3-5)
+run sae-train $SAE --steps 15 --topk 4 --seed 5 -o "$T/half.safetensors"
+run sae-train -m "$T/tf.safetensors" $DATA --resume "$T/half.safetensors" --steps 30 -o "$T/resumed.safetensors"
+expect_rc 0 "resume"
+resumed=$(printf '%s\n' "$OUT" | sed -n 2p | cut -f3-5)
+check "resumed run ends where the straight run ends" '[ -n "$straight" ] && [ "$straight" = "$resumed" ]'
+run sae-train -m "$T/tf.safetensors" $DATA --resume "$T/half.safetensors" --steps 30 --features 32 -o "$T/r.safetensors"
+expect_usage
+# Resuming on another model is refused.
+run sae-train -m "$T/other.safetensors" $DATA --resume "$T/half.safetensors" --steps 30 -o "$T/r.safetensors"
+expect_fail "trained on another model"
+
+finish
