@@ -60,3 +60,23 @@ row gru-256 rnn-train --steps 60 --cell gru --d-model 256 --layers 1 --batch-siz
 row rnn-64 rnn-train --steps 600 --cell rnn --d-model 64 --layers 1 --batch-size 64
 row transformer-64 transformer-train --steps 300 --d-model 64 --heads 8 --layers 2 --batch-size 64 --max-len 49
 row transformer-512 transformer-train --steps 6 --d-model 512 --heads 16 --layers 2 --batch-size 128 --max-len 49
+# SAE (sae-train): d 64, 256 features, batch 16 names, on the last residual
+# stream of a transformer-64 of 2 layers (untrained, as bench_torch's).
+# PyTorch runs the transformer's forward in every step; sae-train computes
+# the activations once before training (reported on stderr below) and its
+# steps are the SAE's alone.
+bin/transformer-train --data data/villes.txt --steps 1 --d-model 64 --heads 8 --layers 2 \
+    --max-len 49 --eval-every 0 --threads "$THREADS" -o "$T/sae-lm.safetensors" >/dev/null
+row sae sae-train -m "$T/sae-lm.safetensors" --steps 3000 --features 256 --batch-size 16
+# explore features over every distinct name of data/villes.txt with a 256-feature
+# SAE (wall time, activations included), and the same sae-train run's total time.
+sae_t0=$(date +%s.%N)
+bin/sae-train -m "$T/sae-lm.safetensors" --data data/villes.txt --steps 300 --features 256 \
+    --eval-every 0 --threads "$THREADS" -o "$T/sae.safetensors" >/dev/null
+sae_t1=$(date +%s.%N)
+bin/explore features -m "$T/sae-lm.safetensors" --sae "$T/sae.safetensors" --top 20 \
+    --threads "$THREADS" >/dev/null
+sae_t2=$(date +%s.%N)
+awk -v a="$sae_t0" -v b="$sae_t1" -v c="$sae_t2" 'BEGIN {
+    printf "== sae-train, 300 steps with activations and final evaluation: %.2f s\n", b - a
+    printf "== explore features --top 20, all names, 256 features: %.2f s\n", c - b }' >&2

@@ -21,6 +21,7 @@
 #include "sae.h"
 #include "sampling.h"
 #include "text.h"
+#include "topk.h"
 #include "transformer.h"
 #include "view.h"
 
@@ -295,66 +296,11 @@ static void check_unit(const char *what, int id, int n)
 /* The units' activations at every letter of every name, reduced to: how
  * often each unit is positive, and the K names of highest maximum. */
 typedef struct scan {
-    int     U, K;
+    int     U;
     size_t  positions;       /* letters seen */
     size_t *active;          /* (U) letters where the unit is > 0 */
-    float  *score;           /* (U, K) min-heaps of the names' maxima */
-    size_t *who;             /* (U, K) their names */
-    int    *size;            /* (U) */
+    tk_best best;            /* per unit: names by their maximum activation */
 } scan;
-
-/* a ranks below b: a lower score, or the same score and a later name */
-static bool worse(float sa, size_t wa, float sb, size_t wb) { return sa < sb || (sa == sb && wa > wb); }
-
-static void heap_sift_down(float *s, size_t *w, int n, int i)
-{
-    for (;;) {
-        int l = 2 * i + 1, r = l + 1, m = i;
-        if (l < n && worse(s[l], w[l], s[m], w[m])) m = l;
-        if (r < n && worse(s[r], w[r], s[m], w[m])) m = r;
-        if (m == i) return;
-        float ts = s[i];
-        size_t tw = w[i];
-        s[i] = s[m], w[i] = w[m], s[m] = ts, w[m] = tw;
-        i = m;
-    }
-}
-
-static void heap_offer(scan *sc, int u, float score, size_t name)
-{
-    float *s = sc->score + (size_t)u * sc->K;
-    size_t *w = sc->who + (size_t)u * sc->K;
-    int *n = &sc->size[u];
-    if (*n < sc->K) {   /* append and sift up */
-        int i = (*n)++;
-        s[i] = score;
-        w[i] = name;
-        while (i > 0 && worse(s[i], w[i], s[(i - 1) / 2], w[(i - 1) / 2])) {
-            int p = (i - 1) / 2;
-            float ts = s[i];
-            size_t tw = w[i];
-            s[i] = s[p], w[i] = w[p], s[p] = ts, w[p] = tw;
-            i = p;
-        }
-    } else if (sc->K > 0 && worse(s[0], w[0], score, name)) {
-        s[0] = score;
-        w[0] = name;
-        heap_sift_down(s, w, *n, 0);
-    }
-}
-
-/* Heap -> best first (heap sort in place). */
-static void heap_sort(scan *sc, int u)
-{
-    float *s = sc->score + (size_t)u * sc->K;
-    size_t *w = sc->who + (size_t)u * sc->K;
-    for (int n = sc->size[u]; n > 1; n--) {
-        float ts = s[0];
-        size_t tw = w[0];
-        s[0] = s[n - 1], w[0] = w[n - 1], s[n - 1] = ts, w[n - 1] = tw;
-        heap_sift_down(s, w, n - 1, 0);
-    }
-}
 
 /* Unit activations of rows x (N, d) into out (N, U): SAE features, or
  * (sae NULL) the residual dimensions themselves. */
@@ -389,11 +335,11 @@ static void run_scan(scan *sc, const sae_acts *a, const sae_model *sae, bool pos
                 sc->positions++;
             }
             for (int u = 0; u < U; u++)
-                if (!positive_only || best[u] > 0.0f) heap_offer(sc, u, best[u], nm);
+                if (!positive_only || best[u] > 0.0f) tk_offer(&sc->best, u, best[u], nm);
         }
         i = j;
     }
-    for (int u = 0; u < U; u++) heap_sort(sc, u);
+    tk_sort(&sc->best);
     free(act);
     free(best);
     free(scratch);
@@ -401,19 +347,14 @@ static void run_scan(scan *sc, const sae_acts *a, const sae_model *sae, bool pos
 
 static void scan_init(scan *sc, int U, int K)
 {
-    *sc = (scan){ .U = U, .K = K, .active = calloc((size_t)U, sizeof(size_t)),
-                  .score = malloc(((size_t)U * K + 1) * sizeof(float)),
-                  .who = malloc(((size_t)U * K + 1) * sizeof(size_t)),
-                  .size = calloc((size_t)U, sizeof(int)) };
-    if (!sc->active || !sc->score || !sc->who || !sc->size) cli_die("out of memory");
+    *sc = (scan){ .U = U, .active = calloc((size_t)U + 1, sizeof(size_t)) };
+    if (!sc->active || tk_init(&sc->best, U, K)) cli_die("out of memory");
 }
 
 static void scan_free(scan *sc)
 {
     free(sc->active);
-    free(sc->score);
-    free(sc->who);
-    free(sc->size);
+    tk_free(&sc->best);
 }
 
 static double freq_of(const scan *sc, int u)
@@ -446,8 +387,8 @@ static int name_units(top_view *tv, size_t nm)
 static void top_tsv(top_view *tv, int u)
 {
     char letter[8];
-    for (int k = 0; k < tv->sc.size[u]; k++) {
-        size_t nm = tv->sc.who[(size_t)u * tv->sc.K + k];
+    for (int k = 0; k < tk_count(&tv->sc.best, u); k++) {
+        size_t nm = tk_item(&tv->sc.best, u, k);
         const int *tok = ds_name(tv->names, nm), n = ds_len(tv->names, nm);
         name_units(tv, nm);
         name_str(tv->c, tok, n, tv->buf);
@@ -485,14 +426,14 @@ static void shaded_name(top_view *tv, int u, size_t nm, double scale, FILE *f, b
 static void top_text(top_view *tv, int u)
 {
     char head[128];
-    const int K = tv->sc.K;
-    double mx = tv->sc.size[u] ? tv->sc.score[(size_t)u * K] : 0.0;
+    const tk_best *b = &tv->sc.best;
+    double mx = tk_count(b, u) ? tk_score(b, u, 0) : 0.0;
     snprintf(head, sizeof head, "%s %d", tv->unit, u);
     vw_bold(stdout, head, tv->c->color);
     printf("   active on %.3g%% of letters   max %.4g\n", 100.0 * freq_of(&tv->sc, u), mx);
-    for (int k = 0; k < tv->sc.size[u]; k++) {
-        printf("  %8.3f  ", (double)tv->sc.score[(size_t)u * K + k]);
-        shaded_name(tv, u, tv->sc.who[(size_t)u * K + k], mx, stdout, false);
+    for (int k = 0; k < tk_count(b, u); k++) {
+        printf("  %8.3f  ", (double)tk_score(b, u, k));
+        shaded_name(tv, u, tk_item(b, u, k), mx, stdout, false);
         putchar('\n');
     }
     putchar('\n');
@@ -500,15 +441,14 @@ static void top_text(top_view *tv, int u)
 
 static void top_html(top_view *tv, int u, FILE *f)
 {
-    const int K = tv->sc.K;
-    double mx = tv->sc.size[u] ? tv->sc.score[(size_t)u * K] : 0.0;
+    const tk_best *b = &tv->sc.best;
+    double mx = tk_count(b, u) ? tk_score(b, u, 0) : 0.0;
     fprintf(f, "<h2 id=\"%s-%d\">%s %d</h2>\n<p class=\"meta\">active on %.3g%% of letters, "
             "max %.4g</p>\n<table>\n<tr><th>max</th><th>name</th></tr>\n", tv->unit, u, tv->unit,
             u, 100.0 * freq_of(&tv->sc, u), mx);
-    for (int k = 0; k < tv->sc.size[u]; k++) {
-        fprintf(f, "<tr><td class=\"num\">%.3f</td><td class=\"name\">",
-                (double)tv->sc.score[(size_t)u * K + k]);
-        shaded_name(tv, u, tv->sc.who[(size_t)u * K + k], mx, f, true);
+    for (int k = 0; k < tk_count(b, u); k++) {
+        fprintf(f, "<tr><td class=\"num\">%.3f</td><td class=\"name\">", (double)tk_score(b, u, k));
+        shaded_name(tv, u, tk_item(b, u, k), mx, f, true);
         fputs("</td></tr>\n", f);
     }
     fputs("</table>\n", f);
@@ -543,7 +483,7 @@ static void top_names(const ctx *c, const sae_model *sae, int layer, const char 
         printf("%s\trank\tname\tposition\tletter\tactivation\tfrequency\n", unit);
     }
     for (int u = first; u <= last; u++) {
-        if (tv.sc.size[u] == 0 && !(o->seen & F_ID)) {
+        if (tk_count(&tv.sc.best, u) == 0 && !(o->seen & F_ID)) {
             dead++;
             continue;
         }
