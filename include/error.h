@@ -20,7 +20,8 @@ typedef enum err_code {
     ERR_COUNT_
 } err_code;
 
-/* Record a printf-style message for `code` and return `code`. */
+/* Record a printf-style message for `code` and return `code`.  An argument
+ * may be err_msg() itself (to prefix context to an earlier error). */
 err_code err_set(err_code code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -48,10 +48,8 @@ static err_code encode_lines(ds_names *out, const txt_lines *lines, const txt_vo
         size_t len = line_len(lines, i);
         e = txt_vocab_encode(v, lines->cp + lines->start[i], len, out->tok + out->start[k]);
         if (e) {
-            char msg[512];   /* err_msg() is the buffer err_set writes to */
-            snprintf(msg, sizeof msg, "%s", err_msg());
-            if (name) err_set(e, "%s:%zu: %s", display_name(name), i + 1, msg);
-            else err_set(e, "line %zu: %s", i + 1, msg);
+            if (name) err_set(e, "%s:%zu: %s", display_name(name), i + 1, err_msg());
+            else err_set(e, "line %zu: %s", i + 1, err_msg());
         }
         out->start[k + 1] = out->start[k] + len;
         k++;

@@ -3,15 +3,20 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char last_msg[512];
 
 err_code err_set(err_code code, const char *fmt, ...)
 {
+    /* Format into a copy first: an argument may be err_msg() itself, as in
+     * err_set(e, "%s: %s", path, err_msg()) to add context to an error. */
+    char buf[sizeof last_msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_msg, sizeof last_msg, fmt, ap);
+    vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    memcpy(last_msg, buf, sizeof buf);
     return code;
 }
 

@@ -264,10 +264,8 @@ static err_code kind_load(const ck_file *f, const char *path, void **impl)
     if (!m) return err_set(ERR_NOMEM, "%s: out of memory", path);
     err_code rc = mlp_from_checkpoint(m, f);
     if (rc) {
-        char msg[400];   /* err_msg() is the buffer err_set writes */
-        snprintf(msg, sizeof msg, "%s", err_msg());
         free(m);
-        return err_set(rc, "%s: %s", path, msg);
+        return err_set(rc, "%s: %s", path, err_msg());
     }
     *impl = m;
     return ERR_OK;
