@@ -92,15 +92,19 @@ err_code tf_save(const tf_model *m, const txt_vocab *v, const char *path);
 
 /* Next-token logits (B, T, V) of token rows x (B, T), T <= max_len. */
 tensor *tf_forward(const tf_model *m, ag_tape *t, const int *x, int B, int T);
-/* Mean cross-entropy over the non-pad targets of a batch (scalar). */
+/* Mean cross-entropy over the non-pad targets of a batch (scalar): the
+ * same value and gradients as op_cross_entropy on tf_forward, computing
+ * only each row's positions up to its last target, with attention on
+ * buckets of rows of similar lengths (most of a names batch is padding). */
 tensor *tf_loss(const tf_model *m, ag_tape *t, const ds_batch *b);
 
 /* ---- Activations API ---------------------------------------------------- */
 
 /* (a) The residual stream after layer L (0..n_layers) at every position of
- * token rows x (B, T): a (B, T, d) tensor on the tape.  NULL with err_set
- * (ERR_ARG) when L or T is out of range.  With t->grad the graph is kept,
- * so a loss computed from it backpropagates to the parameters. */
+ * token rows x (B, T) (e.g. a ds_batch's x): a (B, T, d) tensor on the
+ * tape.  NULL with err_set (ERR_ARG) when L or T is out of range.  With
+ * t->grad (ag_init's default) the graph is kept, so a loss computed from it
+ * backpropagates to the parameters; set t->grad = false for inference. */
 tensor *tf_residual(const tf_model *m, ag_tape *t, const int *x, int B, int T, int L);
 /* (b) Finish the forward pass from a residual stream x (B, T, d) taken
  * after layer L (possibly modified, possibly a leaf the caller wrapped with
