@@ -85,6 +85,9 @@ fuzz:
 bench: all
 	@tools/bench.sh
 
+weights: all
+	@tools/weights.sh
+
 demo: all
 	@tools/demo.sh
 
