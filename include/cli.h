@@ -62,6 +62,14 @@ err_code cli_close(FILE *f, const char *path);
  * the default. */
 void cli_set_threads(int n);
 
+/* The default weights shipped with villes, by file name
+ * ("transformer.safetensors"): weights/NAME beside the bin/ directory of
+ * the running program when it exists there, else weights/NAME relative to
+ * the current directory.  Returns a static buffer. */
+#define CLI_DEFAULT_MODEL "transformer.safetensors"
+#define CLI_DEFAULT_SAE   "sae.safetensors"
+const char *cli_default_weights(const char *name);
+
 /* Wall-clock seconds (monotonic). */
 double cli_now(void);
 

@@ -18,10 +18,6 @@
 #include "sampling.h"
 #include "text.h"
 
-/* The checkpoint used without -m; NULL = -m is required.  When the
- * Transformer lands this becomes "weights/transformer.safetensors". */
-static const char *const DEFAULT_MODEL = NULL;
-
 enum {
     DEFAULT_MAX_CHARS = 50,      /* names from a model without a length limit */
     NOVEL_ATTEMPTS = 1000,       /* samples per name before --novel gives up */
@@ -32,12 +28,13 @@ enum { OPT_SEED = 0x100, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P, OPT_PREFIX, OPT_
 
 static _Noreturn void usage(void)
 {
-    printf("Usage: generate -m CHECKPOINT [OPTION]...\n"
-           "   or: generate -m CHECKPOINT --score FILE\n"
+    printf("Usage: generate [-m CHECKPOINT] [OPTION]...\n"
+           "   or: generate [-m CHECKPOINT] --score FILE\n"
            "Sample names, one per line, from a model of any kind (n-gram, MLP, RNN,\n"
            "Transformer); or score the names of FILE under it.\n"
            "\n"
-           "  -m, --model FILE      the model checkpoint (.safetensors)\n"
+           "  -m, --model FILE      the model checkpoint (.safetensors); default: the\n"
+           "                        Transformer shipped in weights/transformer.safetensors\n"
            "  -n, --count N         number of names (default 10)\n"
            "      --seed N          random seed (default 0): same seed, same names\n"
            "      --temperature T   divide the logits by T (default 1; 0 = most probable)\n"
@@ -126,8 +123,7 @@ static void parse(options *o, int argc, char **argv)
         }
     }
     if (optind < argc) cli_usage("unexpected argument '%s'", argv[optind]);
-    if (!o->model) o->model = DEFAULT_MODEL;
-    if (!o->model) cli_usage("no model given (-m CHECKPOINT)");
+    if (!o->model) o->model = cli_default_weights(CLI_DEFAULT_MODEL);
     if (o->score && (o->chars >= 0 || o->prefix || o->novel || o->stats))
         cli_usage("--score cannot be combined with --chars, --prefix, --novel or --stats");
     if (o->chars >= 0 && (o->novel || o->stats))

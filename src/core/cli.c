@@ -210,3 +210,19 @@ double cli_now(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+const char *cli_default_weights(const char *name)
+{
+    static char path[4096];
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');   /* .../bin/generate -> .../bin */
+        if (slash) *slash = '\0';
+        int len = snprintf(path, sizeof path, "%s/../weights/%s", exe, name);
+        if (len > 0 && (size_t)len < sizeof path && access(path, R_OK) == 0) return path;
+    }
+    snprintf(path, sizeof path, "weights/%s", name);
+    return path;
+}

@@ -21,9 +21,11 @@ expect_usage
 expect_err "^generate: unrecognized option '--frobnicate'"
 run generate -m
 expect_usage
-run generate
-expect_usage
-expect_err "no model given"
+# Without -m: weights/transformer.safetensors beside bin/, else in the
+# current directory; a copy of the program in an empty tree finds neither.
+mkdir -p "$T/tree/bin" && cp "$BIN/generate" "$T/tree/bin/"
+cd "$T/tree"; BIN=bin run generate -n 1; cd - >/dev/null
+expect_fail "weights/transformer.safetensors"
 for bad in "-n -1" "-n abc" "--temperature -1" "--top-p 2" "--top-p 0" "--top-k -1" \
            "--max-len 0" "--seed -3" "--chars -1"; do
     run generate -m "$M" $bad
