@@ -197,7 +197,7 @@ TEST(text_stream_moliere)
 {
     int32_t *cp;
     size_t n;
-    CHECK(txt_read_stream("/work/shared/data/moliere.txt", &cp, &n) == ERR_OK);
+    CHECK(txt_read_stream("data/moliere.txt", &cp, &n) == ERR_OK);
     CHECK(n > 1000000);
     if (n > 0) {
         CHECK(cp[0] == 'O');   /* the byte-order mark is gone */
