@@ -13,7 +13,8 @@
  *   logits = RMSNorm(h_top; out_norm, eps 1e-5) . embedding.weight^T   (tied)
  * Initialisation as the PyTorch reference (tools/villes_torch.py): linear
  * weights and biases uniform(+-1/sqrt(2d)) (nn.Linear), embedding
- * normal(0, 1) (nn.Embedding), h0 zero, norm weight one.
+ * uniform(+-1/sqrt(d)) (it is also the lm_head, so nn.Linear(d, V)'s init),
+ * h0 zero, norm weight one.
  * Dropout (config.dropout, training only) is applied to the input of every
  * layer (the embeddings for layer 0, as the reference's in_dropout) and to
  * the top layer's output before the norm.

@@ -206,6 +206,10 @@ class RNNLM(nn.Module):
         self.vocab_size, self.cell = vocab_size, cell
         self.d_model, self.n_layers = d_model, n_layers
         self.embedding = nn.Embedding(vocab_size, d_model)
+        # Tied to the lm_head: init as nn.Linear(d, V), uniform(±1/√d), like
+        # villes; nn.Embedding's normal(0, 1) makes the first logits ~√d too large.
+        bound = 1.0 / math.sqrt(d_model)
+        nn.init.uniform_(self.embedding.weight, -bound, bound)
         self.core = RNNCore(cell, d_model, n_layers)
         self.out_norm = RMSNorm(d_model)
 

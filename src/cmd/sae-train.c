@@ -67,7 +67,6 @@ _Noreturn static void usage(const tr_options *o)
 
 typedef struct trainer {
     sae_model       sae;
-    const tf_model *tf;
     sae_acts        train, val;   /* batch rows index train, then val (offset train.n_rows) */
     int32_t        *since;        /* topk: training rows since each feature last fired */
     uint8_t        *dead;         /* topk: since >= SAE_DEAD_ROWS */
@@ -312,7 +311,6 @@ int main(int argc, char **argv)
 
     trainer *tr = calloc(1, sizeof *tr);
     if (!tr) cli_die("out of memory");
-    tr->tf = tf;
     if (sae_init(&tr->sae, &cfg) || sae_set_model_file(&tr->sae, f.model)) cli_die_err();
     if (s.resuming) {
         sae_model old;
@@ -321,6 +319,9 @@ int main(int argc, char **argv)
             cli_die_err();
         sae_free(&old);
     }
+    if (cli_progress_enabled())   /* a few seconds on the full corpus, before the progress line */
+        fprintf(stderr, "activations of %zu names after layer %d...\r", s.corpus.train.n + s.corpus.val.n,
+                cfg.layer);
     if (sae_acts_compute(&tr->train, tf, &s.corpus.train, cfg.layer) ||
         sae_acts_compute(&tr->val, tf, &s.corpus.val, cfg.layer))
         cli_die("%s", err_msg());

@@ -200,7 +200,10 @@ void rnn_init_weights(rnn_model *m, rng *r)
 {
     if (!m || !m->p.data) return;
     float bound = 1.0f / sqrtf(2.0f * (float)m->c.d_model);   /* nn.Linear, fan_in 2d */
-    tn_fill_normal(m->emb, r, 0.0f, 1.0f);
+    /* The embedding is also the lm_head: nn.Linear(d, V)'s uniform(±1/√d), as when
+     * a notebook ties embedding.weight = lm_head.weight.  nn.Embedding's normal(0, 1)
+     * would make the initial logits (unit-RMS state · rows of norm √d) ~√d too large. */
+    fill_uniform(m->emb, r, 1.0f / sqrtf((float)m->c.d_model));
     for (int i = 0; i < m->c.n_layers; i++) {
         rnn_layer *L = &m->layer[i];
         tn_fill(L->h0, 0.0f);

@@ -245,22 +245,28 @@ static float kth_largest(float *a, int n, int k)
 
 /* One row of features from its pre-activations (F), in place: ReLU, after
  * keeping the k largest when k > 0 (ties at the threshold: lowest indices).
- * scratch (F) for the selection. */
+ * Only positive values survive the ReLU, so the selection runs among them
+ * alone (usually far fewer than F).  scratch (F) for the selection. */
 static void activate_row(float *f, int F, int k, float *scratch)
 {
-    if (k > 0 && k < F) {
-        memcpy(scratch, f, (size_t)F * sizeof *f);
-        float th = kth_largest(scratch, F, k);
-        int above = 0;
-        for (int i = 0; i < F; i++) above += f[i] > th;
-        int ties = k - above;
-        for (int i = 0; i < F; i++) {
-            if (f[i] > th) continue;
-            if (f[i] == th && ties > 0) ties--;
-            else f[i] = 0.0f;
-        }
+    if (k <= 0 || k >= F) {
+        for (int i = 0; i < F; i++) f[i] = f[i] > 0.0f ? f[i] : 0.0f;
+        return;
     }
-    for (int i = 0; i < F; i++) f[i] = f[i] > 0.0f ? f[i] : 0.0f;
+    int n_pos = 0;
+    for (int i = 0; i < F; i++)
+        if (f[i] > 0.0f) scratch[n_pos++] = f[i];
+        else f[i] = 0.0f;
+    if (n_pos <= k) return;
+    float th = kth_largest(scratch, n_pos, k);
+    int above = 0;
+    for (int i = 0; i < F; i++) above += f[i] > th;
+    int ties = k - above;
+    for (int i = 0; i < F; i++) {
+        if (f[i] > th) continue;
+        if (f[i] == th && ties > 0) ties--;
+        else f[i] = 0.0f;
+    }
 }
 
 /* pre (N, F) = (x - b_dec) W_enc + b_enc, as x W_enc + (b_enc - b_dec W_enc);
