@@ -52,6 +52,9 @@ err_code mdl_load(mdl *m, const char *path);
 void     mdl_free(mdl *m);
 int      mdl_vocab_size(const mdl *m);
 int      mdl_max_len(const mdl *m);
+/* Most characters a name may have: max_len - 1 (<SOS> takes a position);
+ * INT_MAX for an unbounded model. */
+int      mdl_max_chars(const mdl *m);
 
 err_code mdl_state_new(mdl_state *s, const mdl *m);
 void     mdl_state_free(mdl_state *s);

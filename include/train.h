@@ -122,7 +122,7 @@ enum {
 
 typedef struct tr_options {
     const char *kind;         /* model kind written to checkpoints ("mlp") */
-    const char *data;         /* --data (required) */
+    const char *data;         /* --data; required unless the program sets a default */
     const char *val_data;     /* --val-data, NULL = seeded 90/10 split */
     uint64_t    seed;         /* --seed: initialisation and batch sampling (default 1) */
     uint64_t    split_seed;   /* --split-seed: the train/validation split (default 0,
@@ -146,10 +146,11 @@ void tr_options_init(tr_options *o, const char *kind, const char *default_out);
 /* Handle one getopt_long code of a common flag (cli_usage() on a bad
  * value); false when the code is not a common flag. */
 bool tr_parse_option(tr_options *o, int code, const char *arg);
-/* After the getopt loop: no operands, --data given, flags consistent;
- * cli_usage() otherwise. */
+/* After the getopt loop: no operands, --data given (or defaulted), flags
+ * consistent; cli_usage() otherwise. */
 void tr_check_args(const tr_options *o, int argc, char **argv, int optind_);
-/* The "Training:" part of --help, showing the defaults in o. */
+/* The "Training:" part of --help, showing the defaults in o (--data is
+ * "required" when o->data is NULL, else its default). */
 void tr_print_usage(FILE *f, const tr_options *o);
 
 /* "x.safetensors" -> "x.last.safetensors" (otherwise "x" -> "x.last"), in
@@ -173,6 +174,11 @@ typedef struct tr_model {
      * gradient components), and after the update (e.g. renormalise rows). */
     void      (*after_backward)(void *impl);
     void      (*after_update)(void *impl);
+    /* Optional: more columns for the summary, e.g. an evaluation of the
+     * final weights.  Write a two-line TSV (header, values) to f; tr_run
+     * prints its columns after the common ones, in the one summary.  Called
+     * once, after the final evaluation; an error is tr_run's (no summary). */
+    err_code  (*summary_columns)(const void *impl, FILE *f);
 } tr_model;
 
 /* Where batches and the validation loss come from.  NULL in tr_run = the
@@ -249,7 +255,8 @@ err_code tr_load_names(tr_session *s);
 /* Train to s->o.steps; on success print the two-line TSV summary to stdout:
  *   model params steps train_loss val_loss best_val_loss best_step seconds
  *   steps_per_s tokens_per_s
- * src NULL = the names of tr_load_names. */
+ * followed by m->summary_columns' columns, if any (seconds and the speeds
+ * do not count the time they take).  src NULL = the names of tr_load_names. */
 err_code tr_run(tr_session *s, const tr_model *m, const tr_source *src);
 void     tr_close(tr_session *s);
 

@@ -26,6 +26,11 @@ void vw_heat(FILE *f, const char *text, double v, bool color);
 /* A horizontal bar of frac (clamped to [0, 1]) of width cells, in eighths
  * of a cell (Unicode block elements). */
 void vw_bar(FILE *f, double frac, int width);
+/* text padded with spaces to width columns (one per code point), then
+ * shaded by v as vw_heat; a lone space drawn as ␣ (vw_visible). */
+void vw_cell(FILE *f, const char *text, int width, double v, bool color);
+/* "␣" (U+2423, a visible space) for " ", else s itself. */
+const char *vw_visible(const char *s);
 /* Bold text (a heading), plain without color. */
 void vw_bold(FILE *f, const char *text, bool color);
 

@@ -80,3 +80,18 @@ sae_t2=$(date +%s.%N)
 awk -v a="$sae_t0" -v b="$sae_t1" -v c="$sae_t2" 'BEGIN {
     printf "== sae-train, 300 steps with activations and final evaluation: %.2f s\n", b - a
     printf "== explore features --top 20, all names, 256 features: %.2f s\n", c - b }' >&2
+
+# Generation speed of the shipped models (cached keys/values, carried state):
+# names per second, one name a line, on $THREADS thread(s).
+gen_speed() {   # gen_speed LABEL CHECKPOINT
+    [ -f "$2" ] || { printf '%s\t-\t(no %s)\n' "$1" "$2"; return; }
+    local t0 t1
+    t0=$(date +%s.%N)
+    bin/generate -m "$2" -n 20000 --seed 1 --threads "$THREADS" >/dev/null
+    t1=$(date +%s.%N)
+    awk -v l="$1" -v a="$t0" -v b="$t1" 'BEGIN { printf "%s\t%.0f\n", l, 20000 / (b - a) }'
+}
+echo "== generation, 20000 names, $THREADS thread(s)" >&2
+printf 'model\tnames_per_s\n'
+gen_speed "transformer (weights/transformer.safetensors)" weights/transformer.safetensors
+gen_speed "gru (weights/gru.safetensors)" weights/gru.safetensors

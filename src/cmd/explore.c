@@ -9,7 +9,6 @@
  * attribute can also write a self-contained HTML page.
  */
 #include <getopt.h>
-#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,11 +16,10 @@
 
 #include "cli.h"
 #include "dataset.h"
+#include "interp.h"
 #include "model.h"
 #include "sae.h"
-#include "sampling.h"
 #include "text.h"
-#include "topk.h"
 #include "transformer.h"
 #include "view.h"
 
@@ -29,8 +27,7 @@
 #define DEFAULT_SAE "weights/sae.safetensors"
 #define DEFAULT_DATA "data/villes.txt"
 
-enum { DEFAULT_TOP = 10, DEFAULT_NEIGHBOURS = 3, LENS_TOP = 3, VIEW_PARTS = 15,
-       CHUNK_FLOATS = 1 << 22 };
+enum { DEFAULT_TOP = 10, DEFAULT_NEIGHBOURS = 3, LENS_TOP = 3, VIEW_PARTS = 15 };
 
 /* ---- options ----------------------------------------------------------------- */
 
@@ -189,35 +186,6 @@ static char *name_str(const ctx *c, const int *tok, int n, char *out)
     return out;
 }
 
-/* Columns a UTF-8 string takes (one per code point). */
-static int columns(const char *s)
-{
-    int n = 0;
-    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
-/* s padded to width columns, shaded by v; " " shown as a visible space. */
-static void cell(const ctx *c, const char *s, int width, double v)
-{
-    char buf[64];
-    snprintf(buf, sizeof buf, "%s", !strcmp(s, " ") ? "\u2423" : s);
-    for (int n = columns(buf); n < width && strlen(buf) + 1 < sizeof buf; n++) strcat(buf, " ");
-    vw_heat(stdout, buf, v, c->color);
-}
-
-static const ds_names *cmp_names;
-static int cmp_name(const void *a, const void *b)
-{
-    size_t i = *(const size_t *)a, j = *(const size_t *)b;
-    int li = ds_len(cmp_names, i), lj = ds_len(cmp_names, j);
-    const int *x = ds_name(cmp_names, i), *y = ds_name(cmp_names, j);
-    for (int k = 0; k < li && k < lj; k++)
-        if (x[k] != y[k]) return x[k] < y[k] ? -1 : 1;
-    if (li != lj) return li < lj ? -1 : 1;
-    return i < j ? -1 : i > j;
-}
-
 /* The distinct names of --data, in file order of their first line. */
 static void load_names(const ctx *c, ds_names *out)
 {
@@ -227,34 +195,19 @@ static void load_names(const ctx *c, ds_names *out)
     if (ds_from_lines(&all, &lines, &c->lm.vocab)) cli_die("%s: %s", c->o->data, err_msg());
     txt_lines_free(&lines);
     if (all.n == 0) cli_die("%s: no names of at least %d characters", c->o->data, DS_MIN_NAME_LEN);
-    size_t *order = malloc(all.n * sizeof *order);
-    bool *keep = calloc(all.n, sizeof *keep);
-    out->start = malloc((all.n + 1) * sizeof *out->start);
-    out->tok = malloc((all.start[all.n] ? all.start[all.n] : 1) * sizeof *out->tok);
-    if (!order || !keep || !out->start || !out->tok) cli_die("out of memory");
-    for (size_t i = 0; i < all.n; i++) order[i] = i;
-    cmp_names = &all;
-    qsort(order, all.n, sizeof *order, cmp_name);
-    for (size_t i = 0; i < all.n; i++) {   /* the first of each run of equal names */
-        bool same = i > 0 && ds_len(&all, order[i]) == ds_len(&all, order[i - 1]) &&
-                    !memcmp(ds_name(&all, order[i]), ds_name(&all, order[i - 1]),
-                            (size_t)ds_len(&all, order[i]) * sizeof(int));
-        keep[order[i]] = !same;
-    }
-    out->n = 0;
-    out->max_len = 0;
-    out->start[0] = 0;
-    for (size_t i = 0; i < all.n; i++) {
-        if (!keep[i]) continue;
-        int len = ds_len(&all, i);
-        memcpy(out->tok + out->start[out->n], ds_name(&all, i), (size_t)len * sizeof(int));
-        out->start[out->n + 1] = out->start[out->n] + (size_t)len;
-        out->n++;
-        if (len > out->max_len) out->max_len = len;
-    }
-    free(order);
-    free(keep);
+    if (ip_distinct_names(out, &all)) cli_die_err();
     ds_free(&all);
+}
+
+/* The unit activations of the distinct names of --data, scanned. */
+static void scan_names(const ctx *c, const sae_model *sae, int layer, int K, int only, ds_names *names,
+                       ip_scan *sc)
+{
+    sae_acts a;
+    load_names(c, names);
+    if (sae_acts_compute(&a, c->tf, names, layer)) cli_die("%s: %s", c->o->data, err_msg());
+    if (ip_scan_units(sc, &a, sae, K, only, sae != NULL)) cli_die_err();
+    sae_acts_free(&a);
 }
 
 /* A NAME operand as character tokens; its length in *n. */
@@ -286,134 +239,47 @@ static void close_html(FILE *f, const options *o)
     if (cli_close(f, o->html)) cli_die_err();
 }
 
-static void check_unit(const char *what, int id, int n)
-{
-    if (id >= n) cli_die("%s %d out of range: there are %d (0 to %d)", what, id, n, n - 1);
-}
-
 /* ---- features and neurons: the top names of each unit ----------------------- */
-
-/* The units' activations at every letter of every name, reduced to: how
- * often each unit is positive, and the K names of highest maximum. */
-typedef struct scan {
-    int     U;
-    size_t  positions;       /* letters seen */
-    size_t *active;          /* (U) letters where the unit is > 0 */
-    tk_best best;            /* per unit: names by their maximum activation */
-} scan;
-
-/* Unit activations of rows x (N, d) into out (N, U): SAE features, or
- * (sae NULL) the residual dimensions themselves. */
-static void units_of(const sae_model *sae, const float *x, int N, int d, float *out, float *scratch)
-{
-    if (sae) sae_encode(sae, x, N, out, scratch);
-    else memcpy(out, x, (size_t)N * d * sizeof *out);
-}
-
-/* positive_only: a name enters a unit's list only if the unit fires on it. */
-static void run_scan(scan *sc, const sae_acts *a, const sae_model *sae, bool positive_only)
-{
-    const int U = sc->U, d = a->d;
-    size_t chunk_rows = CHUNK_FLOATS / (size_t)U > 64 ? CHUNK_FLOATS / (size_t)U : 64;
-    float *act = malloc(chunk_rows * (size_t)U * sizeof *act), *best = malloc((size_t)U * sizeof *best);
-    float *scratch = sae ? malloc(sae_scratch_floats(&sae->c) * sizeof *scratch) : NULL;
-    if (!act || !best || (sae && !scratch)) cli_die("out of memory");
-    for (size_t i = 0; i < a->n_names;) {
-        size_t j = i;   /* names i..j-1 fit the chunk (at least one) */
-        while (j < a->n_names && (j == i || a->row[j + 1] - a->row[i] <= chunk_rows)) j++;
-        size_t r0 = a->row[i], rows = a->row[j] - r0;
-        if (rows > chunk_rows) cli_die("a name has more positions than a chunk");
-        units_of(sae, a->x + r0 * d, (int)rows, d, act, scratch);
-        for (size_t nm = i; nm < j; nm++) {
-            for (int u = 0; u < U; u++) best[u] = -INFINITY;
-            for (size_t r = a->row[nm] + 1; r < a->row[nm + 1]; r++) {   /* letters: skip <SOS> */
-                const float *v = act + (r - r0) * U;
-                for (int u = 0; u < U; u++) {
-                    if (v[u] > best[u]) best[u] = v[u];
-                    sc->active[u] += v[u] > 0.0f;
-                }
-                sc->positions++;
-            }
-            for (int u = 0; u < U; u++)
-                if (!positive_only || best[u] > 0.0f) tk_offer(&sc->best, u, best[u], nm);
-        }
-        i = j;
-    }
-    tk_sort(&sc->best);
-    free(act);
-    free(best);
-    free(scratch);
-}
-
-static void scan_init(scan *sc, int U, int K)
-{
-    *sc = (scan){ .U = U, .active = calloc((size_t)U + 1, sizeof(size_t)) };
-    if (!sc->active || tk_init(&sc->best, U, K)) cli_die("out of memory");
-}
-
-static void scan_free(scan *sc)
-{
-    free(sc->active);
-    tk_free(&sc->best);
-}
-
-static double freq_of(const scan *sc, int u)
-{
-    return sc->positions ? (double)sc->active[u] / (double)sc->positions : 0.0;
-}
 
 /* Everything the top-names views need. */
 typedef struct top_view {
     const ctx      *c;
     const char     *unit;     /* "feature" or "neuron" */
-    const sae_acts *a;
     const ds_names *names;
-    const sae_model *sae;     /* NULL for neurons */
-    scan            sc;
-    float          *act;      /* (max_len + 1, U) one name's unit activations */
-    float          *scratch;
+    ip_scan         sc;
     char           *buf;      /* a name's UTF-8 */
 } top_view;
-
-/* Unit activations at every position of name nm into tv->act; returns its rows. */
-static int name_units(top_view *tv, size_t nm)
-{
-    const sae_acts *a = tv->a;
-    int rows = (int)(a->row[nm + 1] - a->row[nm]);
-    units_of(tv->sae, a->x + a->row[nm] * a->d, rows, a->d, tv->act, tv->scratch);
-    return rows;
-}
 
 static void top_tsv(top_view *tv, int u)
 {
     char letter[8];
-    for (int k = 0; k < tk_count(&tv->sc.best, u); k++) {
-        size_t nm = tk_item(&tv->sc.best, u, k);
+    for (int k = 0; k < ip_top_count(&tv->sc, u); k++) {
+        size_t nm = ip_top_name(&tv->sc, u, k);
         const int *tok = ds_name(tv->names, nm), n = ds_len(tv->names, nm);
-        name_units(tv, nm);
+        const float *act = ip_top_letters(&tv->sc, u, k);
         name_str(tv->c, tok, n, tv->buf);
         for (int p = 1; p <= n; p++)
             printf("%d\t%d\t%s\t%d\t%s\t%.6g\t%.6g\n", u, k + 1, tv->buf, p,
-                   tok_str(tv->c, tok[p - 1], letter), (double)tv->act[(size_t)p * tv->sc.U + u],
-                   freq_of(&tv->sc, u));
+                   tok_str(tv->c, tok[p - 1], letter), (double)act[p - 1], ip_freq(&tv->sc, u));
     }
 }
 
-/* The name with each letter shaded by the unit's activation / scale; without
- * colour, the strongest letter in brackets. */
-static void shaded_name(top_view *tv, int u, size_t nm, double scale, FILE *f, bool html)
+/* The name of rank k with each letter shaded by the unit's activation /
+ * scale; without colour, the strongest letter in brackets. */
+static void shaded_name(top_view *tv, int u, int k, double scale, FILE *f, bool html)
 {
-    const int *tok = ds_name(tv->names, nm), n = ds_len(tv->names, nm), U = tv->sc.U;
+    size_t nm = ip_top_name(&tv->sc, u, k);
+    const int *tok = ds_name(tv->names, nm), n = ds_len(tv->names, nm);
+    const float *act = ip_top_letters(&tv->sc, u, k);
     char letter[8], tip[64];
-    name_units(tv, nm);
-    int argmax = 1;
-    for (int p = 1; p <= n; p++)
-        if (tv->act[(size_t)p * U + u] > tv->act[(size_t)argmax * U + u]) argmax = p;
-    for (int p = 1; p <= n; p++) {
-        double v = tv->act[(size_t)p * U + u];
-        tok_str(tv->c, tok[p - 1], letter);
+    int argmax = 0;
+    for (int p = 1; p < n; p++)
+        if (act[p] > act[argmax]) argmax = p;
+    for (int p = 0; p < n; p++) {
+        double v = act[p];
+        tok_str(tv->c, tok[p], letter);
         if (html) {
-            snprintf(tip, sizeof tip, "%d: %.4g", p, v);
+            snprintf(tip, sizeof tip, "%d: %.4g", p + 1, v);
             vw_html_heat(f, letter, scale > 0 ? v / scale : 0, tip);
         } else if (tv->c->color) {
             vw_heat(f, letter, scale > 0 ? v / scale : 0, true);
@@ -426,14 +292,13 @@ static void shaded_name(top_view *tv, int u, size_t nm, double scale, FILE *f, b
 static void top_text(top_view *tv, int u)
 {
     char head[128];
-    const tk_best *b = &tv->sc.best;
-    double mx = tk_count(b, u) ? tk_score(b, u, 0) : 0.0;
+    double mx = ip_top_count(&tv->sc, u) ? ip_top_score(&tv->sc, u, 0) : 0.0;
     snprintf(head, sizeof head, "%s %d", tv->unit, u);
     vw_bold(stdout, head, tv->c->color);
-    printf("   active on %.3g%% of letters   max %.4g\n", 100.0 * freq_of(&tv->sc, u), mx);
-    for (int k = 0; k < tk_count(b, u); k++) {
-        printf("  %8.3f  ", (double)tk_score(b, u, k));
-        shaded_name(tv, u, tk_item(b, u, k), mx, stdout, false);
+    printf("   active on %.3g%% of letters   max %.4g\n", 100.0 * ip_freq(&tv->sc, u), mx);
+    for (int k = 0; k < ip_top_count(&tv->sc, u); k++) {
+        printf("  %8.3f  ", (double)ip_top_score(&tv->sc, u, k));
+        shaded_name(tv, u, k, mx, stdout, false);
         putchar('\n');
     }
     putchar('\n');
@@ -441,14 +306,13 @@ static void top_text(top_view *tv, int u)
 
 static void top_html(top_view *tv, int u, FILE *f)
 {
-    const tk_best *b = &tv->sc.best;
-    double mx = tk_count(b, u) ? tk_score(b, u, 0) : 0.0;
+    double mx = ip_top_count(&tv->sc, u) ? ip_top_score(&tv->sc, u, 0) : 0.0;
     fprintf(f, "<h2 id=\"%s-%d\">%s %d</h2>\n<p class=\"meta\">active on %.3g%% of letters, "
             "max %.4g</p>\n<table>\n<tr><th>max</th><th>name</th></tr>\n", tv->unit, u, tv->unit,
-            u, 100.0 * freq_of(&tv->sc, u), mx);
-    for (int k = 0; k < tk_count(b, u); k++) {
-        fprintf(f, "<tr><td class=\"num\">%.3f</td><td class=\"name\">", (double)tk_score(b, u, k));
-        shaded_name(tv, u, tk_item(b, u, k), mx, f, true);
+            u, 100.0 * ip_freq(&tv->sc, u), mx);
+    for (int k = 0; k < ip_top_count(&tv->sc, u); k++) {
+        fprintf(f, "<tr><td class=\"num\">%.3f</td><td class=\"name\">", (double)ip_top_score(&tv->sc, u, k));
+        shaded_name(tv, u, k, mx, f, true);
         fputs("</td></tr>\n", f);
     }
     fputs("</table>\n", f);
@@ -459,19 +323,11 @@ static void top_names(const ctx *c, const sae_model *sae, int layer, const char 
 {
     const options *o = c->o;
     ds_names names;
-    sae_acts a;
-    load_names(c, &names);
-    if (sae_acts_compute(&a, c->tf, &names, layer)) cli_die("%s: %s", o->data, err_msg());
-    const int U = sae ? sae->c.n_features : a.d;
-    if (o->seen & F_ID) check_unit(unit, o->id, U);
-    top_view tv = { .c = c, .unit = unit, .a = &a, .names = &names, .sae = sae };
-    scan_init(&tv.sc, U, o->top);
-    run_scan(&tv.sc, &a, sae, sae != NULL);
-    tv.act = malloc(((size_t)names.max_len + 1) * U * sizeof *tv.act);
-    tv.scratch = sae ? malloc(sae_scratch_floats(&sae->c) * sizeof *tv.scratch) : NULL;
+    top_view tv = { .c = c, .unit = unit, .names = &names };
+    scan_names(c, sae, layer, o->top, o->seen & F_ID ? o->id : -1, &names, &tv.sc);
     tv.buf = malloc(4 * (size_t)names.max_len + 1);
-    if (!tv.act || !tv.buf || (sae && !tv.scratch)) cli_die("out of memory");
-    int first = o->seen & F_ID ? o->id : 0, last = o->seen & F_ID ? o->id : U - 1, dead = 0;
+    if (!tv.buf) cli_die("out of memory");
+    int first = o->seen & F_ID ? o->id : 0, last = o->seen & F_ID ? o->id : tv.sc.U - 1, dead = 0;
     FILE *html = o->html ? open_html(o) : NULL;
     if (html) {
         char title[256];
@@ -483,7 +339,7 @@ static void top_names(const ctx *c, const sae_model *sae, int layer, const char 
         printf("%s\trank\tname\tposition\tletter\tactivation\tfrequency\n", unit);
     }
     for (int u = first; u <= last; u++) {
-        if (tk_count(&tv.sc.best, u) == 0 && !(o->seen & F_ID)) {
+        if (ip_top_count(&tv.sc, u) == 0 && !(o->seen & F_ID)) {
             dead++;
             continue;
         }
@@ -498,11 +354,8 @@ static void top_names(const ctx *c, const sae_model *sae, int layer, const char 
     } else if (o->format == VW_TEXT && dead) {
         printf("%d %ss never active on these names\n", dead, unit);
     }
-    free(tv.act);
-    free(tv.scratch);
     free(tv.buf);
-    scan_free(&tv.sc);
-    sae_acts_free(&a);
+    ip_scan_free(&tv.sc);
     ds_free(&names);
 }
 
@@ -526,90 +379,65 @@ static void cmd_neurons(const options *o)
 
 /* ---- freq ------------------------------------------------------------------------ */
 
-static const scan *sort_scan;
-static int by_freq(const void *a, const void *b)
-{
-    int i = *(const int *)a, j = *(const int *)b;
-    size_t x = sort_scan->active[i], y = sort_scan->active[j];
-    if (x != y) return x > y ? -1 : 1;
-    return i - j;
-}
-
 static void cmd_freq(const options *o)
 {
     static const double below[] = { 0.1, 0.01, 0.001, 0.0001 };
     ctx c;
     open_ctx(&c, o, true);
     ds_names names;
-    sae_acts a;
-    load_names(&c, &names);
-    if (sae_acts_compute(&a, c.tf, &names, c.sae.c.layer)) cli_die("%s: %s", o->data, err_msg());
-    const int F = c.sae.c.n_features;
-    scan sc;
-    scan_init(&sc, F, 0);
-    run_scan(&sc, &a, &c.sae, true);
+    ip_scan sc;
+    scan_names(&c, &c.sae, c.sae.c.layer, 0, -1, &names, &sc);
+    const int F = sc.U;
+    double *freq = malloc((size_t)F * sizeof *freq);
     int *order = malloc((size_t)F * sizeof *order), n_below[4] = { 0 }, dead = 0;
-    if (!order) cli_die("out of memory");
+    if (!freq || !order) cli_die("out of memory");
     for (int i = 0; i < F; i++) {
         order[i] = i;
+        freq[i] = ip_freq(&sc, i);
         dead += sc.active[i] == 0;
-        for (int k = 0; k < 4; k++) n_below[k] += freq_of(&sc, i) < below[k];
+        for (int k = 0; k < 4; k++) n_below[k] += freq[i] < below[k];
     }
-    sort_scan = &sc;
-    if (o->by_freq) qsort(order, (size_t)F, sizeof *order, by_freq);
+    if (o->by_freq && ip_rank(freq, F, order)) cli_die_err();
     if (o->format == VW_TSV && o->summary) {
         printf("below\tfeatures\n");
         for (int k = 0; k < 4; k++) printf("%g\t%d\n", below[k], n_below[k]);
     } else if (o->format == VW_TSV) {
         printf("feature\tactive\tfrequency\n");
-        for (int i = 0; i < F; i++)
-            printf("%d\t%zu\t%.6g\n", order[i], sc.active[order[i]], freq_of(&sc, order[i]));
+        for (int i = 0; i < F; i++) printf("%d\t%zu\t%.6g\n", order[i], sc.active[order[i]], freq[order[i]]);
     } else {
         printf("%d features over %zu letters of %zu names: %d never active\n", F, sc.positions,
                names.n, dead);
         for (int k = 0; k < 4; k++)
             printf("  below %g%%: %d features\n", 100 * below[k], n_below[k]);
         if (!o->summary) {
-            double mx = F ? freq_of(&sc, order[0]) : 0;
-            for (int i = 0; i < F && !o->by_freq; i++) mx = fmax(mx, freq_of(&sc, i));
+            double mx = F ? freq[order[0]] : 0;
+            for (int i = 0; i < F && !o->by_freq; i++) mx = fmax(mx, freq[i]);
             putchar('\n');
             for (int i = 0; i < F; i++) {
-                printf("  %6d  %8.4f%%  ", order[i], 100 * freq_of(&sc, order[i]));
-                vw_bar(stdout, mx > 0 ? freq_of(&sc, order[i]) / mx : 0, 40);
+                printf("  %6d  %8.4f%%  ", order[i], 100 * freq[order[i]]);
+                vw_bar(stdout, mx > 0 ? freq[order[i]] / mx : 0, 40);
                 putchar('\n');
             }
         }
     }
+    free(freq);
     free(order);
-    scan_free(&sc);
-    sae_acts_free(&a);
+    ip_scan_free(&sc);
     ds_free(&names);
     close_ctx(&c);
 }
 
 /* ---- logits ------------------------------------------------------------------------ */
 
-static const float *sort_vals;
-static int by_value_desc(const void *a, const void *b)
-{
-    int i = *(const int *)a, j = *(const int *)b;
-    if (sort_vals[i] != sort_vals[j]) return sort_vals[i] > sort_vals[j] ? -1 : 1;
-    return i - j;
-}
-
 static void cmd_logits(const options *o)
 {
     ctx c;
     open_ctx(&c, o, true);
-    check_unit("feature", o->id, c.sae.c.n_features);
     const int V = tf_vocab_size(c.tf);
     float *logit = malloc((size_t)V * sizeof *logit);
-    int *order = malloc((size_t)V * sizeof *order), n = 0;
+    int *order = malloc((size_t)V * sizeof *order), n;
     if (!logit || !order) cli_die("out of memory");
-    sae_feature_logits(&c.sae, c.tf, o->id, logit);
-    for (int v = TOK_EOS; v < V; v++) order[n++] = v;   /* <pad> and <SOS> are never predicted */
-    sort_vals = logit;
-    qsort(order, (size_t)n, sizeof *order, by_value_desc);
+    if (ip_feature_logits(&c.sae, c.tf, o->id, logit, order, &n)) cli_die_err();
     char tok[8];
     if (o->format == VW_TSV) {
         printf("rank\ttoken\tlogit\n");
@@ -637,65 +465,8 @@ static void cmd_logits(const options *o)
 
 /* ---- embeddings ---------------------------------------------------------------------- */
 
-/* The leading eigenvector of the symmetric matrix C (d, d) by power
- * iteration, into v (d); deterministic start, sign fixed so that the
- * largest component is positive. */
-static void leading_eigenvector(const double *C, int d, double *v, double *tmp)
-{
-    for (int i = 0; i < d; i++) v[i] = 1.0 + 0.01 * i;
-    for (int it = 0; it < 500; it++) {
-        double norm = 0;
-        for (int i = 0; i < d; i++) {
-            tmp[i] = 0;
-            for (int j = 0; j < d; j++) tmp[i] += C[(size_t)i * d + j] * v[j];
-            norm += tmp[i] * tmp[i];
-        }
-        norm = sqrt(norm);
-        if (norm == 0) return;
-        for (int i = 0; i < d; i++) v[i] = tmp[i] / norm;
-    }
-    int big = 0;
-    for (int i = 1; i < d; i++)
-        if (fabs(v[i]) > fabs(v[big])) big = i;
-    if (v[big] < 0)
-        for (int i = 0; i < d; i++) v[i] = -v[i];
-}
-
-/* xy (n, 2) = the rows of E (n, d) centred and projected on their first two
- * principal components. */
-static void pca2(const float *E, int n, int d, double *xy)
-{
-    double *mean = calloc((size_t)d, sizeof *mean), *C = calloc((size_t)d * d, sizeof *C);
-    double *v = malloc(2 * (size_t)d * sizeof *v), *tmp = malloc((size_t)d * sizeof *tmp);
-    if (!mean || !C || !v || !tmp) cli_die("out of memory");
-    for (int r = 0; r < n; r++)
-        for (int j = 0; j < d; j++) mean[j] += E[(size_t)r * d + j] / n;
-    for (int r = 0; r < n; r++)
-        for (int i = 0; i < d; i++)
-            for (int j = 0; j < d; j++)
-                C[(size_t)i * d + j] += (E[(size_t)r * d + i] - mean[i]) * (E[(size_t)r * d + j] - mean[j]);
-    for (int k = 0; k < 2; k++) {
-        leading_eigenvector(C, d, v + (size_t)k * d, tmp);
-        double lambda = 0;   /* deflate: C -= lambda v v^T */
-        for (int i = 0; i < d; i++)
-            for (int j = 0; j < d; j++) lambda += v[k * d + i] * C[(size_t)i * d + j] * v[k * d + j];
-        for (int i = 0; i < d; i++)
-            for (int j = 0; j < d; j++) C[(size_t)i * d + j] -= lambda * v[k * d + i] * v[k * d + j];
-    }
-    for (int r = 0; r < n; r++)
-        for (int k = 0; k < 2; k++) {
-            double s = 0;
-            for (int j = 0; j < d; j++) s += (E[(size_t)r * d + j] - mean[j]) * v[k * d + j];
-            xy[2 * r + k] = s;
-        }
-    free(mean);
-    free(C);
-    free(v);
-    free(tmp);
-}
-
-/* A character grid of the points, each drawn as its token. */
-static void scatter(const ctx *c, const double *xy, const int *tokens, int n)
+/* A character grid of the points xy (n, 2), point r drawn as token r + 1. */
+static void scatter(const ctx *c, const double *xy, int n)
 {
     enum { W = 72, H = 24 };
     static char cell[H][W][8];
@@ -710,9 +481,7 @@ static void scatter(const ctx *c, const double *xy, const int *tokens, int n)
         int x = hi[0] > lo[0] ? (int)lround((xy[2 * r] - lo[0]) / (hi[0] - lo[0]) * (W - 6)) : 0;
         int y = hi[1] > lo[1] ? (int)lround((hi[1] - xy[2 * r + 1]) / (hi[1] - lo[1]) * (H - 1)) : 0;
         char tok[8];
-        tok_str(c, tokens[r], tok);
-        if (!strcmp(tok, " ")) strcpy(tok, "␣");
-        snprintf(cell[y][x], sizeof cell[y][x], "%s", tok);
+        snprintf(cell[y][x], sizeof cell[y][x], "%s", vw_visible(tok_str(c, r + 1, tok)));
     }
     for (int y = 0; y < H; y++) {
         for (int x = 0; x < W; x++) {
@@ -732,19 +501,14 @@ static void cmd_embeddings(const options *o)
 {
     ctx c;
     open_ctx(&c, o, false);
-    const int V = tf_vocab_size(c.tf), d = tf_d_model(c.tf), n = V - 1, K = o->neighbours;
-    const float *E = tf_embedding(c.tf) + d;   /* every token but <pad> */
-    double *xy = malloc(2 * (size_t)n * sizeof *xy), *norm = malloc((size_t)n * sizeof *norm);
-    float *cos = malloc((size_t)n * sizeof *cos);
-    int *tokens = malloc((size_t)n * sizeof *tokens), *order = malloc((size_t)n * sizeof *order);
-    if (!xy || !norm || !cos || !tokens || !order) cli_die("out of memory");
-    pca2(E, n, d, xy);
-    for (int r = 0; r < n; r++) {
-        tokens[r] = r + 1;
-        double s = 0;
-        for (int j = 0; j < d; j++) s += (double)E[(size_t)r * d + j] * E[(size_t)r * d + j];
-        norm[r] = sqrt(s);
-    }
+    const int V = tf_vocab_size(c.tf), d = tf_d_model(c.tf), n = V - 1;
+    const int K = o->neighbours, shown = K < n - 1 ? K : n - 1;
+    const float *E = tf_embedding(c.tf) + d;   /* every token but <pad>: row r is token r + 1 */
+    double *xy = malloc(2 * (size_t)n * sizeof *xy);
+    int *nb = malloc(((size_t)n * shown + 1) * sizeof *nb);
+    float *cos = malloc(((size_t)n * shown + 1) * sizeof *cos);
+    if (!xy || !nb || !cos) cli_die("out of memory");
+    if (ip_pca2(E, n, d, xy) || ip_cosine_neighbours(E, n, d, shown, nb, cos)) cli_die_err();
     char tok[8];
     if (o->format == VW_TSV) {
         printf("token\tx\ty");
@@ -752,35 +516,26 @@ static void cmd_embeddings(const options *o)
         putchar('\n');
     } else {
         printf("token embeddings, first two principal components:\n\n");
-        scatter(&c, xy, tokens, n);
+        scatter(&c, xy, n);
         printf("\nnearest neighbours (cosine similarity):\n");
     }
     for (int r = 0; r < n; r++) {
-        for (int q = 0; q < n; q++) {
-            double s = 0;
-            for (int j = 0; j < d; j++) s += (double)E[(size_t)r * d + j] * E[(size_t)q * d + j];
-            cos[q] = q == r ? -INFINITY : norm[r] > 0 && norm[q] > 0 ? (float)(s / (norm[r] * norm[q])) : 0.0f;
-            order[q] = q;
-        }
-        sort_vals = cos;
-        qsort(order, (size_t)n, sizeof *order, by_value_desc);
-        if (o->format == VW_TSV) printf("%s\t%.6g\t%.6g", tok_str(&c, tokens[r], tok), xy[2 * r], xy[2 * r + 1]);
+        if (o->format == VW_TSV) printf("%s\t%.6g\t%.6g", tok_str(&c, r + 1, tok), xy[2 * r], xy[2 * r + 1]);
         else {
             printf("  ");
-            cell(&c, tok_str(&c, tokens[r], tok), 6, 0);
+            vw_cell(stdout, tok_str(&c, r + 1, tok), 6, 0, c.color);
         }
-        for (int k = 0; k < K && k < n - 1; k++) {
-            const char *s = tok_str(&c, tokens[order[k]], tok);
-            if (o->format == VW_TSV) printf("\t%s\t%.4f", s, (double)cos[order[k]]);
-            else printf("  %s %.2f", strcmp(s, " ") ? s : "\u2423", (double)cos[order[k]]);
+        for (int k = 0; k < shown; k++) {
+            const char *s = tok_str(&c, nb[(size_t)r * shown + k] + 1, tok);
+            double cs = cos[(size_t)r * shown + k];
+            if (o->format == VW_TSV) printf("\t%s\t%.4f", s, cs);
+            else printf("  %s %.2f", vw_visible(s), cs);
         }
         putchar('\n');
     }
     free(xy);
-    free(norm);
+    free(nb);
     free(cos);
-    free(tokens);
-    free(order);
     close_ctx(&c);
 }
 
@@ -792,7 +547,7 @@ static void lens_header(const ctx *c, const char *label, const int *tok, int T)
     printf("%-9s", label);
     for (int pos = 0; pos < T; pos++) {
         putchar(' ');
-        cell(c, tok_str(c, tok[pos], s), 6, 0);
+        vw_cell(stdout, tok_str(c, tok[pos], s), 6, 0, c->color);
     }
     putchar('\n');
 }
@@ -803,19 +558,15 @@ static void cmd_lens(const options *o)
     open_ctx(&c, o, false);
     int n;
     int *name = parse_name(&c, o->name, &n);
-    const int T = n + 1, V = tf_vocab_size(c.tf), d = tf_d_model(c.tf), NL = tf_n_layers(c.tf);
-    const int K = o->seen & F_TOP ? o->top : LENS_TOP;
+    const int T = n + 1;
+    ip_lens l;
+    if (ip_logit_lens(&l, c.tf, name, n, o->seen & F_TOP ? o->top : LENS_TOP)) cli_die_err();
     int *x = malloc((size_t)T * sizeof *x), *y = malloc((size_t)T * sizeof *y);
-    int *order = malloc((size_t)V * sizeof *order);
-    float *p = malloc((size_t)V * sizeof *p);
-    if (!x || !y || !order || !p) cli_die("out of memory");
-    x[0] = TOK_SOS;
+    if (!x || !y) cli_die("out of memory");
+    x[0] = TOK_SOS;   /* the input at each position and the token that follows it */
     memcpy(x + 1, name, (size_t)n * sizeof *x);
     memcpy(y, name, (size_t)n * sizeof *y);
     y[n] = TOK_EOS;
-    ag_tape t;
-    if (ag_init(&t, (size_t)1 << 16)) cli_die_err();
-    t.grad = false;
     char in[8], next[8], pred[8];
     if (o->format == VW_TSV) {
         printf("layer\tposition\tinput\tnext\trank\tprediction\tprobability\n");
@@ -824,38 +575,28 @@ static void cmd_lens(const options *o)
         lens_header(&c, "input", x, T);
         lens_header(&c, "next", y, T);
     }
-    for (int L = 0; L <= NL; L++) {
-        ag_reset(&t);
-        tensor *h = tf_residual(c.tf, &t, x, 1, T, L);
-        if (!h) cli_die_err();
+    for (int L = 0; L <= l.n_layers; L++) {
         if (o->format == VW_TEXT) printf("layer %-3d", L);
         for (int pos = 0; pos < T; pos++) {
-            tf_unembed(c.tf, h->data + (size_t)pos * d, p);
-            smp_log_softmax(p, V, p);
-            int m = 0;
-            for (int v = TOK_EOS; v < V; v++) order[m++] = v;   /* never <pad>, <SOS> */
-            sort_vals = p;
-            qsort(order, (size_t)m, sizeof *order, by_value_desc);
+            size_t at = ip_lens_at(&l, L, pos);
             if (o->format == VW_TEXT) {   /* the top prediction, * when it is right */
                 char label[16];
-                snprintf(label, sizeof label, "%s%s", tok_str(&c, order[0], pred), order[0] == y[pos] ? "*" : "");
+                snprintf(label, sizeof label, "%s%s", tok_str(&c, l.tok[at], pred), l.tok[at] == y[pos] ? "*" : "");
                 putchar(' ');
-                cell(&c, label, 6, exp(p[order[0]]));
+                vw_cell(stdout, label, 6, l.prob[at], c.color);
                 continue;
             }
-            for (int k = 0; k < K && k < m; k++)
+            for (int k = 0; k < l.K; k++)
                 printf("%d\t%d\t%s\t%s\t%d\t%s\t%.6f\n", L, pos, tok_str(&c, x[pos], in),
-                       tok_str(&c, y[pos], next), k + 1, tok_str(&c, order[k], pred), exp(p[order[k]]));
+                       tok_str(&c, y[pos], next), k + 1, tok_str(&c, l.tok[at + k], pred), l.prob[at + k]);
         }
         if (o->format == VW_TEXT) putchar('\n');
     }
     if (o->format == VW_TEXT)
         printf("\n%s* = the actual next token\n", c.color ? "shading: probability of the top prediction; " : "");
-    ag_free(&t);
+    ip_lens_free(&l);
     free(x);
     free(y);
-    free(order);
-    free(p);
     free(name);
     close_ctx(&c);
 }

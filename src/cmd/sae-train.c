@@ -18,7 +18,6 @@
 #include "train.h"
 #include "transformer.h"
 
-#define DEFAULT_MODEL "weights/transformer.safetensors"
 #define DEFAULT_DATA "data/villes.txt"
 
 enum { OPT_LAYER = TR_OPT_END, OPT_FEATURES, OPT_EXPANSION, OPT_L1, OPT_TOPK };
@@ -26,7 +25,7 @@ enum { DEFAULT_EXPANSION = 4, DEFAULT_BATCH = 16, EVAL_ROWS = 4096, EVAL_NAMES =
 
 /* Model flags given on the command line (negative / 0 = not given). */
 typedef struct model_flags {
-    const char *model;
+    const char *model;     /* NULL = the shipped Transformer */
     int    layer, features, topk;
     double expansion, l1;
 } model_flags;
@@ -40,7 +39,8 @@ _Noreturn static void usage(const tr_options *o)
            "real position (<SOS> and each character) of the names of --data.\n"
            "\n"
            "SAE:\n"
-           "  -m, --model FILE      the Transformer (default %s)\n"
+           "  -m, --model FILE      the Transformer; default: the one shipped in\n"
+           "                        weights/transformer.safetensors\n"
            "      --layer L         residual stream after L blocks, 0 = the embeddings\n"
            "                        (default: the last, the input of the final norm)\n"
            "      --features N      number of features (default: --expansion x d_model)\n"
@@ -51,22 +51,23 @@ _Noreturn static void usage(const tr_options *o)
            "                        plus the AuxK loss (coefficient 1/32) that revives\n"
            "                        features dead for %d rows\n"
            "On --resume the SAE is the checkpoint's; SAE flags must agree with it.\n"
-           "--data defaults to %s, the split seed to the Transformer's, --batch-size\n"
-           "to %d names and --weight-decay to 0 (Adam, the reference recipe).\n"
+           "The split seed defaults to the Transformer's, --batch-size counts names, and\n"
+           "--weight-decay defaults to 0 (Adam, the reference recipe).\n"
            "\n",
-           DEFAULT_MODEL, DEFAULT_EXPANSION, (double)SAE_L1_DEFAULT, SAE_DEAD_ROWS, DEFAULT_DATA,
-           DEFAULT_BATCH);
+           DEFAULT_EXPANSION, (double)SAE_L1_DEFAULT, SAE_DEAD_ROWS);
     tr_print_usage(stdout, o);
-    printf("\nThen a second two-line TSV, the SAE evaluated on the validation names:\n"
-           "  l0 explained_var mse ce_clean ce_sae ce_zero ce_score dead_frac dense_frac\n"
-           "(explore sae-stats describes them).\n");
-    exit(0);
+    printf("\nThe summary goes on with the SAE evaluated on the validation names with the\n"
+           "final weights (explore sae-stats describes them):\n"
+           "  l0 explained_var mse ce_clean ce_sae ce_zero ce_score dead_frac dense_frac\n");
+    exit(fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
 }
 
 /* ---- the trainer: SAE, activations, AuxK bookkeeping ---------------------- */
 
 typedef struct trainer {
     sae_model       sae;
+    const tf_model *tf;           /* the frozen Transformer */
+    const ds_names *val_names;    /* evaluated at the end (summary_columns) */
     sae_acts        train, val;   /* batch rows index train, then val (offset train.n_rows) */
     int32_t        *since;        /* topk: training rows since each feature last fired */
     uint8_t        *dead;         /* topk: since >= SAE_DEAD_ROWS */
@@ -121,6 +122,16 @@ static err_code put_meta(const void *impl, ck_writer *w)
 
 static void after_backward(void *impl) { sae_project_decoder_grad(&((trainer *)impl)->sae); }
 static void after_update(void *impl) { sae_normalize_decoder(&((trainer *)impl)->sae); }
+
+/* The SAE's evaluation on the validation names, as columns of the summary. */
+static err_code summary_columns(const void *impl, FILE *f)
+{
+    const trainer *tr = impl;
+    sae_stats st;
+    err_code e = sae_evaluate(&tr->sae, tr->tf, tr->val_names, EVAL_NAMES, &st, NULL);
+    if (!e) sae_stats_write_tsv(f, &st);
+    return e;
+}
 
 /* ---- the source: rows of random training names ------------------------------ */
 
@@ -295,8 +306,9 @@ int main(int argc, char **argv)
     o.data = DEFAULT_DATA;
     o.batch_size = DEFAULT_BATCH;
     o.opt.weight_decay = 0.0f;
-    model_flags f = { .model = DEFAULT_MODEL, .layer = -1, .l1 = -1 };
+    model_flags f = { .layer = -1, .l1 = -1 };
     parse(argc, argv, &o, &f);
+    if (!f.model) f.model = cli_default_weights(CLI_DEFAULT_MODEL);
 
     mdl lm;
     if (mdl_load(&lm, f.model)) cli_die_err();
@@ -311,6 +323,8 @@ int main(int argc, char **argv)
 
     trainer *tr = calloc(1, sizeof *tr);
     if (!tr) cli_die("out of memory");
+    tr->tf = tf;
+    tr->val_names = &s.corpus.val;
     if (sae_init(&tr->sae, &cfg) || sae_set_model_file(&tr->sae, f.model)) cli_die_err();
     if (s.resuming) {
         sae_model old;
@@ -337,15 +351,11 @@ int main(int argc, char **argv)
 
     tr_model m = { .kind = SAE_KIND, .params = &tr->sae.p, .impl = tr, .loss = loss_fn,
                    .config_json = config_json, .put_meta = put_meta,
-                   .after_backward = after_backward, .after_update = after_update };
+                   .after_backward = after_backward, .after_update = after_update,
+                   .summary_columns = summary_columns };
     tr_source src = { .ctx = tr, .next = src_next, .eval = src_eval, .save = src_save,
                       .load = src_load };
     err_code e = tr_run(&s, &m, &src);
-    if (!e) {
-        sae_stats st;
-        e = sae_evaluate(&tr->sae, tf, &s.corpus.val, EVAL_NAMES, &st, NULL);
-        if (!e) sae_stats_write_tsv(stdout, &st);
-    }
     int status = tr_exit_status(e);
     tr_close(&s);
     sae_acts_free(&tr->train);

@@ -90,9 +90,11 @@ void tr_check_args(const tr_options *o, int argc, char **argv, int optind_)
 
 void tr_print_usage(FILE *f, const tr_options *o)
 {
+    char data[4200] = "required";
+    if (o->data) snprintf(data, sizeof data, "default %.4096s", o->data);
     fprintf(f,
 "Training:\n"
-"      --data FILE        training names, one per line (required)\n"
+"      --data FILE        training names, one per line (%s)\n"
 "      --val-data FILE    validation names (default: a seeded 90/10 split of the\n"
 "                         distinct names of --data)\n"
 "      --split-seed N     seed of that split (default %" PRIu64 "; kept apart from --seed so\n"
@@ -132,7 +134,7 @@ void tr_print_usage(FILE *f, const tr_options *o)
 "status 1 and leaves the last checkpoint written as it was.\n"
 "Exit status: 0 success, 1 runtime error (unreadable or invalid data, NaN loss),\n"
 "2 usage error, 130 interrupted (143 for SIGTERM).\n",
-            o->split_seed, o->seed, o->steps, o->batch_size, (double)o->opt.lr,
+            data, o->split_seed, o->seed, o->steps, o->batch_size, (double)o->opt.lr,
             (double)o->opt.weight_decay, (double)o->opt.min_lr_frac,
             schedule_names[o->opt.schedule], o->opt.warmup, (double)o->opt.clip, o->eval_every,
             o->out_path ? o->out_path : "none", TR_WINDOW);
@@ -658,18 +660,50 @@ static err_code interrupted(loop *L)
                    "(continue with --resume %s)", s->step, path, path);
 }
 
-static void print_summary(const tr_session *s, const tr_model *m)
+/* The summary columns of m->summary_columns: its output (malloc'ed, in
+ * *text), cut into the header and the values without their newlines. */
+static err_code extra_columns(const tr_model *m, char **text, char **header, char **values)
 {
+    size_t len = 0;
+    *text = *header = *values = NULL;
+    FILE *f = open_memstream(text, &len);
+    if (!f) return err_set(ERR_NOMEM, "out of memory for the summary");
+    err_code rc = m->summary_columns(m->impl, f);
+    if (fclose(f) && !rc) rc = err_set(ERR_NOMEM, "out of memory for the summary");
+    if (rc) return rc;
+    if (!*text) return err_set(ERR_NOMEM, "out of memory for the summary");
+    char *nl = strchr(*text, '\n'), *end = nl ? strchr(nl + 1, '\n') : NULL;
+    size_t tabs[2] = { 0, 0 };
+    for (const char *p = *text; end && p < end; p++) tabs[p > nl] += *p == '\t';
+    if (!end || end[1] || nl == *text || end == nl + 1 || tabs[0] != tabs[1])
+        return err_set(ERR_ARG, "%s: the summary columns are not a two-line TSV", m->kind);
+    *nl = *end = '\0';
+    *header = *text;
+    *values = nl + 1;
+    return ERR_OK;
+}
+
+static err_code print_summary(const tr_session *s, const tr_model *m)
+{
+    char *text = NULL, *header = NULL, *values = NULL;
+    err_code rc = m->summary_columns ? extra_columns(m, &text, &header, &values) : ERR_OK;
+    if (rc) {
+        free(text);
+        return rc;
+    }
     const tr_summary *u = &s->sum;
     size_t params = 0;   /* p->n also counts the alignment padding */
     for (int i = 0; i < m->params->count; i++) params += (size_t)m->params->e[i].t.n;
     printf("model\tparams\tsteps\ttrain_loss\tval_loss\tbest_val_loss\tbest_step\tseconds\t"
-           "steps_per_s\ttokens_per_s\n");
-    printf("%s\t%zu\t%ld\t%.6f\t%.6f\t%.6f\t%ld\t%.2f\t%.2f\t%.0f\n", m->kind, params,
+           "steps_per_s\ttokens_per_s%s%s\n", header ? "\t" : "", header ? header : "");
+    printf("%s\t%zu\t%ld\t%.6f\t%.6f\t%.6f\t%ld\t%.2f\t%.2f\t%.0f%s%s\n", m->kind, params,
            u->steps, u->train_loss, u->val_loss, u->best_val_loss, u->best_step, u->seconds,
            u->train_seconds > 0 ? (double)u->run_steps / u->train_seconds : 0.0,
-           u->train_seconds > 0 ? u->tokens / u->train_seconds : 0.0);
+           u->train_seconds > 0 ? u->tokens / u->train_seconds : 0.0, values ? "\t" : "",
+           values ? values : "");
     fflush(stdout);
+    free(text);
+    return ERR_OK;
 }
 
 static err_code loop_init(loop *L, tr_session *s, const tr_model *m, const tr_source *src)
@@ -759,7 +793,7 @@ err_code tr_run(tr_session *s, const tr_model *m, const tr_source *src)
         u->best_step = isfinite(s->best_val) ? s->best_step : s->step;
         u->seconds = cli_now() - L.t_start;
         u->train_seconds = L.t_train;
-        print_summary(s, m);
+        rc = print_summary(s, m);
     }
     loop_free(&L);
     return rc;

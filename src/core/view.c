@@ -33,6 +33,24 @@ void vw_heat(FILE *f, const char *text, double v, bool color)
     fprintf(f, "\033[48;5;%dm\033[%dm%s\033[0m", c, l >= 4 ? 97 : 30, text);
 }
 
+const char *vw_visible(const char *s) { return strcmp(s, " ") ? s : "\u2423"; }
+
+/* Columns a UTF-8 string takes (one per code point). */
+static int columns(const char *s)
+{
+    int n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+void vw_cell(FILE *f, const char *text, int width, double v, bool color)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", vw_visible(text));
+    for (int n = columns(buf); n < width && strlen(buf) + 1 < sizeof buf; n++) strcat(buf, " ");
+    vw_heat(f, buf, v, color);
+}
+
 void vw_bar(FILE *f, double frac, int width)
 {
     static const char *const eighths[] = { "", "▏", "▎", "▍", "▌", "▋", "▊", "▉" };

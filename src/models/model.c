@@ -3,6 +3,7 @@
 #include "model.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -110,6 +111,12 @@ int mdl_vocab_size(const mdl *m) { return m ? m->vocab.size : 0; }
 
 int mdl_max_len(const mdl *m) { return m && m->kind ? m->kind->max_len(m->impl) : 0; }
 
+int mdl_max_chars(const mdl *m)
+{
+    int L = mdl_max_len(m);
+    return L > 0 ? L - 1 : INT_MAX;
+}
+
 err_code mdl_state_new(mdl_state *s, const mdl *m)
 {
     if (!s || !m || !m->kind) return err_set(ERR_ARG, "mdl_state_new: no model");
@@ -132,12 +139,11 @@ void mdl_next(mdl_state *s, int tok, float *logits)
     s->m->kind->next(s->m->impl, s->st, tok, logits);
 }
 
-/* The most characters a name may have: a bounded model sees <SOS> plus
- * max_len - 1 characters. */
+/* max_chars within the model's limit. */
 static int char_limit(const mdl *m, int max_chars)
 {
-    int L = mdl_max_len(m);
-    return L > 0 && max_chars > L - 1 ? L - 1 : max_chars;
+    int limit = mdl_max_chars(m);
+    return max_chars > limit ? limit : max_chars;
 }
 
 int mdl_sample_name(mdl_state *s, const smp_config *c, rng *r, const int *prefix,

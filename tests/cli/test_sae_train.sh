@@ -11,11 +11,19 @@ DATA="--data $T/names.txt --val-data $T/val.txt"
 "$BIN/transformer-train" $DATA --d-model 16 --heads 2 --layers 2 --batch-size 16 --steps 5 \
     --eval-every 0 --seed 9 -o "$T/other.safetensors" >/dev/null 2>&1
 SAE="-m $T/tf.safetensors $DATA --eval-every 10"
+# col NAME: the value of column NAME in the summary in $OUT.
+col() {
+    printf '%s\n' "$OUT" | awk -F'\t' -v c="$1" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == c) k = i }
+                                               NR == 2 && k { print $k }'
+}
 
 run sae-train --help
 expect_rc 0 "--help"
 expect_out "^Usage: sae-train"
 expect_out "--topk K"
+expect_out "--data FILE +training names, one per line \(default data/villes.txt\)"
+check "--help: --data is not said to be required" '! printf "%s\n" "$OUT" | grep -q "(required)"'
+expect_out "^  l0 explained_var mse ce_clean ce_sae ce_zero ce_score dead_frac dense_frac$"
 run sae-train --version
 expect_rc 0 "--version"
 expect_out "^sae-train "
@@ -36,19 +44,21 @@ expect_fail "missing.safetensors"
 run sae-train -m tests/data/fixtures/mlp.safetensors $DATA --steps 5 -o "$T/x.safetensors"
 expect_fail "not a 'transformer'"
 
-# A tiny SAE: the training summary, then the evaluation.
+# A tiny SAE: one summary, the training columns then the evaluation's.
 run sae-train $SAE --steps 40 --features 32 --lr 1e-3 -o "$T/sae.safetensors" --log "$T/log.tsv"
 expect_rc 0 "training"
-expect_out "^model	params	steps	train_loss	val_loss"
+expect_out "^model	params	steps	train_loss	val_loss	best_val_loss	best_step	seconds	steps_per_s	tokens_per_s	l0	explained_var	mse	ce_clean	ce_sae	ce_zero	ce_score	dead_frac	dense_frac$"
 expect_out "^sae	1072	40	"
-expect_out "^l0	explained_var	mse	ce_clean	ce_sae	ce_zero	ce_score	dead_frac	dense_frac$"
-check "four lines of output" '[ "$(printf "%s\n" "$OUT" | wc -l)" -eq 4 ]'
-check "explained variance in (0, 1]" 'printf "%s\n" "$OUT" | sed -n 4p | awk "{ exit !(\$2 > 0 && \$2 <= 1) }"'
+check "two lines of output" '[ "$(printf "%s\n" "$OUT" | wc -l)" -eq 2 ]'
+check "as many values as columns" '[ "$(printf "%s\n" "$OUT" | awk -F"\t" "{ print NF }" | sort -u)" = 19 ]'
+check "explained variance in (0, 1]" 'awk -v v="$(col explained_var)" "BEGIN { exit !(v > 0 && v <= 1) }"'
+check "CE loss score in [0, 1.1]" 'awk -v v="$(col ce_score)" "BEGIN { exit !(v >= 0 && v <= 1.1) }"'
+check "dead and dense are fractions" 'awk -v a="$(col dead_frac)" -v b="$(col dense_frac)" "BEGIN { exit !(a >= 0 && a <= 1 && b >= 0 && b <= 1) }"'
 check "checkpoint written" '[ -s "$T/sae.safetensors" ]'
 check "log has a row per evaluation" '[ "$(wc -l < "$T/log.tsv")" -eq 5 ]'
 # The clean loss of the evaluation is the Transformer's validation loss.
 "$BIN/generate" -m "$T/tf.safetensors" --score "$T/val.txt" >/dev/null 2>"$T/score"
-clean=$(printf '%s\n' "$OUT" | sed -n 4p | cut -f4)
+clean=$(col ce_clean)
 check "ce_clean is the model's loss on the validation names" 'grep -q "mean loss: $clean " "$T/score"'
 
 # The checkpoint names its model and layer.
@@ -59,7 +69,7 @@ check "metadata: model_file, model_hash, layer" \
 run sae-train $SAE --steps 20 --layer 1 --expansion 2 --topk 4 -o "$T/topk.safetensors"
 expect_rc 0 "topk"
 expect_out "^sae	1072	20	"
-check "L0 is at most k" 'printf "%s\n" "$OUT" | sed -n 4p | awk "{ exit !(\$1 <= 4) }"'
+check "L0 is at most k" 'awk -v v="$(col l0)" "BEGIN { exit !(v > 0 && v <= 4) }"'
 
 # Resume to 30 steps: same result as 30 in one go (AuxK's state included).
 run sae-train $SAE --steps 30 --topk 4 --seed 5 -o "$T/straight.safetensors"

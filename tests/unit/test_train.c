@@ -1,7 +1,8 @@
 /* test_train.c - the shared training loop, driven with a toy bigram model
  * (logits = W[x], W (V, V)): flags, exact resume after --steps and after a
  * signal, NaN stop keeping the last good checkpoint, --keep-best, the
- * whole-set validation loss, kind mismatch on --resume, the summary. */
+ * whole-set validation loss, kind mismatch on --resume, the summary and
+ * the columns a trainer adds to it. */
 #include "cli.h"
 #include "ops.h"
 #include "test.h"
@@ -57,10 +58,26 @@ static void toy_init(toy *m, int V, uint64_t seed)
     tn_fill_normal(m->W, &r, 0.0f, 0.5f);
 }
 
+/* The toy's summary columns: when columns_text is set, toy_model adds a
+ * summary_columns callback that writes it and returns columns_rc. */
+static const char *columns_text;
+static err_code    columns_rc;
+static int         columns_calls;
+static float       columns_saw_w0;   /* W[0] when called: the final weights */
+
+static err_code toy_columns(const void *impl, FILE *f)
+{
+    columns_calls++;
+    columns_saw_w0 = ((const toy *)impl)->W->data[0];
+    fputs(columns_text, f);
+    return columns_rc ? err_set(columns_rc, "toy columns failed") : ERR_OK;
+}
+
 static tr_model toy_model(toy *m)
 {
     return (tr_model){ .kind = "toy", .params = &m->p, .impl = m, .loss = toy_loss,
-                       .config_json = toy_config };
+                       .config_json = toy_config,
+                       .summary_columns = columns_text ? toy_columns : NULL };
 }
 
 /* ---- harness ------------------------------------------------------------ */
@@ -190,6 +207,28 @@ TEST(train_options_defaults_and_parsing)
     CHECK(!tr_parse_option(&o, TR_OPT_END, "1"));
 }
 
+/* --data shows its default when the program sets one, else "required". */
+TEST(train_usage_data_default)
+{
+    tr_options o;
+    tr_options_init(&o, "mlp", "weights/mlp.safetensors");
+    char text[8192];
+    for (int with_default = 0; with_default < 2; with_default++) {
+        o.data = with_default ? "data/villes.txt" : NULL;
+        FILE *f = tmpfile();
+        tr_print_usage(f, &o);
+        rewind(f);
+        size_t n = fread(text, 1, sizeof text - 1, f);
+        text[n] = 0;
+        fclose(f);
+        const char *line = strstr(text, "--data FILE");
+        CHECK(line != NULL);
+        if (!line) continue;
+        CHECK(strncmp(strchr(line, '('), with_default ? "(default data/villes.txt)\n" : "(required)\n",
+                      with_default ? 26 : 11) == 0);
+    }
+}
+
 TEST(train_last_path)
 {
     char b[64];
@@ -221,6 +260,60 @@ TEST(train_summary_and_learning)
     CHECK(rows == 7);
     /* the arena settles: nothing is allocated in the loop once warm */
     CHECK(m.arena_moves <= 4);
+}
+
+/* A trainer's summary columns follow the common ones, in the one summary,
+ * computed once on the final weights. */
+TEST(train_summary_extra_columns)
+{
+    toy m;
+    tr_options o = toy_options(path_in("cols.safetensors"), 20);
+    columns_text = "extra_a\textra_b\n1.5\tx\n";
+    columns_rc = ERR_OK;
+    columns_calls = 0;
+    run_result r = run(&o, &m);
+    columns_text = NULL;
+    CHECK(r.rc == ERR_OK);
+    CHECK(columns_calls == 1);
+    CHECK(columns_saw_w0 == r.W[0]);
+    const char *nl = strchr(r.stdout_text, '\n');
+    CHECK(nl && !strncmp(nl - 28, "tokens_per_s\textra_a\textra_b\n", 29));
+    size_t len = strlen(r.stdout_text);
+    CHECK(len > 7 && !strcmp(r.stdout_text + len - 7, "\t1.5\tx\n"));
+    int lines = 0, tabs[2] = { 0, 0 };
+    for (const char *p = r.stdout_text; *p; p++) {
+        if (*p == '\t' && lines < 2) tabs[lines]++;
+        lines += *p == '\n';
+    }
+    CHECK(lines == 2 && tabs[0] == 11 && tabs[1] == 11);
+}
+
+/* A failing or malformed column callback: tr_run's error, no summary (the
+ * checkpoint is written before). */
+TEST(train_summary_columns_errors)
+{
+    static const struct { const char *text; err_code rc; const char *msg; } cases[] = {
+        { "a\tb\n1\t2\n", ERR_IO, "toy columns failed" },
+        { "a\tb\n1\n", ERR_OK, "not a two-line TSV" },
+        { "a\n", ERR_OK, "not a two-line TSV" },
+        { "a\n1\n2\n", ERR_OK, "not a two-line TSV" },
+        { "", ERR_OK, "not a two-line TSV" },
+        { "\n\n", ERR_OK, "not a two-line TSV" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        toy m;
+        tr_options o = toy_options(path_in("colerr.safetensors"), 10);
+        columns_text = cases[i].text;
+        columns_rc = cases[i].rc;
+        run_result r = run(&o, &m);
+        columns_text = NULL;
+        CHECK(r.rc == (cases[i].rc ? cases[i].rc : ERR_ARG));
+        CHECK(strstr(err_msg(), cases[i].msg) != NULL);
+        CHECK(r.stdout_text[0] == 0);
+        char step[32];
+        CHECK(!strcmp(meta_of(o.out_path, "step", step, sizeof step), "10"));
+        remove(o.out_path);
+    }
 }
 
 /* --steps N/2, then --resume to N: bit-for-bit the uninterrupted run. */
