@@ -18,9 +18,10 @@
 
 enum { EXIT_USAGE = 2 };
 
-/* Set once at the start of main (basename of argv[0] is not used: the
- * program passes its own name so messages are stable). */
-void cli_init(const char *prog);
+/* Set once at the start of main, before getopt: the program passes its own
+ * name (not argv[0], so messages are stable), and argv[0] is set to it so
+ * that getopt's own messages ("PROG: unrecognized option ...") match ours. */
+void cli_init(const char *prog, char **argv);
 const char *cli_prog(void);
 
 /* "PROG: msg" + "Try 'PROG --help' ..." on stderr, exit 2. */

@@ -909,7 +909,7 @@ static void parse(options *o, int argc, char **argv, const command **cmd)
 
 int main(int argc, char **argv)
 {
-    cli_init("explore");
+    cli_init("explore", argv);
     options o = { .model = DEFAULT_MODEL, .sae = DEFAULT_SAE, .data = DEFAULT_DATA, .layer = -1,
                   .top = DEFAULT_TOP, .neighbours = DEFAULT_NEIGHBOURS, .color = CLI_COLOR_AUTO };
     const command *cmd;

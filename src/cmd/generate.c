@@ -34,7 +34,6 @@ static _Noreturn void usage(void)
 static void parse(gen_options *o, int argc, char **argv)
 {
     static const struct option longs[] = { GEN_LONG_OPTIONS, { 0 } };
-    argv[0] = (char *)cli_prog();   /* getopt's own messages name the program as ours do */
     int ch;
     while ((ch = getopt_long(argc, argv, GEN_SHORT_OPTIONS, longs, NULL)) != -1) {
         if (gen_parse_option(o, ch, optarg)) continue;
@@ -49,7 +48,7 @@ static void parse(gen_options *o, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    cli_init("generate");
+    cli_init("generate", argv);
     gen_options o;
     gen_options_init(&o);
     parse(&o, argc, argv);

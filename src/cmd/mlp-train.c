@@ -39,7 +39,7 @@ static tensor *loss(void *impl, ag_tape *t, const ds_batch *b) { return mlp_loss
 
 int main(int argc, char **argv)
 {
-    cli_init("mlp-train");
+    cli_init("mlp-train", argv);
     tr_options o;
     tr_options_init(&o, "mlp", "weights/mlp.safetensors");
     mlp_config c = MLP_DEFAULTS;

@@ -70,7 +70,6 @@ static void parse(options *o, int argc, char **argv)
         { "version", no_argument, NULL, 'V' },
         { 0 },
     };
-    argv[0] = (char *)cli_prog();   /* getopt's own messages name the program as ours do */
     int ch;
     while ((ch = getopt_long(argc, argv, "n:o:hV", longs, NULL)) != -1) {
         switch (ch) {
@@ -96,7 +95,7 @@ static void parse(options *o, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    cli_init("ngram");
+    cli_init("ngram", argv);
     options o = {
         .c = { .order = 3, .k = NG_DEFAULT_K, .discount = NG_DISCOUNT_ESTIMATED },
         .data = "data/villes.txt",

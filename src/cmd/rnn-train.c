@@ -397,7 +397,7 @@ static model_flags parse_flags(int argc, char **argv, tr_options *o)
 
 int main(int argc, char **argv)
 {
-    cli_init("rnn-train");
+    cli_init("rnn-train", argv);
     tr_options o;
     tr_options_init(&o, RNN_KIND, "weights/rnn.safetensors");
     model_flags f = parse_flags(argc, argv, &o);

@@ -300,7 +300,7 @@ static void default_split_seed(tr_options *o, const mdl *m)
 
 int main(int argc, char **argv)
 {
-    cli_init("sae-train");
+    cli_init("sae-train", argv);
     tr_options o;
     tr_options_init(&o, SAE_KIND, "weights/sae.safetensors");
     o.data = DEFAULT_DATA;

@@ -76,7 +76,6 @@ static void parse(options *o, int argc, char **argv)
         { "add",   required_argument, NULL, OPT_ADD },
         { 0 },
     };
-    argv[0] = (char *)cli_prog();   /* getopt's own messages name the program as ours do */
     int ch;
     while ((ch = getopt_long(argc, argv, GEN_SHORT_OPTIONS, longs, NULL)) != -1) {
         if (gen_parse_option(&o->gen, ch, optarg)) continue;
@@ -94,7 +93,7 @@ static void parse(options *o, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    cli_init("steer");
+    cli_init("steer", argv);
     options o = { 0 };
     gen_options_init(&o.gen);
     parse(&o, argc, argv);

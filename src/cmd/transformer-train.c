@@ -91,7 +91,7 @@ static char *config_json(const void *impl)
 
 int main(int argc, char **argv)
 {
-    cli_init("transformer-train");
+    cli_init("transformer-train", argv);
     static const struct option opts[] = {
         TR_LONG_OPTIONS,
         { "d-model", required_argument, NULL, OPT_D_MODEL },

@@ -17,9 +17,10 @@
 
 static const char *prog_name = "villes";
 
-void cli_init(const char *prog)
+void cli_init(const char *prog, char **argv)
 {
     if (prog) prog_name = prog;
+    if (argv && argv[0] && prog) argv[0] = (char *)prog;   /* getopt names argv[0] in its messages */
 }
 
 const char *cli_prog(void) { return prog_name; }

@@ -20,7 +20,7 @@ static int in_child(int (*fn)(const char *), const char *arg, char *err, size_t 
     if (pid == 0) {
         dup2(fd[1], STDERR_FILENO);
         close(fd[0]);
-        cli_init("prog");
+        cli_init("prog", NULL);
         _exit(fn(arg));
     }
     close(fd[1]);

@@ -13,7 +13,7 @@ static const char *MLP = TEST_DATA("fixtures/mlp.safetensors");                 
 static const char *TRANSFORMER = TEST_DATA("fixtures/transformer.safetensors"); /* 11 chars */
 static const char *VAL = TEST_DATA("gen_val.txt");
 
-__attribute__((constructor)) static void init(void) { cli_init("test_generation"); }
+__attribute__((constructor)) static void init(void) { cli_init("test_generation", NULL); }
 
 /* A loaded model, its state, and the default options for it. */
 typedef struct loaded { mdl m; mdl_state st; gen_options o; } loaded;

@@ -88,7 +88,7 @@ __attribute__((constructor)) static void make_dir(void)
 {
     snprintf(dir, sizeof dir, "/tmp/villes-test-train.XXXXXX");
     if (!mkdtemp(dir)) snprintf(dir, sizeof dir, "/tmp");
-    cli_init("test_train");
+    cli_init("test_train", NULL);
 }
 
 __attribute__((destructor)) static void remove_dir(void)
