@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Models trained in PyTorch and converted by tools/import-pytorch.py: villes
+# scores names under them with PyTorch's loss (tests/data/fixtures/
+# import_expected.tsv, written by tools/make-fixtures.py).  When PyTorch is
+# installed, the converter is also run and must reproduce the committed files.
+. "$(dirname "$0")/lib.sh"
+F=tests/data/fixtures
+
+expected_loss() { awk -F'\t' -v m="$1" '$1 == m { print $6 }' "$F/import_expected.tsv"; }
+mean_loss() { printf '%s\n' "$ERR" | sed -n 's/^mean loss: \([0-9.]*\) nats\/char.*/\1/p'; }
+close_to() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; exit !(a != "" && d < 1e-5 && d > -1e-5) }'; }
+
+for kind in transformer gru; do
+    run generate -m "$F/import_$kind.safetensors" --score "$F/import_names.txt"
+    expect_rc 0 "score under the imported $kind"
+    check "imported $kind: villes loss $(mean_loss) = PyTorch $(expected_loss $kind)" \
+        'close_to "$(mean_loss)" "$(expected_loss $kind)"'
+    run generate -m "$F/import_$kind.safetensors" -n 3 --seed 1
+    expect_rc 0 "generate from the imported $kind"
+done
+
+if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+    for kind in transformer gru; do
+        heads=(); [ "$kind" = transformer ] && heads=(--heads 4)
+        /usr/bin/python3 tools/import-pytorch.py "$F/import_$kind.pth" --data data/villes.txt \
+            -o "$T/$kind.safetensors" "${heads[@]}" 2>"$T/err"; RC=$?; LAST="import-pytorch.py $kind"
+        expect_rc 0 "convert the $kind state_dict"
+        check "converted $kind equals the committed file" 'cmp -s "$T/$kind.safetensors" "$F/import_$kind.safetensors"'
+    done
+    /usr/bin/python3 tools/import-pytorch.py "$F/import_sae.pth" --kind sae \
+        --model "$F/import_transformer.safetensors" -o "$T/sae.safetensors" 2>"$T/err"; RC=$?
+    expect_rc 0 "convert the SAE state_dict"
+    check "converted SAE equals the committed file" 'cmp -s "$T/sae.safetensors" "$F/import_sae.safetensors"'
+fi
+finish
