@@ -51,7 +51,7 @@ row() {
         printf "%s\t%.2f\t%s\t%s\t%.0f\t%s\n", c, vs, ts, ratio, vt, tt }'
 }
 
-echo "== training speed, $THREADS thread(s), data/villes.txt (ratio target: >= 5)" >&2
+echo "== training speed, $THREADS thread(s), data/villes.txt, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(auto)} (ratio target: >= 5)" >&2
 printf 'config\tvilles_steps_s\ttorch_steps_s\tratio\tvilles_tokens_s\ttorch_tokens_s\n'
 # One line per trainer: the config name of bench_torch.py, then the program
 # and the flags that make the same model and batch.
