@@ -19,6 +19,30 @@ for kind in transformer gru; do
     expect_rc 0 "generate from the imported $kind"
 done
 
+# Every explore subcommand and steer on the imported Transformer and SAE.
+M=(-m "$F/import_transformer.safetensors") S=(--sae "$F/import_sae.safetensors")
+D=(--data "$F/import_names.txt")
+explore_imported() {   # explore_imported HEADER-REGEX ARGS...
+    local header=$1; shift
+    run explore "$@" --format tsv
+    expect_rc 0 "explore $1 on the imported model"
+    expect_out "$header"
+}
+explore_imported '^feature	rank	name	position' features --top 2 --id 0 "${M[@]}" "${S[@]}" "${D[@]}"
+explore_imported '^neuron	rank	name	position' neurons --top 2 --id 0 "${M[@]}" "${D[@]}"
+explore_imported '^feature	active	frequency' freq "${M[@]}" "${S[@]}" "${D[@]}"
+explore_imported '^rank	token	logit' logits --id 1 "${M[@]}" "${S[@]}"
+explore_imported '^token	x	y' embeddings "${M[@]}"
+explore_imported '^layer	position	input	next' lens paris "${M[@]}"
+explore_imported '^part	id	activation	dla' attribute paris --pos 2 "${M[@]}" "${S[@]}"
+explore_imported '^l0	explained_var' sae-stats "${M[@]}" "${S[@]}" "${D[@]}"
+run generate "${M[@]}" -n 5 --seed 4; GEN=$OUT
+run steer "${M[@]}" "${S[@]}" -n 5 --seed 4
+expect_rc 0 "steer on the imported model"
+check "steer without intervention = generate on the imported model" '[ "$OUT" = "$GEN" ]'
+run steer "${M[@]}" "${S[@]}" -n 5 --seed 4 --clamp 58=5
+expect_rc 0 "steer --clamp on the imported model"
+
 if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
     for kind in transformer gru; do
         heads=(); [ "$kind" = transformer ] && heads=(--heads 4)
