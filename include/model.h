@@ -34,6 +34,20 @@ typedef struct mdl_kind {
     int      (*max_len)(const void *impl);
 } mdl_kind;
 
+/* A kind's load, for a kind whose model is one struct of `size` bytes:
+ * allocate it zeroed, fill it with fill(m, f, path) and hand it out in
+ * *impl.  When fill fails, the kind's free (which must accept what a failed
+ * fill leaves) releases it and *impl is NULL. */
+err_code mdl_load_struct(const ck_file *f, const char *path, void **impl, size_t size,
+                         err_code (*fill)(void *m, const ck_file *f, const char *path),
+                         void (*kind_free)(void *impl));
+
+/* For the config parsers of the models: the integer member `key` of a
+ * config object (|value| <= 1e9) into *out; ERR_FORMAT "WHAT config: 'KEY'
+ * is missing or not an integer" otherwise. */
+struct cJSON;
+err_code mdl_config_int(const struct cJSON *config, const char *what, const char *key, int *out);
+
 typedef struct mdl {
     const mdl_kind *kind;
     void           *impl;

@@ -113,6 +113,7 @@ err_code mlp_config_from_json(mlp_config *c, const char *json)
 
 err_code mlp_from_checkpoint(mlp *m, const ck_file *f)
 {
+    memset(m, 0, sizeof *m);   /* mlp_free below may see it before mlp_init */
     mlp_config c;
     err_code rc = mlp_config_from_json(&c, ck_meta(f, "config"));
     if (!rc) rc = mlp_init(m, &c);
@@ -252,24 +253,12 @@ tensor *mlp_loss(mlp *m, ag_tape *t, const ds_batch *b)
 
 /* ---- generation (model.h) -------------------------------------------- */
 
+/* One allocation: the struct, then e, h and ctx. */
 typedef struct mlp_state {
     int   *ctx;   /* the last n_context tokens fed, oldest first */
-    float *e;     /* (n_context * d) concatenated embeddings */
     float *h;     /* (H) hidden layer */
+    float  e[];   /* (n_context * d) concatenated embeddings */
 } mlp_state;
-
-static err_code kind_load(const ck_file *f, const char *path, void **impl)
-{
-    mlp *m = malloc(sizeof *m);
-    if (!m) return err_set(ERR_NOMEM, "%s: out of memory", path);
-    err_code rc = mlp_from_checkpoint(m, f);
-    if (rc) {
-        free(m);
-        return err_set(rc, "%s: %s", path, err_msg());
-    }
-    *impl = m;
-    return ERR_OK;
-}
 
 static void kind_free(void *impl)
 {
@@ -277,30 +266,34 @@ static void kind_free(void *impl)
     free(impl);
 }
 
+/* mlp_from_checkpoint's messages do not name the file. */
+static err_code fill(void *m, const ck_file *f, const char *path)
+{
+    err_code rc = mlp_from_checkpoint(m, f);
+    return rc ? err_set(rc, "%s: %s", path, err_msg()) : ERR_OK;
+}
+
+static err_code kind_load(const ck_file *f, const char *path, void **impl)
+{
+    return mdl_load_struct(f, path, impl, sizeof(mlp), fill, kind_free);
+}
+
 static void *kind_state_new(const void *impl)
 {
     const mlp *m = impl;
     int n = m->c.n_context, in = n * m->c.d_model;
-    mlp_state *s = malloc(sizeof *s);
-    void *mem = malloc((size_t)n * sizeof(int) + (size_t)(in + m->c.d_hidden) * sizeof(float));
-    if (!s || !mem) {
-        free(s);
-        free(mem);
+    mlp_state *s = malloc(sizeof *s + (size_t)(in + m->c.d_hidden) * sizeof(float) +
+                          (size_t)n * sizeof(int));
+    if (!s) {
         err_set(ERR_NOMEM, "mlp: out of memory for a generation state");
         return NULL;
     }
-    s->e = mem;
     s->h = s->e + in;
     s->ctx = (int *)(s->h + m->c.d_hidden);
     return s;
 }
 
-static void kind_state_free(void *st)
-{
-    mlp_state *s = st;
-    if (s) free(s->e);
-    free(s);
-}
+static void kind_state_free(void *st) { free(st); }
 
 static void kind_start(const void *impl, void *st)
 {
@@ -328,7 +321,7 @@ static void kind_next(const void *impl, void *st, int tok, float *logits)
                 logits, 1);
 }
 
-static int kind_max_len(const void *impl) { (void)impl; return 0; }
+static int kind_max_len(const void *impl) { return 0; }
 
 const mdl_kind mlp_kind = {
     .name = "mlp",

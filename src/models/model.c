@@ -54,12 +54,11 @@ static err_code unknown_kind(const char *path, const char *name)
                    path, shown(name, b), known);
 }
 
-/* Prefix the last error message with the file name. */
+/* The last error message, prefixed with the file name (err_set may take
+ * err_msg() as an argument). */
 static err_code in_file(err_code e, const char *path)
 {
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s", err_msg());
-    return err_set(e, "%s: %s", path, msg);
+    return err_set(e, "%s: %s", path, err_msg());
 }
 
 /* The config's vocab_size, when there is one, must match the vocabulary. */
@@ -96,6 +95,32 @@ err_code mdl_load(mdl *m, const char *path)
         mdl_free(m);
     }
     return e;
+}
+
+err_code mdl_load_struct(const ck_file *f, const char *path, void **impl, size_t size,
+                         err_code (*fill)(void *m, const ck_file *f, const char *path),
+                         void (*kind_free)(void *impl))
+{
+    *impl = NULL;
+    void *m = calloc(1, size);
+    if (!m) return err_set(ERR_NOMEM, "%s: out of memory for the model", path);
+    err_code e = fill(m, f, path);
+    if (e) {
+        kind_free(m);
+        return e;
+    }
+    *impl = m;
+    return ERR_OK;
+}
+
+err_code mdl_config_int(const cJSON *config, const char *what, const char *key, int *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(config, key);
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
+        fabs(v->valuedouble) > 1e9)
+        return err_set(ERR_FORMAT, "%s config: '%s' is missing or not an integer", what, key);
+    *out = (int)v->valuedouble;
+    return ERR_OK;
 }
 
 void mdl_free(mdl *m)

@@ -25,12 +25,12 @@
 #include <cblas.h>
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/fastmath.h"
 #include "ops.h"
 
 /* ---- config ---------------------------------------------------------- */
@@ -91,24 +91,15 @@ err_code rnn_config_to_json(const rnn_config *c, char **json)
     return *json ? ERR_OK : err_set(ERR_NOMEM, "cannot build the rnn config JSON");
 }
 
-/* Prefix the last error message (copied first: err_set formats into the
- * buffer err_msg points at). */
+/* The last error message, prefixed (err_set may take err_msg() as an argument). */
 static err_code with_prefix(err_code rc, const char *prefix)
 {
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s", err_msg());
-    return err_set(rc, "%s: %s", prefix, msg);
+    return err_set(rc, "%s: %s", prefix, err_msg());
 }
 
-/* An integer field of the config object into *out. */
 static err_code json_int(const cJSON *o, const char *key, int *out)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
-        fabs(v->valuedouble) > 1e9)
-        return err_set(ERR_FORMAT, "rnn config: '%s' is missing or not an integer", key);
-    *out = (int)v->valuedouble;
-    return ERR_OK;
+    return mdl_config_int(o, "rnn", key, out);
 }
 
 err_code rnn_config_from_json(rnn_config *c, const char *json)
@@ -344,32 +335,6 @@ static void acc_colsum(float *restrict db, const float *restrict dy, int n, int 
         for (int j = 0; j < d; j++) db[j] += dy[(size_t)i * d + j];
 }
 
-/* exp, tanh and sigmoid that the compiler vectorises (libm's tanhf took
- * 40% of a d_model 64 RNN's training time): exp(x) = 2^n e^r with
- * |r| <= ln2/2 and Cephes' polynomial for e^r, within 2 ulp over the
- * clamped range; tanh and sigmoid from it are within 2e-7 absolute. */
-static inline float fast_exp(float x)
-{
-    x = x > -87.0f ? x : -87.0f;   /* also maps NaN to a finite value */
-    x = x < 88.0f ? x : 88.0f;
-    /* n = round(x / ln2): adding 1.5 * 2^23 rounds to an integer, and
-     * unlike floorf it vectorises */
-    float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } scale = { .i = ((int32_t)n + 127) << 23 };   /* 2^n */
-    return p * scale.f;
-}
-
-static inline float fast_tanh(float a) { return 1.0f - 2.0f / (fast_exp(2.0f * a) + 1.0f); }
-static inline float sigmoid(float a) { return 1.0f / (1.0f + fast_exp(-a)); }
-
 typedef struct seq_op {
     const rnn_pack  *p;
     const rnn_layer *L;
@@ -405,7 +370,7 @@ static void rnn_steps_forward(seq_op *s, float *H)
         float *Hs = H + (size_t)p->off[step] * d;
         int n = p->n[step];
         mul_wt(Hs, state_before(s, H, step), Wh, n, d, 1.0f);
-        for (size_t i = 0; i < (size_t)n * d; i++) Hs[i] = fast_tanh(Hs[i]);
+        for (size_t i = 0; i < (size_t)n * d; i++) Hs[i] = vtanhf(Hs[i]);
     }
 }
 
@@ -423,13 +388,13 @@ static void gru_steps_forward(seq_op *s, float *H)
         mul_wt(Z, P, Whz, n, d, 1.0f);
         mul_wt(R, P, Whr, n, d, 1.0f);
         for (size_t i = 0; i < cnt; i++) {
-            Z[i] = sigmoid(Z[i]);
-            R[i] = sigmoid(R[i]);
+            Z[i] = vsigmoidf(Z[i]);
+            R[i] = vsigmoidf(R[i]);
             RH[i] = R[i] * P[i];
         }
         mul_wt(HH, RH, Whh, n, d, 1.0f);
         for (size_t i = 0; i < cnt; i++) {
-            HH[i] = fast_tanh(HH[i]);
+            HH[i] = vtanhf(HH[i]);
             Hs[i] = P[i] + Z[i] * (HH[i] - P[i]);
         }
     }
@@ -677,17 +642,17 @@ static void cell_step(const rnn_state *s, const rnn_layer *L, const float *x, fl
     memcpy(xh + d, h, (size_t)d * sizeof *xh);
     if (s->m->c.cell == RNN_CELL_RNN) {
         cell_gemv(h, L->w[0], L->b[0], xh, d);
-        for (int j = 0; j < d; j++) h[j] = fast_tanh(h[j]);
+        for (int j = 0; j < d; j++) h[j] = vtanhf(h[j]);
         return;
     }
     cell_gemv(z, L->w[0], L->b[0], xh, d);
     cell_gemv(r, L->w[1], L->b[1], xh, d);
     for (int j = 0; j < d; j++) {
-        z[j] = sigmoid(z[j]);
-        xh[d + j] = sigmoid(r[j]) * h[j];
+        z[j] = vsigmoidf(z[j]);
+        xh[d + j] = vsigmoidf(r[j]) * h[j];
     }
     cell_gemv(hh, L->w[2], L->b[2], xh, d);
-    for (int j = 0; j < d; j++) h[j] += z[j] * (fast_tanh(hh[j]) - h[j]);
+    for (int j = 0; j < d; j++) h[j] += z[j] * (vtanhf(hh[j]) - h[j]);
 }
 
 void rnn_state_next(rnn_state *s, int tok, float *logits)
@@ -710,35 +675,24 @@ void rnn_state_next(rnn_state *s, int tok, float *logits)
 
 /* ---- the generic model interface ------------------------------------- */
 
-static err_code kind_load(const ck_file *f, const char *path, void **impl)
-{
-    *impl = NULL;
-    rnn_model *m = malloc(sizeof *m);
-    if (!m) return err_set(ERR_NOMEM, "cannot allocate an rnn model");
-    err_code rc = rnn_load(m, f, path, false);
-    if (rc) {
-        free(m);
-        return rc;
-    }
-    *impl = m;
-    return ERR_OK;
-}
-
 static void kind_free(void *impl)
 {
     rnn_free(impl);
     free(impl);
 }
 
+static err_code fill(void *m, const ck_file *f, const char *path) { return rnn_load(m, f, path, false); }
+
+static err_code kind_load(const ck_file *f, const char *path, void **impl)
+{
+    return mdl_load_struct(f, path, impl, sizeof(rnn_model), fill, kind_free);
+}
+
 static void *kind_state_new(const void *impl) { return rnn_state_new(impl); }
 static void  kind_state_free(void *st) { rnn_state_free(st); }
-static void  kind_start(const void *impl, void *st) { (void)impl; rnn_state_start(st); }
-static void  kind_next(const void *impl, void *st, int tok, float *logits)
-{
-    (void)impl;
-    rnn_state_next(st, tok, logits);
-}
-static int   kind_max_len(const void *impl) { (void)impl; return 0; }
+static void  kind_start(const void *impl, void *st) { rnn_state_start(st); }
+static void  kind_next(const void *impl, void *st, int tok, float *logits) { rnn_state_next(st, tok, logits); }
+static int   kind_max_len(const void *impl) { return 0; }
 
 const mdl_kind rnn_kind = {
     .name = RNN_KIND,

@@ -57,12 +57,7 @@ err_code sae_config_to_json(const sae_config *c, char **json)
 
 static err_code json_int(const cJSON *o, const char *key, int *out)
 {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
-        fabs(it->valuedouble) > 1e9)
-        return err_set(ERR_FORMAT, "sae config: '%s' is not an integer", key);
-    *out = (int)it->valuedouble;
-    return ERR_OK;
+    return mdl_config_int(o, "sae", key, out);
 }
 
 err_code sae_config_from_json(sae_config *c, const char *json)
@@ -131,11 +126,11 @@ void sae_init_weights(sae_model *m, rng *r)
     tn_fill(m->b_dec, 0.0f);
 }
 
+/* The last error message, prefixed with the file name (err_set may take
+ * err_msg() as an argument). */
 static err_code prefix_error(err_code e, const char *path)
 {
-    char msg[400];
-    snprintf(msg, sizeof msg, "%s", err_msg());
-    return err_set(e, "%s: %s", path, msg);
+    return err_set(e, "%s: %s", path, err_msg());
 }
 
 err_code sae_load(sae_model *m, const ck_file *f, const char *path, bool optim)

@@ -53,15 +53,9 @@ err_code tf_config_to_json(const tf_config *c, char **json)
     return *json ? ERR_OK : err_set(ERR_NOMEM, "out of memory");
 }
 
-/* An integer field of a config object; ERR_FORMAT when absent or not an integer. */
 static err_code json_int(const cJSON *o, const char *key, int *out)
 {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
-        fabs(it->valuedouble) > 1e9)
-        return err_set(ERR_FORMAT, "transformer config: '%s' is not an integer", key);
-    *out = (int)it->valuedouble;
-    return ERR_OK;
+    return mdl_config_int(o, "transformer", key, out);
 }
 
 err_code tf_config_from_json(tf_config *c, const char *json)
@@ -158,13 +152,11 @@ static size_t param_count(const tf_config *c)
     return ((size_t)c->vocab_size + (size_t)c->max_len + 1) * d + (size_t)c->n_layers * (16 * d * d + 2 * d);
 }
 
-/* err_set copies its message, so a message built from err_msg() itself
- * must go through a local copy first. */
+/* The last error message, prefixed with the file name (err_set may take
+ * err_msg() as an argument). */
 static err_code prefix_error(err_code e, const char *path)
 {
-    char msg[400];
-    snprintf(msg, sizeof msg, "%s", err_msg());
-    return err_set(e, "%s: %s", path, msg);
+    return err_set(e, "%s: %s", path, err_msg());
 }
 
 err_code tf_load(tf_model *m, const ck_file *f, const char *path, bool optim)
@@ -784,24 +776,17 @@ void tf_state_next(tf_state *s, int tok, float *logits)
 
 /* ---- The generic model interface ---------------------------------------- */
 
-static err_code kind_load(const ck_file *f, const char *path, void **impl)
-{
-    tf_model *m = malloc(sizeof *m);
-    if (!m) return err_set(ERR_NOMEM, "out of memory");
-    err_code e = tf_load(m, f, path, false);
-    if (e) {
-        tf_free(m);
-        free(m);
-        return e;
-    }
-    *impl = m;
-    return ERR_OK;
-}
-
 static void kind_free(void *impl)
 {
     tf_free(impl);
     free(impl);
+}
+
+static err_code fill(void *m, const ck_file *f, const char *path) { return tf_load(m, f, path, false); }
+
+static err_code kind_load(const ck_file *f, const char *path, void **impl)
+{
+    return mdl_load_struct(f, path, impl, sizeof(tf_model), fill, kind_free);
 }
 
 static void *kind_state_new(const void *impl) { return tf_state_new(impl); }

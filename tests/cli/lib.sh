@@ -5,6 +5,7 @@
 #   expect_out "^[a-z]"        # stdout matches an extended regex
 #   expect_err "invalid UTF-8" # stderr matches
 #   expect_err_lines 1         # stderr has exactly N lines
+#   tiny_transformer           # $T/names.txt, $T/val.txt, $DATA, $T/tf.safetensors
 #   finish                     # prints "N passed, N failed"; exit status
 set -u
 BIN="${BIN:-bin}"
@@ -49,6 +50,16 @@ expect_fail() {
     expect_rc 1 "runtime error"
     expect_err_lines 1
     expect_err "$1"
+}
+# The fixture of the interpretability tests: $T/names.txt (400 names),
+# $T/val.txt (60), $DATA naming both, and a tiny Transformer trained on them
+# for 30 steps in $T/tf.safetensors.
+tiny_transformer() {
+    head -400 data/villes.txt > "$T/names.txt"
+    sed -n 401,460p data/villes.txt > "$T/val.txt"
+    DATA="--data $T/names.txt --val-data $T/val.txt"
+    "$BIN/transformer-train" $DATA --d-model 16 --heads 2 --layers 2 --batch-size 16 --steps 30 \
+        --eval-every 0 --lr 3e-3 -o "$T/tf.safetensors" >/dev/null 2>&1
 }
 finish() {
     echo "$PASSED passed, $FAILED failed"

@@ -5,11 +5,7 @@
 # range, unknown commands).
 . "$(dirname "$0")/lib.sh"
 
-head -400 data/villes.txt > "$T/names.txt"
-sed -n 401,460p data/villes.txt > "$T/val.txt"
-DATA="--data $T/names.txt --val-data $T/val.txt"
-"$BIN/transformer-train" $DATA --d-model 16 --heads 2 --layers 2 --batch-size 16 --steps 30 \
-    --eval-every 0 --lr 3e-3 -o "$T/tf.safetensors" >/dev/null 2>&1
+tiny_transformer
 "$BIN/sae-train" -m "$T/tf.safetensors" $DATA --steps 30 --features 32 --lr 1e-3 --eval-every 0 \
     -o "$T/sae.safetensors" >/dev/null 2>&1
 "$BIN/sae-train" -m "$T/tf.safetensors" $DATA --steps 10 --features 32 --layer 1 --eval-every 0 \

@@ -3,11 +3,7 @@
 # evaluation summary, TopK, resume, and pairing with the right model.
 . "$(dirname "$0")/lib.sh"
 
-head -400 data/villes.txt > "$T/names.txt"
-sed -n 401,460p data/villes.txt > "$T/val.txt"
-DATA="--data $T/names.txt --val-data $T/val.txt"
-"$BIN/transformer-train" $DATA --d-model 16 --heads 2 --layers 2 --batch-size 16 --steps 30 \
-    --eval-every 0 --lr 3e-3 -o "$T/tf.safetensors" >/dev/null 2>&1
+tiny_transformer
 "$BIN/transformer-train" $DATA --d-model 16 --heads 2 --layers 2 --batch-size 16 --steps 5 \
     --eval-every 0 --seed 9 -o "$T/other.safetensors" >/dev/null 2>&1
 SAE="-m $T/tf.safetensors $DATA --eval-every 10"

@@ -367,6 +367,33 @@ static void check_next_matches_forward(rnn_cell cell)
 TEST(rnn_next_matches_forward_rnn) { check_next_matches_forward(RNN_CELL_RNN); }
 TEST(rnn_next_matches_forward_gru) { check_next_matches_forward(RNN_CELL_GRU); }
 
+/* A NaN weight gives a NaN loss and NaN logits (the trainer stops on a NaN
+ * loss): the cell's tanh and sigmoid must not turn NaN into a finite value. */
+static void check_nan_propagates(rnn_cell cell)
+{
+    enum { V = 9, D = 5 };
+    rnn_model m;
+    small_model(&m, cell, V, D, 1, 13);
+    for (int g = 0; g < rnn_n_gates(cell); g++) m.layer[0].w[g]->data[D + 1] = NAN;   /* Wh */
+    ds_batch b = test_batch(V, 3);
+    ag_tape t;
+    CHECK(ag_init(&t, 1 << 20) == ERR_OK);
+    tensor *loss = rnn_loss(&m, &t, &b);
+    CHECK(loss != NULL && isnan(loss->data[0]));
+    rnn_state *s = rnn_state_new(&m);
+    CHECK(s != NULL);
+    float out[V];
+    rnn_state_next(s, TOK_SOS, out);
+    rnn_state_next(s, TOK_FIRST, out);   /* the NaN reaches h through the state */
+    CHECK(isnan(out[TOK_FIRST]));
+    rnn_state_free(s);
+    ag_free(&t);
+    rnn_free(&m);
+}
+
+TEST(rnn_nan_propagates_rnn) { check_nan_propagates(RNN_CELL_RNN); }
+TEST(rnn_nan_propagates_gru) { check_nan_propagates(RNN_CELL_GRU); }
+
 /* ---- checkpoints and the model registry --------------------------------------- */
 
 TEST(rnn_checkpoint_roundtrip_through_registry)

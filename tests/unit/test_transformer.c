@@ -149,15 +149,26 @@ TEST(init_follows_reference)
 
 /* ---- PyTorch parity --------------------------------------------------------- */
 
+/* The PyTorch fixture: the file (its fixture.* tensors) in *f and its
+ * model; NULL, the test failed and nothing to free, when either fails. */
+static tf_model *fixture_model(ck_file *f)
+{
+    tf_model *m = malloc(sizeof *m);
+    if (m && ck_read(FIXTURE, f) == ERR_OK) {
+        if (tf_load(m, f, FIXTURE, false) == ERR_OK) return m;
+        tf_free(m);
+        ck_free(f);
+    }
+    test_fail(__FILE__, __LINE__, err_msg());
+    free(m);
+    return NULL;
+}
+
 TEST(parity_with_pytorch)
 {
     ck_file f;
-    if (ck_read(FIXTURE, &f) != ERR_OK) {
-        test_fail(__FILE__, __LINE__, err_msg());
-        return;
-    }
-    tf_model *m = malloc(sizeof *m);
-    CHECK(tf_load(m, &f, FIXTURE, false) == ERR_OK);
+    tf_model *m = fixture_model(&f);
+    if (!m) return;
     const ck_tensor *x = ck_get(&f, "fixture.x"), *y = ck_get(&f, "fixture.y");
     const ck_tensor *lg = ck_get(&f, "fixture.logits"), *ls = ck_get(&f, "fixture.loss");
     CHECK(x && y && lg && ls && x->dtype == CK_I32 && x->ndim == 2);
@@ -368,12 +379,8 @@ TEST(cached_generation_matches_batched_forward)
 TEST(cached_generation_matches_fixture_model)
 {
     ck_file f;
-    if (ck_read(FIXTURE, &f) != ERR_OK) {
-        test_fail(__FILE__, __LINE__, err_msg());
-        return;
-    }
-    tf_model *m = malloc(sizeof *m);
-    CHECK(tf_load(m, &f, FIXTURE, false) == ERR_OK);
+    tf_model *m = fixture_model(&f);
+    if (!m) return;
     const ck_tensor *x = ck_get(&f, "fixture.x");
     if (x) check_cached_matches_batched(m, x->data, (int)x->shape[0], (int)x->shape[1]);
     free_model(m);
