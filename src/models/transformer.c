@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/fastmath.h"
 #include "ops.h"
 #include "text.h"
 
@@ -710,7 +711,7 @@ static void attend(tf_state *s, const float *q, const float *k, const float *v, 
             if (s->w[t] > mx) mx = s->w[t];
         }
         for (int t = 0; t <= pos; t++) {
-            s->w[t] = expf(s->w[t] - mx);
+            s->w[t] = vexpf(s->w[t] - mx);
             sum += s->w[t];
         }
         float *o = s->att + h * dh;
@@ -742,7 +743,7 @@ static void block_step(tf_state *s, int l, int pos)
     vecmat(s->h13, s->xn, W->fc13, d, 2 * h, false);
     for (int i = 0; i < h; i++) {
         const float a = s->h13[i];
-        s->h13[i] = a / (1.0f + expf(-a)) * s->h13[h + i];   /* silu(fc_1 n) * fc_3 n */
+        s->h13[i] = a * vsigmoidf(a) * s->h13[h + i];   /* silu(fc_1 n) * fc_3 n */
     }
     vecmat(s->x, s->h13, W->fc2, h, d, true);              /* x += fc_2(...) */
 }
