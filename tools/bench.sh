@@ -55,11 +55,11 @@ echo "== training speed, $THREADS thread(s), data/villes.txt, OPENBLAS_CORETYPE=
 printf 'config\tvilles_steps_s\ttorch_steps_s\tratio\tvilles_tokens_s\ttorch_tokens_s\n'
 # One line per trainer: the config name of bench_torch.py, then the program
 # and the flags that make the same model and batch.
-row mlp mlp-train --steps 300 --d-model 32 --hidden 512 --context 20 --batch-size 64
-row gru-256 rnn-train --steps 60 --cell gru --d-model 256 --layers 1 --batch-size 128
-row rnn-64 rnn-train --steps 600 --cell rnn --d-model 64 --layers 1 --batch-size 64
-row transformer-64 transformer-train --steps 300 --d-model 64 --heads 8 --layers 2 --batch-size 64 --max-len 49
-row transformer-512 transformer-train --steps 6 --d-model 512 --heads 16 --layers 2 --batch-size 128 --max-len 49
+row mlp mlp-train --steps 1500 --d-model 32 --hidden 512 --context 20 --batch-size 64
+row gru-256 rnn-train --steps 200 --cell gru --d-model 256 --layers 1 --batch-size 128
+row rnn-64 rnn-train --steps 3000 --cell rnn --d-model 64 --layers 1 --batch-size 64
+row transformer-64 transformer-train --steps 1000 --d-model 64 --heads 8 --layers 2 --batch-size 64 --max-len 49
+row transformer-512 transformer-train --steps 12 --d-model 512 --heads 16 --layers 2 --batch-size 128 --max-len 49
 # SAE (sae-train): d 64, 256 features, batch 16 names, on the last residual
 # stream of a transformer-64 of 2 layers (untrained, as bench_torch's).
 # PyTorch runs the transformer's forward in every step; sae-train computes
@@ -67,7 +67,7 @@ row transformer-512 transformer-train --steps 6 --d-model 512 --heads 16 --layer
 # steps are the SAE's alone.
 bin/transformer-train --data data/villes.txt --steps 1 --d-model 64 --heads 8 --layers 2 \
     --max-len 49 --eval-every 0 --threads "$THREADS" -o "$T/sae-lm.safetensors" >/dev/null
-row sae sae-train -m "$T/sae-lm.safetensors" --steps 3000 --features 256 --batch-size 16
+row sae sae-train -m "$T/sae-lm.safetensors" --steps 10000 --features 256 --batch-size 16
 # explore features over every distinct name of data/villes.txt with a 256-feature
 # SAE (wall time, activations included), and the same sae-train run's total time.
 sae_t0=$(date +%s.%N)
