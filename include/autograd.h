@@ -4,6 +4,8 @@
  * are enabled, appends a node holding its hand-written backward function.
  * ag_backward() seeds d(loss) = 1 and runs the nodes in reverse; every
  * backward *accumulates* (+=) into the grads of its inputs that have one.
+ * An activation's grad is left unset until first used, so a backward
+ * reaches every grad through ag_grad() (or ag_grad_fill()).
  *
  * Activations, their gradients and any saved state come from the tape's
  * arena, which ag_reset() rewinds every step.  The arena grows by whole
@@ -53,8 +55,17 @@ void     ag_reset(ag_tape *t);
 /* 64-byte aligned arena memory; aborts with a message only if the system
  * is out of memory (there is no sane recovery mid-graph). */
 void    *ag_alloc(ag_tape *t, size_t bytes);
-/* A new activation tensor: data uninitialised, grad zeroed when t->grad. */
+/* A new activation tensor: data uninitialised; when t->grad, a grad that
+ * ag_grad() zeroes on first use, in backward, where it is in cache (or that
+ * ag_grad_fill() lets a backward write): zeroing all of them in forward
+ * took a tenth of a Transformer training step. */
 tensor  *ag_tensor(ag_tape *t, int ndim, const int *shape);
+/* x's grad, zeroed first if not yet; NULL when x (or its grad) is NULL. */
+float   *ag_grad(tensor *x);
+/* x's grad, not zeroed, for a backward that adds to EVERY element: *fresh
+ * says it is unset, and the caller then writes 0.0f + v (the bits of
+ * zeroing, then adding v) instead of +=.  Set either way afterwards. */
+float   *ag_grad_fill(tensor *x, bool *fresh);
 static inline tensor *ag_tensor2(ag_tape *t, int d0, int d1)
 { return ag_tensor(t, 2, (const int[]){ d0, d1 }); }
 /* A tensor wrapping existing data, no grad (inputs, frozen weights). */

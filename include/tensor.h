@@ -29,6 +29,7 @@ typedef struct tensor {
     int    ndim;
     int    shape[TN_MAX_DIMS];
     int    n;                    /* number of elements */
+    bool   grad_lazy;            /* grad not zeroed yet: read it through ag_grad() */
 } tensor;
 
 /* Rows of a tensor seen as a matrix: product of all dims but the last. */

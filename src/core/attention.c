@@ -222,12 +222,13 @@ static void attention_backward(ag_node *nd)
     size_t per_head = (size_t)T * round8(T);
     const float *P = nd->saved;
     head_buf w = head_buf_carve((float *)nd->saved + (size_t)B * H * per_head, T, round8(dh));
+    float *dy = ag_grad(nd->out), *dq = ag_grad(q), *dk = ag_grad(k), *dv = ag_grad(v);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
-            head_backward(head(nd->out->grad, b, h, T, C, dh), P + ((size_t)b * H + h) * per_head,
+            head_backward(head(dy, b, h, T, C, dh), P + ((size_t)b * H + h) * per_head,
                           head(q->data, b, h, T, C, dh), head(k->data, b, h, T, C, dh),
-                          head(v->data, b, h, T, C, dh), head(q->grad, b, h, T, C, dh),
-                          head(k->grad, b, h, T, C, dh), head(v->grad, b, h, T, C, dh),
+                          head(v->data, b, h, T, C, dh), head(dq, b, h, T, C, dh),
+                          head(dk, b, h, T, C, dh), head(dv, b, h, T, C, dh),
                           &w, T, dh, C, nd->farg[0]);
 }
 

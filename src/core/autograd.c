@@ -130,9 +130,26 @@ tensor *ag_tensor(ag_tape *t, int ndim, const int *shape)
     x->data = ag_alloc(t, (size_t)x->n * sizeof(float));
     if (t->grad) {
         x->grad = ag_alloc(t, (size_t)x->n * sizeof(float));
-        memset(x->grad, 0, (size_t)x->n * sizeof(float));
+        x->grad_lazy = true;
     }
     return x;
+}
+
+float *ag_grad(tensor *x)
+{
+    if (!x || !x->grad) return NULL;
+    if (x->grad_lazy) {
+        memset(x->grad, 0, (size_t)x->n * sizeof *x->grad);
+        x->grad_lazy = false;
+    }
+    return x->grad;
+}
+
+float *ag_grad_fill(tensor *x, bool *fresh)
+{
+    *fresh = x && x->grad && x->grad_lazy;
+    if (*fresh) x->grad_lazy = false;
+    return x ? x->grad : NULL;
 }
 
 tensor *ag_wrap(ag_tape *t, float *data, int ndim, const int *shape)
@@ -174,6 +191,6 @@ bool ag_needs_grad(const ag_tape *t, const tensor *a, const tensor *b)
 void ag_backward(ag_tape *t, tensor *loss)
 {
     if (!t->grad || !loss || !loss->grad || loss->n != 1) return;
-    loss->grad[0] = 1.0f;
+    ag_grad(loss)[0] = 1.0f;
     for (int i = t->n_nodes - 1; i >= 0; i--) t->nodes[i].backward(&t->nodes[i]);
 }

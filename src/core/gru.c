@@ -68,7 +68,6 @@ static void tanh_inplace(float *restrict a, int n)
 }
 
 static const float *data_or_null(const tensor *t) { return t ? t->data : NULL; }
-static float *grad_or_null(const tensor *t) { return t ? t->grad : NULL; }
 
 static void gru_forward(float *restrict out, gru_state *s, const float *x, const float *h,
                         const tensor *const W[6], int B, int dx, int d)
@@ -96,10 +95,10 @@ static void gru_forward(float *restrict out, gru_state *s, const float *x, const
 static void gru_backward(ag_node *nd)
 {
     tensor *x = nd->in[0], *hx = nd->in[1];
-    const tensor *Wz = nd->in[2], *Wr = nd->in[4], *Wh = nd->in[6];
+    tensor *Wz = nd->in[2], *Wr = nd->in[4], *Wh = nd->in[6];
     gru_state *s = nd->saved;
     int B = hx->shape[0], d = hx->shape[1], dx = x->shape[1], D = dx + d, n = B * d;
-    const float *restrict g = nd->out->grad, *restrict h = hx->data;
+    const float *restrict g = ag_grad(nd->out), *restrict h = hx->data;
     const float *restrict z = s->z, *restrict r = s->r, *restrict hh = s->hh;
     float *restrict dAz = s->dAz, *restrict dAr = s->dAr, *restrict dAh = s->dAh;
 
@@ -108,7 +107,7 @@ static void gru_backward(ag_node *nd)
         dAz[i] = g[i] * (hh[i] - h[i]) * z[i] * (1.0f - z[i]);
     }
     memset(s->dxrh, 0, (size_t)B * D * sizeof(float));
-    linear_backward(dAh, s->xrh, Wh->data, s->dxrh, Wh->grad, grad_or_null(nd->in[7]), B, D, d);
+    linear_backward(dAh, s->xrh, Wh->data, s->dxrh, ag_grad(Wh), ag_grad(nd->in[7]), B, D, d);
     for (int i = 0; i < B; i++) {
         const float *restrict drh = s->dxrh + (size_t)i * D + dx;
         for (int j = 0; j < d; j++) {
@@ -117,16 +116,17 @@ static void gru_backward(ag_node *nd)
         }
     }
     memset(s->dxh, 0, (size_t)B * D * sizeof(float));
-    linear_backward(dAz, s->xh, Wz->data, s->dxh, Wz->grad, grad_or_null(nd->in[3]), B, D, d);
-    linear_backward(dAr, s->xh, Wr->data, s->dxh, Wr->grad, grad_or_null(nd->in[5]), B, D, d);
+    linear_backward(dAz, s->xh, Wz->data, s->dxh, ag_grad(Wz), ag_grad(nd->in[3]), B, D, d);
+    linear_backward(dAr, s->xh, Wr->data, s->dxh, ag_grad(Wr), ag_grad(nd->in[5]), B, D, d);
+    float *dX = ag_grad(x), *dH = ag_grad(hx);
     for (int i = 0; i < B; i++) {
         const float *restrict a = s->dxh + (size_t)i * D, *restrict c = s->dxrh + (size_t)i * D;
-        if (x->grad) {
-            float *restrict gx = x->grad + (size_t)i * dx;
+        if (dX) {
+            float *restrict gx = dX + (size_t)i * dx;
             for (int j = 0; j < dx; j++) gx[j] += a[j] + c[j];
         }
-        if (hx->grad) {
-            float *restrict gh = hx->grad + (size_t)i * d;
+        if (dH) {
+            float *restrict gh = dH + (size_t)i * d;
             const float *restrict gi = g + (size_t)i * d, *restrict zi = z + (size_t)i * d;
             const float *restrict ri = r + (size_t)i * d;
             for (int j = 0; j < d; j++)

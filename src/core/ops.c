@@ -92,11 +92,12 @@ static void embedding_forward(float *restrict out, const float *restrict W, cons
 
 static void embedding_backward(ag_node *nd)
 {
-    const tensor *W = nd->in[0];
+    tensor *W = nd->in[0];
     int n = nd->iarg[0], d = tn_cols(W);
-    const float *dy = nd->out->grad;
+    const float *dy = ag_grad(nd->out);
+    float *dW = ag_grad(W);
     for (int i = 0; i < n; i++) {
-        float *restrict dw = W->grad + (size_t)nd->idx[i] * d;
+        float *restrict dw = dW + (size_t)nd->idx[i] * d;
         const float *restrict g = dy + (size_t)i * d;
         for (int j = 0; j < d; j++) dw[j] += g[j];
     }
@@ -143,7 +144,7 @@ tensor *op_embedding(ag_tape *t, tensor *W, const int *idx, int n, int ndim, con
 static void linear_node_backward(ag_node *nd)
 {
     tensor *x = nd->in[0], *W = nd->in[1], *b = nd->in[2];
-    linear_backward(nd->out->grad, x->data, W->data, x->grad, W->grad, b ? b->grad : NULL,
+    linear_backward(ag_grad(nd->out), x->data, W->data, ag_grad(x), ag_grad(W), ag_grad(b),
                     tn_rows(x), tn_cols(x), W->shape[0]);
 }
 
@@ -190,8 +191,8 @@ static void tanh_forward(float *restrict y, const float *restrict x, int n)
 
 static void tanh_backward(ag_node *nd)
 {
-    const float *restrict y = nd->out->data, *restrict dy = nd->out->grad;
-    float *restrict dx = nd->in[0]->grad;
+    const float *restrict y = nd->out->data, *restrict dy = ag_grad(nd->out);
+    float *restrict dx = ag_grad(nd->in[0]);
     for (int i = 0; i < nd->out->n; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
 }
 
@@ -204,8 +205,8 @@ static void sigmoid_forward(float *restrict y, const float *restrict x, int n)
 
 static void sigmoid_backward(ag_node *nd)
 {
-    const float *restrict y = nd->out->data, *restrict dy = nd->out->grad;
-    float *restrict dx = nd->in[0]->grad;
+    const float *restrict y = nd->out->data, *restrict dy = ag_grad(nd->out);
+    float *restrict dx = ag_grad(nd->in[0]);
     for (int i = 0; i < nd->out->n; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
 }
 
@@ -217,14 +218,21 @@ static void silu_forward(float *restrict y, const float *restrict x, int n)
 }
 
 /* d/dx x s(x) = s + x s (1 - s); s recomputed from x instead of stored. */
+static inline float silu_grad(float x, float dy)
+{
+    float s = vsigmoidf(x);
+    return dy * s * (1.0f + x * (1.0f - s));
+}
+
+/* dx is written when fresh (see accumulate), as a linear's output is. */
 static void silu_backward(ag_node *nd)
 {
-    const float *restrict x = nd->in[0]->data, *restrict dy = nd->out->grad;
-    float *restrict dx = nd->in[0]->grad;
-    for (int i = 0; i < nd->out->n; i++) {
-        float s = vsigmoidf(x[i]);
-        dx[i] += dy[i] * s * (1.0f + x[i] * (1.0f - s));
-    }
+    const float *restrict x = nd->in[0]->data, *restrict dy = ag_grad(nd->out);
+    bool fresh;
+    float *restrict dx = ag_grad_fill(nd->in[0], &fresh);
+    const int n = nd->out->n;
+    if (fresh) for (int i = 0; i < n; i++) dx[i] = 0.0f + silu_grad(x[i], dy[i]);
+    else       for (int i = 0; i < n; i++) dx[i] += silu_grad(x[i], dy[i]);
 }
 
 tensor *op_silu(ag_tape *t, tensor *x) { return unary(t, x, silu_forward, silu_backward); }
@@ -236,8 +244,8 @@ static void relu_forward(float *restrict y, const float *restrict x, int n)
 
 static void relu_backward(ag_node *nd)
 {
-    const float *restrict x = nd->in[0]->data, *restrict dy = nd->out->grad;
-    float *restrict dx = nd->in[0]->grad;
+    const float *restrict x = nd->in[0]->data, *restrict dy = ag_grad(nd->out);
+    float *restrict dx = ag_grad(nd->in[0]);
     for (int i = 0; i < nd->out->n; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
 }
 
@@ -255,16 +263,23 @@ static tensor *binary_out(ag_tape *t, tensor *a, tensor *b, const char *name)
     return op_out(t, ag_needs_grad(t, a, b), a->ndim, a->shape);
 }
 
-/* da += g (a loop apart from b's, so that a == b accumulates twice) */
-static void accumulate(float *restrict dx, const float *restrict g, int n)
+/* dx += g (a loop apart from b's, so that a == b accumulates twice).  When
+ * dx is `fresh` (unset, see ag_grad_fill) it is written: 0 + g has the bits
+ * of zeroing then adding, without the pass that zeroes. */
+static void accumulate(float *restrict dx, const float *restrict g, int n, bool fresh)
 {
-    for (int i = 0; i < n; i++) dx[i] += g[i];
+    if (fresh) for (int i = 0; i < n; i++) dx[i] = 0.0f + g[i];
+    else       for (int i = 0; i < n; i++) dx[i] += g[i];
 }
 
 static void add_backward(ag_node *nd)
 {
-    for (int k = 0; k < 2; k++)
-        if (nd->in[k]->grad) accumulate(nd->in[k]->grad, nd->out->grad, nd->out->n);
+    const float *dy = ag_grad(nd->out);
+    for (int k = 0; k < 2; k++) {
+        bool fresh;
+        float *dx = ag_grad_fill(nd->in[k], &fresh);
+        if (dx) accumulate(dx, dy, nd->out->n, fresh);
+    }
 }
 
 tensor *op_add(ag_tape *t, tensor *a, tensor *b)
@@ -278,18 +293,22 @@ tensor *op_add(ag_tape *t, tensor *a, tensor *b)
     return y;
 }
 
-/* dx += g * other */
-static void accumulate_product(float *restrict dx, const float *restrict g,
-                               const float *restrict other, int n)
+/* dx += g * other, for the whole of x's grad (see accumulate) */
+static void accumulate_product(tensor *x, const float *restrict g, const float *restrict other)
 {
-    for (int i = 0; i < n; i++) dx[i] += g[i] * other[i];
+    bool fresh;
+    float *restrict dx = ag_grad_fill(x, &fresh);
+    if (!dx) return;
+    if (fresh) for (int i = 0; i < x->n; i++) dx[i] = 0.0f + g[i] * other[i];
+    else       for (int i = 0; i < x->n; i++) dx[i] += g[i] * other[i];
 }
 
 static void mul_backward(ag_node *nd)
 {
     tensor *a = nd->in[0], *b = nd->in[1];
-    if (a->grad) accumulate_product(a->grad, nd->out->grad, b->data, a->n);
-    if (b->grad) accumulate_product(b->grad, nd->out->grad, a->data, b->n);
+    const float *dy = ag_grad(nd->out);
+    accumulate_product(a, dy, b->data);
+    accumulate_product(b, dy, a->data);
 }
 
 tensor *op_mul(ag_tape *t, tensor *a, tensor *b)
@@ -308,7 +327,7 @@ tensor *op_mul(ag_tape *t, tensor *a, tensor *b)
 /* The mask holds 0 or 1/(1-p) per element: backward is one product. */
 static void dropout_backward(ag_node *nd)
 {
-    accumulate_product(nd->in[0]->grad, nd->out->grad, nd->saved, nd->out->n);
+    accumulate_product(nd->in[0], ag_grad(nd->out), nd->saved);
 }
 
 /* mask[i] = 0 with probability p, else keep; each 64-bit draw decides two
@@ -359,10 +378,12 @@ static void concat_backward(ag_node *nd)
 {
     tensor *a = nd->in[0], *b = nd->in[1];
     int p = tn_cols(a), q = tn_cols(b), N = tn_rows(a);
+    const float *dy = ag_grad(nd->out);
+    float *da = ag_grad(a), *db = ag_grad(b);
     for (int i = 0; i < N; i++) {
-        const float *g = nd->out->grad + (size_t)i * (p + q);
-        if (a->grad) accumulate(a->grad + (size_t)i * p, g, p);
-        if (b->grad) accumulate(b->grad + (size_t)i * q, g + p, q);
+        const float *g = dy + (size_t)i * (p + q);
+        if (da) accumulate(da + (size_t)i * p, g, p, false);
+        if (db) accumulate(db + (size_t)i * q, g + p, q, false);
     }
 }
 
@@ -404,19 +425,20 @@ static void rmsnorm_backward(ag_node *nd)
 {
     tensor *x = nd->in[0], *w = nd->in[1];
     int N = tn_rows(x), d = tn_cols(x);
-    const float *rstd = nd->saved;
+    const float *rstd = nd->saved, *g = ag_grad(nd->out);
+    float *dX = ag_grad(x), *dW = ag_grad(w);
     for (int i = 0; i < N; i++) {
         const float *restrict xi = x->data + (size_t)i * d;
-        const float *restrict dy = nd->out->grad + (size_t)i * d;
+        const float *restrict dy = g + (size_t)i * d;
         const float *restrict wd = w->data;
         float r = rstd[i];
-        if (w->grad) {
-            float *restrict dw = w->grad;
+        if (dW) {
+            float *restrict dw = dW;
             for (int j = 0; j < d; j++) dw[j] += dy[j] * xi[j] * r;
         }
-        if (!x->grad) continue;
+        if (!dX) continue;
         float c = vdot3(dy, wd, xi, d) * r * r / (float)d;   /* mean(gw * xh) / rstd */
-        float *restrict dx = x->grad + (size_t)i * d;
+        float *restrict dx = dX + (size_t)i * d;
         for (int j = 0; j < d; j++) dx[j] += r * (dy[j] * wd[j] - xi[j] * c);
     }
 }
@@ -460,13 +482,13 @@ static void cross_entropy_backward(ag_node *nd)
     tensor *x = nd->in[0];
     int N = tn_rows(x), V = tn_cols(x), ignore = nd->iarg[0], count = nd->iarg[1];
     if (count == 0) return;
-    float g = nd->out->grad[0] / (float)count;
+    float g = ag_grad(nd->out)[0] / (float)count, *gl = ag_grad(x);
     const float *probs = nd->saved;
     for (int i = 0; i < N; i++) {
         int target = nd->idx[i];
         if (target == ignore) continue;
         const float *restrict p = probs + (size_t)i * V;
-        float *restrict dl = x->grad + (size_t)i * V;
+        float *restrict dl = gl + (size_t)i * V;
         for (int j = 0; j < V; j++) dl[j] += g * p[j];
         dl[target] -= g;
     }
@@ -510,8 +532,10 @@ static void time_slice_backward(ag_node *nd)
 {
     tensor *x = nd->in[0];
     int B = x->shape[0], T = x->shape[1], d = x->shape[2], s = nd->iarg[0];
+    float *dx = ag_grad(x);
+    const float *dy = ag_grad(nd->out);
     for (int b = 0; b < B; b++)
-        accumulate(x->grad + ((size_t)b * T + s) * d, nd->out->grad + (size_t)b * d, d);
+        accumulate(dx + ((size_t)b * T + s) * d, dy + (size_t)b * d, d, false);
 }
 
 tensor *op_time_slice(ag_tape *t, tensor *x, int s)
@@ -537,10 +561,12 @@ static void time_stack_backward(ag_node *nd)
 {
     tensor **xs = nd->saved;
     int n = nd->iarg[0], B = nd->out->shape[0], d = nd->out->shape[2];
+    const float *dy = ag_grad(nd->out);
     for (int s = 0; s < n; s++) {
-        if (!xs[s]->grad) continue;
+        float *dx = ag_grad(xs[s]);
+        if (!dx) continue;
         for (int b = 0; b < B; b++)
-            accumulate(xs[s]->grad + (size_t)b * d, nd->out->grad + ((size_t)b * n + s) * d, d);
+            accumulate(dx + (size_t)b * d, dy + ((size_t)b * n + s) * d, d, false);
     }
 }
 
@@ -579,7 +605,9 @@ tensor *op_time_stack(ag_tape *t, tensor **xs, int n)
 static void broadcast_rows_backward(ag_node *nd)
 {
     int d = nd->in[0]->n, N = nd->out->n / (d ? d : 1);
-    for (int i = 0; i < N; i++) accumulate(nd->in[0]->grad, nd->out->grad + (size_t)i * d, d);
+    float *dx = ag_grad(nd->in[0]);
+    const float *dy = ag_grad(nd->out);
+    for (int i = 0; i < N; i++) accumulate(dx, dy + (size_t)i * d, d, false);
 }
 
 tensor *op_broadcast_rows(ag_tape *t, tensor *row, int N)

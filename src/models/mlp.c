@@ -132,25 +132,25 @@ static void context_linear_backward(ag_node *nd)
     const int *ctx = nd->idx;
     int N = nd->iarg[0], n = nd->iarg[1];
     int V = E->shape[0], d = E->shape[1], H = W->shape[0];
-    float *G = nd->saved;
+    float *G = nd->saved, *dY = ag_grad(y), *dE = ag_grad(E), *dW = ag_grad(W), *db = ag_grad(b);
     memset(G, 0, (size_t)n * V * H * sizeof *G);
     for (int r = 0; r < N; r++) {
-        const float *dy = y->grad + (size_t)r * H;
+        const float *dy = dY + (size_t)r * H;
         for (int j = 0; j < n; j++) {
             float *g = G + ((size_t)j * V + ctx[(size_t)r * n + j]) * H;
             for (int h = 0; h < H; h++) g[h] += dy[h];
         }
-        if (b && b->grad)
-            for (int h = 0; h < H; h++) b->grad[h] += dy[h];
+        if (db)
+            for (int h = 0; h < H; h++) db[h] += dy[h];
     }
     for (int j = 0; j < n; j++) {
         const float *Gj = G + (size_t)j * V * H;
-        if (W->grad)   /* dW_j (H, d) += G_j^T (H, V) E (V, d) */
+        if (dW)   /* dW_j (H, d) += G_j^T (H, V) E (V, d) */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, H, d, V, 1.0f, Gj, H,
-                        E->data, d, 1.0f, W->grad + (size_t)j * d, n * d);
-        if (E->grad)   /* dE (V, d) += G_j (V, H) W_j (H, d) */
+                        E->data, d, 1.0f, dW + (size_t)j * d, n * d);
+        if (dE)   /* dE (V, d) += G_j (V, H) W_j (H, d) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, V, d, H, 1.0f, Gj, H,
-                        W->data + (size_t)j * d, n * d, 1.0f, E->grad, d);
+                        W->data + (size_t)j * d, n * d, 1.0f, dE, d);
     }
 }
 

@@ -453,7 +453,7 @@ static void seq_backward(ag_node *nd)
     const rnn_pack *p = s->p;
     int d = s->d, N = p->N;
     tensor *X = s->X, *h0 = s->L->h0;
-    float *H = nd->out->data, *dH = nd->out->grad;
+    float *H = nd->out->data, *dH = ag_grad(nd->out), *dX = ag_grad(X);
 
     memset(s->dinit, 0, rows_bytes(p->n[0], d));
     if (s->cell == RNN_CELL_GRU) gru_steps_backward(s, H, dH);
@@ -465,14 +465,15 @@ static void seq_backward(ag_node *nd)
     for (int g = 0; g < s->n_gates; g++) {
         tensor *W = s->L->w[g], *b = s->L->b[g];
         const float *state_in = s->cell == RNN_CELL_GRU && g == 2 ? s->rh : s->hprev;
-        if (W->grad) {
-            acc_dw(W->grad, s->da[g], X->data, N, d);
-            acc_dw(W->grad + d, s->da[g], state_in, N, d);
+        float *dW = ag_grad(W), *db = ag_grad(b);
+        if (dW) {
+            acc_dw(dW, s->da[g], X->data, N, d);
+            acc_dw(dW + d, s->da[g], state_in, N, d);
         }
-        if (b->grad) acc_colsum(b->grad, s->da[g], N, d);
-        if (X->grad) mul_w(X->grad, s->da[g], W->data, N, d);
+        if (db) acc_colsum(db, s->da[g], N, d);
+        if (dX) mul_w(dX, s->da[g], W->data, N, d);
     }
-    if (s->learned_init && h0->grad) acc_colsum(h0->grad, s->dinit, p->n[0], d);
+    if (s->learned_init && h0->grad) acc_colsum(ag_grad(h0), s->dinit, p->n[0], d);
 }
 
 /* The state before step 0 of every rank: h0 broadcast, or rows of h_in.

@@ -402,7 +402,7 @@ static void loss_backward(ag_node *nd)
     const loss_saved *s = nd->saved;
     const sae_model *m = s->m;
     const int d = m->c.d_model, F = m->c.n_features, N = s->N;
-    const float g = nd->out->grad[0], l1 = nd->farg[0], aux = nd->farg[1];
+    const float g = ag_grad(nd->out)[0], l1 = nd->farg[0], aux = nd->farg[1];
     const size_t nd_ = (size_t)N * d, nf = (size_t)N * F;
     /* reconstruction: d/dx^ of mean_rows sum (x - x^)^2 */
     for (size_t i = 0; i < nd_; i++) s->dxhat[i] = g * 2.0f * (s->xhat[i] - s->x[i]) / (float)N;
@@ -797,7 +797,7 @@ void sae_steer_hook(void *ctx, int layer, int pos, float *x, int d)
 /* A scalar op: out = x[i].  Backward adds the gradient to x's element i. */
 static void pick_backward(ag_node *nd)
 {
-    if (nd->in[0]->grad) nd->in[0]->grad[nd->iarg[0]] += nd->out->grad[0];
+    if (nd->in[0]->grad) ag_grad(nd->in[0])[nd->iarg[0]] += ag_grad(nd->out)[0];
 }
 
 static tensor *pick(ag_tape *t, tensor *x, int i)
@@ -895,7 +895,7 @@ static err_code attr_forward(attr_work *w, ag_tape *t, int T, float *resid, sae_
     smp_log_softmax(w->logits, V, w->logits);
     out->logprob = w->logits[w->target];
     ag_backward(t, pick(t, logits, w->pos * V + w->target));
-    memcpy(w->grad, xl->grad + (size_t)w->pos * d, (size_t)d * sizeof *w->grad);
+    memcpy(w->grad, ag_grad(xl) + (size_t)w->pos * d, (size_t)d * sizeof *w->grad);
     return ERR_OK;
 }
 

@@ -243,11 +243,13 @@ typedef struct grid {
 } grid;
 
 /* A view of rows [first, first + count) of the matrix x, sharing its data
- * and gradient. */
+ * and gradient (which is zeroed now: views of it cannot zero their rows
+ * lazily without zeroing x's again). */
 static tensor *row_view(ag_tape *t, tensor *x, int first, int count)
 {
     if (!x) return NULL;
     const int d = tn_cols(x);
+    ag_grad(x);
     tensor *v = ag_alloc(t, sizeof *v);
     *v = *x;
     v->ndim = 2;
@@ -259,15 +261,19 @@ static tensor *row_view(ag_tape *t, tensor *x, int first, int count)
     return v;
 }
 
-/* dx[i] += dout[rows[i]] */
+/* dx[i] += dout[rows[i]], written when dx is fresh (see ag_grad_fill) */
 static void scatter_rows_backward(ag_node *nd)
 {
-    const tensor *x = nd->in[0], *out = nd->out;
+    tensor *x = nd->in[0];
     const int d = tn_cols(x);
+    const float *dy = ag_grad(nd->out);
+    bool fresh;
+    float *dX = ag_grad_fill(x, &fresh);
     for (int i = 0; i < tn_rows(x); i++) {
-        const float *g = out->grad + (size_t)nd->idx[i] * d;
-        float *dx = x->grad + (size_t)i * d;
-        for (int j = 0; j < d; j++) dx[j] += g[j];
+        const float *g = dy + (size_t)nd->idx[i] * d;
+        float *dx = dX + (size_t)i * d;
+        if (fresh) for (int j = 0; j < d; j++) dx[j] = 0.0f + g[j];
+        else       for (int j = 0; j < d; j++) dx[j] += g[j];
     }
 }
 
@@ -299,11 +305,12 @@ static void gather_buckets_backward(ag_node *nd)
     const gather_state *s = nd->saved;
     const grid *g = &s->g;
     const int d = tn_cols(nd->out);
+    const float *dy = ag_grad(nd->out);
     for (int j = 0; j < g->n_buckets; j++) {
-        float *dst = s->outs[j]->grad;
+        float *dst = ag_grad(s->outs[j]);
         if (!dst) continue;
         for (int p = g->bk[j].first; p < g->bk[j].first + g->bk[j].count; p++) {
-            const float *src = nd->out->grad + (size_t)p * d;
+            const float *src = dy + (size_t)p * d;
             float *dx = dst + (size_t)(g->rows[p] - g->bk[j].off) * d;
             for (int i = 0; i < d; i++) dx[i] += src[i];
         }

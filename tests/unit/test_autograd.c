@@ -17,9 +17,11 @@ TEST(arena_alignment_and_zeroed_grads)
     for (int i = 1; i < 50; i += 7) CHECK(aligned64(ag_alloc(&t, (size_t)i)));
     tensor *x = ag_tensor2(&t, 3, 5);
     CHECK(x && x->n == 15 && x->ndim == 2 && tn_rows(x) == 3 && tn_cols(x) == 5);
-    CHECK(aligned64(x->data) && aligned64(x->grad));
+    CHECK(aligned64(x->data) && aligned64(x->grad) && x->grad_lazy);
+    float *g = ag_grad(x);
+    CHECK(g == x->grad && !x->grad_lazy && ag_grad(NULL) == NULL);
     int zeros = 0;
-    for (int i = 0; i < 15; i++) zeros += x->grad[i] == 0.0f;
+    for (int i = 0; i < 15; i++) zeros += g[i] == 0.0f;
     CHECK(zeros == 15);
     int ids[4] = { 4, 3, 2, 1 };
     int *copy = ag_ints(&t, ids, 4);
@@ -29,6 +31,24 @@ TEST(arena_alignment_and_zeroed_grads)
     CHECK(ag_tensor(&t, 2, (const int[]){ 3, 0 }) == NULL);   /* tn_rows would divide by 0 */
     tensor *empty = ag_tensor(&t, 2, (const int[]){ 0, 4 });
     CHECK(empty && empty->n == 0 && tn_rows(empty) == 0);
+    ag_free(&t);
+}
+
+/* ag_grad_fill hands an unset grad over without zeroing it, once. */
+TEST(grad_fill_is_fresh_once)
+{
+    ag_tape t;
+    CHECK(ag_init(&t, 0) == ERR_OK);
+    tensor *x = ag_tensor2(&t, 2, 3);
+    bool fresh = false;
+    float *g = ag_grad_fill(x, &fresh);
+    CHECK(g == x->grad && fresh && !x->grad_lazy);
+    for (int i = 0; i < x->n; i++) g[i] = (float)i;
+    CHECK(ag_grad_fill(x, &fresh) == g && !fresh);
+    CHECK(ag_grad(x) == g && g[5] == 5.0f);   /* not zeroed again */
+    CHECK(ag_grad_fill(NULL, &fresh) == NULL && !fresh);
+    float w[2] = { 1, 2 };
+    CHECK(ag_grad_fill(ag_wrap(&t, w, 1, (const int[]){ 2 }), &fresh) == NULL && !fresh);
     ag_free(&t);
 }
 

@@ -185,7 +185,8 @@ static double projected_loss(mlp *m, ag_tape *t, const float *R, bool backward)
     double s = 0;
     for (int i = 0; i < y->n; i++) s += (double)y->data[i] * R[i];
     if (backward) {
-        for (int i = 0; i < y->n; i++) y->grad[i] = R[i];
+        float *dy = ag_grad(y);
+        for (int i = 0; i < y->n; i++) dy[i] = R[i];
         for (int i = t->n_nodes - 1; i >= 0; i--) t->nodes[i].backward(&t->nodes[i]);
     }
     return s;
