@@ -31,6 +31,7 @@ tensor *op_silu(ag_tape *t, tensor *x);
 tensor *op_relu(ag_tape *t, tensor *x);
 tensor *op_add(ag_tape *t, tensor *a, tensor *b);      /* a, b same shape */
 tensor *op_mul(ag_tape *t, tensor *a, tensor *b);      /* a, b same shape */
+tensor *op_swiglu(ag_tape *t, tensor *a, tensor *b);   /* silu(a) * b, fused; a != b */
 /* Inverted dropout with keep probability 1-p; identity unless t->training. */
 tensor *op_dropout(ag_tape *t, tensor *x, float p);
 

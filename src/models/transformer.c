@@ -377,7 +377,7 @@ static tensor *attention_block(const tf_model *m, ag_tape *t, const tf_layer *L,
 static tensor *mlp_block(const tf_model *m, ag_tape *t, const tf_layer *L, tensor *x)
 {
     tensor *n = op_rmsnorm(t, x, L->mlp_norm, TF_NORM_EPS);
-    tensor *g = op_mul(t, op_silu(t, op_linear(t, n, L->fc1, NULL)), op_linear(t, n, L->fc3, NULL));
+    tensor *g = op_swiglu(t, op_linear(t, n, L->fc1, NULL), op_linear(t, n, L->fc3, NULL));
     tensor *o = op_dropout(t, op_linear(t, g, L->fc2, NULL), m->c.dropout);
     return op_add(t, x, o);
 }

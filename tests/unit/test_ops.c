@@ -208,6 +208,13 @@ static tensor *f_silu(ag_tape *t, tensor **in, const void *c) { return op_silu(t
 static tensor *f_relu(ag_tape *t, tensor **in, const void *c) { return op_relu(t, in[0]); }
 static tensor *f_add(ag_tape *t, tensor **in, const void *c) { return op_add(t, in[0], in[1]); }
 static tensor *f_mul(ag_tape *t, tensor **in, const void *c) { return op_mul(t, in[0], in[1]); }
+static tensor *f_swiglu(ag_tape *t, tensor **in, const void *c) { return op_swiglu(t, in[0], in[1]); }
+/* a and b also feed a mul: one of the two backwards accumulates into grads
+ * the other wrote */
+static tensor *f_swiglu_shared(ag_tape *t, tensor **in, const void *c)
+{
+    return op_add(t, op_swiglu(t, in[0], in[1]), op_mul(t, in[0], in[1]));
+}
 static tensor *f_square(ag_tape *t, tensor **in, const void *c) { return op_mul(t, in[0], in[0]); }
 static tensor *f_double(ag_tape *t, tensor **in, const void *c) { return op_add(t, in[0], in[0]); }
 
@@ -278,10 +285,34 @@ TEST(elementwise_grads)
     CHECK_GRADS(f_mul, NULL, a, b);
     CHECK_GRADS(f_square, NULL, a);   /* the same tensor on both sides */
     CHECK_GRADS(f_double, NULL, a);
+    CHECK_GRADS(f_swiglu, NULL, a, b);
+    CHECK_GRADS(f_swiglu_shared, NULL, a, b);
     ag_tape t;
     ag_init(&t, 0);
     CHECK(op_add(&t, a, x) == NULL);
     CHECK(op_mul(&t, leaf(2, (const int[]){ 6, 5 }, 1.0f), a) == NULL);   /* same n, other shape */
+    CHECK(op_swiglu(&t, a, a) == NULL);
+    ag_free(&t);
+}
+
+/* The fused gate computes what silu then mul compute, to the bit, forward
+ * and backward (the Transformer's results did not move when it came in). */
+TEST(swiglu_is_silu_times_b)
+{
+    const int shape[] = { 4, 9 };
+    tensor *a[2] = { leaf(2, shape, 2.0f), leaf(2, shape, 2.0f) };
+    tensor *b[2] = { leaf(2, shape, 1.0f), leaf(2, shape, 1.0f) };
+    memcpy(a[1]->data, a[0]->data, sizeof(float) * 36);
+    memcpy(b[1]->data, b[0]->data, sizeof(float) * 36);
+    ag_tape t;
+    ag_init(&t, 0);
+    tensor *y[2] = { op_swiglu(&t, a[0], b[0]), op_mul(&t, op_silu(&t, a[1]), b[1]) };
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 36; i++) ag_grad(y[k])[i] = (float)(i % 7) - 3.0f;
+    for (int i = t.n_nodes - 1; i >= 0; i--) t.nodes[i].backward(&t.nodes[i]);
+    CHECK(memcmp(y[0]->data, y[1]->data, sizeof(float) * 36) == 0);
+    CHECK(memcmp(ag_grad(a[0]), ag_grad(a[1]), sizeof(float) * 36) == 0);
+    CHECK(memcmp(ag_grad(b[0]), ag_grad(b[1]), sizeof(float) * 36) == 0);
     ag_free(&t);
 }
 
