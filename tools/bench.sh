@@ -36,7 +36,10 @@ villes_speed() {
 # torch_speed CONFIG: "steps_per_s tokens_per_s" of the PyTorch reference.
 torch_speed() {
     if "$TORCH_PY" -c 'import torch' 2>/dev/null; then
-        "$TORCH_PY" tools/bench_torch.py --config "$1" --threads "$THREADS" \
+        # torch.set_num_threads does not reach Debian's OpenBLAS, which
+        # otherwise runs its GEMMs on every core: pin it like villes' --threads.
+        OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS \
+            "$TORCH_PY" tools/bench_torch.py --config "$1" --threads "$THREADS" \
             --seconds "$BENCH_SECONDS" | awk -F'\t' 'NR == 2 { print $2, $3 }'
     else
         echo "- -"
