@@ -25,6 +25,10 @@ typedef enum err_code {
 err_code err_set(err_code code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Prefix the last message with "PREFIX: " (a file name, a context) and
+ * return `code`: return err_prefix(rc, path); */
+err_code err_prefix(err_code code, const char *prefix);
+
 /* The last message recorded (thread-local); "" when none. */
 const char *err_msg(void);
 

@@ -38,3 +38,8 @@ const char *err_name(err_code code)
     if ((unsigned)code >= ERR_COUNT_) return "unknown error";
     return names[code];
 }
+
+err_code err_prefix(err_code code, const char *prefix)
+{
+    return err_set(code, "%s: %s", prefix, err_msg());
+}

@@ -270,7 +270,7 @@ static void kind_free(void *impl)
 static err_code fill(void *m, const ck_file *f, const char *path)
 {
     err_code rc = mlp_from_checkpoint(m, f);
-    return rc ? err_set(rc, "%s: %s", path, err_msg()) : ERR_OK;
+    return rc ? err_prefix(rc, path) : ERR_OK;
 }
 
 static err_code kind_load(const ck_file *f, const char *path, void **impl)

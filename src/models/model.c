@@ -54,13 +54,6 @@ static err_code unknown_kind(const char *path, const char *name)
                    path, shown(name, b), known);
 }
 
-/* The last error message, prefixed with the file name (err_set may take
- * err_msg() as an argument). */
-static err_code in_file(err_code e, const char *path)
-{
-    return err_set(e, "%s: %s", path, err_msg());
-}
-
 /* The config's vocab_size, when there is one, must match the vocabulary. */
 static err_code check_vocab_size(const ck_file *f, const char *path, int size)
 {
@@ -87,7 +80,7 @@ err_code mdl_load(mdl *m, const char *path)
     if (!e && !(m->kind = mdl_find_kind(name))) e = unknown_kind(path, name);
     const char *vocab = ck_meta(&m->file, "vocab");
     if (!e && !vocab) e = err_set(ERR_FORMAT, "%s: no vocabulary in the metadata", path);
-    if (!e && (e = txt_vocab_from_json(&m->vocab, vocab))) e = in_file(e, path);
+    if (!e && (e = txt_vocab_from_json(&m->vocab, vocab))) e = err_prefix(e, path);
     if (!e) e = check_vocab_size(&m->file, path, m->vocab.size);
     if (!e) e = m->kind->load(&m->file, path, &m->impl);
     if (e) {

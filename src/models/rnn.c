@@ -91,12 +91,6 @@ err_code rnn_config_to_json(const rnn_config *c, char **json)
     return *json ? ERR_OK : err_set(ERR_NOMEM, "cannot build the rnn config JSON");
 }
 
-/* The last error message, prefixed (err_set may take err_msg() as an argument). */
-static err_code with_prefix(err_code rc, const char *prefix)
-{
-    return err_set(rc, "%s: %s", prefix, err_msg());
-}
-
 static err_code json_int(const cJSON *o, const char *key, int *out)
 {
     return mdl_config_int(o, "rnn", key, out);
@@ -127,7 +121,7 @@ err_code rnn_config_from_json(rnn_config *c, const char *json)
         r.cell = (rnn_cell)rnn_cell_parse(cell->valuestring);
         r.dropout = (float)drop->valuedouble;
         r.text = cJSON_IsTrue(text);
-        if (rnn_config_check(&r)) rc = with_prefix(ERR_FORMAT, "rnn config");
+        if (rnn_config_check(&r)) rc = err_prefix(ERR_FORMAT, "rnn config");
     }
     cJSON_Delete(o);
     if (!rc) *c = r;
@@ -213,10 +207,10 @@ err_code rnn_load(rnn_model *m, const ck_file *f, const char *path, bool optim)
     if (rc) return rc;
     rnn_config c;
     if ((rc = rnn_config_from_json(&c, ck_meta(f, "config"))))
-        return with_prefix(rc, path);
+        return err_prefix(rc, path);
     txt_vocab v = { 0 };
     if ((rc = txt_vocab_from_json(&v, ck_meta(f, "vocab"))))
-        return with_prefix(rc, path);
+        return err_prefix(rc, path);
     int vocab_size = v.size;
     txt_vocab_free(&v);
     if (vocab_size != c.vocab_size)
@@ -224,7 +218,7 @@ err_code rnn_load(rnn_model *m, const ck_file *f, const char *path, bool optim)
                        vocab_size, c.vocab_size);
     if ((rc = rnn_init(m, &c)) || (rc = tn_params_load(&m->p, f, optim))) {
         rnn_free(m);
-        return with_prefix(rc, path);
+        return err_prefix(rc, path);
     }
     return ERR_OK;
 }

@@ -126,13 +126,6 @@ void sae_init_weights(sae_model *m, rng *r)
     tn_fill(m->b_dec, 0.0f);
 }
 
-/* The last error message, prefixed with the file name (err_set may take
- * err_msg() as an argument). */
-static err_code prefix_error(err_code e, const char *path)
-{
-    return err_set(e, "%s: %s", path, err_msg());
-}
-
 err_code sae_load(sae_model *m, const ck_file *f, const char *path, bool optim)
 {
     memset(m, 0, sizeof *m);
@@ -141,11 +134,11 @@ err_code sae_load(sae_model *m, const ck_file *f, const char *path, bool optim)
     const char *cfg = ck_meta(f, "config");
     if (!cfg) return err_set(ERR_FORMAT, "%s: no config in the metadata", path);
     sae_config c;
-    if ((e = sae_config_from_json(&c, cfg))) return prefix_error(e, path);
-    if ((e = sae_init(m, &c))) return prefix_error(e, path);
+    if ((e = sae_config_from_json(&c, cfg))) return err_prefix(e, path);
+    if ((e = sae_init(m, &c))) return err_prefix(e, path);
     if ((e = tn_params_load(&m->p, f, optim))) {
         sae_free(m);
-        return prefix_error(e, path);
+        return err_prefix(e, path);
     }
     const char *file = ck_meta(f, "model_file"), *hash = ck_meta(f, "model_hash");
     if (file && !(m->model_file = strdup(file))) {

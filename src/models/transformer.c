@@ -153,13 +153,6 @@ static size_t param_count(const tf_config *c)
     return ((size_t)c->vocab_size + (size_t)c->max_len + 1) * d + (size_t)c->n_layers * (16 * d * d + 2 * d);
 }
 
-/* The last error message, prefixed with the file name (err_set may take
- * err_msg() as an argument). */
-static err_code prefix_error(err_code e, const char *path)
-{
-    return err_set(e, "%s: %s", path, err_msg());
-}
-
 err_code tf_load(tf_model *m, const ck_file *f, const char *path, bool optim)
 {
     memset(m, 0, sizeof *m);
@@ -168,9 +161,9 @@ err_code tf_load(tf_model *m, const ck_file *f, const char *path, bool optim)
     const char *cfg = ck_meta(f, "config"), *vj = ck_meta(f, "vocab");
     if (!cfg || !vj) return err_set(ERR_FORMAT, "%s: no %s in the metadata", path, cfg ? "vocab" : "config");
     tf_config c;
-    if ((e = tf_config_from_json(&c, cfg))) return prefix_error(e, path);
+    if ((e = tf_config_from_json(&c, cfg))) return err_prefix(e, path);
     txt_vocab v;
-    if ((e = txt_vocab_from_json(&v, vj))) return prefix_error(e, path);
+    if ((e = txt_vocab_from_json(&v, vj))) return err_prefix(e, path);
     int vsize = v.size;
     txt_vocab_free(&v);
     if (vsize != c.vocab_size)
@@ -183,8 +176,8 @@ err_code tf_load(tf_model *m, const ck_file *f, const char *path, bool optim)
     if (param_count(&c) > held)
         return err_set(ERR_FORMAT, "%s: the config asks for %zu parameters, the file holds %zu values",
                        path, param_count(&c), held);
-    if ((e = tf_init(m, &c))) return prefix_error(e, path);
-    if ((e = tn_params_load(&m->p, f, optim))) return prefix_error(e, path);
+    if ((e = tf_init(m, &c))) return err_prefix(e, path);
+    if ((e = tn_params_load(&m->p, f, optim))) return err_prefix(e, path);
     return ERR_OK;
 }
 
