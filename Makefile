@@ -1,16 +1,26 @@
 # villes - build, test, fuzz and bench.
 #
-#   make               libcore.a and the programs in bin/
-#   make test          unit tests + CLI tests; ends with "N passed, N failed"
+#   make               the three library archives and the programs in bin/
+#   make test          unit tests + CLI tests + the layer check; ends with "N passed, N failed"
 #   make check-asan    the same tests built with AddressSanitizer + UBSan
+#   make check-layers  the include arrows run core <- models <- app <- programs only
 #   make fuzz          libFuzzer targets (checkpoint reader, UTF-8 reader), bounded time
 #   make bench         speed and quality figures beside the PyTorch reference
 #   make demo          fit n-gram models on data/villes.txt and generate names
 #
-# Layout: src/core (libcore) <- src/models (models, also in libcore) <- src/cmd
-# (one main per program).  Every .c under src/core and src/models goes into
-# build/libcore.a; every src/cmd/X.c becomes bin/X; every tests/unit/test_X.c
-# becomes a test binary.
+# Four floors, each built as its own archive and compiled with only the
+# public headers of itself and the floors below it, so that an include that
+# runs back up does not compile:
+#
+#   floor       sources       archive               may include
+#   engine      src/core/     build/libcore.a       include/core
+#   models      src/models/   build/libmodels.a     include/core, include/models
+#   app         src/app/      build/libapp.a        include/core, include/models, include/app
+#   programs    src/cmd/      bin/X (one main each) all three
+#
+# Every src/cmd/X.c becomes bin/X; every tests/unit/test_X.c becomes a test
+# binary (tests see every floor).  Headers private to a floor (fastmath.h,
+# ops_internal.h) sit beside its sources.
 
 PKGS     := openblas libcjson libutf8proc
 BUILD    ?= build
@@ -21,46 +31,67 @@ CC       ?= cc
 # -fno-math-errno: nothing reads errno after a math call, and it lets GCC
 # vectorise sqrtf (AdamW's update) instead of calling it per element.
 CFLAGS   := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) $(SAN) -g -fno-math-errno \
-            -Wall -Wextra -Wshadow -Wno-unused-parameter -Iinclude \
+            -Wall -Wextra -Wshadow -Wno-unused-parameter \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(EXTRA_CFLAGS)
 LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 LDFLAGS  := $(SAN) $(EXTRA_LDFLAGS)
 
-LIB_SRC  := $(sort $(wildcard src/core/*.c src/models/*.c))
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
-LIB      := $(BUILD)/libcore.a
+INC_core   := -Iinclude/core
+INC_models := $(INC_core) -Iinclude/models
+INC_app    := $(INC_models) -Iinclude/app
+INC_all    := $(INC_app)
+floor_src = $(sort $(wildcard src/$(1)/*.c))
+CORE_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(call floor_src,core))
+MODELS_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(call floor_src,models))
+APP_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(call floor_src,app))
+LIB_OBJ  := $(CORE_OBJ) $(MODELS_OBJ) $(APP_OBJ)
+# Link order: each archive before the ones it uses.
+LIBS     := $(BUILD)/libapp.a $(BUILD)/libmodels.a $(BUILD)/libcore.a
 CMD_SRC  := $(sort $(wildcard src/cmd/*.c))
 PROGS    := $(CMD_SRC:src/cmd/%.c=$(BIN)/%)
 TEST_SRC := $(sort $(wildcard tests/unit/test_*.c))
 TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all test check-asan fuzz bench demo weights clean deps
+.PHONY: all test check-asan check-layers fuzz bench demo weights clean deps
 # Keep intermediate objects (test main.o), so parallel builds never race on them.
 .SECONDARY:
-all: $(LIB) $(PROGS)
+all: $(LIBS) $(PROGS)
 
 deps:
 	@tools/install-deps.sh
 
+# The include path of each floor (pattern-specific: the object's floor).
+$(BUILD)/src/core/%.o:   INC := $(INC_core)
+$(BUILD)/src/models/%.o: INC := $(INC_models)
+$(BUILD)/src/app/%.o:    INC := $(INC_app)
+$(BUILD)/src/cmd/%.o:    INC := $(INC_all)
+$(BUILD)/tests/%.o:      INC := $(INC_all)
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS) $(INC) -MMD -MP -c $< -o $@
 
-$(LIB): $(LIB_OBJ)
+$(BUILD)/libcore.a: $(CORE_OBJ)
+$(BUILD)/libmodels.a: $(MODELS_OBJ)
+$(BUILD)/libapp.a: $(APP_OBJ)
+$(LIBS):
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BIN)/%: $(BUILD)/src/cmd/%.o $(LIB)
+$(BIN)/%: $(BUILD)/src/cmd/%.o $(LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+	$(CC) $(LDFLAGS) $< $(LIBS) $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/main.o $(LIB)
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/main.o $(LIBS)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-test: $(LIB) $(PROGS) $(TESTS)
+test: $(LIBS) $(PROGS) $(TESTS)
 	@BUILD=$(BUILD) BIN=$(BIN) tests/run.sh $(TESTS)
+
+check-layers:
+	@tools/check-layers.sh
 
 # Sanitizer build: its own build tree, so the normal build is untouched.
 check-asan:
@@ -75,7 +106,7 @@ fuzz:
 	    SAN="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libcore.a
 	@set -e; for src in $(FUZZ_SRC); do \
 	    name=$$(basename $$src .c); \
-	    clang $(CFLAGS) $(FUZZ_FLAGS) $$src build-fuzz/libcore.a $(LDLIBS) -o build-fuzz/$$name; \
+	    clang $(CFLAGS) $(INC_core) $(FUZZ_FLAGS) $$src build-fuzz/libcore.a $(LDLIBS) -o build-fuzz/$$name; \
 	    mkdir -p build-fuzz/corpus-$$name; \
 	    echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
 	    build-fuzz/$$name -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \

@@ -1,19 +1,17 @@
-/* mlp-train - train the Bengio MLP language model on names. */
+/* mlp-train - train the Bengio MLP language model on names, with the
+ * shared training loop (train.h, trcli.h). */
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "cli.h"
 #include "mlp.h"
-#include "train.h"
+#include "trcli.h"
 
-enum { OPT_D_MODEL = TR_OPT_END, OPT_HIDDEN, OPT_CONTEXT };
-
-static const struct option options[] = {
-    TR_LONG_OPTIONS,
-    { "d-model", required_argument, NULL, OPT_D_MODEL },
-    { "hidden",  required_argument, NULL, OPT_HIDDEN },
-    { "context", required_argument, NULL, OPT_CONTEXT },
-    { 0 }
+static const trc_flag flags[] = {
+    TRC_INT_FLAG("d-model", "d_model", 1, 4096),
+    TRC_INT_FLAG("hidden", "d_hidden", 1, 65536),
+    TRC_INT_FLAG("context", "n_context", 1, 1024),
+    TRC_END_FLAGS
 };
 
 static _Noreturn void usage(const tr_options *o)
@@ -23,14 +21,39 @@ static _Noreturn void usage(const tr_options *o)
            "Train the Bengio (2003) MLP: the previous N characters, embedded and\n"
            "concatenated, a tanh hidden layer, then the next-character logits.\n"
            "\n"
-           "Model (ignored with --resume, which keeps the checkpoint's):\n"
+           "Model:\n"
            "      --d-model N        embedding size (default %d)\n"
            "      --hidden N         hidden units (default %d)\n"
            "      --context N        characters of context, <SOS> before the start (default %d)\n"
+           "On --resume the model is the checkpoint's; model flags must agree with it.\n"
            "\n", c.d_model, c.d_hidden, c.n_context);
-    tr_print_usage(stdout, o);
+    trc_print_usage(stdout, o);
     printf("\nExample: mlp-train --data data/villes.txt --keep-best --log mlp.tsv\n");
     exit(fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+}
+
+/* The config: the flags on the defaults, or the checkpoint's (checked
+ * before any data is read). */
+static cJSON *start_config(const tr_session *s, const cJSON *given)
+{
+    const mlp_config c = MLP_DEFAULTS;
+    char *defaults = mlp_config_to_json(&c);
+    if (!defaults) cli_die("out of memory");
+    cJSON *config = trc_config(s, defaults, given);
+    free(defaults);
+    return config;
+}
+
+/* ... then the data's vocabulary. */
+static mlp_config finish_config(const tr_session *s, cJSON *config, const cJSON *given)
+{
+    mlp_config c;
+    trc_config_fresh(s, config, given, "vocab_size", s->vocab->size);
+    char *text = trc_config_text(config);
+    if (mlp_config_from_json(&c, text)) cli_die("%s: %s", s->resuming ? s->o.resume_path : "config", err_msg());
+    free(text);
+    cJSON_Delete(config);
+    return c;
 }
 
 static char *config_json(const void *impl) { return mlp_config_to_json(&((const mlp *)impl)->c); }
@@ -42,26 +65,16 @@ int main(int argc, char **argv)
     cli_init("mlp-train", argv);
     tr_options o;
     tr_options_init(&o, "mlp", "weights/mlp.safetensors");
-    mlp_config c = MLP_DEFAULTS;
-    int code;
-    while ((code = getopt_long(argc, argv, TR_SHORT_OPTIONS, options, NULL)) != -1) {
-        if (tr_parse_option(&o, code, optarg)) continue;
-        switch (code) {
-        case OPT_D_MODEL: c.d_model = (int)cli_long("--d-model", optarg, 1, 4096); break;
-        case OPT_HIDDEN: c.d_hidden = (int)cli_long("--hidden", optarg, 1, 65536); break;
-        case OPT_CONTEXT: c.n_context = (int)cli_long("--context", optarg, 1, 1024); break;
-        case 'h': usage(&o);
-        case 'V': cli_version();
-        default: cli_bad_flag();
-        }
-    }
-    tr_check_args(&o, argc, argv, optind);
+    cJSON *given = trc_parse(argc, argv, &o, flags, usage);
+    trc_check_args(&o, argc, argv, optind);
 
-    tr_session s;
-    if (tr_open(&s, &o) || tr_load_names(&s)) cli_die_err();
-    if (s.resuming && mlp_config_from_json(&c, ck_meta(&s.resume, "config"))) cli_die_err();
-    c.vocab_size = s.vocab->size;
-    mlp net;
+    static tr_session s;   /* static: an exit on an error leaves nothing unreachable */
+    trc_open(&s, &o);
+    cJSON *config = start_config(&s, given);
+    trc_load_names(&s);
+    mlp_config c = finish_config(&s, config, given);
+    cJSON_Delete(given);
+    static mlp net;
     if (mlp_init(&net, &c)) cli_die_err();
     rng init;
     rng_seed(&init, s.o.seed);
@@ -69,8 +82,8 @@ int main(int argc, char **argv)
 
     tr_model m = { .kind = "mlp", .params = &net.params, .impl = &net, .loss = loss,
                    .config_json = config_json };
-    err_code e = tr_run(&s, &m, NULL);
+    err_code e = trc_run(&s, &m, NULL);
     mlp_free(&net);
     tr_close(&s);
-    return tr_exit_status(e);
+    return trc_exit_status(e);
 }

@@ -17,19 +17,9 @@
 
 #include "cli.h"
 #include "rnn.h"
-#include "train.h"
+#include "trcli.h"
 
-enum { OPT_CELL = TR_OPT_END, OPT_D_MODEL, OPT_LAYERS, OPT_DROPOUT, OPT_TEXT, OPT_WINDOW };
 enum { DEFAULT_WINDOW = 128, MAX_WINDOW = 1 << 16 };
-
-/* Model flags given on the command line (0 / negative = not given). */
-typedef struct model_flags {
-    int   cell, d_model, n_layers;
-    float dropout;
-    bool  dropout_set;
-    const char *text;     /* --text FILE */
-    int   window;
-} model_flags;
 
 _Noreturn static void usage(const tr_options *o)
 {
@@ -57,38 +47,8 @@ _Noreturn static void usage(const tr_options *o)
            "      --window N      characters per window (default %d)\n"
            "\n",
            rnn_cell_name(c.cell), c.d_model, c.n_layers, (double)c.dropout, DEFAULT_WINDOW);
-    tr_print_usage(stdout, o);
+    trc_print_usage(stdout, o);
     exit(0);
-}
-
-/* The checkpoint's config, which model flags given must agree with. */
-static rnn_config resumed_config(const tr_session *s, const model_flags *f)
-{
-    rnn_config c;
-    const char *json = ck_meta(&s->resume, "config");
-    if (!json) cli_die("%s: no config in the metadata", s->o.resume_path);
-    if (rnn_config_from_json(&c, json)) cli_die("%s: %s", s->o.resume_path, err_msg());
-    if ((f->cell >= 0 && (rnn_cell)f->cell != c.cell) || (f->d_model && f->d_model != c.d_model) ||
-        (f->n_layers && f->n_layers != c.n_layers) || (f->dropout_set && f->dropout != c.dropout))
-        cli_usage("model flags differ from the configuration in %s", s->o.resume_path);
-    if (c.text != (f->text != NULL))
-        cli_usage("%s is a %s model: resume it with %s", s->o.resume_path,
-                  c.text ? "running-text" : "names", c.text ? "--text FILE" : "--data FILE");
-    return c;
-}
-
-/* The config of a fresh model from the flags (defaults for the others). */
-static rnn_config fresh_config(const model_flags *f, int vocab_size)
-{
-    rnn_config c = RNN_DEFAULTS;
-    c.vocab_size = vocab_size;
-    c.text = f->text != NULL;
-    if (f->cell >= 0) c.cell = (rnn_cell)f->cell;
-    if (f->d_model) c.d_model = f->d_model;
-    if (f->n_layers) c.n_layers = f->n_layers;
-    if (f->dropout_set) c.dropout = f->dropout;
-    if (rnn_config_check(&c)) cli_die_err();   /* the flags are range-checked: the data is at fault */
-    return c;
 }
 
 /* ---- running text --------------------------------------------------------- */
@@ -353,46 +313,66 @@ static void trainer_free(trainer *tr)
 
 /* ---- main ----------------------------------------------------------------- */
 
-static model_flags parse_flags(int argc, char **argv, tr_options *o)
+static const char *const cells[] = { "rnn", "gru", NULL };
+
+static const trc_flag flags[] = {
+    TRC_WORD_FLAG("cell", "cell", cells),
+    TRC_INT_FLAG("d-model", "d_model", 1, RNN_MAX_DIM),
+    TRC_INT_FLAG("layers", "n_layers", 1, RNN_MAX_LAYERS),
+    TRC_REAL_FLAG("dropout", "dropout", 0, 0.99),
+    TRC_STRING_FLAG("text", "text", 0),
+    TRC_INT_FLAG("window", "window", 1, MAX_WINDOW),
+    TRC_END_FLAGS
+};
+
+/* Take member key (a string or a number) out of the flags given. */
+static cJSON *take(cJSON *given, const char *key) { return cJSON_DetachItemFromObject(given, key); }
+
+/* The flags: --text replaces --data; the running-text ones are taken out of given. */
+static cJSON *parse_flags(int argc, char **argv, tr_options *o, const char **text, int *window)
 {
-    static const struct option opts[] = {
-        TR_LONG_OPTIONS,
-        { "cell",    required_argument, NULL, OPT_CELL },
-        { "d-model", required_argument, NULL, OPT_D_MODEL },
-        { "layers",  required_argument, NULL, OPT_LAYERS },
-        { "dropout", required_argument, NULL, OPT_DROPOUT },
-        { "text",    required_argument, NULL, OPT_TEXT },
-        { "window",  required_argument, NULL, OPT_WINDOW },
-        { 0 }
-    };
-    static const char *const cells[] = { "rnn", "gru", NULL };
-    model_flags f = { .cell = -1 };
-    int c;
-    while ((c = getopt_long(argc, argv, TR_SHORT_OPTIONS, opts, NULL)) != -1) {
-        if (tr_parse_option(o, c, optarg)) continue;
-        switch (c) {
-        case OPT_CELL:    f.cell = cli_choice("--cell", optarg, cells); break;
-        case OPT_D_MODEL: f.d_model = (int)cli_long("--d-model", optarg, 1, RNN_MAX_DIM); break;
-        case OPT_LAYERS:  f.n_layers = (int)cli_long("--layers", optarg, 1, RNN_MAX_LAYERS); break;
-        case OPT_DROPOUT:
-            f.dropout = (float)cli_double("--dropout", optarg, 0.0, 0.99);
-            f.dropout_set = true;
-            break;
-        case OPT_TEXT:    f.text = optarg; break;
-        case OPT_WINDOW:  f.window = (int)cli_long("--window", optarg, 1, MAX_WINDOW); break;
-        case 'h': usage(o);
-        case 'V': cli_version();
-        default:  cli_bad_flag();
-        }
-    }
-    if (f.text) {
+    cJSON *given = trc_parse(argc, argv, o, flags, usage);
+    cJSON *t = take(given, "text"), *w = take(given, "window");
+    *text = t ? strdup(t->valuestring) : NULL;
+    *window = w ? w->valueint : 0;
+    cJSON_Delete(t);
+    cJSON_Delete(w);
+    if (*text) {
         if (o->data) cli_usage("give --data (names) or --text (running text), not both");
-        o->data = f.text;
-    } else if (f.window) {
+        o->data = *text;
+    } else if (*window) {
         cli_usage("--window applies to --text only");
     }
-    tr_check_args(o, argc, argv, optind);
-    return f;
+    trc_check_args(o, argc, argv, optind);
+    return given;
+}
+
+/* The config: the flags on the defaults, or the checkpoint's, which must
+ * be a model of the same data kind (checked before any data is read). */
+static cJSON *start_config(const tr_session *s, const cJSON *given, bool text)
+{
+    rnn_config c = RNN_DEFAULTS;
+    c.text = text;
+    char *defaults = NULL;
+    if (rnn_config_to_json(&c, &defaults)) cli_die_err();
+    cJSON *config = trc_config(s, defaults, given);
+    free(defaults);
+    if (s->resuming && cJSON_IsTrue(cJSON_GetObjectItem(config, "text")) != text)
+        cli_usage("%s is a %s model: resume it with %s", s->o.resume_path,
+                  text ? "names" : "running-text", text ? "--data FILE" : "--text FILE");
+    return config;
+}
+
+/* ... then the data's vocabulary. */
+static rnn_config finish_config(const tr_session *s, cJSON *config, const cJSON *given)
+{
+    rnn_config c;
+    trc_config_fresh(s, config, given, "vocab_size", s->vocab->size);
+    char *json = trc_config_text(config);
+    if (rnn_config_from_json(&c, json)) cli_die("%s: %s", s->resuming ? s->o.resume_path : "config", err_msg());
+    free(json);
+    cJSON_Delete(config);
+    return c;
 }
 
 int main(int argc, char **argv)
@@ -400,25 +380,29 @@ int main(int argc, char **argv)
     cli_init("rnn-train", argv);
     tr_options o;
     tr_options_init(&o, RNN_KIND, "weights/rnn.safetensors");
-    model_flags f = parse_flags(argc, argv, &o);
+    static const char *text;   /* static: reachable to the end */
+    int window = 0;
+    cJSON *given = parse_flags(argc, argv, &o, &text, &window);
 
     /* static: an exit on an error below leaves nothing unreachable */
     static tr_session s;
     static trainer tr;
-    if (tr_open(&s, &o)) cli_die_err();
-    rnn_config cfg = s.resuming ? resumed_config(&s, &f) : RNN_DEFAULTS;
-    if (f.text ? load_text(&s, &tr, o.data, s.o.val_data) : tr_load_names(&s)) cli_die_err();
-    if (!s.resuming) cfg = fresh_config(&f, s.vocab->size);
+    trc_open(&s, &o);
+    cJSON *config = start_config(&s, given, text != NULL);
+    if (text && load_text(&s, &tr, o.data, s.o.val_data)) cli_die_err();
+    if (!text) trc_load_names(&s);
+    rnn_config cfg = finish_config(&s, config, given);
+    cJSON_Delete(given);
     if (rnn_init(&tr.net, &cfg)) cli_die_err();
     rng init;
     rng_seed(&init, s.o.seed);
     rnn_init_weights(&tr.net, &init);
 
-    tr_source text = { .ctx = &tr, .next = text_next, .eval = text_eval, .save = text_save,
+    tr_source text_src = { .ctx = &tr, .next = text_next, .eval = text_eval, .save = text_save,
                        .load = text_load };
-    if (f.text) {
-        tr.window = f.window ? f.window : DEFAULT_WINDOW;
-        if (s.resuming && !f.window) {   /* the checkpoint's window */
+    if (text) {
+        tr.window = window ? window : DEFAULT_WINDOW;
+        if (s.resuming && !window) {   /* the checkpoint's window */
             const char *w = ck_meta(&s.resume, "source.window");
             if (w && atoi(w) > 0 && atoi(w) <= MAX_WINDOW) tr.window = atoi(w);
         }
@@ -429,8 +413,8 @@ int main(int argc, char **argv)
 
     tr_model m = { .kind = RNN_KIND, .params = &tr.net.p, .impl = &tr,
                    .loss = loss_fn, .config_json = config_json };
-    err_code e = tr_run(&s, &m, f.text ? &text : NULL);
+    err_code e = trc_run(&s, &m, text ? &text_src : NULL);
     tr_close(&s);
     trainer_free(&tr);
-    return tr_exit_status(e);
+    return trc_exit_status(e);
 }

@@ -15,12 +15,11 @@
 #include "cli.h"
 #include "model.h"
 #include "sae.h"
-#include "train.h"
+#include "trcli.h"
 #include "transformer.h"
 
 #define DEFAULT_DATA "data/villes.txt"
 
-enum { OPT_LAYER = TR_OPT_END, OPT_FEATURES, OPT_EXPANSION, OPT_L1, OPT_TOPK };
 enum { DEFAULT_EXPANSION = 4, DEFAULT_BATCH = 16, EVAL_ROWS = 4096, EVAL_NAMES = 64 };
 
 /* Model flags given on the command line (negative / 0 = not given). */
@@ -55,7 +54,7 @@ _Noreturn static void usage(const tr_options *o)
            "--weight-decay defaults to 0 (Adam, the reference recipe).\n"
            "\n",
            DEFAULT_EXPANSION, (double)SAE_L1_DEFAULT, SAE_DEAD_ROWS);
-    tr_print_usage(stdout, o);
+    trc_print_usage(stdout, o);
     printf("\nThe summary goes on with the SAE evaluated on the validation names with the\n"
            "final weights (explore sae-stats describes them):\n"
            "  l0 explained_var mse ce_clean ce_sae ce_zero ce_score dead_frac dense_frac\n");
@@ -215,36 +214,33 @@ static err_code src_load(void *ctx, const ck_file *f)
 
 /* ---- setup ------------------------------------------------------------------ */
 
-static void parse(int argc, char **argv, tr_options *o, model_flags *f)
+static const trc_flag flags[] = {
+    TRC_STRING_FLAG("model", "model", 'm'),
+    TRC_INT_FLAG("layer", "layer", 0, TF_MAX_LAYERS),
+    TRC_INT_FLAG("features", "n_features", 1, SAE_MAX_FEATURES),
+    TRC_REAL_FLAG("expansion", "expansion", 1e-3, 1e4),
+    TRC_REAL_FLAG("l1", "l1", 0, 1e6),
+    TRC_INT_FLAG("topk", "k", 1, SAE_MAX_FEATURES),
+    TRC_END_FLAGS
+};
+
+/* The flags given, as model_flags (negative / 0 = not given). */
+static model_flags parse(int argc, char **argv, tr_options *o)
 {
-    static const struct option opts[] = {
-        TR_LONG_OPTIONS,
-        { "model",     required_argument, NULL, 'm' },
-        { "layer",     required_argument, NULL, OPT_LAYER },
-        { "features",  required_argument, NULL, OPT_FEATURES },
-        { "expansion", required_argument, NULL, OPT_EXPANSION },
-        { "l1",        required_argument, NULL, OPT_L1 },
-        { "topk",      required_argument, NULL, OPT_TOPK },
-        { 0 }
-    };
-    int c;
-    while ((c = getopt_long(argc, argv, "m:" TR_SHORT_OPTIONS, opts, NULL)) != -1) {
-        if (tr_parse_option(o, c, optarg)) continue;
-        switch (c) {
-        case 'm':           f->model = optarg; break;
-        case OPT_LAYER:     f->layer = (int)cli_long("--layer", optarg, 0, TF_MAX_LAYERS); break;
-        case OPT_FEATURES:  f->features = (int)cli_long("--features", optarg, 1, SAE_MAX_FEATURES); break;
-        case OPT_EXPANSION: f->expansion = cli_double("--expansion", optarg, 1e-3, 1e4); break;
-        case OPT_L1:        f->l1 = cli_double("--l1", optarg, 0, 1e6); break;
-        case OPT_TOPK:      f->topk = (int)cli_long("--topk", optarg, 1, SAE_MAX_FEATURES); break;
-        case 'h': usage(o);
-        case 'V': cli_version();
-        default:  cli_bad_flag();
-        }
-    }
-    tr_check_args(o, argc, argv, optind);
-    if (f->features && f->expansion > 0) cli_usage("give --features or --expansion, not both");
-    if (f->topk && f->l1 >= 0) cli_usage("--l1 applies to the l1 variant, not to --topk");
+    cJSON *given = trc_parse(argc, argv, o, flags, usage);
+    trc_check_args(o, argc, argv, optind);
+    const cJSON *m = cJSON_GetObjectItem(given, "model"), *layer = cJSON_GetObjectItem(given, "layer"),
+                *features = cJSON_GetObjectItem(given, "n_features"),
+                *expansion = cJSON_GetObjectItem(given, "expansion"),
+                *l1 = cJSON_GetObjectItem(given, "l1"), *k = cJSON_GetObjectItem(given, "k");
+    model_flags f = { .model = m ? strdup(m->valuestring) : NULL, .layer = layer ? layer->valueint : -1,
+                      .features = features ? features->valueint : 0,
+                      .expansion = expansion ? expansion->valuedouble : 0,
+                      .l1 = l1 ? l1->valuedouble : -1, .topk = k ? k->valueint : 0 };
+    cJSON_Delete(given);
+    if (f.features && f.expansion > 0) cli_usage("give --features or --expansion, not both");
+    if (f.topk && f.l1 >= 0) cli_usage("--l1 applies to the l1 variant, not to --topk");
+    return f;
 }
 
 /* The SAE config: from the flags and the Transformer, or the checkpoint's. */
@@ -306,8 +302,8 @@ int main(int argc, char **argv)
     o.data = DEFAULT_DATA;
     o.batch_size = DEFAULT_BATCH;
     o.opt.weight_decay = 0.0f;
-    model_flags f = { .layer = -1, .l1 = -1 };
-    parse(argc, argv, &o, &f);
+    static model_flags f;   /* static: its strings stay reachable to the end */
+    f = parse(argc, argv, &o);
     if (!f.model) f.model = cli_default_weights(CLI_DEFAULT_MODEL);
 
     mdl lm;
@@ -317,7 +313,7 @@ int main(int argc, char **argv)
     default_split_seed(&o, &lm);
 
     tr_session s;
-    if (tr_open(&s, &o)) cli_die_err();
+    trc_open(&s, &o);
     sae_config cfg = resolve_config(&s, &f, tf);
     load_names(&s, &lm);
 
@@ -355,8 +351,8 @@ int main(int argc, char **argv)
                    .summary_columns = summary_columns };
     tr_source src = { .ctx = tr, .next = src_next, .eval = src_eval, .save = src_save,
                       .load = src_load };
-    err_code e = tr_run(&s, &m, &src);
-    int status = tr_exit_status(e);
+    err_code e = trc_run(&s, &m, &src);
+    int status = trc_exit_status(e);
     tr_close(&s);
     sae_acts_free(&tr->train);
     sae_acts_free(&tr->val);

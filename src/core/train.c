@@ -7,18 +7,26 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
 
 enum { TR_DEFAULT_STEPS = 20000, TR_DEFAULT_EVAL_EVERY = 500, TR_DEFAULT_BATCH = 64 };
 /* The loop's rng is seeded apart from the initialisation rng (seeded with
  * --seed by the model), so the two streams do not overlap. */
 static const uint64_t TR_RNG_SALT = 0x9E3779B97F4A7C15ull;
 
-static const char *const schedule_names[] = { "constant", "cosine", NULL };
+const char *const tr_schedule_names[] = { "constant", "cosine", NULL };
 
-/* ---- flags ----------------------------------------------------------- */
+/* Wall-clock seconds (monotonic), for the speeds in the summary and log. */
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- options ---------------------------------------------------------- */
 
 void tr_options_init(tr_options *o, const char *kind, const char *default_out)
 {
@@ -31,113 +39,6 @@ void tr_options_init(tr_options *o, const char *kind, const char *default_out)
     o->opt = OPT_DEFAULTS;
     o->eval_every = TR_DEFAULT_EVAL_EVERY;
     o->out_path = default_out;
-}
-
-bool tr_parse_option(tr_options *o, int code, const char *arg)
-{
-    switch (code) {
-    case TR_OPT_DATA: o->data = arg; break;
-    case TR_OPT_VAL_DATA: o->val_data = arg; break;
-    case TR_OPT_SEED: o->seed = cli_u64("--seed", arg); o->set |= TR_SET_SEED; break;
-    case TR_OPT_SPLIT_SEED:
-        o->split_seed = cli_u64("--split-seed", arg);
-        o->set |= TR_SET_SPLIT_SEED;
-        break;
-    case TR_OPT_STEPS: o->steps = cli_long("--steps", arg, 0, 1000000000000L); o->set |= TR_SET_STEPS; break;
-    case TR_OPT_BATCH_SIZE:
-        o->batch_size = (int)cli_long("--batch-size", arg, 1, 1 << 16);
-        o->set |= TR_SET_BATCH;
-        break;
-    case TR_OPT_LR: o->opt.lr = (float)cli_double("--lr", arg, 0, 1e9); o->set |= TR_SET_LR; break;
-    case TR_OPT_WEIGHT_DECAY:
-        o->opt.weight_decay = (float)cli_double("--weight-decay", arg, 0, 1e9);
-        o->set |= TR_SET_WD;
-        break;
-    case TR_OPT_SCHEDULE:
-        o->opt.schedule = (opt_schedule)cli_choice("--schedule", arg, schedule_names);
-        o->set |= TR_SET_SCHEDULE;
-        break;
-    case TR_OPT_WARMUP:
-        o->opt.warmup = cli_long("--warmup", arg, 0, 1000000000000L);
-        o->set |= TR_SET_WARMUP;
-        break;
-    case TR_OPT_CLIP: o->opt.clip = (float)cli_double("--clip", arg, 0, 1e9); o->set |= TR_SET_CLIP; break;
-    case TR_OPT_EVAL_EVERY:
-        o->eval_every = cli_long("--eval-every", arg, 0, 1000000000000L);
-        o->set |= TR_SET_EVAL;
-        break;
-    case TR_OPT_LOG: o->log_path = arg; break;
-    case 'o': o->out_path = arg; break;
-    case TR_OPT_RESUME: o->resume_path = arg; break;
-    case TR_OPT_KEEP_BEST: o->keep_best = true; break;
-    case TR_OPT_THREADS: o->threads = (int)cli_long("--threads", arg, 0, 1024); break;
-    case TR_OPT_DUMP_SPLIT: o->dump_split = arg; break;
-    default: return false;
-    }
-    return true;
-}
-
-void tr_check_args(const tr_options *o, int argc, char **argv, int optind_)
-{
-    if (optind_ < argc) cli_usage("unexpected argument '%s'", argv[optind_]);
-    if (!o->data) cli_usage("--data FILE is required");
-    if (!o->out_path || !*o->out_path) cli_usage("-o FILE is required");
-    /* stdout carries the summary */
-    if (!strcmp(o->out_path, "-")) cli_usage("-o: give a file, not '-' (stdout has the summary)");
-    if (o->log_path && !strcmp(o->log_path, "-"))
-        cli_usage("--log: give a file, not '-' (stdout has the summary)");
-}
-
-void tr_print_usage(FILE *f, const tr_options *o)
-{
-    char data[4200] = "required";
-    if (o->data) snprintf(data, sizeof data, "default %.4096s", o->data);
-    fprintf(f,
-"Training:\n"
-"      --data FILE        training names, one per line (%s)\n"
-"      --val-data FILE    validation names (default: a seeded 90/10 split of the\n"
-"                         distinct names of --data)\n"
-"      --split-seed N     seed of that split (default %" PRIu64 "; kept apart from --seed so\n"
-"                         that every model is validated on the same names)\n"
-"      --seed N           seed of the initialisation and of batch sampling (default %" PRIu64 ")\n"
-"      --steps N          optimiser steps in all, resumed ones included (default %ld)\n"
-"      --batch-size N     names per batch, drawn at random (default %d)\n"
-"      --lr X             AdamW peak learning rate (default %g)\n"
-"      --weight-decay X   AdamW decoupled weight decay (default %g)\n"
-"      --schedule S       constant or cosine: --warmup steps of linear warm-up,\n"
-"                         then a cosine decay to %g x --lr (default %s)\n"
-"      --warmup N         warm-up steps of the cosine schedule (default %ld)\n"
-"      --clip X           clip the global gradient norm to X; 0 = off (default %g)\n"
-"      --eval-every N     validation loss on the whole validation set every N steps\n"
-"                         and at the end; 0 = only at the end (default %ld)\n"
-"      --log FILE         learning curve, TSV: step train_loss val_loss lr tokens_per_s\n"
-"                         (a row per evaluation; appended to on --resume)\n"
-"  -o, --output FILE      checkpoint, rewritten at every evaluation and at the end\n"
-"                         (default %s)\n"
-"      --keep-best        FILE keeps the state of lowest validation loss instead; on\n"
-"                         Ctrl-C the latest state goes to FILE with .last before .safetensors\n"
-"      --resume FILE      continue from a checkpoint: weights, AdamW moments, step, rng;\n"
-"                         the training flags not given are taken from it\n"
-"      --threads N        threads for matrix products (default: all)\n"
-"      --dump-split DIR   write the names of each side to DIR/train.txt, DIR/val.txt\n"
-"  -h, --help             this help\n"
-"  -V, --version          the version\n"
-"\n"
-"Output: a TSV summary on stdout, header then values:\n"
-"  model params steps train_loss val_loss best_val_loss best_step seconds steps_per_s tokens_per_s\n"
-"train_loss is the mean loss of the last %d training batches; val_loss is over the\n"
-"whole validation set with the final weights (nats per character).  A progress\n"
-"line is shown on stderr when it is a terminal.\n"
-"Ctrl-C (or SIGTERM) finishes the current step, writes a checkpoint and exits\n"
-"with status 130; --resume continues it to the same result as an uninterrupted run\n"
-"(a second Ctrl-C quits at once).  A NaN or infinite loss stops training with\n"
-"status 1 and leaves the last checkpoint written as it was.\n"
-"Exit status: 0 success, 1 runtime error (unreadable or invalid data, NaN loss),\n"
-"2 usage error, 130 interrupted (143 for SIGTERM).\n",
-            data, o->split_seed, o->seed, o->steps, o->batch_size, (double)o->opt.lr,
-            (double)o->opt.weight_decay, (double)o->opt.min_lr_frac,
-            schedule_names[o->opt.schedule], o->opt.warmup, (double)o->opt.clip, o->eval_every,
-            o->out_path ? o->out_path : "none", TR_WINDOW);
 }
 
 void tr_last_path(const char *path, char *out, size_t cap)
@@ -160,7 +61,7 @@ static char *train_config_json(const tr_options *o)
              "\"batch_size\":%d,\"lr\":%.9g,\"weight_decay\":%.9g,\"schedule\":\"%s\","
              "\"warmup\":%ld,\"clip\":%.9g,\"eval_every\":%ld}",
              o->seed, o->split_seed, o->steps, o->batch_size, (double)o->opt.lr,
-             (double)o->opt.weight_decay, schedule_names[o->opt.schedule], o->opt.warmup,
+             (double)o->opt.weight_decay, tr_schedule_names[o->opt.schedule], o->opt.warmup,
              (double)o->opt.clip, o->eval_every);
     return strdup(buf);
 }
@@ -190,8 +91,8 @@ static err_code apply_train_config(tr_options *o, const char *json, const char *
     uint64_t seed, split_seed;
     const cJSON *sched = cJSON_GetObjectItemCaseSensitive(c, "schedule");
     int si = -1;
-    for (int i = 0; cJSON_IsString(sched) && schedule_names[i]; i++)
-        if (!strcmp(sched->valuestring, schedule_names[i])) si = i;
+    for (int i = 0; cJSON_IsString(sched) && tr_schedule_names[i]; i++)
+        if (!strcmp(sched->valuestring, tr_schedule_names[i])) si = i;
     bool ok = cJSON_IsObject(c) && json_u64(c, "seed", &seed) &&
               json_u64(c, "split_seed", &split_seed) && json_num(c, "steps", &steps) &&
               json_num(c, "batch_size", &batch) && json_num(c, "lr", &lr) &&
@@ -339,22 +240,7 @@ err_code tr_open(tr_session *s, const tr_options *o)
         tr_close(s);
         return rc;
     }
-    cli_set_threads(o->threads);
     return ERR_OK;
-}
-
-static err_code dump_names(const ds_names *d, const txt_vocab *v, const char *dir,
-                           const char *file)
-{
-    char path[4200], tok[8];
-    snprintf(path, sizeof path, "%.4096s/%s", dir, file);
-    FILE *f = cli_open_write(path);
-    if (!f) return ERR_IO;
-    for (size_t i = 0; i < d->n; i++) {
-        for (int j = 0; j < ds_len(d, i); j++) fputs(txt_token_str(v, ds_name(d, i)[j], tok), f);
-        fputc('\n', f);
-    }
-    return cli_close(f, path);
 }
 
 err_code tr_load_names(tr_session *s)
@@ -372,11 +258,7 @@ err_code tr_load_names(tr_session *s)
     if (rc) return rc;
     s->have_corpus = true;
     s->vocab = &s->corpus.vocab;
-    if (s->o.dump_split) {
-        rc = dump_names(&s->corpus.train, s->vocab, s->o.dump_split, "train.txt");
-        if (!rc) rc = dump_names(&s->corpus.val, s->vocab, s->o.dump_split, "val.txt");
-    }
-    return rc;
+    return ERR_OK;
 }
 
 void tr_close(tr_session *s)
@@ -468,41 +350,6 @@ static err_code evaluate(tr_session *s, const tr_model *m, const tr_source *src,
     return isfinite(*loss) ? ERR_OK : ERR_NAN;   /* the caller words the message */
 }
 
-/* ---- signals ------------------------------------------------------------ */
-
-static volatile sig_atomic_t stop_signal;
-
-static void on_signal(int sig) { stop_signal = sig; }
-
-typedef struct saved_handlers { struct sigaction intr, term; } saved_handlers;
-
-/* SA_RESETHAND: a second Ctrl-C kills at once (the files on disk are
- * always whole, being written by rename). */
-static void catch_signals(saved_handlers *old)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESETHAND;
-    stop_signal = 0;
-    sigaction(SIGINT, &sa, &old->intr);
-    sigaction(SIGTERM, &sa, &old->term);
-}
-
-static void restore_signals(const saved_handlers *old)
-{
-    sigaction(SIGINT, &old->intr, NULL);
-    sigaction(SIGTERM, &old->term, NULL);
-}
-
-int tr_exit_status(err_code e)
-{
-    if (e == ERR_OK) return 0;
-    fprintf(stderr, "%s: %s\n", cli_prog(), err_msg());
-    return e == ERR_INTERRUPT ? 128 + (stop_signal ? stop_signal : SIGINT) : 1;
-}
-
 /* ---- the loop ----------------------------------------------------------- */
 
 typedef struct loop {
@@ -514,7 +361,8 @@ typedef struct loop {
     size_t           *idx;       /* batch_size name indices */
     opt_config        opt;
     FILE             *log;
-    double            t_start, t_train, t_progress;
+    const tr_hooks   *hooks;     /* never NULL (an empty set when none given) */
+    double            t_start, t_train;
     double            log_tokens, log_seconds;   /* since the last log row */
     char              last_saved[4200];           /* "" when nothing was written */
 } loop;
@@ -573,31 +421,6 @@ static err_code train_step(loop *L, float *loss_out)
     return ERR_OK;
 }
 
-static void format_duration(double sec, char *out, size_t cap)
-{
-    long t = (long)(sec + 0.5);
-    if (t >= 3600) snprintf(out, cap, "%ldh%02ldm", t / 3600, t / 60 % 60);
-    else snprintf(out, cap, "%ldm%02lds", t / 60, t % 60);
-}
-
-static void show_progress(loop *L, float loss, double now)
-{
-    if (now - L->t_progress < 0.2) return;
-    L->t_progress = now;
-    tr_session *s = L->s;
-    double rate = L->t_train > 0 ? (double)s->sum.run_steps / L->t_train : 0;
-    char eta[32] = "?";
-    if (rate > 0) format_duration((double)(s->o.steps - s->step) / rate, eta, sizeof eta);
-    fprintf(stderr, "\r\033[Kstep %ld/%ld  loss %.4f  %.0f tok/s  ETA %s", s->step, s->o.steps,
-            (double)loss, L->t_train > 0 ? s->sum.tokens / L->t_train : 0.0, eta);
-    fflush(stderr);
-}
-
-static void clear_progress(void)
-{
-    if (cli_progress_enabled()) fputs("\r\033[K", stderr);
-}
-
 static err_code open_log(loop *L)
 {
     const tr_session *s = L->s;
@@ -639,6 +462,7 @@ static err_code checkpoint(loop *L, double *val)
     if (rc == ERR_NAN) return nan_error(L, "the validation loss", *val, s->step);
     if (rc) return rc;
     log_row(L, *val);
+    if (L->hooks->on_eval) L->hooks->on_eval(L->hooks->ctx, s, *val);
     bool better = *val < s->best_val;
     if (better) {
         s->best_val = *val;
@@ -660,56 +484,12 @@ static err_code interrupted(loop *L)
                    "(continue with --resume %s)", s->step, path, path);
 }
 
-/* The summary columns of m->summary_columns: its output (malloc'ed, in
- * *text), cut into the header and the values without their newlines. */
-static err_code extra_columns(const tr_model *m, char **text, char **header, char **values)
-{
-    size_t len = 0;
-    *text = *header = *values = NULL;
-    FILE *f = open_memstream(text, &len);
-    if (!f) return err_set(ERR_NOMEM, "out of memory for the summary");
-    err_code rc = m->summary_columns(m->impl, f);
-    if (fclose(f) && !rc) rc = err_set(ERR_NOMEM, "out of memory for the summary");
-    if (rc) return rc;
-    if (!*text) return err_set(ERR_NOMEM, "out of memory for the summary");
-    char *nl = strchr(*text, '\n'), *end = nl ? strchr(nl + 1, '\n') : NULL;
-    size_t tabs[2] = { 0, 0 };
-    for (const char *p = *text; end && p < end; p++) tabs[p > nl] += *p == '\t';
-    if (!end || end[1] || nl == *text || end == nl + 1 || tabs[0] != tabs[1])
-        return err_set(ERR_ARG, "%s: the summary columns are not a two-line TSV", m->kind);
-    *nl = *end = '\0';
-    *header = *text;
-    *values = nl + 1;
-    return ERR_OK;
-}
-
-static err_code print_summary(const tr_session *s, const tr_model *m)
-{
-    char *text = NULL, *header = NULL, *values = NULL;
-    err_code rc = m->summary_columns ? extra_columns(m, &text, &header, &values) : ERR_OK;
-    if (rc) {
-        free(text);
-        return rc;
-    }
-    const tr_summary *u = &s->sum;
-    size_t params = 0;   /* p->n also counts the alignment padding */
-    for (int i = 0; i < m->params->count; i++) params += (size_t)m->params->e[i].t.n;
-    printf("model\tparams\tsteps\ttrain_loss\tval_loss\tbest_val_loss\tbest_step\tseconds\t"
-           "steps_per_s\ttokens_per_s%s%s\n", header ? "\t" : "", header ? header : "");
-    printf("%s\t%zu\t%ld\t%.6f\t%.6f\t%.6f\t%ld\t%.2f\t%.2f\t%.0f%s%s\n", m->kind, params,
-           u->steps, u->train_loss, u->val_loss, u->best_val_loss, u->best_step, u->seconds,
-           u->train_seconds > 0 ? (double)u->run_steps / u->train_seconds : 0.0,
-           u->train_seconds > 0 ? u->tokens / u->train_seconds : 0.0, values ? "\t" : "",
-           values ? values : "");
-    fflush(stdout);
-    free(text);
-    return ERR_OK;
-}
-
-static err_code loop_init(loop *L, tr_session *s, const tr_model *m, const tr_source *src)
+static err_code loop_init(loop *L, tr_session *s, const tr_model *m, const tr_source *src,
+                          const tr_hooks *hooks)
 {
     memset(L, 0, sizeof *L);
     L->s = s;
+    L->hooks = hooks;
     L->m = m;
     L->src = src;
     L->opt = s->o.opt;
@@ -740,38 +520,35 @@ static void loop_free(loop *L)
 static err_code run_steps(loop *L)
 {
     tr_session *s = L->s;
-    bool progress = cli_progress_enabled();
     double val;
     while (s->step < s->o.steps) {
-        double t0 = cli_now();
+        double t0 = now();
         float loss = 0;
         err_code rc = train_step(L, &loss);
         if (rc) return rc;
-        double now = cli_now();
-        L->t_train += now - t0;
+        L->t_train += now() - t0;
         s->sum.run_steps++;
-        if (progress) show_progress(L, loss, now);
+        if (L->hooks->on_step) L->hooks->on_step(L->hooks->ctx, s, loss, L->t_train);
         /* evaluate before obeying a signal, so a resumed run skips no evaluation */
         if (s->o.eval_every > 0 && s->step % s->o.eval_every == 0 && s->step < s->o.steps &&
             (rc = checkpoint(L, &val)))
             return rc;
-        if (stop_signal) return interrupted(L);
+        if (L->hooks->should_stop && L->hooks->should_stop(L->hooks->ctx)) return interrupted(L);
     }
     return ERR_OK;
 }
 
-err_code tr_run(tr_session *s, const tr_model *m, const tr_source *src)
+err_code tr_run(tr_session *s, const tr_model *m, const tr_source *src, const tr_hooks *hooks)
 {
+    static const tr_hooks none = { 0 };
     loop L;
-    saved_handlers old;
     memset(&s->sum, 0, sizeof s->sum);
-    err_code rc = loop_init(&L, s, m, src);
+    err_code rc = loop_init(&L, s, m, src, hooks ? hooks : &none);
     if (rc) {
         loop_free(&L);
         return rc;
     }
-    L.t_start = cli_now();
-    catch_signals(&old);
+    L.t_start = now();
     bool trained = s->step < s->o.steps;
     L.tape.training = true;
     rc = run_steps(&L);
@@ -782,8 +559,6 @@ err_code tr_run(tr_session *s, const tr_model *m, const tr_source *src)
         else if ((rc = evaluate(s, m, src, &L.tape, &val)) == ERR_NAN)
             rc = nan_error(&L, "the validation loss", val, s->step);
     }
-    restore_signals(&old);
-    clear_progress();
     if (!rc) {
         tr_summary *u = &s->sum;
         u->steps = s->step;
@@ -791,9 +566,8 @@ err_code tr_run(tr_session *s, const tr_model *m, const tr_source *src)
         u->val_loss = val;
         u->best_val_loss = isfinite(s->best_val) ? s->best_val : val;
         u->best_step = isfinite(s->best_val) ? s->best_step : s->step;
-        u->seconds = cli_now() - L.t_start;
+        u->seconds = now() - L.t_start;
         u->train_seconds = L.t_train;
-        rc = print_summary(s, m);
     }
     loop_free(&L);
     return rc;

@@ -77,8 +77,6 @@ static double short_double(float f)
 err_code rnn_config_to_json(const rnn_config *c, char **json)
 {
     *json = NULL;
-    err_code rc = rnn_config_check(c);
-    if (rc) return rc;
     cJSON *o = cJSON_CreateObject();
     bool ok = o && cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size) &&
               cJSON_AddStringToObject(o, "cell", rnn_cell_name(c->cell)) &&

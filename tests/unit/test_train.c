@@ -7,6 +7,7 @@
 #include "ops.h"
 #include "test.h"
 #include "train.h"
+#include "trcli.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -147,7 +148,7 @@ static run_result run(const tr_options *o, toy *m)
     int saved = dup(1);
     FILE *cap = tmpfile();
     dup2(fileno(cap), 1);
-    r.rc = tr_run(&s, &tm, NULL);
+    r.rc = trc_run(&s, &tm, NULL);
     fflush(stdout);
     dup2(saved, 1);
     close(saved);
@@ -195,16 +196,16 @@ TEST(train_options_defaults_and_parsing)
     CHECK(o.batch_size == 64 && o.seed == 1 && o.split_seed == 0 && o.set == 0);
     CHECK_NEAR(o.opt.lr, 3e-4, 1e-9);
     CHECK_NEAR(o.opt.weight_decay, 0.01, 1e-9);
-    CHECK(tr_parse_option(&o, TR_OPT_LR, "0.01"));
-    CHECK(tr_parse_option(&o, TR_OPT_SCHEDULE, "cosine"));
-    CHECK(tr_parse_option(&o, TR_OPT_STEPS, "123"));
-    CHECK(tr_parse_option(&o, 'o', "x.safetensors"));
-    CHECK(tr_parse_option(&o, TR_OPT_KEEP_BEST, NULL));
+    CHECK(trc_parse_option(&o, TRC_OPT_LR, "0.01"));
+    CHECK(trc_parse_option(&o, TRC_OPT_SCHEDULE, "cosine"));
+    CHECK(trc_parse_option(&o, TRC_OPT_STEPS, "123"));
+    CHECK(trc_parse_option(&o, 'o', "x.safetensors"));
+    CHECK(trc_parse_option(&o, TRC_OPT_KEEP_BEST, NULL));
     CHECK(o.steps == 123 && o.opt.schedule == OPT_COSINE && o.keep_best);
     CHECK(!strcmp(o.out_path, "x.safetensors"));
     CHECK(o.set == (TR_SET_LR | TR_SET_SCHEDULE | TR_SET_STEPS));
-    CHECK(!tr_parse_option(&o, 'h', NULL));
-    CHECK(!tr_parse_option(&o, TR_OPT_END, "1"));
+    CHECK(!trc_parse_option(&o, 'h', NULL));
+    CHECK(!trc_parse_option(&o, TRC_OPT_END, "1"));
 }
 
 /* --data shows its default when the program sets one, else "required". */
@@ -216,7 +217,7 @@ TEST(train_usage_data_default)
     for (int with_default = 0; with_default < 2; with_default++) {
         o.data = with_default ? "data/villes.txt" : NULL;
         FILE *f = tmpfile();
-        tr_print_usage(f, &o);
+        trc_print_usage(f, &o);
         rewind(f);
         size_t n = fread(text, 1, sizeof text - 1, f);
         text[n] = 0;
@@ -356,7 +357,7 @@ TEST(train_interrupt_then_resume_is_exact)
     toy_init(&m, s.vocab->size, 3);
     m.signal_at = 23;
     tr_model tm = toy_model(&m);
-    err_code rc = tr_run(&s, &tm, NULL);
+    err_code rc = trc_run(&s, &tm, NULL);
     CHECK(rc == ERR_INTERRUPT);
     CHECK(strstr(err_msg(), "interrupted at step 23") != NULL);
     CHECK(s.step == 23);
@@ -389,7 +390,7 @@ TEST(train_nan_stops_and_keeps_last_checkpoint)
     toy_init(&m, s.vocab->size, 3);
     m.poison_at = 27;
     tr_model tm = toy_model(&m);
-    err_code rc = tr_run(&s, &tm, NULL);
+    err_code rc = tr_run(&s, &tm, NULL, NULL);
     CHECK(rc == ERR_NAN);
     CHECK(strstr(err_msg(), "at step 27") != NULL);
     CHECK(strstr(err_msg(), "(step 20) was left as it was") != NULL);
@@ -428,7 +429,7 @@ TEST(train_keep_best)
     toy_init(&m, s.vocab->size, 3);
     m.signal_at = 15;
     tr_model tm = toy_model(&m);
-    CHECK(tr_run(&s, &tm, NULL) == ERR_INTERRUPT);
+    CHECK(trc_run(&s, &tm, NULL) == ERR_INTERRUPT);
     tr_close(&s);
     tn_params_free(&m.p);
     CHECK(!strcmp(meta_of(path_in("best2.safetensors"), "step", step, sizeof step), "10"));

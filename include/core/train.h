@@ -1,66 +1,56 @@
 /* train.h - the training loop shared by every trainer.
  *
- * A trainer's main is small: it parses the common flags with
- * tr_parse_option() (adding only its model flags), opens a session
- * (options resolved, --resume checkpoint read, data loaded), builds its
- * model, describes it in a tr_model, and calls tr_run():
+ * The engine's side of training: a session (resolved options, the --resume
+ * checkpoint, the names), a model as the loop sees it (tr_model: its
+ * parameters and a loss on a batch), where batches come from (tr_source;
+ * NULL = the session's names), and tr_run(), which trains to o.steps and
+ * returns.  It reports through callbacks (tr_hooks) and never prints,
+ * parses flags or installs signal handlers: the trainers' command line,
+ * progress line, Ctrl-C handling, summary and exit status are the program
+ * layer's (include/app/trcli.h).  A front end drives it as:
  *
- *   static const struct option opts[] = {
- *       TR_LONG_OPTIONS,
- *       { "hidden", required_argument, NULL, OPT_HIDDEN },   // OPT_HIDDEN >= TR_OPT_END
- *       { 0 }
- *   };
- *   tr_options o; tr_options_init(&o, "mlp", "weights/mlp.safetensors");
- *   while ((c = getopt_long(argc, argv, TR_SHORT_OPTIONS, opts, NULL)) != -1) {
- *       if (tr_parse_option(&o, c, optarg)) continue;
- *       switch (c) { case OPT_HIDDEN: ...; case 'h': usage(); case 'V': cli_version();
- *                    default: cli_bad_flag(); }
- *   }
- *   tr_check_args(&o, argc, argv, optind);     // usage errors (exit 2)
+ *   tr_options o; tr_options_init(&o, "mlp", "mlp.safetensors"); ... set fields
  *   tr_session s;
- *   if (tr_open(&s, &o) || tr_load_names(&s)) cli_die_err();
- *   ... config from flags, or from ck_meta(&s.resume, "config") when s.resuming;
+ *   if (tr_open(&s, &o) || tr_load_names(&s)) ...error...
  *   ... build the model on s.vocab->size tokens, initialise it with an rng
  *       seeded with s.o.seed (the loop's own rng is seeded apart from it);
  *   tr_model m = { .kind = "mlp", .params = &net.params, .impl = &net,
  *                  .loss = net_loss, .config_json = net_config_json };
- *   err_code e = tr_run(&s, &m, NULL);        // prints the summary on success
+ *   err_code e = tr_run(&s, &m, NULL, &hooks);   // s.sum holds the results
  *   tr_close(&s);
- *   return tr_exit_status(e);                 // prints "PROG: message" unless ERR_OK
  *
  * The loop: batches drawn with a seeded rng (its state is in every
  * checkpoint), one ag_tape reused (ag_reset each step, nothing allocated
  * once warm), AdamW with the schedule and optional clipping (optim.h),
- * whole-validation-set evaluation without gradients every --eval-every
+ * whole-validation-set evaluation without gradients every eval_every
  * steps and at the end (mean over all non-pad targets, not a mean of batch
- * means), --log TSV learning curve, a \r progress line on stderr only when
- * it is a terminal, --keep-best, atomic checkpoints (ck_write).
+ * means), the --log TSV learning curve, keep_best, atomic checkpoints
+ * (ck_write).
  *
  * Checkpoints hold the parameters, the AdamW moments (optim.m.* / optim.v.*)
  * and metadata: format, format_version, model, config, vocab, step,
- * split_seed, rng, train_config (the resolved training flags, JSON),
+ * split_seed, rng, train_config (the resolved training settings, JSON),
  * train_window (recent training losses, JSON), best_val_loss and best_step, so that
  * an interrupted run resumed with --resume ends bit-for-bit where the
  * uninterrupted run ends.
  *
- * Where checkpoints go (-o FILE):
- *   - without --keep-best: FILE is rewritten at every evaluation, at the
- *     end, and when interrupted;
- *   - with --keep-best: FILE holds the state of lowest validation loss; the
- *     latest state is written to the "last" file (tr_last_path: x.safetensors
- *     -> x.last.safetensors) when interrupted, so the best one is kept.
- * Ctrl-C (SIGINT) or SIGTERM: the current step finishes, the checkpoint is
- * written, tr_run returns ERR_INTERRUPT ("interrupted at step N; resume
- * with --resume FILE") and the program exits 130 (143 for SIGTERM).  A
- * second Ctrl-C kills at once (files on disk are always whole).
+ * Where checkpoints go (out_path):
+ *   - without keep_best: rewritten at every evaluation, at the end, and
+ *     when stopped;
+ *   - with keep_best: out_path holds the state of lowest validation loss;
+ *     the latest state is written to the "last" file (tr_last_path:
+ *     x.safetensors -> x.last.safetensors) when stopped, so the best one is kept.
+ * Stopping: when hooks->should_stop answers true after a step, that step's
+ * evaluation (if due) is done, the checkpoint is written and tr_run returns
+ * ERR_INTERRUPT ("interrupted at step N; ... --resume FILE").
  * A NaN or infinite loss: training stops before the update, nothing is
  * written (the last checkpoint written stays as it was), tr_run returns
- * ERR_NAN naming the step, exit 1.
+ * ERR_NAN naming the step (and, with the tape's check_finite switch, the
+ * first op whose output went non-finite).
  */
 #ifndef VILLES_TRAIN_H
 #define VILLES_TRAIN_H
 
-#include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -72,44 +62,6 @@
 #include "rng.h"
 #include "tensor.h"
 #include "text.h"
-
-/* ---- common flags ---------------------------------------------------- */
-
-/* getopt_long codes of the common flags.  Model flags use codes >= TR_OPT_END. */
-enum {
-    TR_OPT_DATA = 0x100, TR_OPT_VAL_DATA, TR_OPT_SEED, TR_OPT_SPLIT_SEED, TR_OPT_STEPS,
-    TR_OPT_BATCH_SIZE, TR_OPT_LR, TR_OPT_WEIGHT_DECAY, TR_OPT_SCHEDULE, TR_OPT_WARMUP,
-    TR_OPT_CLIP, TR_OPT_EVAL_EVERY, TR_OPT_LOG, TR_OPT_RESUME, TR_OPT_KEEP_BEST,
-    TR_OPT_THREADS, TR_OPT_DUMP_SPLIT,
-    TR_OPT_END = 0x200
-};
-
-#define TR_SHORT_OPTIONS "o:hV"
-
-/* The common entries of a trainer's struct option table (no terminator):
- * --help ('h') and --version ('V') are listed here but handled by the
- * program (tr_parse_option returns false for them). */
-#define TR_LONG_OPTIONS                                                       \
-    { "data",         required_argument, NULL, TR_OPT_DATA },                 \
-    { "val-data",     required_argument, NULL, TR_OPT_VAL_DATA },             \
-    { "seed",         required_argument, NULL, TR_OPT_SEED },                 \
-    { "split-seed",   required_argument, NULL, TR_OPT_SPLIT_SEED },           \
-    { "steps",        required_argument, NULL, TR_OPT_STEPS },                \
-    { "batch-size",   required_argument, NULL, TR_OPT_BATCH_SIZE },           \
-    { "lr",           required_argument, NULL, TR_OPT_LR },                   \
-    { "weight-decay", required_argument, NULL, TR_OPT_WEIGHT_DECAY },         \
-    { "schedule",     required_argument, NULL, TR_OPT_SCHEDULE },             \
-    { "warmup",       required_argument, NULL, TR_OPT_WARMUP },               \
-    { "clip",         required_argument, NULL, TR_OPT_CLIP },                 \
-    { "eval-every",   required_argument, NULL, TR_OPT_EVAL_EVERY },           \
-    { "log",          required_argument, NULL, TR_OPT_LOG },                  \
-    { "output",       required_argument, NULL, 'o' },                         \
-    { "resume",       required_argument, NULL, TR_OPT_RESUME },               \
-    { "keep-best",    no_argument,       NULL, TR_OPT_KEEP_BEST },            \
-    { "threads",      required_argument, NULL, TR_OPT_THREADS },             \
-    { "dump-split",   required_argument, NULL, TR_OPT_DUMP_SPLIT },          \
-    { "help",         no_argument,       NULL, 'h' },                         \
-    { "version",      no_argument,       NULL, 'V' }
 
 /* Which training settings were given on the command line: on --resume the
  * others are taken from the checkpoint's train_config. */
@@ -135,23 +87,17 @@ typedef struct tr_options {
     const char *out_path;     /* -o FILE */
     const char *resume_path;  /* --resume FILE, NULL = fresh start */
     bool        keep_best;    /* --keep-best */
-    int         threads;      /* --threads (0 = library default) */
-    const char *dump_split;   /* --dump-split DIR: write DIR/train.txt, DIR/val.txt */
+    int         threads;      /* --threads (0 = library default); set by the program */
+    const char *dump_split;   /* --dump-split DIR (the program writes the two sides) */
     unsigned    set;          /* TR_SET_* bits of the flags given */
 } tr_options;
 
 /* Defaults of the reference recipe; the program may change fields
  * afterwards (e.g. o->steps) to set its own defaults. */
 void tr_options_init(tr_options *o, const char *kind, const char *default_out);
-/* Handle one getopt_long code of a common flag (cli_usage() on a bad
- * value); false when the code is not a common flag. */
-bool tr_parse_option(tr_options *o, int code, const char *arg);
-/* After the getopt loop: no operands, --data given (or defaulted), flags
- * consistent; cli_usage() otherwise. */
-void tr_check_args(const tr_options *o, int argc, char **argv, int optind_);
-/* The "Training:" part of --help, showing the defaults in o (--data is
- * "required" when o->data is NULL, else its default). */
-void tr_print_usage(FILE *f, const tr_options *o);
+
+/* The words of the schedules, in opt_schedule order, NULL-terminated. */
+extern const char *const tr_schedule_names[];
 
 /* "x.safetensors" -> "x.last.safetensors" (otherwise "x" -> "x.last"), in
  * out (>= strlen(path) + 6 bytes). */
@@ -175,9 +121,9 @@ typedef struct tr_model {
     void      (*after_backward)(void *impl);
     void      (*after_update)(void *impl);
     /* Optional: more columns for the summary, e.g. an evaluation of the
-     * final weights.  Write a two-line TSV (header, values) to f; tr_run
-     * prints its columns after the common ones, in the one summary.  Called
-     * once, after the final evaluation; an error is tr_run's (no summary). */
+     * final weights.  Write a two-line TSV (header, values) to f; the
+     * program prints its columns after the common ones, in the one summary
+     * (trcli.h), after tr_run. */
     err_code  (*summary_columns)(const void *impl, FILE *f);
 } tr_model;
 
@@ -245,24 +191,31 @@ typedef struct tr_session {
 
 /* Resolve o: read and check the --resume checkpoint (its model must be
  * o->kind, ERR_MISMATCH otherwise) and take its training settings for the
- * flags not given; check that -o's directory is writable; set --threads. */
+ * flags not given; check that -o's directory is writable. */
 err_code tr_open(tr_session *s, const tr_options *o);
 /* Load --data / --val-data as names (ds_load with the split seed; on
- * --resume with the checkpoint's vocabulary) and set s->vocab; with
- * --dump-split DIR, write the two sides as DIR/train.txt and DIR/val.txt
- * (every row, one name per line) for `generate --score` and friends. */
+ * --resume with the checkpoint's vocabulary) and set s->vocab. */
 err_code tr_load_names(tr_session *s);
-/* Train to s->o.steps; on success print the two-line TSV summary to stdout:
- *   model params steps train_loss val_loss best_val_loss best_step seconds
- *   steps_per_s tokens_per_s
- * followed by m->summary_columns' columns, if any (seconds and the speeds
- * do not count the time they take).  src NULL = the names of tr_load_names. */
-err_code tr_run(tr_session *s, const tr_model *m, const tr_source *src);
-void     tr_close(tr_session *s);
+/* What the loop tells its caller, and asks it.  Every member is optional
+ * (a NULL hooks pointer = none at all).  The callbacks must not touch the
+ * model or the session: they only look. */
+typedef struct tr_hooks {
+    void *ctx;
+    /* After every optimiser step: the batch loss, and the seconds spent in
+     * training steps so far in this run (for speeds and an ETA). */
+    void (*on_step)(void *ctx, const tr_session *s, float loss, double train_seconds);
+    /* After every evaluation of the whole validation set. */
+    void (*on_eval)(void *ctx, const tr_session *s, double val_loss);
+    /* Polled after every step: true = write the checkpoint and return
+     * ERR_INTERRUPT (e.g. on Ctrl-C). */
+    bool (*should_stop)(void *ctx);
+} tr_hooks;
 
-/* Exit status for tr_run's result, printing "PROG: message" on error:
- * ERR_OK 0, ERR_INTERRUPT 130, anything else 1. */
-int tr_exit_status(err_code e);
+/* Train to s->o.steps, then evaluate the final weights; on success s->sum
+ * holds the results (the caller prints them).  src NULL = the names of
+ * tr_load_names. */
+err_code tr_run(tr_session *s, const tr_model *m, const tr_source *src, const tr_hooks *hooks);
+void     tr_close(tr_session *s);
 
 /* Write a checkpoint of m with the session's metadata, loop state and the
  * optimiser moments (used by tr_run; exposed for tests).  src may be NULL. */
