@@ -195,7 +195,7 @@ static void load_names(const ctx *c, ds_names *out)
     if (ds_from_lines(&all, &lines, &c->lm.vocab)) cli_die("%s: %s", c->o->data, err_msg());
     txt_lines_free(&lines);
     if (all.n == 0) cli_die("%s: no names of at least %d characters", c->o->data, DS_MIN_NAME_LEN);
-    if (ip_distinct_names(out, &all)) cli_die_err();
+    if (ds_distinct(out, &all)) cli_die_err();
     ds_free(&all);
 }
 
