@@ -14,7 +14,7 @@
 #include "error.h"
 #include "text.h"
 
-enum { DS_MIN_NAME_LEN = 3 };   /* shorter lines are skipped, as the reference does */
+enum { DS_MIN_NAME_LEN = 3 };   /* shorter lines are skipped, as tools/villes_torch.py does */
 
 typedef struct ds_names {
     int    *tok;      /* character tokens of all names, concatenated */

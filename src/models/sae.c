@@ -2,7 +2,7 @@
  * sae.h.
  *
  * The training loss is one fused op with a hand-written backward (the
- * contract's layouts, W_enc (d, F) and W_dec (F, d), are (in, out), the
+ * checkpoint's layouts, W_enc (d, F) and W_dec (F, d), are (in, out), the
  * transpose of op_linear's).  Everything else - evaluation, steering,
  * attribution - is plain loops and cblas over the same encode / decode.
  */
