@@ -204,7 +204,7 @@ err_code ds_distinct(ds_names *out, const ds_names *all)
     *out = (ds_names){ 0 };
     if (!all) return err_set(ERR_ARG, "ds_distinct: no names");
     const size_t n = all->n;
-    size_t *group = malloc((n ? n : 1) * sizeof *group), nd;
+    size_t nd = 0, *group = malloc((n ? n : 1) * sizeof *group);
     uint8_t *first = malloc(n ? n : 1), *seen = calloc(n ? n : 1, 1);
     err_code e = group && first && seen ? distinct_groups(all, group, &nd)
                                         : err_set(ERR_NOMEM, "out of memory for %zu names", n);
