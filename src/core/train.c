@@ -329,46 +329,19 @@ static void swap_average(tr_session *s, tn_params *p)
 
 /* ---- evaluation -------------------------------------------------------- */
 
-typedef struct by_len { int len; size_t i; } by_len;
-
-static int by_len_cmp(const void *a, const void *b)
-{
-    const by_len *x = a, *y = b;
-    if (x->len != y->len) return x->len < y->len ? -1 : 1;
-    return x->i < y->i ? -1 : x->i > y->i;
-}
-
-/* Name indices sorted by length (then index): batches of similar lengths
- * waste little on padding.  NULL when out of memory. */
-static size_t *length_order(const ds_names *d)
-{
-    by_len *tmp = malloc(d->n * sizeof *tmp);
-    size_t *order = malloc(d->n * sizeof *order);
-    if (tmp && order) {
-        for (size_t i = 0; i < d->n; i++) tmp[i] = (by_len){ ds_len(d, i), i };
-        qsort(tmp, d->n, sizeof *tmp, by_len_cmp);
-        for (size_t i = 0; i < d->n; i++) order[i] = tmp[i].i;
-    } else {
-        free(order);
-        order = NULL;
-    }
-    free(tmp);
-    return order;
-}
-
 err_code tr_eval_names(const tr_model *m, ag_tape *t, const ds_names *d, int batch_size,
                        double *loss_sum, size_t *n_targets)
 {
     *loss_sum = 0;
     *n_targets = 0;
     if (d->n == 0) return ERR_OK;
-    size_t *order = length_order(d);
-    if (!order) return err_set(ERR_NOMEM, "out of memory evaluating");
+    size_t *order;
+    err_code rc = ds_length_order(d, &order);
+    if (rc) return rc;
     bool grad = t->grad, training = t->training;
     t->grad = false;
     t->training = false;
     ds_batch b = { 0 };
-    err_code rc = ERR_OK;
     for (size_t i = 0; !rc && i < d->n; i += (size_t)batch_size) {
         int B = d->n - i < (size_t)batch_size ? (int)(d->n - i) : batch_size;
         rc = ds_batch_fill(&b, d, order + i, B);
