@@ -63,6 +63,9 @@ const mdl_kind *mdl_find_kind(const char *name);
 /* Load any villes checkpoint: format checked, kind looked up in the
  * registry (ERR_FORMAT "unknown model kind 'x'" otherwise), vocab parsed. */
 err_code mdl_load(mdl *m, const char *path);
+/* The same from a checkpoint already read, which m takes over (*f is
+ * emptied, also on error); path names it in messages. */
+err_code mdl_load_file(mdl *m, ck_file *f, const char *path);
 void     mdl_free(mdl *m);
 int      mdl_vocab_size(const mdl *m);
 int      mdl_max_len(const mdl *m);

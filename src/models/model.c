@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mix.h"
 #include "mlp.h"
 #include "ngram.h"
 #include "rnn.h"
@@ -22,6 +23,7 @@ static const mdl_kind *const kinds[] = {
     &mlp_kind,
     &rnn_kind,
     &tf_kind,
+    &mix_kind,
 };
 
 enum { N_KINDS = sizeof kinds / sizeof kinds[0] };
@@ -72,11 +74,18 @@ err_code mdl_load(mdl *m, const char *path)
 {
     if (!m || !path) return err_set(ERR_ARG, "mdl_load: NULL argument");
     *m = (mdl){ 0 };
-    err_code e = ck_read(path, &m->file);
-    if (e) return e;
+    ck_file f;
+    err_code e = ck_read(path, &f);
+    return e ? e : mdl_load_file(m, &f, path);
+}
+
+err_code mdl_load_file(mdl *m, ck_file *f, const char *path)
+{
+    *m = (mdl){ .file = *f };
+    *f = (ck_file){ 0 };
     const char *name = ck_meta(&m->file, "model");
     /* Format and version first, so that a foreign file is called that. */
-    e = ck_expect_model(&m->file, path, name ? name : "");
+    err_code e = ck_expect_model(&m->file, path, name ? name : "");
     if (!e && !(m->kind = mdl_find_kind(name))) e = unknown_kind(path, name);
     const char *vocab = ck_meta(&m->file, "vocab");
     if (!e && !vocab) e = err_set(ERR_FORMAT, "%s: no vocabulary in the metadata", path);
