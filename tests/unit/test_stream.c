@@ -9,7 +9,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* ---- harness ------------------------------------------------------------ */
 
@@ -487,9 +486,8 @@ TEST(source_init_errors)
 /* ---- through the training loop ------------------------------------------ */
 
 typedef struct run_result {
-    err_code rc;
+    err_code   rc;
     tr_summary sum;
-    char     out[1024];
 } run_result;
 
 static tr_options toy_options(const char *text, const char *out, long steps)
@@ -501,12 +499,11 @@ static tr_options toy_options(const char *text, const char *out, long steps)
     o.batch_size = 4;
     o.eval_every = 5;
     o.opt.lr = 0.05f;
-    o.threads = 1;
     return o;
 }
 
 /* Train the toy on the running text of o->data in windows of
- * stm_window(the checkpoint resumed, given), stdout captured. */
+ * stm_window(the checkpoint resumed, given). */
 static run_result run(const tr_options *o, int given)
 {
     run_result r = { 0 };
@@ -529,18 +526,7 @@ static run_result run(const tr_options *o, int given)
     r.rc = stm_source_init(&st, &sm, &c, W, s.o.batch_size);
     tr_model tm = stm_tr_model(&st);
     tr_source src = stm_tr_source(&st);
-    fflush(stdout);
-    int saved = dup(1);
-    FILE *cap = tmpfile();
-    dup2(fileno(cap), 1);
-    if (!r.rc) r.rc = tr_run(&s, &tm, &src);
-    fflush(stdout);
-    dup2(saved, 1);
-    close(saved);
-    rewind(cap);
-    size_t n = fread(r.out, 1, sizeof r.out - 1, cap);
-    r.out[n] = 0;
-    fclose(cap);
+    if (!r.rc) r.rc = tr_run(&s, &tm, &src, NULL);
     r.sum = s.sum;
     tr_close(&s);
     stm_source_free(&st);
@@ -559,7 +545,6 @@ TEST(trains_through_tr_run_and_resumes_exactly)
     tr_options full = toy_options(text, path_in("full.safetensors"), 20);
     run_result a = run(&full, 30);
     CHECK(init.rc == ERR_OK && a.rc == ERR_OK && a.sum.steps == 20);
-    CHECK(!strncmp(a.out, "model\tparams", 12) && strstr(a.out, "\ntoy\t"));
     CHECK(a.sum.val_loss < init.sum.val_loss);   /* it learns */
     tr_options half = toy_options(text, path_in("half.safetensors"), 11);
     run_result b = run(&half, 30);
