@@ -27,7 +27,7 @@
  *   stm_source_init(&st, &sm, &c, stm_window(resume_or_NULL, given), batch_size);
  *   tr_model m = stm_tr_model(&st);     // its loss carries the state
  *   tr_source src = stm_tr_source(&st);
- *   tr_run(&session, &m, &src);         // session.vocab = &c.vocab
+ *   tr_run(&session, &m, &src, hooks);  // with session.vocab = &c.vocab
  *
  * Checkpoints keep the walk: metadata source.pos (windows of the current
  * pass already trained) and source.window (W), and the tensor source.state

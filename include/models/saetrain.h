@@ -18,7 +18,7 @@
  *   sat_init(tr, &cfg, tf, model_path, &corpus.train, &corpus.val, seed);
  *   tr_model m = sat_tr_model(tr);
  *   tr_source src = sat_tr_source(tr);
- *   tr_run(&session, &m, &src);                 // summary + sae_evaluate columns
+ *   tr_run(&session, &m, &src, hooks);   // m.summary_columns: sae_evaluate's
  *   sat_free(tr);
  */
 #ifndef VILLES_SAETRAIN_H
