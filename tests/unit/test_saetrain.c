@@ -104,6 +104,13 @@ static sae_config config(sae_variant v, int F)
                          .l1 = v == SAE_L1 ? 0.01f : 0.0f, .k = v == SAE_TOPK ? 4 : 0 };
 }
 
+/* A trainer of F features of variant v on the fixture (seed 1). */
+static bool start(sat_trainer *tr, const fixture *f, sae_variant v, int F)
+{
+    sae_config c = config(v, F);
+    return sat_init(tr, &c, &f->tf, TF_FIXTURE, &f->train, &f->val, 1) == ERR_OK;
+}
+
 /* ---- setup --------------------------------------------------------------- */
 
 TEST(init_activations_and_b_dec)
@@ -111,8 +118,7 @@ TEST(init_activations_and_b_dec)
     fixture f;
     CHECK(fixture_init(&f));
     static sat_trainer tr;
-    sae_config c = config(SAE_TOPK, 24);
-    CHECK(sat_init(&tr, &c, &f.tf, TF_FIXTURE, &f.train, &f.val, 1) == ERR_OK);
+    CHECK(start(&tr, &f, SAE_TOPK, 24));
     size_t rows = 0;
     for (size_t i = 0; i < f.train.n; i++) rows += (size_t)ds_len(&f.train, i) + 1;
     CHECK(tr.train.n_rows == rows && tr.train.n_names == 20 && tr.val.n_names == 6);
@@ -125,11 +131,11 @@ TEST(init_activations_and_b_dec)
     CHECK(tr.sae.model_file && !strcmp(tr.sae.model_file, TF_FIXTURE) && tr.sae.model_hash[0]);
     sat_free(&tr);
     /* the l1 variant keeps no firing counts */
-    c = config(SAE_L1, 24);
-    CHECK(sat_init(&tr, &c, &f.tf, TF_FIXTURE, &f.train, &f.val, 1) == ERR_OK);
+    CHECK(start(&tr, &f, SAE_L1, 24));
     CHECK(!tr.since && !tr.dead);
     sat_free(&tr);
     /* an SAE that does not fit the Transformer */
+    sae_config c = config(SAE_L1, 24);
     c.d_model = 32;
     CHECK(sat_init(&tr, &c, &f.tf, TF_FIXTURE, &f.train, &f.val, 1) == ERR_MISMATCH);
     sat_free(&tr);
@@ -164,8 +170,7 @@ TEST(batch_of_B_names_has_exactly_their_rows)
     fixture f;
     CHECK(fixture_init(&f));
     static sat_trainer tr;
-    sae_config c = config(SAE_L1, 24);
-    CHECK(sat_init(&tr, &c, &f.tf, TF_FIXTURE, &f.train, &f.val, 1) == ERR_OK);
+    CHECK(start(&tr, &f, SAE_L1, 24));
     tr_source src = sat_tr_source(&tr);
     ds_batch b = { 0 };
     rng r;
@@ -208,8 +213,7 @@ TEST(eval_is_the_loss_of_every_validation_row)
     fixture f;
     CHECK(fixture_init(&f));
     static sat_trainer tr;
-    sae_config c = config(SAE_L1, 24);
-    CHECK(sat_init(&tr, &c, &f.tf, TF_FIXTURE, &f.train, &f.val, 2) == ERR_OK);
+    CHECK(start(&tr, &f, SAE_L1, 24));
     tr_model m = sat_tr_model(&tr);
     tr_source src = sat_tr_source(&tr);
     ag_tape t;
@@ -233,8 +237,7 @@ TEST(firing_marks_dead_after_SAE_DEAD_ROWS_and_alive_when_fired)
     fixture f;
     CHECK(fixture_init(&f));
     static sat_trainer tr;
-    sae_config c = config(SAE_TOPK, 24);
-    CHECK(sat_init(&tr, &c, &f.tf, TF_FIXTURE, &f.train, &f.val, 1) == ERR_OK);
+    CHECK(start(&tr, &f, SAE_TOPK, 24));
     enum { N = 1000 };
     float *quiet = calloc((size_t)N * 24, sizeof *quiet);
     for (int i = 0; i < SAE_DEAD_ROWS / N - 1; i++) sat_track_firing(&tr, quiet, N);
@@ -293,11 +296,8 @@ TEST(firing_bookkeeping_save_load_round_trip)
     fixture f;
     CHECK(fixture_init(&f));
     static sat_trainer a, b, other, l1;
-    sae_config c = config(SAE_TOPK, 24), c2 = config(SAE_TOPK, 32), c3 = config(SAE_L1, 24);
-    CHECK(sat_init(&a, &c, &f.tf, TF_FIXTURE, &f.train, &f.val, 1) == ERR_OK &&
-          sat_init(&b, &c, &f.tf, TF_FIXTURE, &f.train, &f.val, 1) == ERR_OK &&
-          sat_init(&other, &c2, &f.tf, TF_FIXTURE, &f.train, &f.val, 1) == ERR_OK &&
-          sat_init(&l1, &c3, &f.tf, TF_FIXTURE, &f.train, &f.val, 1) == ERR_OK);
+    CHECK(start(&a, &f, SAE_TOPK, 24) && start(&b, &f, SAE_TOPK, 24) &&
+          start(&other, &f, SAE_TOPK, 32) && start(&l1, &f, SAE_L1, 24));
     for (int i = 0; i < 24; i++) a.since[i] = i * 3000;   /* dead from i = 17 */
     tr_source sa = sat_tr_source(&a), sb = sat_tr_source(&b), so = sat_tr_source(&other);
     tr_source sl = sat_tr_source(&l1);
