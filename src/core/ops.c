@@ -4,7 +4,8 @@
  * Each op is a *_forward over plain float* arrays, a *_backward node
  * function that accumulates (+=) into the grads of its inputs that have
  * one, and the op_* entry point that checks shapes, allocates the output
- * on the tape and records the node.  A NULL input (an earlier op failed
+ * on the tape and hands it over under the op's name (op_node), which
+ * records the node when a gradient flows.  A NULL input (an earlier op failed
  * and called err_set) makes every op return NULL, so a model checks for
  * errors once, at the loss.
  */
@@ -24,9 +25,9 @@ tensor *op_out(ag_tape *t, bool need, int ndim, const int *shape)
     return y;
 }
 
-ag_node *op_node(ag_tape *t, ag_backward_fn fn, tensor *out, tensor *a, tensor *b)
+ag_node *op_node(ag_tape *t, const char *op, ag_backward_fn fn, tensor *out, tensor *a, tensor *b)
 {
-    ag_node *n = ag_record(t, fn, out);
+    ag_node *n = ag_record(t, op, out->grad ? fn : NULL, out);
     if (n) {
         n->in[0] = a;
         n->in[1] = b;
@@ -131,7 +132,7 @@ tensor *op_embedding(ag_tape *t, tensor *W, const int *idx, int n, int ndim, con
     tensor *out = op_out(t, need, ndim, shape);
     if (!out) return NULL;
     embedding_forward(out->data, W->data, idx, n, d);
-    ag_node *nd = need ? op_node(t, embedding_backward, out, W, NULL) : NULL;
+    ag_node *nd = op_node(t, "embedding", embedding_backward, out, W, NULL);
     if (nd) {
         nd->idx = ag_ints(t, idx, (size_t)n);
         nd->iarg[0] = n;
@@ -163,7 +164,7 @@ tensor *op_linear(ag_tape *t, tensor *x, tensor *W, tensor *b)
     tensor *y = op_out(t, need, x->ndim, shape);
     if (!y) return NULL;
     linear_forward(y->data, x->data, W->data, b ? b->data : NULL, tn_rows(x), in, out_dim);
-    ag_node *nd = need ? op_node(t, linear_node_backward, y, x, W) : NULL;
+    ag_node *nd = op_node(t, "linear", linear_node_backward, y, x, W);
     if (nd) nd->in[2] = b;
     return y;
 }
@@ -173,14 +174,15 @@ tensor *op_linear(ag_tape *t, tensor *x, tensor *W, tensor *b)
 typedef void (*unary_fn)(float *restrict y, const float *restrict x, int n);
 
 /* The shared frame of the one-input element-wise ops. */
-static tensor *unary(ag_tape *t, tensor *x, unary_fn forward, ag_backward_fn backward)
+static tensor *unary(ag_tape *t, const char *op, tensor *x, unary_fn forward,
+                     ag_backward_fn backward)
 {
     if (!x) return NULL;
     bool need = ag_needs_grad(t, x, NULL);
     tensor *y = op_out(t, need, x->ndim, x->shape);
     if (!y) return NULL;
     forward(y->data, x->data, x->n);
-    if (need) op_node(t, backward, y, x, NULL);
+    op_node(t, op, backward, y, x, NULL);
     return y;
 }
 
@@ -196,7 +198,7 @@ static void tanh_backward(ag_node *nd)
     for (int i = 0; i < nd->out->n; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
 }
 
-tensor *op_tanh(ag_tape *t, tensor *x) { return unary(t, x, tanh_forward, tanh_backward); }
+tensor *op_tanh(ag_tape *t, tensor *x) { return unary(t, "tanh", x, tanh_forward, tanh_backward); }
 
 static void sigmoid_forward(float *restrict y, const float *restrict x, int n)
 {
@@ -210,7 +212,7 @@ static void sigmoid_backward(ag_node *nd)
     for (int i = 0; i < nd->out->n; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
 }
 
-tensor *op_sigmoid(ag_tape *t, tensor *x) { return unary(t, x, sigmoid_forward, sigmoid_backward); }
+tensor *op_sigmoid(ag_tape *t, tensor *x) { return unary(t, "sigmoid", x, sigmoid_forward, sigmoid_backward); }
 
 static void silu_forward(float *restrict y, const float *restrict x, int n)
 {
@@ -235,7 +237,7 @@ static void silu_backward(ag_node *nd)
     else       for (int i = 0; i < n; i++) dx[i] += silu_grad(x[i], dy[i]);
 }
 
-tensor *op_silu(ag_tape *t, tensor *x) { return unary(t, x, silu_forward, silu_backward); }
+tensor *op_silu(ag_tape *t, tensor *x) { return unary(t, "silu", x, silu_forward, silu_backward); }
 
 static void relu_forward(float *restrict y, const float *restrict x, int n)
 {
@@ -249,15 +251,15 @@ static void relu_backward(ag_node *nd)
     for (int i = 0; i < nd->out->n; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
 }
 
-tensor *op_relu(ag_tape *t, tensor *x) { return unary(t, x, relu_forward, relu_backward); }
+tensor *op_relu(ag_tape *t, tensor *x) { return unary(t, "relu", x, relu_forward, relu_backward); }
 
 /* The output of add and mul: a and b of the same shape; y->grad says
  * whether a node is needed. */
-static tensor *binary_out(ag_tape *t, tensor *a, tensor *b, const char *name)
+static tensor *binary_out(ag_tape *t, tensor *a, tensor *b, const char *op)
 {
     if (!a || !b) return NULL;
     if (!same_shape(a, b)) {
-        err_set(ERR_ARG, "%s: operands of %d and %d elements differ in shape", name, a->n, b->n);
+        err_set(ERR_ARG, "op_%s: operands of %d and %d elements differ in shape", op, a->n, b->n);
         return NULL;
     }
     return op_out(t, ag_needs_grad(t, a, b), a->ndim, a->shape);
@@ -284,12 +286,12 @@ static void add_backward(ag_node *nd)
 
 tensor *op_add(ag_tape *t, tensor *a, tensor *b)
 {
-    tensor *y = binary_out(t, a, b, "op_add");
+    tensor *y = binary_out(t, a, b, "add");
     if (!y) return NULL;
     const float *restrict pa = a->data, *restrict pb = b->data;
     float *restrict py = y->data;
     for (int i = 0; i < y->n; i++) py[i] = pa[i] + pb[i];
-    if (y->grad) op_node(t, add_backward, y, a, b);
+    op_node(t, "add", add_backward, y, a, b);
     return y;
 }
 
@@ -313,12 +315,12 @@ static void mul_backward(ag_node *nd)
 
 tensor *op_mul(ag_tape *t, tensor *a, tensor *b)
 {
-    tensor *y = binary_out(t, a, b, "op_mul");
+    tensor *y = binary_out(t, a, b, "mul");
     if (!y) return NULL;
     const float *restrict pa = a->data, *restrict pb = b->data;
     float *restrict py = y->data;
     for (int i = 0; i < y->n; i++) py[i] = pa[i] * pb[i];
-    if (y->grad) op_node(t, mul_backward, y, a, b);
+    op_node(t, "mul", mul_backward, y, a, b);
     return y;
 }
 
@@ -345,12 +347,12 @@ tensor *op_swiglu(ag_tape *t, tensor *a, tensor *b)
         err_set(ERR_ARG, "op_swiglu: a and b must be different tensors");
         return NULL;
     }
-    tensor *y = binary_out(t, a, b, "op_swiglu");
+    tensor *y = binary_out(t, a, b, "swiglu");
     if (!y) return NULL;
     const float *restrict pa = a->data, *restrict pb = b->data;
     float *restrict py = y->data;
     for (int i = 0; i < y->n; i++) py[i] = pa[i] * vsigmoidf(pa[i]) * pb[i];
-    if (y->grad) op_node(t, swiglu_backward, y, a, b);
+    op_node(t, "swiglu", swiglu_backward, y, a, b);
     return y;
 }
 
@@ -390,7 +392,7 @@ tensor *op_dropout(ag_tape *t, tensor *x, float p)
     float keep = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
     dropout_mask(mask, x->n, p, keep, t->rng);
     for (int i = 0; i < x->n; i++) y->data[i] = x->data[i] * mask[i];
-    ag_node *nd = need ? op_node(t, dropout_backward, y, x, NULL) : NULL;
+    ag_node *nd = op_node(t, "dropout", dropout_backward, y, x, NULL);
     if (nd) nd->saved = mask;
     return y;
 }
@@ -432,7 +434,7 @@ tensor *op_concat(ag_tape *t, tensor *a, tensor *b)
     tensor *y = op_out(t, need, a->ndim, shape);
     if (!y) return NULL;
     concat_forward(y->data, a->data, b->data, tn_rows(a), tn_cols(a), tn_cols(b));
-    if (need) op_node(t, concat_backward, y, a, b);
+    op_node(t, "concat", concat_backward, y, a, b);
     return y;
 }
 
@@ -487,7 +489,7 @@ tensor *op_rmsnorm(ag_tape *t, tensor *x, tensor *w, float eps)
     if (!y) return NULL;
     float *rstd = ag_alloc(t, (size_t)tn_rows(x) * sizeof *rstd);
     rmsnorm_forward(y->data, rstd, x->data, w->data, tn_rows(x), tn_cols(x), eps);
-    ag_node *nd = need ? op_node(t, rmsnorm_backward, y, x, w) : NULL;
+    ag_node *nd = op_node(t, "rmsnorm", rmsnorm_backward, y, x, w);
     if (nd) nd->saved = rstd;
     return y;
 }
@@ -548,7 +550,7 @@ tensor *op_cross_entropy(ag_tape *t, tensor *logits, const int *targets, int ign
         count++;
     }
     loss->data[0] = count ? (float)(sum / count) : 0.0f;
-    ag_node *nd = need ? op_node(t, cross_entropy_backward, loss, logits, NULL) : NULL;
+    ag_node *nd = op_node(t, "cross_entropy", cross_entropy_backward, loss, logits, NULL);
     if (nd) {
         nd->idx = ag_ints(t, targets, (size_t)N);
         nd->iarg[0] = ignore;
@@ -583,7 +585,7 @@ tensor *op_time_slice(ag_tape *t, tensor *x, int s)
     if (!y) return NULL;
     for (int b = 0; b < B; b++)
         memcpy(y->data + (size_t)b * d, x->data + ((size_t)b * T + s) * d, (size_t)d * sizeof(float));
-    ag_node *nd = need ? op_node(t, time_slice_backward, y, x, NULL) : NULL;
+    ag_node *nd = op_node(t, "time_slice", time_slice_backward, y, x, NULL);
     if (nd) nd->iarg[0] = s;
     return y;
 }
@@ -624,7 +626,7 @@ tensor *op_time_stack(ag_tape *t, tensor **xs, int n)
         for (int b = 0; b < B; b++)
             memcpy(y->data + ((size_t)b * n + s) * d, xs[s]->data + (size_t)b * d,
                    (size_t)d * sizeof(float));
-    ag_node *nd = need ? op_node(t, time_stack_backward, y, NULL, NULL) : NULL;
+    ag_node *nd = op_node(t, "time_stack", time_stack_backward, y, NULL, NULL);
     if (nd) {
         tensor **keep = ag_alloc(t, (size_t)n * sizeof *keep);
         memcpy(keep, xs, (size_t)n * sizeof *keep);
@@ -654,6 +656,6 @@ tensor *op_broadcast_rows(ag_tape *t, tensor *row, int N)
     tensor *y = op_out(t, need, 2, (const int[]){ N, d });
     if (!y) return NULL;
     for (int i = 0; i < N; i++) memcpy(y->data + (size_t)i * d, row->data, (size_t)d * sizeof(float));
-    if (need) op_node(t, broadcast_rows_backward, y, row, NULL);
+    op_node(t, "broadcast_rows", broadcast_rows_backward, y, row, NULL);
     return y;
 }

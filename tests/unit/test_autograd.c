@@ -116,7 +116,7 @@ TEST(backward_runs_nodes_in_reverse_and_seeds_one)
     CHECK(ag_init(&t, 0) == ERR_OK);
     tensor *loss = ag_tensor(&t, 1, (const int[]){ 1 });
     for (int i = 0; i < 5; i++) {
-        ag_node *n = ag_record(&t, mark_backward, loss);
+        ag_node *n = ag_record(&t, "mark", mark_backward, loss);
         CHECK(n != NULL);
         if (n) n->iarg[0] = i;
     }
@@ -133,7 +133,7 @@ TEST(node_list_doubles_and_is_kept)
     CHECK(ag_init(&t, 0) == ERR_OK);
     tensor *x = ag_tensor2(&t, 1, 1);
     int first = t.cap_nodes;
-    for (int i = 0; i < 3 * first; i++) CHECK(ag_record(&t, mark_backward, x) != NULL);
+    for (int i = 0; i < 3 * first; i++) CHECK(ag_record(&t, "mark", mark_backward, x) != NULL);
     CHECK(t.n_nodes == 3 * first && t.cap_nodes >= 3 * first);
     int cap = t.cap_nodes;
     ag_reset(&t);
@@ -148,7 +148,7 @@ TEST(inference_mode_allocates_no_grads)
     t.grad = false;
     tensor *x = ag_tensor2(&t, 4, 4);
     CHECK(x && x->grad == NULL);
-    CHECK(ag_record(&t, mark_backward, x) == NULL && t.n_nodes == 0);
+    CHECK(ag_record(&t, "mark", mark_backward, x) == NULL && t.n_nodes == 0);
     CHECK(!ag_needs_grad(&t, x, NULL));
     float w[2] = { 1, 2 };
     tensor *wt = ag_wrap(&t, w, 1, (const int[]){ 2 });

@@ -27,7 +27,7 @@ static tensor *project(ag_tape *t, tensor *x, const float *R)
     double s = 0.0;
     for (int i = 0; i < x->n; i++) s += (double)x->data[i] * R[i];
     loss->data[0] = (float)s;
-    ag_node *nd = ag_record(t, project_backward, loss);
+    ag_node *nd = ag_record(t, "project", project_backward, loss);
     nd->in[0] = x;
     nd->saved = (void *)R;
     return loss;
