@@ -1,4 +1,6 @@
-/* gru.c - the fused GRU cell; see ops.h.
+/* gru.c - the GRU cell, one op with a hand-written backward: a reference
+ * op (ops.h), from which test_rnn builds the step-by-step oracle of the
+ * recurrent LM's fused GRU layer (rnn.c).
  *
  * Shapes: x (B, dx), h (B, d), D = dx + d; Wz, Wr, Wh (d, D); bz, br, bh (d).
  *   xh  = [x; h]                 (B, D)

@@ -1,5 +1,6 @@
 /* ops.c - differentiable ops on the tape; see ops.h.  The fused attention
- * and GRU cell live in attention.c and gru.c.
+ * and the GRU cell live in attention.c and gru.c; the reference ops (the
+ * tests' oracles, see ops.h) close this file.
  *
  * Each op is a *_forward over plain float* arrays, a *_backward node
  * function that accumulates (+=) into the grads of its inputs that have
@@ -200,58 +201,12 @@ static void tanh_backward(ag_node *nd)
 
 tensor *op_tanh(ag_tape *t, tensor *x) { return unary(t, "tanh", x, tanh_forward, tanh_backward); }
 
-static void sigmoid_forward(float *restrict y, const float *restrict x, int n)
-{
-    for (int i = 0; i < n; i++) y[i] = vsigmoidf(x[i]);
-}
-
-static void sigmoid_backward(ag_node *nd)
-{
-    const float *restrict y = nd->out->data, *restrict dy = ag_grad(nd->out);
-    float *restrict dx = ag_grad(nd->in[0]);
-    for (int i = 0; i < nd->out->n; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
-}
-
-tensor *op_sigmoid(ag_tape *t, tensor *x) { return unary(t, "sigmoid", x, sigmoid_forward, sigmoid_backward); }
-
-static void silu_forward(float *restrict y, const float *restrict x, int n)
-{
-    for (int i = 0; i < n; i++) y[i] = x[i] * vsigmoidf(x[i]);
-}
-
 /* d/dx x s(x) = s + x s (1 - s); s recomputed from x instead of stored. */
 static inline float silu_grad(float x, float dy)
 {
     float s = vsigmoidf(x);
     return dy * s * (1.0f + x * (1.0f - s));
 }
-
-/* dx is written when fresh (see accumulate), as a linear's output is. */
-static void silu_backward(ag_node *nd)
-{
-    const float *restrict x = nd->in[0]->data, *restrict dy = ag_grad(nd->out);
-    bool fresh;
-    float *restrict dx = ag_grad_fill(nd->in[0], &fresh);
-    const int n = nd->out->n;
-    if (fresh) for (int i = 0; i < n; i++) dx[i] = 0.0f + silu_grad(x[i], dy[i]);
-    else       for (int i = 0; i < n; i++) dx[i] += silu_grad(x[i], dy[i]);
-}
-
-tensor *op_silu(ag_tape *t, tensor *x) { return unary(t, "silu", x, silu_forward, silu_backward); }
-
-static void relu_forward(float *restrict y, const float *restrict x, int n)
-{
-    for (int i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
-}
-
-static void relu_backward(ag_node *nd)
-{
-    const float *restrict x = nd->in[0]->data, *restrict dy = ag_grad(nd->out);
-    float *restrict dx = ag_grad(nd->in[0]);
-    for (int i = 0; i < nd->out->n; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
-}
-
-tensor *op_relu(ag_tape *t, tensor *x) { return unary(t, "relu", x, relu_forward, relu_backward); }
 
 /* The output of add and mul: a and b of the same shape; y->grad says
  * whether a node is needed. */
@@ -303,25 +258,6 @@ static void accumulate_product(tensor *x, const float *restrict g, const float *
     if (!dx) return;
     if (fresh) for (int i = 0; i < x->n; i++) dx[i] = 0.0f + g[i] * other[i];
     else       for (int i = 0; i < x->n; i++) dx[i] += g[i] * other[i];
-}
-
-static void mul_backward(ag_node *nd)
-{
-    tensor *a = nd->in[0], *b = nd->in[1];
-    const float *dy = ag_grad(nd->out);
-    accumulate_product(a, dy, b->data);
-    accumulate_product(b, dy, a->data);
-}
-
-tensor *op_mul(ag_tape *t, tensor *a, tensor *b)
-{
-    tensor *y = binary_out(t, a, b, "mul");
-    if (!y) return NULL;
-    const float *restrict pa = a->data, *restrict pb = b->data;
-    float *restrict py = y->data;
-    for (int i = 0; i < y->n; i++) py[i] = pa[i] * pb[i];
-    op_node(t, "mul", mul_backward, y, a, b);
-    return y;
 }
 
 /* SwiGLU's gate, fused: y = silu(a) * b, one pass each way instead of a
@@ -394,47 +330,6 @@ tensor *op_dropout(ag_tape *t, tensor *x, float p)
     for (int i = 0; i < x->n; i++) y->data[i] = x->data[i] * mask[i];
     ag_node *nd = op_node(t, "dropout", dropout_backward, y, x, NULL);
     if (nd) nd->saved = mask;
-    return y;
-}
-
-/* ---- concat ------------------------------------------------------------ */
-
-/* y (N, p+q) = [a (N, p), b (N, q)] */
-static void concat_forward(float *y, const float *a, const float *b, int N, int p, int q)
-{
-    for (int i = 0; i < N; i++) {
-        memcpy(y + (size_t)i * (p + q), a + (size_t)i * p, (size_t)p * sizeof *y);
-        memcpy(y + (size_t)i * (p + q) + p, b + (size_t)i * q, (size_t)q * sizeof *y);
-    }
-}
-
-static void concat_backward(ag_node *nd)
-{
-    tensor *a = nd->in[0], *b = nd->in[1];
-    int p = tn_cols(a), q = tn_cols(b), N = tn_rows(a);
-    const float *dy = ag_grad(nd->out);
-    float *da = ag_grad(a), *db = ag_grad(b);
-    for (int i = 0; i < N; i++) {
-        const float *g = dy + (size_t)i * (p + q);
-        if (da) accumulate(da + (size_t)i * p, g, p, false);
-        if (db) accumulate(db + (size_t)i * q, g + p, q, false);
-    }
-}
-
-tensor *op_concat(ag_tape *t, tensor *a, tensor *b)
-{
-    if (!a || !b) return NULL;
-    if (tn_rows(a) != tn_rows(b)) {
-        err_set(ERR_ARG, "op_concat: %d rows and %d rows", tn_rows(a), tn_rows(b));
-        return NULL;
-    }
-    int shape[TN_MAX_DIMS];
-    shape_last(a, tn_cols(a) + tn_cols(b), shape);
-    bool need = ag_needs_grad(t, a, b);
-    tensor *y = op_out(t, need, a->ndim, shape);
-    if (!y) return NULL;
-    concat_forward(y->data, a->data, b->data, tn_rows(a), tn_cols(a), tn_cols(b));
-    op_node(t, "concat", concat_backward, y, a, b);
     return y;
 }
 
@@ -560,7 +455,115 @@ tensor *op_cross_entropy(ag_tape *t, tensor *logits, const int *targets, int ign
     return loss;
 }
 
-/* ---- time steps and broadcasting --------------------------------------- */
+/* ---- reference ops ------------------------------------------------------
+ * Used only by the tests, as oracles for the fused ops (see ops.h). */
+
+static void sigmoid_forward(float *restrict y, const float *restrict x, int n)
+{
+    for (int i = 0; i < n; i++) y[i] = vsigmoidf(x[i]);
+}
+
+static void sigmoid_backward(ag_node *nd)
+{
+    const float *restrict y = nd->out->data, *restrict dy = ag_grad(nd->out);
+    float *restrict dx = ag_grad(nd->in[0]);
+    for (int i = 0; i < nd->out->n; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
+}
+
+tensor *op_sigmoid(ag_tape *t, tensor *x)
+{
+    return unary(t, "sigmoid", x, sigmoid_forward, sigmoid_backward);
+}
+
+static void silu_forward(float *restrict y, const float *restrict x, int n)
+{
+    for (int i = 0; i < n; i++) y[i] = x[i] * vsigmoidf(x[i]);
+}
+
+/* dx is written when fresh (see accumulate), as a linear's output is. */
+static void silu_backward(ag_node *nd)
+{
+    const float *restrict x = nd->in[0]->data, *restrict dy = ag_grad(nd->out);
+    bool fresh;
+    float *restrict dx = ag_grad_fill(nd->in[0], &fresh);
+    const int n = nd->out->n;
+    if (fresh) for (int i = 0; i < n; i++) dx[i] = 0.0f + silu_grad(x[i], dy[i]);
+    else       for (int i = 0; i < n; i++) dx[i] += silu_grad(x[i], dy[i]);
+}
+
+tensor *op_silu(ag_tape *t, tensor *x) { return unary(t, "silu", x, silu_forward, silu_backward); }
+
+static void relu_forward(float *restrict y, const float *restrict x, int n)
+{
+    for (int i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+static void relu_backward(ag_node *nd)
+{
+    const float *restrict x = nd->in[0]->data, *restrict dy = ag_grad(nd->out);
+    float *restrict dx = ag_grad(nd->in[0]);
+    for (int i = 0; i < nd->out->n; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+tensor *op_relu(ag_tape *t, tensor *x) { return unary(t, "relu", x, relu_forward, relu_backward); }
+
+static void mul_backward(ag_node *nd)
+{
+    tensor *a = nd->in[0], *b = nd->in[1];
+    const float *dy = ag_grad(nd->out);
+    accumulate_product(a, dy, b->data);
+    accumulate_product(b, dy, a->data);
+}
+
+tensor *op_mul(ag_tape *t, tensor *a, tensor *b)
+{
+    tensor *y = binary_out(t, a, b, "mul");
+    if (!y) return NULL;
+    const float *restrict pa = a->data, *restrict pb = b->data;
+    float *restrict py = y->data;
+    for (int i = 0; i < y->n; i++) py[i] = pa[i] * pb[i];
+    op_node(t, "mul", mul_backward, y, a, b);
+    return y;
+}
+
+/* y (N, p+q) = [a (N, p), b (N, q)] */
+static void concat_forward(float *y, const float *a, const float *b, int N, int p, int q)
+{
+    for (int i = 0; i < N; i++) {
+        memcpy(y + (size_t)i * (p + q), a + (size_t)i * p, (size_t)p * sizeof *y);
+        memcpy(y + (size_t)i * (p + q) + p, b + (size_t)i * q, (size_t)q * sizeof *y);
+    }
+}
+
+static void concat_backward(ag_node *nd)
+{
+    tensor *a = nd->in[0], *b = nd->in[1];
+    int p = tn_cols(a), q = tn_cols(b), N = tn_rows(a);
+    const float *dy = ag_grad(nd->out);
+    float *da = ag_grad(a), *db = ag_grad(b);
+    for (int i = 0; i < N; i++) {
+        const float *g = dy + (size_t)i * (p + q);
+        if (da) accumulate(da + (size_t)i * p, g, p, false);
+        if (db) accumulate(db + (size_t)i * q, g + p, q, false);
+    }
+}
+
+tensor *op_concat(ag_tape *t, tensor *a, tensor *b)
+{
+    if (!a || !b) return NULL;
+    if (tn_rows(a) != tn_rows(b)) {
+        err_set(ERR_ARG, "op_concat: %d rows and %d rows", tn_rows(a), tn_rows(b));
+        return NULL;
+    }
+    int shape[TN_MAX_DIMS];
+    shape_last(a, tn_cols(a) + tn_cols(b), shape);
+    bool need = ag_needs_grad(t, a, b);
+    tensor *y = op_out(t, need, a->ndim, shape);
+    if (!y) return NULL;
+    concat_forward(y->data, a->data, b->data, tn_rows(a), tn_cols(a), tn_cols(b));
+    op_node(t, "concat", concat_backward, y, a, b);
+    return y;
+}
 
 static void time_slice_backward(ag_node *nd)
 {
