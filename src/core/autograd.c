@@ -180,7 +180,7 @@ static ag_node *node_append(ag_tape *t)
     return &t->nodes[t->n_nodes++];
 }
 
-/* "64x46": buf holds at least 4 dimensions of 11 characters. */
+/* "64x46" (64 characters hold 4 dimensions of up to 11 each). */
 enum { SHAPE_TEXT = 64 };
 static void shape_text(const tensor *x, char buf[SHAPE_TEXT])
 {

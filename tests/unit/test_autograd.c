@@ -82,17 +82,24 @@ static void step(ag_tape *t, tensor *E, tensor *W)
     ag_backward(t, loss);
 }
 
+/* A parameter store of E (V, d) and W (d, d), drawn from normal(0, 0.5). */
+static void small_params(tn_params *p, int V, int d, uint64_t seed, tensor **E, tensor **W)
+{
+    tn_params_init(p);
+    *E = tn_param(p, "E", true, 2, (const int[]){ V, d });
+    *W = tn_param(p, "W", true, 2, (const int[]){ d, d });
+    CHECK(tn_params_alloc(p) == ERR_OK);
+    rng r;
+    rng_seed(&r, seed);
+    tn_fill_normal(*E, &r, 0.0f, 0.5f);
+    tn_fill_normal(*W, &r, 0.0f, 0.5f);
+}
+
 TEST(arena_no_new_block_after_warm_up)
 {
     tn_params p;
-    tn_params_init(&p);
-    tensor *E = tn_param(&p, "E", true, 2, (const int[]){ 5, 6 });
-    tensor *W = tn_param(&p, "W", true, 2, (const int[]){ 6, 6 });
-    CHECK(tn_params_alloc(&p) == ERR_OK);
-    rng r;
-    rng_seed(&r, 3);
-    tn_fill_normal(E, &r, 0.0f, 0.5f);
-    tn_fill_normal(W, &r, 0.0f, 0.5f);
+    tensor *E, *W;
+    small_params(&p, 5, 6, 3, &E, &W);
     ag_tape t;
     CHECK(ag_init(&t, 0) == ERR_OK);   /* far too small: the first step grows it */
     for (int i = 0; i < 30; i++) step(&t, E, W);
@@ -179,14 +186,8 @@ static int split_tabs(char *line, char **field)
 TEST(dump_lists_nodes_in_order)
 {
     tn_params p;
-    tn_params_init(&p);
-    tensor *E = tn_param(&p, "E", true, 2, (const int[]){ 5, 4 });
-    tensor *W = tn_param(&p, "W", true, 2, (const int[]){ 4, 4 });
-    CHECK(tn_params_alloc(&p) == ERR_OK);
-    rng r;
-    rng_seed(&r, 11);
-    tn_fill_normal(E, &r, 0.0f, 0.5f);
-    tn_fill_normal(W, &r, 0.0f, 0.5f);
+    tensor *E, *W;
+    small_params(&p, 5, 4, 11, &E, &W);
     ag_tape t;
     CHECK(ag_init(&t, 0) == ERR_OK);
     float bias[4] = { 0.1f, -0.2f, 0.3f, 0.5f };
