@@ -105,10 +105,11 @@ void     ag_backward(ag_tape *t, tensor *loss);
 
 /* Print the recorded graph to f, a TSV table with a header line and one
  * line per node: node index, op, output shape (e.g. 64x46), its inputs
- * (comma-separated: the index of the node that produced each, "param" for
- * a tensor with a gradient made off the tape, "leaf" for one without, "-"
- * for an empty slot), then min, max and mean of the output and how many of
- * its values are not finite.  For debugging; reads no gradient. */
+ * (comma-separated: the index of the node that produced each, "view:j"
+ * for a view into node j's output, "param" for a tensor with a gradient
+ * made off the tape, "leaf" for one without, "-" for an empty slot), then
+ * min, max and mean of the output's finite values and how many are not
+ * finite.  For debugging (quadratic in the nodes); reads no gradient. */
 void     ag_dump(const ag_tape *t, FILE *f);
 
 /* With t->check_finite on: the first op whose output held a NaN or an

@@ -10,6 +10,7 @@
 #include "autograd.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,8 +249,29 @@ const char *ag_first_nonfinite(const ag_tape *t)
     return t->nonfinite[0] ? t->nonfinite : NULL;
 }
 
-/* Node i's inputs, comma-separated: the node that produced each (the
- * latest before i), else "param" or "leaf"; "-" for an empty slot. */
+/* The latest node before i whose output is x, or (*view) whose output's
+ * data holds x's (a view of part of it, such as a row range); -1 if none. */
+static int producer(const ag_tape *t, int i, const tensor *x, bool *view)
+{
+    for (int j = i - 1; j >= 0; j--)
+        if (t->nodes[j].out == x) {
+            *view = false;
+            return j;
+        }
+    for (int j = i - 1; j >= 0; j--) {
+        /* as integers: ordering pointers into different objects is undefined */
+        uintptr_t p = (uintptr_t)x->data, lo = (uintptr_t)t->nodes[j].out->data;
+        if (p >= lo && p < lo + (size_t)t->nodes[j].out->n * sizeof(float)) {
+            *view = true;
+            return j;
+        }
+    }
+    return -1;
+}
+
+/* Node i's inputs, comma-separated: the node that produced each ("view:j"
+ * for a view of node j's output), else "param" or "leaf"; "-" for an empty
+ * slot. */
 static void dump_inputs(const ag_tape *t, int i, FILE *f)
 {
     const ag_node *n = &t->nodes[i];
@@ -258,11 +280,11 @@ static void dump_inputs(const ag_tape *t, int i, FILE *f)
     if (last < 0) fputc('-', f);
     for (int k = 0; k <= last; k++) {
         const tensor *x = n->in[k];
-        int j = i - 1;
-        while (x && j >= 0 && t->nodes[j].out != x) j--;
+        bool view = false;
+        int j = x ? producer(t, i, x, &view) : -1;
         if (k) fputc(',', f);
         if (!x) fputc('-', f);
-        else if (j >= 0) fprintf(f, "%d", j);
+        else if (j >= 0) fprintf(f, view ? "view:%d" : "%d", j);
         else fputs(x->grad ? "param" : "leaf", f);
     }
 }

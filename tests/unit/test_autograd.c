@@ -181,8 +181,9 @@ static int split_tabs(char *line, char **field)
 }
 
 /* embedding -> linear (a bias without a grad) -> tanh -> linear, plus the
- * tanh's output -> logits by the embedding -> cross-entropy: every line
- * names its op, its shape and its inputs. */
+ * tanh's output -> logits by the embedding -> cross-entropy, then a tanh of
+ * a view into the embedding's output: every line names its op, its shape
+ * and its inputs. */
 TEST(dump_lists_nodes_in_order)
 {
     tn_params p;
@@ -196,14 +197,20 @@ TEST(dump_lists_nodes_in_order)
     tensor *h = op_tanh(&t, op_linear(&t, x, W, b));
     tensor *logits = op_linear(&t, op_add(&t, op_linear(&t, h, W, NULL), h), E, NULL);
     tensor *loss = op_cross_entropy(&t, logits, dump_tokens, 0);
-    CHECK(loss && t.n_nodes == 7);
+    tensor row = *x;   /* a view of x's second row, as the Transformer makes them */
+    row.data += 4;
+    row.grad += 4;
+    row.ndim = 1;
+    row.n = row.shape[0] = 4;
+    CHECK(loss && op_tanh(&t, &row) && t.n_nodes == 8);
 
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     ag_dump(&t, f);
     fclose(f);
-    static const char *const want[8][4] = {
+    enum { LINES = 9 };   /* the header, then 8 nodes */
+    static const char *const want[LINES][4] = {
         { "node", "op", "shape", "inputs" },
         { "0", "embedding", "2x3x4", "param" },
         { "1", "linear", "2x3x4", "0,param,leaf" },
@@ -212,21 +219,22 @@ TEST(dump_lists_nodes_in_order)
         { "4", "add", "2x3x4", "3,2" },
         { "5", "linear", "2x3x5", "4,param" },
         { "6", "cross_entropy", "1", "5" },
+        { "7", "tanh", "4", "view:0" },
     };
     int lines = 0;
     char *save = NULL;
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save), lines++) {
         char *field[8];
         int n = split_tabs(line, field);
-        CHECK(n == 8 && lines < 8);
-        if (n != 8 || lines >= 8) break;
+        CHECK(n == 8 && lines < LINES);
+        if (n != 8 || lines >= LINES) break;
         for (int k = 0; k < 4; k++) CHECK(strcmp(field[k], want[lines][k]) == 0);
         if (lines == 7) {   /* a scalar: min = max = mean = the loss, all finite */
             CHECK_NEAR(strtod(field[4], NULL), loss->data[0], 1e-5);
             CHECK(strcmp(field[4], field[6]) == 0 && strcmp(field[7], "0") == 0);
         }
     }
-    CHECK(lines == 8);
+    CHECK(lines == LINES);
     free(text);
     ag_free(&t);
     tn_params_free(&p);
