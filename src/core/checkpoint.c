@@ -1,9 +1,11 @@
 /* checkpoint.c - safetensors reader with full validation, atomic writer; see checkpoint.h.
  *
- * Reading: the whole file is read into memory, the header is checked byte by
- * byte (control bytes, UTF-8) and parsed with cJSON, every entry is checked,
- * the tensors are sorted by offset and the data section copied into one
- * aligned block (after an 8+N byte prefix the data is not 4-byte aligned).
+ * Reading: the whole file is read into memory, the header is scanned as text
+ * for what cJSON lets through and the reference does not (UTF-8, control
+ * bytes, number syntax; each number's value is read there, not from cJSON's
+ * double) and parsed with cJSON, every entry is checked, the tensors are
+ * sorted by offset and the data section copied into one aligned block
+ * (after an 8+N byte prefix the data is not 4-byte aligned).
  * Writing: the header is built with cJSON, padded with spaces so the data
  * starts at an 8-byte aligned offset, and the file is written to a temporary
  * name that is renamed into place only once everything is on disk.
@@ -207,19 +209,38 @@ static int push_number(numbers *num, double v)
     return 1;
 }
 
+static int is_hex(uint8_t c) { return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
+
+/* Length of the escape at h[i] (a backslash): 2, or 6 for \uXXXX; 0 when
+ * it is not one of JSON's.  cJSON rejects an unknown escape letter but
+ * reads \u with bad hex digits as NUL. */
+static size_t escape_len(const uint8_t *h, size_t n, size_t i)
+{
+    if (i + 1 >= n || !h[i + 1] || !strchr("\"\\/bfnrtu", h[i + 1])) return 0;
+    if (h[i + 1] != 'u') return 2;
+    for (size_t k = i + 2; k < i + 6; k++)
+        if (k >= n || !is_hex(h[k])) return 0;
+    return 6;
+}
+
 /* The string at h[*at] (its opening quote): no raw control byte, as JSON
- * requires and cJSON does not check, and no \u0000, which cJSON would cut
- * the string at.  The escapes themselves are cJSON's to check. */
+ * requires and cJSON does not check, escapes well formed, and no \u0000,
+ * which cJSON would cut the string at.  Surrogate pairs are cJSON's to check. */
 static err_code scan_string(const char *file, const uint8_t *h, size_t n, size_t *at)
 {
     size_t i = *at + 1;
-    for (; i < n && h[i] != '"'; i += h[i] == '\\' ? 2 : 1) {
+    while (i < n && h[i] != '"') {
+        size_t len = h[i] == '\\' ? escape_len(h, n, i) : 1;
         if (h[i] < 0x20)
             return err_set(ERR_FORMAT, "%s: header is not valid JSON (control byte 0x%02x in a string at byte %zu of the header)",
                            file, h[i], i);
-        if (h[i] == '\\' && n - i >= 6 && !memcmp(h + i + 1, "u0000", 5))
+        if (!len)
+            return err_set(ERR_FORMAT, "%s: header is not valid JSON (invalid escape at byte %zu of the header)",
+                           file, i);
+        if (len == 6 && !memcmp(h + i + 2, "0000", 4))
             return err_set(ERR_FORMAT, "%s: header holds a \\u0000 escape at byte %zu of the header (villes refuses NUL in names and metadata)",
                            file, i);
+        i += len;
     }
     *at = i + 1;
     return ERR_OK;
