@@ -20,8 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Three tensors, one of them empty, listed out of offset order only in
- * that the empty one shares offset 0 with the next. */
+/* Metadata and three tensors, the first one empty (its offsets [0,0] are
+ * also where the next one begins). */
 static const char BASE[] =
     "{\"__metadata__\":{\"format\":\"villes\",\"model\":\"mlp\"},"
     "\"none\":{\"dtype\":\"F32\",\"shape\":[0,5],\"data_offsets\":[0,0]},"
@@ -59,15 +59,12 @@ typedef struct ck_case {
 static uint8_t *case_bytes(const ck_case *c, size_t *len)
 {
     char header[1024];
-    if (!c->find) {
+    const char *at = c->find ? strstr(BASE, c->find) : NULL;
+    CHECK(!c->find || at);   /* an edit must apply */
+    if (at)
+        snprintf(header, sizeof header, "%.*s%s%s", (int)(at - BASE), BASE, c->repl, at + strlen(c->find));
+    else
         snprintf(header, sizeof header, "%s", c->repl);
-    } else {
-        const char *at = strstr(BASE, c->find);
-        CHECK(at != NULL);
-        if (!at) at = BASE + strlen(BASE);
-        snprintf(header, sizeof header, "%.*s%s%s", (int)(at - BASE), BASE, c->repl,
-                 *at ? at + strlen(c->find) : "");
-    }
     size_t h = strlen(header), data = (size_t)(BASE_DATA + c->data);
     uint64_t n = c->n ? c->n : h;
     *len = 8 + h + data;
