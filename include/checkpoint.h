@@ -17,14 +17,14 @@
  * end of the file with no gap or overlap; __metadata__ string to string
  * (or null), at most once.
  *
- * villes is deliberately stricter on: dtypes
- * other than F32 and I32 ("unsupported dtype"); a key other than dtype,
- * shape and data_offsets in a tensor entry (the reference ignores it);
- * a duplicate tensor name or __metadata__ key, even with the same value
- * (the reference keeps the last); an empty tensor name; \u0000 in any
- * string (names and metadata are C strings); more than 8 dimensions;
- * integers above 2^53 in shape and data_offsets (they pass through a
- * double); dimensions or element counts above 2^51, even in an empty tensor.
+ * villes is deliberately stricter on: dtypes other than F32 and I32
+ * ("unsupported dtype"); a key other than dtype, shape and data_offsets in
+ * a tensor entry (the reference ignores it); a duplicate tensor name or
+ * __metadata__ key, even with the same value (the reference keeps the
+ * last); an empty tensor name; \u0000 in any string (names and metadata
+ * are C strings); more than 8 dimensions; integers above 2^53 in shape and
+ * data_offsets (they pass through a double); dimensions or element counts
+ * above 2^51, even in an empty tensor.
  * Any violation is one ERR_FORMAT line naming the file (byte positions
  * count from the start of the header); it never crashes.
  *
