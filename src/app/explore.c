@@ -20,7 +20,10 @@
 #include "text.h"
 #include "transformer.h"
 
-enum { VIEW_PARTS = 15 };   /* attribute's text view: the rows before "others" */
+enum {
+    VIEW_PARTS = 15,   /* attribute's text view: the rows before "others" */
+    PATH_CAP = 4096,   /* a default weights path (cli_default_weights' own cap) */
+};
 
 /* ---- usage ------------------------------------------------------------------ */
 
@@ -110,8 +113,8 @@ void xp_print_usage(FILE *f)
 
 typedef struct ctx {
     const xp_options *o;
-    const char      *model, *sae_path;   /* o's paths, or the shipped weights' */
-    char             model_buf[4096], sae_buf[4096];
+    const char      *model_path, *sae_path;   /* o's, or the shipped weights' */
+    char             model_buf[PATH_CAP], sae_buf[PATH_CAP];
     mdl              lm;
     const tf_model  *tf;
     sae_model        sae;
@@ -121,10 +124,10 @@ typedef struct ctx {
 
 /* The path given, or the shipped weights' copied into buf
  * (cli_default_weights reuses one buffer). */
-static const char *weights_path(const char *given, const char *shipped, char buf[4096])
+static const char *weights_path(const char *given, const char *shipped, char buf[PATH_CAP])
 {
     if (given) return given;
-    snprintf(buf, 4096, "%s", cli_default_weights(shipped));
+    snprintf(buf, PATH_CAP, "%s", cli_default_weights(shipped));
     return buf;
 }
 
@@ -132,12 +135,12 @@ static void open_ctx(ctx *c, const xp_options *o, bool need_sae)
 {
     memset(c, 0, sizeof *c);
     c->o = o;
-    c->model = weights_path(o->model, CLI_DEFAULT_MODEL, c->model_buf);
+    c->model_path = weights_path(o->model, CLI_DEFAULT_MODEL, c->model_buf);
     c->sae_path = weights_path(o->sae, CLI_DEFAULT_SAE, c->sae_buf);
-    if (mdl_load(&c->lm, c->model)) cli_die_err();
-    if (!(c->tf = tf_of_mdl(&c->lm))) cli_die("%s: %s", c->model, err_msg());
+    if (mdl_load(&c->lm, c->model_path)) cli_die_err();
+    if (!(c->tf = tf_of_mdl(&c->lm))) cli_die("%s: %s", c->model_path, err_msg());
     if (need_sae) {
-        if (sae_read(&c->sae, c->sae_path) || sae_check_pair(&c->sae, c->sae_path, c->tf, c->model))
+        if (sae_read(&c->sae, c->sae_path) || sae_check_pair(&c->sae, c->sae_path, c->tf, c->model_path))
             cli_die_err();
         c->have_sae = true;
     }
@@ -197,7 +200,7 @@ static int *parse_name(const ctx *c, int *n)
     if (txt_vocab_encode(&c->lm.vocab, cp, len, tok)) cli_die("'%s': %s", s, err_msg());
     free(cp);
     if ((int)len + 1 > tf_max_len(c->tf))
-        cli_die("'%s' has %zu characters; %s takes at most %d", s, len, c->model, tf_max_len(c->tf) - 1);
+        cli_die("'%s' has %zu characters; %s takes at most %d", s, len, c->model_path, tf_max_len(c->tf) - 1);
     *n = (int)len;
     return tok;
 }
@@ -303,9 +306,9 @@ static void top_html(top_view *tv, int u, FILE *f)
  * view asked for; returns how many were left out as never active. */
 static int top_units(top_view *tv, FILE *html)
 {
-    const int id = tv->c->o->id;
+    const int id = tv->c->o->id, first = id >= 0 ? id : 0, last = id >= 0 ? id : tv->sc.U - 1;
     int dead = 0;
-    for (int u = id >= 0 ? id : 0; u <= (id >= 0 ? id : tv->sc.U - 1); u++) {
+    for (int u = first; u <= last; u++) {
         if (ip_top_count(&tv->sc, u) == 0 && id < 0) {
             dead++;
             continue;
@@ -329,7 +332,7 @@ static void top_names(const ctx *c, const sae_model *sae, int layer, const char 
     FILE *html = o->html ? open_html(o) : NULL;
     if (html) {
         char title[256];
-        snprintf(title, sizeof title, "%ss of %s", unit, sae ? c->sae_path : c->model);
+        snprintf(title, sizeof title, "%ss of %s", unit, sae ? c->sae_path : c->model_path);
         vw_html_begin(html, title);
         fprintf(html, "<p class=\"meta\">%zu names of %s, %zu letters; layer %d</p>\n", names.n,
                 o->data, tv.sc.positions, layer);
@@ -362,7 +365,7 @@ void xp_neurons(const xp_options *o)
     ctx c;
     open_ctx(&c, o, false);
     int L = o->layer >= 0 ? o->layer : tf_n_layers(c.tf);
-    if (L > tf_n_layers(c.tf)) cli_die("--layer %d: %s has %d layers", L, c.model, tf_n_layers(c.tf));
+    if (L > tf_n_layers(c.tf)) cli_die("--layer %d: %s has %d layers", L, c.model_path, tf_n_layers(c.tf));
     top_names(&c, NULL, L, "neuron");
     close_ctx(&c);
 }
@@ -628,7 +631,7 @@ static int parse_target(const ctx *c, const char *s)
     if (txt_decode(s, &cp, &n) || n != 1) cli_die("--target '%s': expected one character or <EOS>", s);
     int tok = txt_vocab_token(&c->lm.vocab, cp[0]);
     free(cp);
-    if (tok < 0) cli_die("--target '%s' is not in the vocabulary of %s", s, c->model);
+    if (tok < 0) cli_die("--target '%s' is not in the vocabulary of %s", s, c->model_path);
     return tok;
 }
 
@@ -809,7 +812,7 @@ static void hist_text(const int hist[SAE_HIST_BINS])
 static void stats_text(const ctx *c, const sae_stats *st, size_t n_val)
 {
     printf("SAE %s on layer %d of %s: %d features, %zu validation names, %zu positions\n\n",
-           c->sae_path, c->sae.c.layer, c->model, c->sae.c.n_features, n_val, st->n_rows);
+           c->sae_path, c->sae.c.layer, c->model_path, c->sae.c.n_features, n_val, st->n_rows);
     printf("  L0 (active features per position)  %.2f\n", st->l0);
     printf("  explained variance                 %.4f\n", st->explained_var);
     printf("  MSE                                %.4g\n", st->mse);
