@@ -17,7 +17,7 @@
 #include "cli.h"
 #include "dataset.h"
 #include "interp.h"
-#include "model.h"
+#include "kinds.h"
 #include "sae.h"
 #include "text.h"
 #include "transformer.h"
