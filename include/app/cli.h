@@ -1,9 +1,9 @@
 /* cli.h - helpers shared by the programs: errors and exit codes, number
  * parsing for flags, colours, progress lines, output files.
  *
- * Conventions (design brief): --help to stdout, exit 0; a bad flag prints
- * one line and "Try 'PROG --help' for more information." to stderr, exit 2;
- * runtime errors "PROG: message" to stderr, exit 1.
+ * Conventions (README.md, "The programs"): --help to stdout, exit 0; a bad
+ * flag prints one line and "Try 'PROG --help' for more information." to
+ * stderr, exit 2; runtime errors "PROG: message" to stderr, exit 1.
  */
 #ifndef VILLES_CLI_H
 #define VILLES_CLI_H

@@ -54,6 +54,12 @@ err_code ck_read(const char *path, ck_file *f);
 err_code ck_parse(const char *name, const uint8_t *buf, size_t len, ck_file *f);
 void     ck_free(ck_file *f);
 
+/* A view of the tensors and metadata of f whose names start with prefix,
+ * the prefix removed (a model stored inside another, e.g. a mixture's
+ * "components.0.").  Tensor data is shared: f must outlive the view.
+ * Free it with ck_free. */
+err_code ck_sub(const ck_file *f, const char *prefix, ck_file *out);
+
 /* NULL-safe look-ups: NULL when f is NULL or the entry is absent. */
 const ck_tensor *ck_get(const ck_file *f, const char *name);
 const char      *ck_meta(const ck_file *f, const char *key);

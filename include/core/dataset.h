@@ -14,7 +14,7 @@
 #include "error.h"
 #include "text.h"
 
-enum { DS_MIN_NAME_LEN = 3 };   /* shorter lines are skipped, as the reference does */
+enum { DS_MIN_NAME_LEN = 3 };   /* shorter lines are skipped, as tools/villes_torch.py does */
 
 typedef struct ds_names {
     int    *tok;      /* character tokens of all names, concatenated */
@@ -29,6 +29,16 @@ static inline const int *ds_name(const ds_names *d, size_t i) { return d->tok + 
 /* Encode every line of at least DS_MIN_NAME_LEN characters. */
 err_code ds_from_lines(ds_names *out, const txt_lines *lines, const txt_vocab *v);
 void     ds_free(ds_names *d);
+
+/* *order (d->n, malloc'ed, the caller frees it) = the indices of d's names
+ * by length, then by index: batches cut from this order waste little on
+ * padding, and the order is the same on every run. */
+err_code ds_length_order(const ds_names *d, size_t **order);
+
+/* out = the distinct names of all, each once, in the order of its first
+ * row (explore counts every name once, however often the file repeats it).
+ * Names compare by their tokens, as the split below does. */
+err_code ds_distinct(ds_names *out, const ds_names *all);
 
 /* A training corpus: the vocabulary and the train / validation names.
  * Without val_path: a seeded split of the *distinct* names, val_frac of

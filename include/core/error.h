@@ -17,7 +17,6 @@ typedef enum err_code {
     ERR_MISMATCH,   /* valid file of the wrong kind (model kind, SAE pair) */
     ERR_NAN,        /* a loss became NaN or infinite */
     ERR_INTERRUPT,  /* stopped by a signal */
-    ERR_COUNT_
 } err_code;
 
 /* Record a printf-style message for `code` and return `code`.  An argument
@@ -31,8 +30,5 @@ err_code err_prefix(err_code code, const char *prefix);
 
 /* The last message recorded (thread-local); "" when none. */
 const char *err_msg(void);
-
-/* A short fixed name for a code: "out of memory", "I/O error", ... */
-const char *err_name(err_code code);
 
 #endif

@@ -50,7 +50,7 @@ tensor *op_cross_entropy(ag_tape *t, tensor *logits, const int *targets, int ign
  * out = softmax(q k^T / sqrt(dh) + causal mask) v per head.  Fused. */
 tensor *op_attention(ag_tape *t, tensor *q, tensor *k, tensor *v, int B, int T, int H);
 
-/* One GRU step (design brief): x (B, dx), h (B, d); Wz, Wr, Wh (d, dx + d);
+/* One GRU step (the cell of rnn.h): x (B, dx), h (B, d); Wz, Wr, Wh (d, dx + d);
  * bz, br, bh (d) -> h' (B, d).
  *   z = sigmoid(Wz [x; h] + bz), r = sigmoid(Wr [x; h] + br),
  *   hh = tanh(Wh [x; r*h] + bh), h' = (1 - z) * h + z * hh.  Fused. */

@@ -64,11 +64,20 @@ tensor  *tn_params_find(tn_params *p, const char *name);
 void tn_fill_normal(tensor *t, rng *r, float mean, float std);
 void tn_fill(tensor *t, float value);
 
+/* Checkpoint name prefixes of the AdamW moments. */
+#define TN_MOMENT1_PREFIX "optim.m."
+#define TN_MOMENT2_PREFIX "optim.v."
+
 /* Save every parameter under its name; with optim, also the moments as
  * "optim.m.<name>" / "optim.v.<name>".  The data is referenced by w. */
 err_code tn_params_save(const tn_params *p, ck_writer *w, bool optim);
 /* Load values (and moments when optim) by name, checking every shape;
- * ERR_FORMAT naming the first missing or mis-shaped tensor. */
+ * ERR_FORMAT naming the first missing or mis-shaped tensor, p untouched. */
 err_code tn_params_load(tn_params *p, const ck_file *f, bool optim);
+/* The same for any buffer of p->n floats laid out like p->data (e.g. an
+ * average of the weights), under "<prefix><name>". */
+err_code tn_params_save_buffer(const tn_params *p, ck_writer *w, const char *prefix,
+                               const float *buf);
+err_code tn_params_load_buffer(const tn_params *p, const ck_file *f, const char *prefix, float *buf);
 
 #endif

@@ -1,9 +1,9 @@
 /* text.h - UTF-8 text, NFC normalisation (utf8proc) and the vocabulary.
  *
- * Reading rules (design brief): a leading byte-order mark is skipped, lines
- * end in "\n" or "\r\n", text is NFC-normalised, and invalid UTF-8 is an
- * ERR_UTF8 whose message names the file, the 1-based line and the byte
- * offset in the file: "villes.txt:12: invalid UTF-8 at byte 345".
+ * Reading rules: a leading byte-order mark is skipped, lines end in "\n"
+ * or "\r\n", text is NFC-normalised, and invalid UTF-8 is an ERR_UTF8
+ * whose message names the file, the 1-based line and the byte offset in
+ * the file: "villes.txt:12: invalid UTF-8 at byte 345".
  *
  * Tokens: <pad> = 0, <SOS> = 1, <EOS> = 2, then the distinct code points of
  * the training text in ascending order.

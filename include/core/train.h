@@ -27,6 +27,11 @@
  * means), the --log TSV learning curve, keep_best, atomic checkpoints
  * (ck_write).
  *
+ * Weight averaging (o.ema > 0): an exponential moving average of the
+ * weights is kept beside them; evaluations, keep_best and the parameters
+ * written are the average's, the raw weights go under optim.raw.* so that
+ * --resume continues bit-exactly; after tr_run the model holds the average.
+ *
  * Checkpoints hold the parameters, the AdamW moments (optim.m.* / optim.v.*)
  * and metadata: format, format_version, model, config, vocab, step,
  * split_seed, rng, train_config (the resolved training settings, JSON),
@@ -69,8 +74,12 @@ enum {
     TR_SET_SEED = 1u << 0, TR_SET_STEPS = 1u << 1, TR_SET_BATCH = 1u << 2,
     TR_SET_LR = 1u << 3, TR_SET_WD = 1u << 4, TR_SET_SCHEDULE = 1u << 5,
     TR_SET_WARMUP = 1u << 6, TR_SET_CLIP = 1u << 7, TR_SET_EVAL = 1u << 8,
-    TR_SET_SPLIT_SEED = 1u << 9
+    TR_SET_SPLIT_SEED = 1u << 9, TR_SET_EMA = 1u << 10
 };
+
+/* Checkpoint name prefix of the raw training weights when the parameters
+ * saved are their average (--ema). */
+#define TR_RAW_PREFIX "optim.raw."
 
 typedef struct tr_options {
     const char *kind;         /* model kind written to checkpoints ("mlp") */
@@ -87,6 +96,8 @@ typedef struct tr_options {
     const char *out_path;     /* -o FILE */
     const char *resume_path;  /* --resume FILE, NULL = fresh start */
     bool        keep_best;    /* --keep-best */
+    float       ema;          /* --ema DECAY: evaluate and save an exponential moving
+                                 average of the weights; 0 = off */
     int         threads;      /* --threads (0 = library default); set by the program */
     const char *dump_split;   /* --dump-split DIR (the program writes the two sides) */
     unsigned    set;          /* TR_SET_* bits of the flags given */
@@ -187,6 +198,8 @@ typedef struct tr_session {
     int              window_n;
     double           best_val; /* lowest validation loss so far (INFINITY: none) */
     long             best_step;
+    float           *ema;      /* with o.ema: the average of the weights (params->n
+                                  floats, laid out like params->data), else NULL */
 } tr_session;
 
 /* Resolve o: read and check the --resume checkpoint (its model must be

@@ -23,10 +23,6 @@
 #include "topk.h"
 #include "transformer.h"
 
-/* out = the distinct names of all, each once, in the order of its first
- * row (explore counts every name once, however often the file repeats it). */
-err_code ip_distinct_names(ds_names *out, const ds_names *all);
-
 /* order (n) = 0 .. n-1 by v (n) descending. */
 err_code ip_rank(const double *v, int n, int *order);
 

@@ -19,5 +19,8 @@ const mdl_kind *mdl_find_kind(const char *name);
  * ...)" otherwise), metadata read (mdl_read_meta), vocab parsed into m,
  * then the kind's load.  mdl_free releases it. */
 err_code mdl_load(mdl *m, const char *path);
+/* The same from a checkpoint already read, which m takes over (*f is
+ * emptied, also on error); path names it in messages. */
+err_code mdl_load_file(mdl *m, ck_file *f, const char *path);
 
 #endif

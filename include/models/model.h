@@ -3,14 +3,14 @@
  *
  * generate, explore and steer load a checkpoint with mdl_load() (kinds.h)
  * and drive it through mdl_start() / mdl_next() without knowing its kind.
- * Each kind (ngram, mlp, rnn, transformer) supplies an mdl_kind vtable; the
- * state carries whatever makes the next step cheap (the n-1 previous tokens,
- * an RNN's hidden state, a Transformer's key/value cache), so producing a
- * name never recomputes its prefix.
+ * Each kind (ngram, mlp, rnn, transformer, mix) supplies an mdl_kind
+ * vtable; the state carries whatever makes the next step cheap (the n-1
+ * previous tokens, an RNN's hidden state, a Transformer's key/value cache),
+ * so producing a name never recomputes its prefix.
  *
  * ---- The contract of a model kind ----------------------------------------
  *
- * A kind with prefix P (mlp, rnn, tf; the SAE's sae; ngram with the
+ * A kind with prefix P (mlp, rnn, tf; the SAE's sae; ngram and mix with the
  * exceptions below) declares in include/models/P.h, which includes this
  * header and never kinds.h, with exactly these names:
  *
@@ -58,6 +58,11 @@
  *          optimiser state.  Its model is opaque and allocated by ng_fit and
  *          ng_load(ng_model **out, f, path); ng_free frees it.  So ngram.c
  *          writes its vtable's functions itself and MDL_KIND_TABLE(ng, NG_KIND).
+ *   mix    is made of loaded models of any kind (mix_init takes them) and
+ *          fitted: no MIX_DEFAULTS (the mix program tries every mode), no
+ *          mix_init_weights, and mix_save takes no vocabulary (its
+ *          components carry it).  It loads its components through the
+ *          registry: mix.c is the one kind's source that includes kinds.h.
  *
  * ---- How to add a model kind ------------------------------------------------
  *

@@ -1,7 +1,8 @@
-/* rnn.h - the recurrent LM (design brief): plain tanh RNN or GRU cells, one
- * or more layers, its training graph and generation with a carried state.
+/* rnn.h - the recurrent LM: plain tanh RNN or GRU cells, one or more
+ * layers, its training graph and generation with a carried state.
  *
- * Architecture, with the checkpoint names of /tmp/contracts.md:
+ * Architecture, with the checkpoint names of the PyTorch reference
+ * (tools/villes_torch.py):
  *   x = embedding.weight[tok]                                     (d)
  *   per layer i (core.layers.{i}.), state h starting at h0 (d):
  *     rnn: h = tanh(fc [x; h] + b)                 cell.fc          (d, 2d)

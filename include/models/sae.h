@@ -1,7 +1,8 @@
 /* sae.h - a sparse autoencoder (SAE) on a Transformer's residual stream:
  * the model, its training graph, its evaluation, steering and attribution.
  *
- * On activations x (d), with the checkpoint names of /tmp/contracts.md:
+ * On activations x (d), with the checkpoint names of the PyTorch reference
+ * (tools/villes_torch.py):
  *   pre = (x - b_dec) . W_enc + b_enc        W_enc (d, F), b_enc (F)
  *   f   = ReLU(pre)                          l1 variant
  *   f   = ReLU(TopK_k(pre))                  topk variant: the k largest kept

@@ -1,8 +1,9 @@
-/* transformer.h - the decoder-only Transformer LM (design brief), its
- * training graph, cached generation, and the activations API used by the
- * interpretability programs (sae-train, explore, steer).
+/* transformer.h - the decoder-only Transformer LM, its training graph,
+ * cached generation, and the activations API used by the interpretability
+ * programs (sae-train, explore, steer).
  *
- * Architecture, with the checkpoint names of /tmp/contracts.md:
+ * Architecture, with the checkpoint names of the PyTorch reference
+ * (tools/villes_torch.py):
  *   x = embedding.weight[tok] + core.PE.weight[pos]                 (B, T, d)
  *   per layer i (core.layers.{i}.):
  *     x += c_proj(MHA(RMSNorm(x; attention_norm)))   causal, no biases

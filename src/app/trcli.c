@@ -51,6 +51,7 @@ bool trc_parse_option(tr_options *o, int code, const char *arg)
     case TRC_OPT_KEEP_BEST: o->keep_best = true; break;
     case TRC_OPT_THREADS: o->threads = (int)cli_long("--threads", arg, 0, 1024); break;
     case TRC_OPT_DUMP_SPLIT: o->dump_split = arg; break;
+    case TRC_OPT_EMA: o->ema = (float)cli_double("--ema", arg, 0, 0.999999); o->set |= TR_SET_EMA; break;
     default: return false;
     }
     return true;
@@ -93,6 +94,9 @@ void trc_print_usage(FILE *f, const tr_options *o)
 "                         (a row per evaluation; appended to on --resume)\n"
 "  -o, --output FILE      checkpoint, rewritten at every evaluation and at the end\n"
 "                         (default %s)\n"
+"      --ema DECAY        evaluate and save an exponential moving average of the\n"
+"                         weights (e.g. 0.999; 0 = off, the default); the raw\n"
+"                         weights stay in the checkpoint for --resume\n"
 "      --keep-best        FILE keeps the state of lowest validation loss instead; on\n"
 "                         Ctrl-C the latest state goes to FILE with .last before .safetensors\n"
 "      --resume FILE      continue from a checkpoint: weights, AdamW moments, step, rng;\n"
@@ -159,6 +163,7 @@ static const struct option common_options[] = {
     { "keep-best",    no_argument,       NULL, TRC_OPT_KEEP_BEST },
     { "threads",      required_argument, NULL, TRC_OPT_THREADS },
     { "dump-split",   required_argument, NULL, TRC_OPT_DUMP_SPLIT },
+    { "ema",          required_argument, NULL, TRC_OPT_EMA },
     { "help",         no_argument,       NULL, 'h' },
     { "version",      no_argument,       NULL, 'V' },
 };

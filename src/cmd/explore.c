@@ -195,7 +195,7 @@ static void load_names(const ctx *c, ds_names *out)
     if (ds_from_lines(&all, &lines, &c->lm.vocab)) cli_die("%s: %s", c->o->data, err_msg());
     txt_lines_free(&lines);
     if (all.n == 0) cli_die("%s: no names of at least %d characters", c->o->data, DS_MIN_NAME_LEN);
-    if (ip_distinct_names(out, &all)) cli_die_err();
+    if (ds_distinct(out, &all)) cli_die_err();
     ds_free(&all);
 }
 
@@ -910,10 +910,13 @@ static void parse(options *o, int argc, char **argv, const command **cmd)
 int main(int argc, char **argv)
 {
     cli_init("explore", argv);
-    options o = { .model = DEFAULT_MODEL, .sae = DEFAULT_SAE, .data = DEFAULT_DATA, .layer = -1,
-                  .top = DEFAULT_TOP, .neighbours = DEFAULT_NEIGHBOURS, .color = CLI_COLOR_AUTO };
+    options o = { .data = DEFAULT_DATA, .layer = -1, .top = DEFAULT_TOP,
+                  .neighbours = DEFAULT_NEIGHBOURS, .color = CLI_COLOR_AUTO };
     const command *cmd;
     parse(&o, argc, argv, &cmd);
+    char sae_path[4096];   /* cli_default_weights reuses one buffer */
+    if (!o.sae) o.sae = strcpy(sae_path, cli_default_weights(CLI_DEFAULT_SAE));
+    if (!o.model) o.model = cli_default_weights(CLI_DEFAULT_MODEL);
     cmd->run(&o);
     if (cli_close(stdout, "-")) cli_die_err();
     return EXIT_SUCCESS;

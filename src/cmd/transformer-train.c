@@ -1,4 +1,4 @@
-/* transformer-train - train the decoder-only Transformer LM (design brief)
+/* transformer-train - train the decoder-only Transformer LM (transformer.h)
  * on a names file, with the shared training loop (train.h, trcli.h). */
 #include <stdio.h>
 #include <stdlib.h>

@@ -701,3 +701,40 @@ err_code ck_file_hash(const char *path, char out[17])
     snprintf(out, 17, "%016" PRIx64, h);
     return ERR_OK;
 }
+
+/* ---- views ---------------------------------------------------------------- */
+
+/* strdup of s + skip, or NULL; counted in *failed when out of memory. */
+static char *copy_tail(const char *s, size_t skip, int *failed)
+{
+    char *c = strdup(s + skip);
+    *failed += !c;
+    return c;
+}
+
+err_code ck_sub(const ck_file *f, const char *prefix, ck_file *out)
+{
+    *out = (ck_file){ 0 };
+    if (!f || !prefix) return err_set(ERR_ARG, "ck_sub: NULL argument");
+    size_t len = strlen(prefix);
+    int nt = 0, nm = 0, failed = 0;
+    for (int i = 0; i < f->n; i++) nt += !strncmp(f->t[i].name, prefix, len);
+    for (int i = 0; i < f->n_meta; i++) nm += !strncmp(f->key[i], prefix, len);
+    out->t = calloc((size_t)nt + 1, sizeof *out->t);
+    out->key = calloc((size_t)nm + 1, sizeof *out->key);
+    out->val = calloc((size_t)nm + 1, sizeof *out->val);
+    if (!out->t || !out->key || !out->val) failed = 1;
+    for (int i = 0; !failed && i < f->n; i++) {
+        if (strncmp(f->t[i].name, prefix, len)) continue;
+        out->t[out->n] = f->t[i];   /* data shared with f */
+        out->t[out->n++].name = copy_tail(f->t[i].name, len, &failed);
+    }
+    for (int i = 0; !failed && i < f->n_meta; i++) {
+        if (strncmp(f->key[i], prefix, len)) continue;
+        out->key[out->n_meta] = copy_tail(f->key[i], len, &failed);
+        out->val[out->n_meta++] = copy_tail(f->val[i], 0, &failed);
+    }
+    if (!failed) return ERR_OK;
+    ck_free(out);
+    return err_set(ERR_NOMEM, "out of memory");
+}

@@ -1,5 +1,6 @@
-/* dataset.c - the names dataset, its seeded split of distinct names, and
- * batches trimmed to their longest name; see dataset.h. */
+/* dataset.c - the names dataset, its length order and distinct names, its
+ * seeded split of distinct names, and batches trimmed to their longest
+ * name; see dataset.h. */
 #include "dataset.h"
 
 #include <math.h>
@@ -78,6 +79,37 @@ void ds_free(ds_names *d)
     *d = (ds_names){ 0 };
 }
 
+/* ---- length order --------------------------------------------------------- */
+
+typedef struct by_len { int len; size_t i; } by_len;
+
+static int by_len_cmp(const void *pa, const void *pb)
+{
+    const by_len *a = pa, *b = pb;
+    if (a->len != b->len) return a->len < b->len ? -1 : 1;
+    return (a->i > b->i) - (a->i < b->i);
+}
+
+err_code ds_length_order(const ds_names *d, size_t **order)
+{
+    if (!order) return err_set(ERR_ARG, "ds_length_order: no output");
+    *order = NULL;
+    if (!d) return err_set(ERR_ARG, "ds_length_order: no names");
+    by_len *key = malloc((d->n ? d->n : 1) * sizeof *key);
+    size_t *o = malloc((d->n ? d->n : 1) * sizeof *o);
+    if (!key || !o) {
+        free(key);
+        free(o);
+        return err_set(ERR_NOMEM, "out of memory ordering %zu names", d->n);
+    }
+    for (size_t i = 0; i < d->n; i++) key[i] = (by_len){ ds_len(d, i), i };
+    qsort(key, d->n, sizeof *key, by_len_cmp);
+    for (size_t i = 0; i < d->n; i++) o[i] = key[i].i;
+    free(key);
+    *order = o;
+    return ERR_OK;
+}
+
 /* ---- loading and splitting ---------------------------------------------- */
 
 /* The vocabulary of the kept lines of a and b: characters only seen in
@@ -146,17 +178,45 @@ static int name_cmp(const void *pa, const void *pb)
     return (a->len > b->len) - (a->len < b->len);
 }
 
-/* group[row] = index of the row's name among the distinct names, in
- * sorted order, so that the ids do not depend on the order of the file.
- * Returns the number of distinct names. */
-static size_t group_distinct(const ds_names *all, const name_ref *sorted, size_t *group)
+/* group[row] (all->n) = index of the row's name among the distinct names,
+ * in sorted order, so that the ids do not depend on the order of the file;
+ * *n_distinct = their number. */
+static err_code distinct_groups(const ds_names *all, size_t *group, size_t *n_distinct)
 {
+    const size_t n = all->n;
+    name_ref *sorted = malloc((n ? n : 1) * sizeof *sorted);
+    if (!sorted) return err_set(ERR_NOMEM, "out of memory sorting %zu names", n);
+    for (size_t i = 0; i < n; i++) sorted[i] = (name_ref){ ds_name(all, i), ds_len(all, i), i };
+    qsort(sorted, n, sizeof *sorted, name_cmp);
     size_t nd = 0;
-    for (size_t i = 0; i < all->n; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (i > 0 && name_cmp(&sorted[i - 1], &sorted[i]) != 0) nd++;
         group[sorted[i].row] = nd;
     }
-    return all->n ? nd + 1 : 0;
+    *n_distinct = n ? nd + 1 : 0;
+    free(sorted);
+    return ERR_OK;
+}
+
+err_code ds_distinct(ds_names *out, const ds_names *all)
+{
+    if (!out) return err_set(ERR_ARG, "ds_distinct: no output");
+    *out = (ds_names){ 0 };
+    if (!all) return err_set(ERR_ARG, "ds_distinct: no names");
+    const size_t n = all->n;
+    size_t nd = 0, *group = malloc((n ? n : 1) * sizeof *group);
+    uint8_t *first = malloc(n ? n : 1), *seen = calloc(n ? n : 1, 1);
+    err_code e = group && first && seen ? distinct_groups(all, group, &nd)
+                                        : err_set(ERR_NOMEM, "out of memory for %zu names", n);
+    for (size_t i = 0; !e && i < n; i++) {   /* in file order: the first row of each name */
+        first[i] = !seen[group[i]];
+        seen[group[i]] = 1;
+    }
+    if (!e) e = copy_rows(out, all, first, 1);
+    free(group);
+    free(first);
+    free(seen);
+    return e;
 }
 
 /* Split `all` by distinct names: shuffle the distinct names with the seed,
@@ -165,19 +225,13 @@ static size_t group_distinct(const ds_names *all, const name_ref *sorted, size_t
 static err_code split(ds_names *train, ds_names *val, const ds_names *all,
                       uint64_t seed, double val_frac)
 {
-    size_t n = all->n;
-    name_ref *refs = malloc(n * sizeof *refs);
+    size_t n = all->n, nd = 0;
     size_t *group = malloc(n * sizeof *group);
     size_t *order = malloc(n * sizeof *order);
     uint8_t *is_val = calloc(n, 1), *side = malloc(n);
-    err_code e = ERR_OK;
-    if (!refs || !group || !order || !is_val || !side) {
-        e = err_set(ERR_NOMEM, "out of memory splitting the names");
-        goto done;
-    }
-    for (size_t i = 0; i < n; i++) refs[i] = (name_ref){ ds_name(all, i), ds_len(all, i), i };
-    qsort(refs, n, sizeof *refs, name_cmp);
-    size_t nd = group_distinct(all, refs, group);
+    err_code e = group && order && is_val && side ? distinct_groups(all, group, &nd)
+                 : err_set(ERR_NOMEM, "out of memory splitting the names");
+    if (e) goto done;
 
     for (size_t g = 0; g < nd; g++) order[g] = g;
     rng r;
@@ -194,7 +248,6 @@ static err_code split(ds_names *train, ds_names *val, const ds_names *all,
     e = copy_rows(train, all, side, 0);
     if (!e) e = copy_rows(val, all, side, 1);
 done:
-    free(refs);
     free(group);
     free(order);
     free(is_val);

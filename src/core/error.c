@@ -22,23 +22,6 @@ err_code err_set(err_code code, const char *fmt, ...)
 
 const char *err_msg(void) { return last_msg; }
 
-const char *err_name(err_code code)
-{
-    static const char *const names[ERR_COUNT_] = {
-        [ERR_OK] = "success",
-        [ERR_NOMEM] = "out of memory",
-        [ERR_IO] = "I/O error",
-        [ERR_UTF8] = "invalid UTF-8",
-        [ERR_FORMAT] = "malformed file",
-        [ERR_ARG] = "invalid argument",
-        [ERR_MISMATCH] = "mismatched input",
-        [ERR_NAN] = "loss is not finite",
-        [ERR_INTERRUPT] = "interrupted",
-    };
-    if ((unsigned)code >= ERR_COUNT_) return "unknown error";
-    return names[code];
-}
-
 err_code err_prefix(err_code code, const char *prefix)
 {
     return err_set(code, "%s: %s", prefix, err_msg());

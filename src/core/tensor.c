@@ -124,70 +124,74 @@ void tn_fill(tensor *t, float value)
     for (int i = 0; i < t->n; i++) t->data[i] = value;
 }
 
-/* The checkpoint names of one parameter's moments. */
-static void moment_name(char *out, size_t size, const char *which, const char *name)
-{
-    snprintf(out, size, "optim.%s.%s", which, name);
-}
-
 static void shape64(const tensor *t, int64_t *out)
 {
     for (int i = 0; i < t->ndim; i++) out[i] = t->shape[i];
 }
 
-err_code tn_params_save(const tn_params *p, ck_writer *w, bool optim)
+err_code tn_params_save_buffer(const tn_params *p, ck_writer *w, const char *prefix,
+                               const float *buf)
 {
-    if (!p || !w) return err_set(ERR_ARG, "tn_params_save: NULL argument");
-    if (!p->data) return err_set(ERR_ARG, "tn_params_save: parameters not allocated");
+    if (!p || !w || !buf) return err_set(ERR_ARG, "tn_params_save: parameters not allocated");
     for (int i = 0; i < p->count; i++) {
         const tn_param_entry *e = &p->e[i];
         int64_t shape[TN_MAX_DIMS];
+        char name[TN_NAME_MAX + 32];
         shape64(&e->t, shape);
-        err_code rc = ck_put(w, e->name, CK_F32, e->t.ndim, shape, p->data + e->offset);
-        if (rc) return rc;
-        if (!optim) continue;
-        char name[TN_NAME_MAX + 16];
-        moment_name(name, sizeof name, "m", e->name);
-        rc = ck_put(w, name, CK_F32, e->t.ndim, shape, p->m + e->offset);
-        if (rc) return rc;
-        moment_name(name, sizeof name, "v", e->name);
-        rc = ck_put(w, name, CK_F32, e->t.ndim, shape, p->v + e->offset);
+        snprintf(name, sizeof name, "%s%s", prefix, e->name);
+        err_code rc = ck_put(w, name, CK_F32, e->t.ndim, shape, buf + e->offset);
         if (rc) return rc;
     }
     return ERR_OK;
 }
 
-/* Find `name` with the shape of e->t; on success *src points at its data. */
-static err_code lookup(const ck_file *f, const tn_param_entry *e, const char *name,
-                       const float **src)
+err_code tn_params_save(const tn_params *p, ck_writer *w, bool optim)
 {
-    int64_t shape[TN_MAX_DIMS];
-    shape64(&e->t, shape);
-    return ck_get_f32(f, name, e->t.ndim, shape, src);
+    if (!p || !w) return err_set(ERR_ARG, "tn_params_save: NULL argument");
+    err_code rc = tn_params_save_buffer(p, w, "", p->data);
+    if (!rc && optim) rc = tn_params_save_buffer(p, w, TN_MOMENT1_PREFIX, p->m);
+    if (!rc && optim) rc = tn_params_save_buffer(p, w, TN_MOMENT2_PREFIX, p->v);
+    return rc;
 }
 
-/* Two passes: check every tensor first, so a failed load leaves p untouched. */
+/* Find prefix + e's name with e's shape; copy it into buf when buf is not
+ * NULL (a NULL buf only checks). */
+static err_code load_one(const tn_param_entry *e, const ck_file *f, const char *prefix, float *buf)
+{
+    int64_t shape[TN_MAX_DIMS];
+    char name[TN_NAME_MAX + 32];
+    const float *src;
+    shape64(&e->t, shape);
+    snprintf(name, sizeof name, "%s%s", prefix, e->name);
+    err_code rc = ck_get_f32(f, name, e->t.ndim, shape, &src);
+    if (!rc && buf) memcpy(buf + e->offset, src, (size_t)e->t.n * sizeof(float));
+    return rc;
+}
+
+/* Two passes: check every tensor first, so a failed load leaves buf untouched. */
+err_code tn_params_load_buffer(const tn_params *p, const ck_file *f, const char *prefix, float *buf)
+{
+    if (!p || !f || !buf) return err_set(ERR_ARG, "tn_params_load: parameters not allocated");
+    for (int copy = 0; copy < 2; copy++)
+        for (int i = 0; i < p->count; i++) {
+            err_code rc = load_one(&p->e[i], f, prefix, copy ? buf : NULL);
+            if (rc) return rc;
+        }
+    return ERR_OK;
+}
+
+/* Two passes, as tn_params_load_buffer, over values and moments together. */
 err_code tn_params_load(tn_params *p, const ck_file *f, bool optim)
 {
     if (!p || !f) return err_set(ERR_ARG, "tn_params_load: NULL argument");
     if (!p->data) return err_set(ERR_ARG, "tn_params_load: parameters not allocated");
-    for (int copy = 0; copy < 2; copy++) {
+    for (int copy = 0; copy < 2; copy++)
         for (int i = 0; i < p->count; i++) {
             const tn_param_entry *e = &p->e[i];
-            size_t bytes = (size_t)e->t.n * sizeof(float);
-            const float *src;
-            err_code rc = lookup(f, e, e->name, &src);
+            err_code rc = load_one(e, f, "", copy ? p->data : NULL);
+            if (!rc && optim) rc = load_one(e, f, TN_MOMENT1_PREFIX, copy ? p->m : NULL);
+            if (!rc && optim) rc = load_one(e, f, TN_MOMENT2_PREFIX, copy ? p->v : NULL);
             if (rc) return rc;
-            if (copy) memcpy(p->data + e->offset, src, bytes);
-            if (!optim) continue;
-            char name[TN_NAME_MAX + 16];
-            moment_name(name, sizeof name, "m", e->name);
-            if ((rc = lookup(f, e, name, &src))) return rc;
-            if (copy) memcpy(p->m + e->offset, src, bytes);
-            moment_name(name, sizeof name, "v", e->name);
-            if ((rc = lookup(f, e, name, &src))) return rc;
-            if (copy) memcpy(p->v + e->offset, src, bytes);
         }
-    }
     return ERR_OK;
 }

@@ -59,10 +59,10 @@ static char *train_config_json(const tr_options *o)
     snprintf(buf, sizeof buf,
              "{\"seed\":\"%" PRIu64 "\",\"split_seed\":\"%" PRIu64 "\",\"steps\":%ld,"
              "\"batch_size\":%d,\"lr\":%.9g,\"weight_decay\":%.9g,\"schedule\":\"%s\","
-             "\"warmup\":%ld,\"clip\":%.9g,\"eval_every\":%ld}",
+             "\"warmup\":%ld,\"clip\":%.9g,\"eval_every\":%ld,\"ema\":%.9g}",
              o->seed, o->split_seed, o->steps, o->batch_size, (double)o->opt.lr,
              (double)o->opt.weight_decay, tr_schedule_names[o->opt.schedule], o->opt.warmup,
-             (double)o->opt.clip, o->eval_every);
+             (double)o->opt.clip, o->eval_every, (double)o->ema);
     return strdup(buf);
 }
 
@@ -87,7 +87,7 @@ static bool json_u64(const cJSON *obj, const char *key, uint64_t *out)
 static err_code apply_train_config(tr_options *o, const char *json, const char *path)
 {
     cJSON *c = json ? cJSON_Parse(json) : NULL;
-    double steps, batch, lr, wd, warmup, clip, eval;
+    double steps, batch, lr, wd, warmup, clip, eval, ema = 0;
     uint64_t seed, split_seed;
     const cJSON *sched = cJSON_GetObjectItemCaseSensitive(c, "schedule");
     int si = -1;
@@ -100,6 +100,9 @@ static err_code apply_train_config(tr_options *o, const char *json, const char *
               json_num(c, "clip", &clip) && json_num(c, "eval_every", &eval) && si >= 0 &&
               batch >= 1 && batch <= 1 << 16 && steps >= 0 && steps < 1e12 && warmup >= 0 &&
               warmup < 1e12 && eval >= 0 && eval < 1e12 && lr >= 0 && wd >= 0 && clip >= 0;
+    /* "ema" is optional: checkpoints written before it have none (no average) */
+    if (ok && cJSON_GetObjectItemCaseSensitive(c, "ema"))
+        ok = json_num(c, "ema", &ema) && ema >= 0 && ema < 1;
     cJSON_Delete(c);
     if (!ok) return err_set(ERR_FORMAT, "%s: no valid training state (train_config)", path);
     if (!(o->set & TR_SET_SEED)) o->seed = seed;
@@ -112,6 +115,7 @@ static err_code apply_train_config(tr_options *o, const char *json, const char *
     if (!(o->set & TR_SET_WARMUP)) o->opt.warmup = (long)warmup;
     if (!(o->set & TR_SET_CLIP)) o->opt.clip = (float)clip;
     if (!(o->set & TR_SET_EVAL)) o->eval_every = (long)eval;
+    if (!(o->set & TR_SET_EMA)) o->ema = (float)ema;
     return ERR_OK;
 }
 
@@ -169,6 +173,33 @@ static err_code restore_loop_state(tr_session *s)
     return ERR_OK;
 }
 
+/* The parameters and moments; with an average of the weights (--ema), the
+ * average goes under the parameters' names (what generate and friends
+ * load) and the raw training weights under TR_RAW_PREFIX. */
+static err_code save_params(const tr_session *s, const tn_params *p, ck_writer *w)
+{
+    if (!s->ema) return tn_params_save(p, w, true);
+    err_code rc = tn_params_save_buffer(p, w, "", s->ema);
+    if (!rc) rc = tn_params_save_buffer(p, w, TN_MOMENT1_PREFIX, p->m);
+    if (!rc) rc = tn_params_save_buffer(p, w, TN_MOMENT2_PREFIX, p->v);
+    if (!rc) rc = tn_params_save_buffer(p, w, TR_RAW_PREFIX, p->data);
+    return rc;
+}
+
+/* The other way round, on --resume.  A checkpoint written without an
+ * average starts one from its weights; one written with an average
+ * resumed without (--ema 0) trains on from its raw weights. */
+static err_code restore_params(tr_session *s, tn_params *p)
+{
+    err_code rc = tn_params_load(p, &s->resume, true);
+    if (rc) return rc;
+    if (s->ema) memcpy(s->ema, p->data, p->n * sizeof *p->data);
+    char raw[TN_NAME_MAX + 32];
+    snprintf(raw, sizeof raw, "%s%s", TR_RAW_PREFIX, p->count ? p->e[0].name : "");
+    return ck_get(&s->resume, raw) ? tn_params_load_buffer(p, &s->resume, TR_RAW_PREFIX, p->data)
+                                   : ERR_OK;
+}
+
 err_code tr_save(const tr_session *s, const tr_model *m, const tr_source *src, const char *path)
 {
     ck_writer *w = ck_writer_new();
@@ -194,7 +225,7 @@ err_code tr_save(const tr_session *s, const tr_model *m, const tr_source *src, c
         rc = ck_put_meta(w, meta[i][0], meta[i][1]);
     if (!rc && m->put_meta) rc = m->put_meta(m->impl, w);
     if (!rc && src && src->save) rc = src->save(src->ctx, w);
-    if (!rc) rc = tn_params_save(m->params, w, true);
+    if (!rc) rc = save_params(s, m->params, w);
     if (!rc) rc = ck_write(w, path);
     free(config);
     free(vocab);
@@ -265,39 +296,38 @@ void tr_close(tr_session *s)
 {
     if (!s) return;
     ck_free(&s->resume);
+    free(s->ema);
+    s->ema = NULL;
     if (s->have_corpus) ds_corpus_free(&s->corpus);
     s->have_corpus = false;
     s->vocab = NULL;
 }
 
-/* ---- evaluation -------------------------------------------------------- */
+/* ---- weight averaging (--ema) --------------------------------------------- */
 
-typedef struct by_len { int len; size_t i; } by_len;
-
-static int by_len_cmp(const void *a, const void *b)
+/* ema += (1 - decay_t) (weights - ema), with the usual warm-up of the
+ * decay, decay_t = min(decay, (1 + t) / (10 + t)), so that the first
+ * steps do not keep the random initialisation for thousands of steps. */
+static void update_average(float *ema, const tn_params *p, float decay, long step)
 {
-    const by_len *x = a, *y = b;
-    if (x->len != y->len) return x->len < y->len ? -1 : 1;
-    return x->i < y->i ? -1 : x->i > y->i;
+    float warm = (float)(1 + step) / (float)(10 + step), d = decay < warm ? decay : warm;
+    const float *w = p->data, a = 1.0f - d;
+    for (size_t i = 0; i < p->n; i++) ema[i] += a * (w[i] - ema[i]);
 }
 
-/* Name indices sorted by length (then index): batches of similar lengths
- * waste little on padding.  NULL when out of memory. */
-static size_t *length_order(const ds_names *d)
+/* Exchange the weights and their average (before and after evaluating the
+ * average). */
+static void swap_average(tr_session *s, tn_params *p)
 {
-    by_len *tmp = malloc(d->n * sizeof *tmp);
-    size_t *order = malloc(d->n * sizeof *order);
-    if (tmp && order) {
-        for (size_t i = 0; i < d->n; i++) tmp[i] = (by_len){ ds_len(d, i), i };
-        qsort(tmp, d->n, sizeof *tmp, by_len_cmp);
-        for (size_t i = 0; i < d->n; i++) order[i] = tmp[i].i;
-    } else {
-        free(order);
-        order = NULL;
+    if (!s->ema) return;
+    for (size_t i = 0; i < p->n; i++) {
+        float t = p->data[i];
+        p->data[i] = s->ema[i];
+        s->ema[i] = t;
     }
-    free(tmp);
-    return order;
 }
+
+/* ---- evaluation -------------------------------------------------------- */
 
 err_code tr_eval_names(const tr_model *m, ag_tape *t, const ds_names *d, int batch_size,
                        double *loss_sum, size_t *n_targets)
@@ -305,13 +335,13 @@ err_code tr_eval_names(const tr_model *m, ag_tape *t, const ds_names *d, int bat
     *loss_sum = 0;
     *n_targets = 0;
     if (d->n == 0) return ERR_OK;
-    size_t *order = length_order(d);
-    if (!order) return err_set(ERR_NOMEM, "out of memory evaluating");
+    size_t *order;
+    err_code rc = ds_length_order(d, &order);
+    if (rc) return rc;
     bool grad = t->grad, training = t->training;
     t->grad = false;
     t->training = false;
     ds_batch b = { 0 };
-    err_code rc = ERR_OK;
     for (size_t i = 0; !rc && i < d->n; i += (size_t)batch_size) {
         int B = d->n - i < (size_t)batch_size ? (int)(d->n - i) : batch_size;
         rc = ds_batch_fill(&b, d, order + i, B);
@@ -332,6 +362,7 @@ err_code tr_eval_names(const tr_model *m, ag_tape *t, const ds_names *d, int bat
     return rc;
 }
 
+/* The validation loss of the weights, or of their average with --ema. */
 static err_code evaluate(tr_session *s, const tr_model *m, const tr_source *src, ag_tape *t,
                          double *loss)
 {
@@ -340,8 +371,10 @@ static err_code evaluate(tr_session *s, const tr_model *m, const tr_source *src,
     bool grad = t->grad, training = t->training;
     t->grad = false;
     t->training = false;
+    swap_average(s, m->params);
     err_code rc = src ? src->eval(src->ctx, m, t, s->o.batch_size, &sum, &n)
                       : tr_eval_names(m, t, &s->corpus.val, s->o.batch_size, &sum, &n);
+    swap_average(s, m->params);
     t->grad = grad;
     t->training = training;
     if (rc) return rc;
@@ -412,6 +445,7 @@ static err_code train_step(loop *L, float *loss_out)
     long step = s->step + 1;
     opt_adamw_step(m->params, &L->opt, step, opt_lr_at(&L->opt, step));
     if (m->after_update) m->after_update(m->impl);
+    if (s->ema) update_average(s->ema, m->params, s->o.ema, step);
     s->step = step;
     s->window[(step - 1) % TR_WINDOW] = v;
     if (s->window_n < TR_WINDOW) s->window_n++;
@@ -501,8 +535,13 @@ static err_code loop_init(loop *L, tr_session *s, const tr_model *m, const tr_so
     err_code rc = ag_init(&L->tape, (size_t)1 << 20);
     if (rc) return rc;
     L->tape.rng = &s->rng;
+    if (s->o.ema > 0) {   /* the average starts at the initial weights */
+        const tn_params *p = m->params;
+        if (!(s->ema = malloc(p->n * sizeof *s->ema))) return err_set(ERR_NOMEM, "out of memory");
+        memcpy(s->ema, p->data, p->n * sizeof *s->ema);
+    }
     if (s->resuming) {
-        rc = tn_params_load(m->params, &s->resume, true);
+        rc = restore_params(s, m->params);
         if (!rc && src && src->load) rc = src->load(src->ctx, &s->resume);
         if (rc) return rc;
     }
@@ -568,6 +607,7 @@ err_code tr_run(tr_session *s, const tr_model *m, const tr_source *src, const tr
         u->best_step = isfinite(s->best_val) ? s->best_step : s->step;
         u->seconds = now() - L.t_start;
         u->train_seconds = L.t_train;
+        if (s->ema) memcpy(m->params->data, s->ema, m->params->n * sizeof *s->ema);
     }
     loop_free(&L);
     return rc;

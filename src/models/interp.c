@@ -13,57 +13,6 @@
  * at a time: large enough for fast products, small enough for any SAE. */
 enum { CHUNK_FLOATS = 1 << 22, CHUNK_MIN_ROWS = 64, POWER_ITERS = 500, LENS_TAPE = 1 << 16 };
 
-/* ---- Distinct names ------------------------------------------------------- */
-
-typedef struct name_ref { const int *tok; int len; size_t row; } name_ref;
-
-/* By tokens, then length, then row: the first row of a name leads its run. */
-static int by_name_then_row(const void *pa, const void *pb)
-{
-    const name_ref *a = pa, *b = pb;
-    for (int k = 0; k < a->len && k < b->len; k++)
-        if (a->tok[k] != b->tok[k]) return a->tok[k] < b->tok[k] ? -1 : 1;
-    if (a->len != b->len) return a->len < b->len ? -1 : 1;
-    return (a->row > b->row) - (a->row < b->row);
-}
-
-static bool same_name(const name_ref *a, const name_ref *b)
-{
-    return a->len == b->len && !memcmp(a->tok, b->tok, (size_t)a->len * sizeof *a->tok);
-}
-
-err_code ip_distinct_names(ds_names *out, const ds_names *all)
-{
-    memset(out, 0, sizeof *out);
-    const size_t n = all->n;
-    name_ref *ref = malloc((n + 1) * sizeof *ref);
-    bool *keep = calloc(n + 1, sizeof *keep);
-    out->start = malloc((n + 1) * sizeof *out->start);
-    out->tok = malloc((all->start[n] + 1) * sizeof *out->tok);
-    err_code e = ERR_OK;
-    if (!ref || !keep || !out->start || !out->tok) {
-        e = err_set(ERR_NOMEM, "out of memory for %zu names", n);
-        ds_free(out);
-        goto done;
-    }
-    for (size_t i = 0; i < n; i++) ref[i] = (name_ref){ ds_name(all, i), ds_len(all, i), i };
-    qsort(ref, n, sizeof *ref, by_name_then_row);
-    for (size_t i = 0; i < n; i++) keep[ref[i].row] = i == 0 || !same_name(&ref[i], &ref[i - 1]);
-    out->start[0] = 0;
-    for (size_t i = 0; i < n; i++) {   /* in file order */
-        if (!keep[i]) continue;
-        int len = ds_len(all, i);
-        memcpy(out->tok + out->start[out->n], ds_name(all, i), (size_t)len * sizeof *out->tok);
-        out->start[out->n + 1] = out->start[out->n] + (size_t)len;
-        out->n++;
-        if (len > out->max_len) out->max_len = len;
-    }
-done:
-    free(ref);
-    free(keep);
-    return e;
-}
-
 /* ---- Rankings ------------------------------------------------------------- */
 
 typedef struct ranked { double v; int i; } ranked;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mix.h"
 #include "mlp.h"
 #include "ngram.h"
 #include "rnn.h"
@@ -16,6 +17,7 @@ static const mdl_kind *const kinds[] = {
     &mlp_kind,
     &rnn_kind,
     &tf_kind,
+    &mix_kind,
 };
 
 enum { N_KINDS = sizeof kinds / sizeof kinds[0] };
@@ -52,11 +54,18 @@ err_code mdl_load(mdl *m, const char *path)
 {
     if (!m || !path) return err_set(ERR_ARG, "mdl_load: NULL argument");
     *m = (mdl){ 0 };
-    err_code e = ck_read(path, &m->file);
-    if (e) return e;
+    ck_file f;
+    err_code e = ck_read(path, &f);
+    return e ? e : mdl_load_file(m, &f, path);
+}
+
+err_code mdl_load_file(mdl *m, ck_file *f, const char *path)
+{
+    *m = (mdl){ .file = *f };
+    *f = (ck_file){ 0 };
     const char *name = ck_meta(&m->file, "model");
     /* Format and version first, so that a foreign file is called that. */
-    e = ck_expect_model(&m->file, path, name ? name : "");
+    err_code e = ck_expect_model(&m->file, path, name ? name : "");
     if (!e && !(m->kind = mdl_find_kind(name))) e = unknown_kind(path, name);
     if (!e) e = mdl_read_meta(&m->file, path, name, NULL, &m->vocab);
     if (!e) e = m->kind->load(&m->file, path, &m->impl);

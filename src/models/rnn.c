@@ -30,8 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/fastmath.h"
 #include "ops.h"
+#include "vec.h"
 
 /* ---- config ---------------------------------------------------------- */
 
@@ -345,7 +345,7 @@ static void rnn_steps_forward(seq_op *s, float *H)
         float *Hs = H + (size_t)p->off[step] * d;
         int n = p->n[step];
         mul_wt(Hs, state_before(s, H, step), Wh, n, d, 1.0f);
-        for (size_t i = 0; i < (size_t)n * d; i++) Hs[i] = vtanhf(Hs[i]);
+        for (size_t i = 0; i < (size_t)n * d; i++) Hs[i] = vec_tanhf(Hs[i]);
     }
 }
 
@@ -363,13 +363,13 @@ static void gru_steps_forward(seq_op *s, float *H)
         mul_wt(Z, P, Whz, n, d, 1.0f);
         mul_wt(R, P, Whr, n, d, 1.0f);
         for (size_t i = 0; i < cnt; i++) {
-            Z[i] = vsigmoidf(Z[i]);
-            R[i] = vsigmoidf(R[i]);
+            Z[i] = vec_sigmoidf(Z[i]);
+            R[i] = vec_sigmoidf(R[i]);
             RH[i] = R[i] * P[i];
         }
         mul_wt(HH, RH, Whh, n, d, 1.0f);
         for (size_t i = 0; i < cnt; i++) {
-            HH[i] = vtanhf(HH[i]);
+            HH[i] = vec_tanhf(HH[i]);
             Hs[i] = P[i] + Z[i] * (HH[i] - P[i]);
         }
     }
@@ -618,17 +618,17 @@ static void cell_step(const rnn_state *s, const rnn_layer *L, const float *x, fl
     memcpy(xh + d, h, (size_t)d * sizeof *xh);
     if (s->m->c.cell == RNN_CELL_RNN) {
         cell_gemv(h, L->w[0], L->b[0], xh, d);
-        for (int j = 0; j < d; j++) h[j] = vtanhf(h[j]);
+        for (int j = 0; j < d; j++) h[j] = vec_tanhf(h[j]);
         return;
     }
     cell_gemv(z, L->w[0], L->b[0], xh, d);
     cell_gemv(r, L->w[1], L->b[1], xh, d);
     for (int j = 0; j < d; j++) {
-        z[j] = vsigmoidf(z[j]);
-        xh[d + j] = vsigmoidf(r[j]) * h[j];
+        z[j] = vec_sigmoidf(z[j]);
+        xh[d + j] = vec_sigmoidf(r[j]) * h[j];
     }
     cell_gemv(hh, L->w[2], L->b[2], xh, d);
-    for (int j = 0; j < d; j++) h[j] += z[j] * (vtanhf(hh[j]) - h[j]);
+    for (int j = 0; j < d; j++) h[j] += z[j] * (vec_tanhf(hh[j]) - h[j]);
 }
 
 void rnn_state_next(rnn_state *s, int tok, float *logits)
@@ -642,10 +642,7 @@ void rnn_state_next(rnn_state *s, int tok, float *logits)
         cell_step(s, &m->layer[l], x, h);
         x = h;
     }
-    float ss = 0.0f;
-    for (int j = 0; j < d; j++) ss += x[j] * x[j];
-    float scale = 1.0f / sqrtf(ss / (float)d + RNN_NORM_EPS);
-    for (int j = 0; j < d; j++) s->y[j] = x[j] * scale * m->out_norm->data[j];
+    vec_rmsnorm(s->y, x, m->out_norm->data, d, RNN_NORM_EPS);
     cblas_sgemv(CblasRowMajor, CblasNoTrans, V, d, 1.0f, m->emb->data, d, s->y, 1, 0.0f, logits, 1);
 }
 

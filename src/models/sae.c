@@ -2,7 +2,7 @@
  * sae.h.
  *
  * The training loss is one fused op with a hand-written backward (the
- * contract's layouts, W_enc (d, F) and W_dec (F, d), are (in, out), the
+ * checkpoint's layouts, W_enc (d, F) and W_dec (F, d), are (in, out), the
  * transpose of op_linear's).  Everything else - evaluation, steering,
  * attribution - is plain loops and cblas over the same encode / decode.
  */
@@ -513,30 +513,6 @@ void sae_normalize_decoder(sae_model *m)
 
 /* ---- Residual activations of many names ---------------------------------- */
 
-static const ds_names *sort_names;
-static int by_length(const void *a, const void *b)
-{
-    size_t i = *(const size_t *)a, j = *(const size_t *)b;
-    int li = ds_len(sort_names, i), lj = ds_len(sort_names, j);
-    if (li != lj) return li < lj ? -1 : 1;
-    return i < j ? -1 : i > j;
-}
-
-/* Indices of the names sorted by length, so that batches waste little on
- * padding; NULL with err_set. */
-static size_t *length_order(const ds_names *names)
-{
-    size_t *order = malloc((names->n ? names->n : 1) * sizeof *order);
-    if (!order) {
-        err_set(ERR_NOMEM, "out of memory");
-        return NULL;
-    }
-    for (size_t i = 0; i < names->n; i++) order[i] = i;
-    sort_names = names;
-    qsort(order, names->n, sizeof *order, by_length);
-    return order;
-}
-
 static err_code check_fits(const tf_model *m, const ds_names *names)
 {
     if (names->max_len + 1 > tf_max_len(m))
@@ -559,11 +535,12 @@ err_code sae_acts_compute(sae_acts *a, const tf_model *m, const ds_names *names,
     a->n_rows = names->start[names->n] + names->n;   /* each name and its <SOS> */
     a->row = malloc((names->n + 1) * sizeof *a->row);
     a->x = malloc((a->n_rows ? a->n_rows : 1) * (size_t)d * sizeof *a->x);
-    size_t *order = length_order(names);
+    size_t *order = NULL;   /* by length, so that batches waste little on padding */
     ag_tape t;
     bool tape = false;
     ds_batch b = { 0 };
-    if (!a->row || !a->x || !order) e = err_set(ERR_NOMEM, "out of memory for the activations");
+    if (!a->row || !a->x) e = err_set(ERR_NOMEM, "out of memory for the activations");
+    if (!e) e = ds_length_order(names, &order);
     if (!e && !(e = ag_init(&t, (size_t)1 << 20))) tape = true;
     for (size_t i = 0; !e && i <= names->n; i++) a->row[i] = names->start[i] + i;
     if (tape) t.grad = false;
@@ -701,11 +678,12 @@ err_code sae_evaluate(const sae_model *s, const tf_model *tf, const ds_names *na
     if (batch_size < 1) batch_size = 64;
     eval_acc acc = { .sum_x = calloc((size_t)s->c.d_model, sizeof(double)),
                      .active = calloc((size_t)s->c.n_features, sizeof(size_t)) };
-    size_t *order = length_order(names);
+    size_t *order = NULL;   /* by length, so that batches waste little on padding */
     ag_tape t;
     bool tape = false;
     ds_batch b = { 0 };
-    if (!acc.sum_x || !acc.active || !order) e = err_set(ERR_NOMEM, "out of memory");
+    if (!acc.sum_x || !acc.active) e = err_set(ERR_NOMEM, "out of memory");
+    if (!e) e = ds_length_order(names, &order);
     if (!e && !(e = ag_init(&t, (size_t)1 << 20))) tape = true;
     if (tape) t.grad = false;
     for (size_t i = 0; !e && i < names->n; i += (size_t)batch_size) {

@@ -18,9 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/fastmath.h"
 #include "ops.h"
 #include "text.h"
+#include "vec.h"
 
 /* ---- Config ------------------------------------------------------------- */
 
@@ -498,20 +498,11 @@ tensor *tf_loss(const tf_model *m, ag_tape *t, const ds_batch *b)
 
 /* ---- Single vectors (generation, logit lens) ------------------------------ */
 
-/* out (d) = x / sqrt(mean(x^2) + eps) * w */
-static void rmsnorm_vec(float *out, const float *x, const float *w, int d)
-{
-    float ss = 0.0f;
-    for (int i = 0; i < d; i++) ss += x[i] * x[i];
-    const float r = 1.0f / sqrtf(ss / (float)d + TF_NORM_EPS);
-    for (int i = 0; i < d; i++) out[i] = x[i] * r * w[i];
-}
-
 void tf_unembed(const tf_model *m, const float *x, float *logits)
 {
     float xn[TF_MAX_DIM];
     const int V = m->c.vocab_size, d = m->c.d_model;
-    rmsnorm_vec(xn, x, m->out_norm->data, d);
+    vec_rmsnorm(xn, x, m->out_norm->data, d, TF_NORM_EPS);
     cblas_sgemv(CblasRowMajor, CblasNoTrans, V, d, 1.0f, m->emb->data, d, xn, 1, 0.0f, logits, 1);
 }
 
@@ -685,7 +676,7 @@ static void attend(tf_state *s, const float *q, const float *k, const float *v, 
             if (s->w[t] > mx) mx = s->w[t];
         }
         for (int t = 0; t <= pos; t++) {
-            s->w[t] = vexpf(s->w[t] - mx);
+            s->w[t] = vec_expf(s->w[t] - mx);
             sum += s->w[t];
         }
         float *o = s->att + h * dh;
@@ -706,18 +697,18 @@ static void block_step(tf_state *s, int l, int pos)
     const int d = m->c.d_model, h = 4 * d;
     float *k = s->k + (size_t)l * m->c.max_len * d, *v = s->v + (size_t)l * m->c.max_len * d;
 
-    rmsnorm_vec(s->xn, s->x, L->attn_norm->data, d);
+    vec_rmsnorm(s->xn, s->x, L->attn_norm->data, d, TF_NORM_EPS);
     vecmat(s->qkv, s->xn, W->qkv, d, 3 * d, false);
     memcpy(k + (size_t)pos * d, s->qkv + d, (size_t)d * sizeof *k);
     memcpy(v + (size_t)pos * d, s->qkv + 2 * d, (size_t)d * sizeof *v);
     attend(s, s->qkv, k, v, pos);
     vecmat(s->x, s->att, W->o, d, d, true);                /* x += c_proj(att) */
 
-    rmsnorm_vec(s->xn, s->x, L->mlp_norm->data, d);
+    vec_rmsnorm(s->xn, s->x, L->mlp_norm->data, d, TF_NORM_EPS);
     vecmat(s->h13, s->xn, W->fc13, d, 2 * h, false);
     for (int i = 0; i < h; i++) {
         const float a = s->h13[i];
-        s->h13[i] = a * vsigmoidf(a) * s->h13[h + i];   /* silu(fc_1 n) * fc_3 n */
+        s->h13[i] = a * vec_sigmoidf(a) * s->h13[h + i];   /* silu(fc_1 n) * fc_3 n */
     }
     vecmat(s->x, s->h13, W->fc2, h, d, true);              /* x += fc_2(...) */
 }
@@ -745,7 +736,7 @@ void tf_state_next(tf_state *s, int tok, float *logits)
         block_step(s, l, pos);
         run_hook(s, l + 1, pos);
     }
-    rmsnorm_vec(s->xn, s->x, m->out_norm->data, d);
+    vec_rmsnorm(s->xn, s->x, m->out_norm->data, d, TF_NORM_EPS);
     vecmat(logits, s->xn, s->emb_t, d, V, false);
 }
 

@@ -148,4 +148,17 @@ expect_rc 0 "imported features"
 run explore attribute $IMP saint-malo --pos 5
 check "imported attribution sums" sum_ok
 
+# Without -m and --sae: the shipped weights beside bin/, whatever the current
+# directory (/tmp here), as an explicit -m and --sae give; a copy of the
+# program in a tree without weights/ finds none and names the file.
+mkdir -p "$T/tree/bin" && cp "$BIN/explore" "$T/tree/bin/" && ln -s "$PWD/weights" "$T/tree/weights"
+run explore attribute -m weights/transformer.safetensors --sae weights/sae.safetensors saint-martin --pos 6
+WANT=$OUT
+cd /tmp; BIN="$T/tree/bin" run explore attribute saint-martin --pos 6; cd - >/dev/null
+expect_rc 0 "shipped weights found from /tmp"
+check "the shipped pair's attribution" '[ -n "$WANT" ] && [ "$OUT" = "$WANT" ]'
+rm "$T/tree/weights"
+cd /tmp; BIN="$T/tree/bin" run explore attribute saint-martin --pos 6; cd - >/dev/null
+expect_fail "weights/transformer.safetensors"
+
 finish

@@ -1,5 +1,6 @@
-/* test_dataset.c - names from lines, the split of distinct names, explicit
- * validation files, fixed vocabularies and batches. */
+/* test_dataset.c - names from lines, the length order, distinct names, the
+ * split of distinct names, explicit validation files, fixed vocabularies
+ * and batches. */
 #include "dataset.h"
 #include "test.h"
 
@@ -76,6 +77,41 @@ static int names_equal(const ds_names *a, const ds_names *b)
            memcmp(a->tok, b->tok, a->start[a->n] * sizeof *a->tok) == 0;
 }
 
+/* ds_names of n names of the given lengths, tokens from tok (concatenated). */
+static ds_names names_of(const int *len, size_t n, const int *tok)
+{
+    ds_names d = { .n = n, .start = malloc((n + 1) * sizeof(size_t)) };
+    d.start[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        d.start[i + 1] = d.start[i] + (size_t)len[i];
+        if (len[i] > d.max_len) d.max_len = len[i];
+    }
+    d.tok = malloc((d.start[n] + 1) * sizeof *d.tok);
+    memcpy(d.tok, tok, d.start[n] * sizeof *d.tok);
+    return d;
+}
+
+/* Names i and j of d are the same. */
+static int same_row(const ds_names *d, size_t i, size_t j)
+{
+    return ds_len(d, i) == ds_len(d, j) &&
+           memcmp(ds_name(d, i), ds_name(d, j), (size_t)ds_len(d, i) * sizeof(int)) == 0;
+}
+
+/* The kept rows of a file, unsplit. */
+static ds_names rows_of(const char *path)
+{
+    txt_lines l;
+    txt_vocab v;
+    ds_names d = { 0 };
+    CHECK(txt_read_lines(path, &l) == ERR_OK);
+    CHECK(txt_vocab_build(&v, l.cp, l.start[l.n]) == ERR_OK);
+    CHECK(ds_from_lines(&d, &l, &v) == ERR_OK);
+    txt_vocab_free(&v);
+    txt_lines_free(&l);
+    return d;
+}
+
 /* ---- names from lines --------------------------------------------------- */
 
 TEST(ds_from_lines_skips_short_lines)
@@ -105,6 +141,101 @@ TEST(ds_from_lines_skips_short_lines)
     CHECK(d.n == 0 && d.tok == NULL);
     txt_vocab_free(&v);
     txt_lines_free(&l);
+}
+
+/* ---- length order and distinct names ------------------------------------ */
+
+/* order is a permutation of d's names, by length then index. */
+static int is_length_order(const ds_names *d, const size_t *order)
+{
+    char *seen = calloc(d->n + 1, 1);
+    int ok = 1;
+    for (size_t k = 0; k < d->n; k++) {
+        ok &= order[k] < d->n && !seen[order[k]];
+        if (!ok) break;
+        seen[order[k]] = 1;
+        if (k > 0) {
+            int a = ds_len(d, order[k - 1]), b = ds_len(d, order[k]);
+            ok &= a < b || (a == b && order[k - 1] < order[k]);
+        }
+    }
+    free(seen);
+    return ok;
+}
+
+TEST(ds_length_order_by_length_then_index)
+{
+    const int len[] = { 3, 2, 3, 4, 2, 3 };
+    const int tok[17] = { 0 };
+    ds_names d = names_of(len, 6, tok);
+    size_t *order = NULL;
+    CHECK(ds_length_order(&d, &order) == ERR_OK);
+    const size_t want[] = { 1, 4, 0, 2, 5, 3 };
+    CHECK(order && !memcmp(order, want, sizeof want));
+    free(order);
+    ds_free(&d);
+
+    d = rows_of(VILLES);
+    CHECK(ds_length_order(&d, &order) == ERR_OK);
+    CHECK(order && is_length_order(&d, order));
+    free(order);
+    ds_free(&d);
+
+    ds_names empty = names_of(len, 0, tok);
+    CHECK(ds_length_order(&empty, &order) == ERR_OK && order != NULL);
+    free(order);
+    ds_free(&empty);
+    CHECK(ds_length_order(&empty, NULL) == ERR_ARG);
+}
+
+TEST(ds_distinct_keeps_the_first_row_of_each)
+{
+    /* abc, ab, abc, abcd, ab, x y z */
+    const int len[] = { 3, 2, 3, 4, 2, 3 };
+    const int tok[] = { 5, 6, 7, 5, 6, 5, 6, 7, 5, 6, 7, 8, 5, 6, 9, 10, 11 };
+    ds_names all = names_of(len, 6, tok), d;
+    CHECK(ds_distinct(&d, &all) == ERR_OK);
+    CHECK(d.n == 4 && d.max_len == 4);
+    const int want_len[] = { 3, 2, 4, 3 }, want[] = { 5, 6, 7, 5, 6, 5, 6, 7, 8, 9, 10, 11 };
+    for (size_t i = 0; i < d.n && i < 4; i++) CHECK(ds_len(&d, i) == want_len[i]);
+    CHECK(d.start[d.n] == 12 && !memcmp(d.tok, want, sizeof want));
+    ds_free(&d);
+    ds_free(&all);
+
+    all = names_of(len, 0, tok);
+    CHECK(ds_distinct(&d, &all) == ERR_OK && d.n == 0);
+    ds_free(&d);
+    ds_free(&all);
+}
+
+TEST(ds_distinct_against_brute_force)
+{
+    /* Every row whose name has no earlier row, in file order. */
+    ds_names all = rows_of(NAMES), d;
+    CHECK(ds_distinct(&d, &all) == ERR_OK);
+    size_t k = 0;
+    int ok = 1;
+    for (size_t i = 0; i < all.n; i++) {
+        int first = 1;
+        for (size_t j = 0; j < i && first; j++) first = !same_row(&all, i, j);
+        if (!first) continue;
+        ok &= k < d.n && ds_len(&d, k) == ds_len(&all, i) &&
+              !memcmp(ds_name(&d, k), ds_name(&all, i), (size_t)ds_len(&all, i) * sizeof(int));
+        k++;
+    }
+    CHECK(ok && k == d.n && d.n == 20);
+    ds_free(&d);
+    ds_free(&all);
+
+    /* villes.txt: as many names as distinct_names counts, none twice. */
+    all = rows_of(VILLES);
+    CHECK(ds_distinct(&d, &all) == ERR_OK);
+    int leaks;
+    CHECK(distinct_names(&(ds_corpus){ .train = all }, &leaks) == d.n);
+    CHECK(distinct_names(&(ds_corpus){ .train = d }, &leaks) == d.n);
+    CHECK(d.n < all.n);
+    ds_free(&d);
+    ds_free(&all);
 }
 
 /* ---- villes.txt --------------------------------------------------------- */

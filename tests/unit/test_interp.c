@@ -1,7 +1,7 @@
-/* test_interp.c - explore's analyses against brute force: distinct names,
- * rankings, the top names and frequencies of neurons and SAE features,
- * PCA on points with known principal axes, cosine neighbours, a feature's
- * logits, and the logit lens (at the last layer: the model's own logits). */
+/* test_interp.c - explore's analyses against brute force: rankings, the
+ * top names and frequencies of neurons and SAE features, PCA on points
+ * with known principal axes, cosine neighbours, a feature's logits, and
+ * the logit lens (at the last layer: the model's own logits). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,35 +13,6 @@
 #include "test.h"
 
 #define TF_FIXTURE TEST_DATA("fixtures/transformer.safetensors")
-
-/* ds_names of n names of the given lengths, tokens from tok (concatenated). */
-static ds_names names_of(const int *len, size_t n, const int *tok)
-{
-    ds_names d = { .n = n, .start = malloc((n + 1) * sizeof(size_t)) };
-    d.start[0] = 0;
-    for (size_t i = 0; i < n; i++) {
-        d.start[i + 1] = d.start[i] + (size_t)len[i];
-        if (len[i] > d.max_len) d.max_len = len[i];
-    }
-    d.tok = malloc((d.start[n] + 1) * sizeof *d.tok);
-    memcpy(d.tok, tok, d.start[n] * sizeof *d.tok);
-    return d;
-}
-
-TEST(distinct_names_keep_the_first_row_of_each)
-{
-    /* abc, ab, abc, abcd, ab, x y z */
-    const int len[] = { 3, 2, 3, 4, 2, 3 };
-    const int tok[] = { 5, 6, 7, 5, 6, 5, 6, 7, 5, 6, 7, 8, 5, 6, 9, 10, 11 };
-    ds_names all = names_of(len, 6, tok), d;
-    CHECK(ip_distinct_names(&d, &all) == ERR_OK);
-    CHECK(d.n == 4 && d.max_len == 4);
-    const int want_len[] = { 3, 2, 4, 3 }, want[] = { 5, 6, 7, 5, 6, 5, 6, 7, 8, 9, 10, 11 };
-    for (size_t i = 0; i < d.n && i < 4; i++) CHECK(ds_len(&d, i) == want_len[i]);
-    CHECK(d.start[d.n] == 12 && !memcmp(d.tok, want, sizeof want));
-    ds_free(&d);
-    ds_free(&all);
-}
 
 TEST(rank_descending_ties_lower_index_first)
 {

@@ -493,3 +493,79 @@ TEST(train_resume_rejects_other_kind_and_bad_output)
     CHECK(tr_open(&s, &o3) == ERR_IO);
     CHECK(strstr(err_msg(), "/nonexistent-dir") != NULL);
 }
+
+/* --ema: the checkpoint's parameters are the average, the raw weights sit
+ * under optim.raw.*, and the reported validation loss is the average's
+ * (recomputed here from the saved parameters). */
+TEST(train_ema_saves_and_evaluates_the_average)
+{
+    toy m;
+    tr_options o = toy_options(path_in("ema.safetensors"), 40);
+    o.ema = 0.9f;
+    run_result r = run(&o, &m);
+    CHECK(r.rc == ERR_OK);
+    ck_file f;
+    CHECK(ck_read(o.out_path, &f) == ERR_OK);
+    const ck_tensor *avg = ck_get(&f, "W"), *raw = ck_get(&f, TR_RAW_PREFIX "W");
+    CHECK(avg && raw && avg->numel == raw->numel);
+    bool differ = false;
+    for (size_t i = 0; avg && raw && i < avg->numel; i++)
+        differ |= ((const float *)avg->data)[i] != ((const float *)raw->data)[i];
+    CHECK(differ);
+    CHECK(avg && !memcmp(r.W, avg->data, avg->numel * sizeof(float)));   /* the model ends on the average */
+
+    ds_corpus c;
+    CHECK(ds_load(&c, DATA, NULL, 0, 0.1) == ERR_OK);
+    toy e;
+    toy_init(&e, c.vocab.size, 1);
+    CHECK(avg && (size_t)e.W->n == avg->numel);
+    if (avg) memcpy(e.W->data, avg->data, avg->numel * sizeof(float));
+    tr_model tm = toy_model(&e);
+    ag_tape t;
+    ag_init(&t, 0);
+    double sum;
+    size_t n;
+    CHECK(tr_eval_names(&tm, &t, &c.val, 16, &sum, &n) == ERR_OK);
+    CHECK_NEAR(sum / n, r.sum.val_loss, 1e-6);
+    ag_free(&t);
+    tn_params_free(&e.p);
+    tn_params_free(&m.p);
+    ds_corpus_free(&c);
+    ck_free(&f);
+}
+
+/* --ema survives --resume bit for bit, and a tiny decay follows the weights. */
+TEST(train_ema_resume_is_exact)
+{
+    toy m;
+    tr_options full = toy_options(path_in("emafull.safetensors"), 40);
+    full.ema = 0.95f;
+    run_result a = run(&full, &m);
+    tr_options half = full;
+    half.out_path = path_in("emahalf.safetensors");
+    half.steps = 20;
+    run_result b = run(&half, &m);
+    tr_options rest;   /* --resume and --steps only: the average comes from the checkpoint */
+    tr_options_init(&rest, "toy", half.out_path);
+    rest.data = DATA;
+    rest.resume_path = half.out_path;
+    rest.steps = 40;
+    rest.set |= TR_SET_STEPS;
+    run_result c = run(&rest, &m);
+    CHECK(a.rc == ERR_OK && b.rc == ERR_OK && c.rc == ERR_OK);
+    CHECK(!memcmp(a.W, c.W, (size_t)a.n * sizeof(float)));
+    CHECK(a.sum.val_loss == c.sum.val_loss);
+    CHECK(same_file(full.out_path, half.out_path));
+
+    tr_options tiny = toy_options(path_in("ematiny.safetensors"), 30);
+    tiny.ema = 1e-6f;
+    run_result d = run(&tiny, &m);
+    ck_file f;
+    CHECK(d.rc == ERR_OK && ck_read(tiny.out_path, &f) == ERR_OK);
+    const ck_tensor *raw = ck_get(&f, TR_RAW_PREFIX "W");
+    double worst = 0;
+    for (size_t i = 0; raw && i < raw->numel; i++)
+        worst = fmax(worst, fabs(((const float *)raw->data)[i] - d.W[i]));
+    CHECK(raw && worst < 1e-5);
+    ck_free(&f);
+}

@@ -1,0 +1,146 @@
+/* stream.h - running text as a training source: one stream of characters
+ * cut into windows, a sequence model's state carried from one window to
+ * the next (rnn-train --text; next the Transformer and Mamba on text).
+ *
+ * The corpus: the training file is one stream of characters (no <SOS> /
+ * <EOS> per line); its last 10% is the validation stream unless a
+ * validation file is given.  The vocabulary is the characters of both
+ * streams, or a given one (a checkpoint's, on --resume).
+ *
+ * The walk: the training stream is cut into B tracks of equal length (B =
+ * the batch size), walked side by side one window of W characters per
+ * step; each track's state is carried from one window to the next
+ * (truncated backpropagation: gradients stop at the window boundary) and
+ * starts from the model's learned initial state at the beginning of every
+ * pass over the tracks.  The validation stream is walked the same way (min(B,
+ * n_val - 1) tracks), its every character predicted once.
+ *
+ * The model plugs in with a loss that takes and returns a state:
+ *
+ *   stm_corpus c;                       // vocabulary and the two streams
+ *   stm_corpus_load(&c, "moliere.txt", NULL, NULL);
+ *   ... build the model on c.vocab.size tokens ...
+ *   stm_model sm = { .kind = "rnn", .params = &net.p, .impl = &net,
+ *                    .loss_state = net_loss_state, .config_json = net_config,
+ *                    .state_layers = n_layers, .state_width = d_model };
+ *   stm_source st;
+ *   stm_source_init(&st, &sm, &c, stm_window(resume_or_NULL, given), batch_size);
+ *   tr_model m = stm_tr_model(&st);     // its loss carries the state
+ *   tr_source src = stm_tr_source(&st);
+ *   tr_run(&session, &m, &src, hooks);  // with session.vocab = &c.vocab
+ *
+ * Checkpoints keep the walk: metadata source.pos (windows of the current
+ * pass already trained) and source.window (W), and the tensor source.state
+ * (state_layers, B, state_width), so that --resume continues exactly.
+ */
+#ifndef VILLES_STREAM_H
+#define VILLES_STREAM_H
+
+#include <stddef.h>
+
+#include "autograd.h"
+#include "checkpoint.h"
+#include "dataset.h"
+#include "error.h"
+#include "tensor.h"
+#include "text.h"
+#include "train.h"
+
+enum { STM_DEFAULT_WINDOW = 128, STM_MAX_WINDOW = 1 << 16 };
+
+/* ---- the corpus ---------------------------------------------------------- */
+
+typedef struct stm_corpus {
+    txt_vocab vocab;
+    int      *train, *val;      /* (n_train), (n_val) tokens */
+    size_t    n_train, n_val;
+} stm_corpus;
+
+/* Read path (and val_path, NULL = the last 10% of path validates) with
+ * txt_read_stream (invalid UTF-8 names the file, line and byte).  vocab
+ * NULL = the characters of both streams; else a copy of vocab, a character
+ * outside it an error naming the file.  A validation stream of fewer than 2
+ * characters is an error ("FILE: the validation stream is too short").
+ * On error c is left empty. */
+err_code stm_corpus_load(stm_corpus *c, const char *path, const char *val_path,
+                         const txt_vocab *vocab);
+void     stm_corpus_free(stm_corpus *c);
+
+/* ---- tracks and windows -------------------------------------------------- */
+
+/* Tracks of a token stream: track b predicts tok[start[b] + i + 1] from
+ * tok[start[b] + i] for i < len[b]. */
+typedef struct stm_tracks {
+    int     B;
+    size_t *start, *len;        /* (B) */
+    size_t  longest;            /* len[0] */
+} stm_tracks;
+
+/* Split the n - 1 (input, target) pairs of a stream of n tokens into B
+ * tracks, the first (n - 1) % B one pair longer, so that every pair is in
+ * exactly one.  ERR_ARG "a stream of N characters is too short for B
+ * tracks" when n - 1 < B. */
+err_code stm_tracks_init(stm_tracks *k, size_t n, int B);
+void     stm_tracks_free(stm_tracks *k);
+/* Windows of W characters in one pass: ceil(longest / W). */
+size_t   stm_n_windows(const stm_tracks *k, int W);
+/* The (B, T) batch of window w: characters w*W .. w*W + W - 1 of each
+ * track, <pad> past a track's end; T = min(W, longest - w*W).  Grows b's
+ * buffers only when needed. */
+err_code stm_fill_window(ds_batch *b, const int *tok, const stm_tracks *k, size_t w, int W);
+
+/* ---- the model side ------------------------------------------------------ */
+
+/* Mean loss over the non-pad targets of b (scalar, on t), starting from
+ * state h_in (NULL = the model's initial state; a constant, no gradient
+ * flows into it) and writing each row's state after its last real step to
+ * h_out (may alias h_in).  NULL with err_set on error. */
+typedef tensor *(*stm_loss_fn)(void *impl, ag_tape *t, const ds_batch *b, const float *h_in,
+                               float *h_out);
+
+/* A sequence model with a carried state.  The state of a batch of B rows
+ * is (state_layers, B, state_width) floats, batch row by batch row within
+ * each layer, as rnn_forward's h_in (the RNN: n_layers, d_model); the
+ * module allocates it, saves it under that shape, and reads nothing in it. */
+typedef struct stm_model {
+    const char  *kind;          /* metadata "model" */
+    tn_params   *params;
+    void        *impl;          /* passed to loss_state and config_json */
+    stm_loss_fn  loss_state;
+    char      *(*config_json)(const void *impl);   /* as tr_model's */
+    int          state_layers, state_width;
+} stm_model;
+
+/* ---- the source ---------------------------------------------------------- */
+
+/* The walk over a corpus; must not move once initialised (the tr_model and
+ * tr_source point at it). */
+typedef struct stm_source {
+    stm_model         m;
+    const stm_corpus *c;
+    int               window;   /* W */
+    stm_tracks        tracks;   /* of the training stream, B = batch size */
+    size_t            pos;      /* windows of the current pass already trained */
+    float            *state;    /* (state_layers, B, state_width) carried state */
+    const float      *h_in;     /* state of the next training loss (NULL = initial) */
+} stm_source;
+
+/* The walk of c's training stream in batch_size tracks of windows of
+ * `window` characters, at its start.  m is copied; c must outlive s. */
+err_code stm_source_init(stm_source *s, const stm_model *m, const stm_corpus *c, int window,
+                         int batch_size);
+void     stm_source_free(stm_source *s);
+/* The model as the loop sees it: its loss is m->loss_state from the
+ * carried state of the current window (set by the source's next). */
+tr_model  stm_tr_model(stm_source *s);
+/* next: the next window (a new pass after the last one; the loop's rng is
+ * not used); eval: the whole validation stream; save / load: source.pos,
+ * source.window, source.state. */
+tr_source stm_tr_source(stm_source *s);
+
+/* The window to use: given (> 0), else that of the checkpoint resumed
+ * (metadata source.window, if valid; resume may be NULL), else
+ * STM_DEFAULT_WINDOW. */
+int stm_window(const ck_file *resume, int given);
+
+#endif

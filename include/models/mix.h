@@ -1,0 +1,133 @@
+/* mix.h - mixtures of language models: several component models of any
+ * kind (one vocabulary) whose next-token distributions are combined, in
+ * one self-contained checkpoint.
+ *
+ * With p_k the distribution of component k after the same prefix, and b
+ * the bucket of the position predicted (one bucket, or MIX_POSITION_BUCKETS
+ * by position), the mixture predicts
+ *   linear:     p(y) = sum_k w[b][k] p_k(y)             (w[b] >= 0, sums to 1)
+ *   log-linear: p(y) ∝ exp(sum_k w[b][k] log p_k(y))    (any real w, renormalised)
+ * log p_k is floored at MIX_LOG_FLOOR, so a component that gives a
+ * character probability 0 (an unsmoothed n-gram) cannot zero the product.
+ *
+ * Fitting (mix_fit): linear weights by EM, log-linear ones by Newton's
+ * method on the negative log-likelihood (convex in w), each bucket on its
+ * own, over the targets of a set of names: the characters and the final
+ * <EOS> of each.  Honest numbers come from cross-fitting: the names are
+ * cut in two seeded halves, weights fitted on one half score the other
+ * (mix_crossfit).
+ *
+ * Checkpoint (model "mix"): config {"vocab_size", "n_components", "mode",
+ * "buckets", "n_buckets"}, vocab, the weights "mix.weights" F32
+ * (n_buckets, n_components), and each component k whole under the prefix
+ * "components.k.": its tensors (without optimiser state) and its metadata
+ * (format, model, config, vocab, ...), so it loads as it did on its own.
+ */
+#ifndef VILLES_MIX_H
+#define VILLES_MIX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dataset.h"
+#include "error.h"
+#include "model.h"
+
+#define MIX_KIND "mix"
+#define MIX_LOG_FLOOR (-30.0f)
+
+enum { MIX_MAX_COMPONENTS = 8, MIX_POSITION_BUCKETS = 7, MIX_MAX_BUCKETS = MIX_POSITION_BUCKETS };
+
+typedef enum mix_mode { MIX_LINEAR, MIX_LOGLINEAR } mix_mode;
+typedef enum mix_buckets { MIX_ONE_BUCKET, MIX_BY_POSITION } mix_buckets;
+
+/* The words of the config and of mix's flags, NULL-terminated, in enum order. */
+extern const char *const mix_mode_names[];
+extern const char *const mix_bucket_names[];
+
+typedef struct mix_config {
+    int         vocab_size;
+    int         n_components;   /* 1..MIX_MAX_COMPONENTS */
+    mix_mode    mode;
+    mix_buckets buckets;
+} mix_config;
+
+/* Buckets of a config: 1 or MIX_POSITION_BUCKETS. */
+int mix_n_buckets(const mix_config *c);
+/* The bucket of the prediction at position pos (0 = the first character,
+ * predicted after <SOS>): 0, 1, 2, 3-4, 5-7, 8-11, 12+ for MIX_BY_POSITION. */
+int mix_bucket(const mix_config *c, int pos);
+
+err_code mix_config_check(const mix_config *c);
+err_code mix_config_to_json(const mix_config *c, char **json);
+err_code mix_config_from_json(mix_config *c, const char *json);
+
+/* The components (loaded models, owned) and the weights (n_buckets, K). */
+typedef struct mix_model {
+    mix_config c;
+    mdl        comp[MIX_MAX_COMPONENTS];
+    float      w[MIX_MAX_BUCKETS * MIX_MAX_COMPONENTS];
+} mix_model;
+
+/* Take the components (moved into m: the caller's mdl are emptied); they
+ * must share one vocabulary (ERR_MISMATCH naming the first that differs).
+ * Weights start uniform (linear) or at 1/K (log-linear). */
+err_code mix_init(mix_model *m, const mix_config *c, mdl *components);
+err_code mix_load(mix_model *m, const ck_file *f, const char *path, bool optim);
+/* The vocabulary written is the components'. */
+err_code mix_save(const mix_model *m, const char *path);
+void     mix_free(mix_model *m);
+
+/* ---- fitting ---------------------------------------------------------------- */
+
+/* What the components say about every target of a set of names: for each
+ * target its bucket position and, per component, the floored
+ * log-probabilities of every token (n, K, V). */
+typedef struct mix_data {
+    int      K, V;
+    size_t   n;           /* targets */
+    size_t   n_names;
+    size_t  *first;       /* (n_names + 1) first target of each name */
+    int     *pos;         /* (n) position predicted */
+    int     *target;      /* (n) */
+    float   *logp;        /* (n, K, V) */
+} mix_data;
+
+/* Run every component over every name of d (their cached states: no
+ * prefix is recomputed).  Names longer than a component can take are an
+ * error naming the name's index. */
+err_code mix_data_collect(mix_data *d, const mdl *components, int K, const ds_names *names);
+void     mix_data_free(mix_data *d);
+
+/* Fit c's weights into w (n_buckets, K) on the targets of the names whose
+ * side[i] == which (side NULL: every name). */
+err_code mix_fit(const mix_data *d, const mix_config *c, const uint8_t *side, int which, float *w);
+/* Negative log-likelihood (nats) of the same targets under weights w, and
+ * their count in *n. */
+double   mix_nll(const mix_data *d, const mix_config *c, const float *w, const uint8_t *side,
+                 int which, size_t *n);
+/* Component k alone on the same targets (its nats and count). */
+double   mix_component_nll(const mix_data *d, int k, const uint8_t *side, int which, size_t *n);
+/* Two seeded halves of the names: side[i] in {0, 1}, sizes differing by at most one. */
+err_code mix_halves(size_t n_names, uint64_t seed, uint8_t **side);
+/* Cross-fitted mean loss (nats per target): weights fitted on each half
+ * score the other half; the two halves' nats over all targets. */
+err_code mix_crossfit(const mix_data *d, const mix_config *c, const uint8_t *side, double *loss);
+
+/* ---- generation: every component's state, combined ---------------------- */
+
+typedef struct mix_state mix_state;
+
+mix_state *mix_state_new(const mix_model *m);   /* NULL with err_set */
+void       mix_state_free(mix_state *s);
+void       mix_state_start(mix_state *s);
+/* Feed tok to every component and write the mixture's log-probabilities
+ * (V), which are logits. */
+void       mix_state_next(mix_state *s, int tok, float *logits);
+/* The shortest limit of the components (0 = none has one). */
+int        mix_max_len(const mix_model *m);
+
+/* Behind the generic model interface (model.h). */
+extern const mdl_kind mix_kind;
+
+#endif

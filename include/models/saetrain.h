@@ -1,0 +1,83 @@
+/* saetrain.h - training a sparse autoencoder (sae.h) on a frozen
+ * Transformer's residual stream with the shared loop (train.h): the model
+ * and the source sae-train hands to tr_run.
+ *
+ * The Transformer is frozen, so its activations are computed once, for
+ * every real position of every training and validation name (36k names x
+ * ~12 positions x 64 floats is about 100 MB), and a batch is the rows of
+ * batch_size names drawn at random: a step costs the SAE alone.  The
+ * validation loss is the SAE loss over every validation row.
+ *
+ * TopK's AuxK needs to know which features are dead: a feature is dead
+ * once it has not fired on SAE_DEAD_ROWS consecutive training rows.  The
+ * count of rows since each feature last fired is kept in checkpoints as
+ * the int32 tensor source.rows_since_fired (F), so --resume continues
+ * exactly.
+ *
+ *   sat_trainer *tr = ...;                       // must not move
+ *   sat_init(tr, &cfg, tf, model_path, &corpus.train, &corpus.val, seed);
+ *   tr_model m = sat_tr_model(tr);
+ *   tr_source src = sat_tr_source(tr);
+ *   tr_run(&session, &m, &src, hooks);   // m.summary_columns: sae_evaluate's
+ *   sat_free(tr);
+ */
+#ifndef VILLES_SAETRAIN_H
+#define VILLES_SAETRAIN_H
+
+#include <stdint.h>
+
+#include "checkpoint.h"
+#include "dataset.h"
+#include "error.h"
+#include "sae.h"
+#include "train.h"
+#include "transformer.h"
+
+enum {
+    SAT_EVAL_ROWS = 4096,   /* activation rows per validation batch */
+    SAT_EVAL_NAMES = 64,    /* names per batch of the final sae_evaluate */
+};
+
+typedef struct sat_trainer {
+    sae_model       sae;
+    const tf_model *tf;          /* the frozen Transformer */
+    const ds_names *val_names;   /* evaluated at the end (summary columns) */
+    sae_acts        train, val;  /* batch row ids index train, then val (offset train.n_rows) */
+    int32_t        *since;       /* (F) topk: training rows since each feature last fired */
+    uint8_t        *dead;        /* (F) topk: since >= SAE_DEAD_ROWS; both NULL for l1 */
+} sat_trainer;
+
+/* A fresh SAE of config c (checked) on tf (read from model_path, recorded
+ * in the checkpoint), initialised from seed (sae_init_weights, then b_dec =
+ * the mean training activation, as the reference), with the activations of
+ * the train and val names after layer c->layer.  tf, val and tr must
+ * outlive the training; train is not used after this call.  On error tr is
+ * safe to sat_free. */
+err_code sat_init(sat_trainer *tr, const sae_config *c, const tf_model *tf, const char *model_path,
+                  const ds_names *train, const ds_names *val, uint64_t seed);
+void     sat_free(sat_trainer *tr);
+
+/* The SAE as the loop sees it: loss over a batch's activation rows
+ * (training batches also update the firing counts, and AuxK uses the dead
+ * features), the decoder kept at unit norm, the checkpoint's model_file,
+ * model_hash and layer, and the summary columns of sae_evaluate on the
+ * validation names with the final weights. */
+tr_model  sat_tr_model(sat_trainer *tr);
+/* next: the rows of batch_size training names drawn uniformly with the
+ * loop's rng, as one row of ids (b->B = 1, b->T = b->n_tokens = rows,
+ * b->x = row ids, b->y unused); eval: every validation row once;
+ * save / load: source.rows_since_fired (topk only). */
+tr_source sat_tr_source(sat_trainer *tr);
+
+/* The activation row (d) of a batch row id. */
+const float *sat_row(const sat_trainer *tr, int id);
+/* Count rows since each feature fired, given the features f (N, F) of N
+ * training rows, and mark the dead ones (topk only; no-op for l1). */
+void sat_track_firing(sat_trainer *tr, const float *f, int N);
+
+/* The SAE being resumed (the checkpoint f read from path) must have been
+ * trained on tf, read from model_path (sae_check_pair). */
+err_code sat_check_resume(const ck_file *f, const char *path, const tf_model *tf,
+                          const char *model_path);
+
+#endif

@@ -1,0 +1,180 @@
+/* mix - combine trained models of any kinds into one mixture (mix.h): fit
+ * the mixture weights on held-out names, report honest losses, write the
+ * mixture as one checkpoint that generate, --score and friends read. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "dataset.h"
+#include "kinds.h"
+#include "mix.h"
+
+enum { OPT_DEV = 0x100, OPT_MODE, OPT_BUCKETS, OPT_SPLIT_SEED, OPT_THREADS };
+enum { AUTO = -1 };
+
+typedef struct options {
+    const char *model[MIX_MAX_COMPONENTS];
+    int         n_models;
+    const char *dev, *out;
+    int         mode, buckets;   /* AUTO: try each, keep the lowest cross-fitted loss */
+    uint64_t    split_seed;
+} options;
+
+static _Noreturn void usage(void)
+{
+    printf("Usage: mix -m MODEL -m MODEL [-m MODEL]... --dev FILE [-o OUT] [OPTION]...\n"
+           "Combine trained models of any kinds (n-gram, MLP, RNN, Transformer, mixtures)\n"
+           "sharing one vocabulary into a mixture: fit its weights on the names of --dev,\n"
+           "print the losses, write the mixture to OUT.\n"
+           "\n"
+           "  -m, --model FILE      a component (2 to %d); give the flag once per model\n"
+           "      --dev FILE        names the weights are fitted on, one per line: names no\n"
+           "                        component trained on (e.g. the val.txt of a trainer's\n"
+           "                        --dump-split DIR, with every component trained on that split)\n"
+           "      --mode M          linear (p = sum w_k p_k), loglinear (p ~ prod p_k^w_k),\n"
+           "                        or auto: both, keeping the better (default auto)\n"
+           "      --buckets B       none (one set of weights), position (a set per position\n"
+           "                        of the letter predicted: 1, 2, 3, 4-5, 6-8, 9-12, 13+),\n"
+           "                        or auto: both, keeping the better (default auto)\n"
+           "      --split-seed N    seed of the two halves of --dev used to cross-fit (default 0)\n"
+           "  -o, --output FILE     the mixture (default mix.safetensors)\n"
+           "      --threads N       bound the threads used\n"
+           "  -h, --help            show this help and exit\n"
+           "  -V, --version         show the version and exit\n"
+           "\n"
+           "Honest numbers: the --dev names are cut into two seeded halves; weights fitted\n"
+           "on one half score the other, and crossfit_loss is the mean over all the --dev\n"
+           "names so scored, each by weights that never saw it.  The mixture written has\n"
+           "weights fitted on all of --dev (fit_loss, what 'generate --score FILE' gives on\n"
+           "--dev); judge it by crossfit_loss, or by scoring names outside --dev.\n"
+           "\n"
+           "Output (TSV): a row per component, then a row per mixture tried:\n"
+           "  model mode buckets fit_loss crossfit_loss chosen\n"
+           "(losses in nats per character, <EOS> included).\n"
+           "\n"
+           "Exit status: 0 on success, 1 on a runtime error (unreadable model, other\n"
+           "vocabularies, a --dev name too long for a component), 2 on a usage error.\n"
+           "\n"
+           "Example: mix -m ngram-7.safetensors -m transformer.safetensors --dev val.txt -o mix.safetensors\n",
+           MIX_MAX_COMPONENTS);
+    exit(fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+}
+
+/* A word of words, or "auto" -> AUTO. */
+static int word_or_auto(const char *flag, const char *s, const char *const *words)
+{
+    return strcmp(s, "auto") ? cli_choice(flag, s, words) : AUTO;
+}
+
+static void parse(options *o, int argc, char **argv)
+{
+    static const struct option longs[] = {
+        { "model", required_argument, NULL, 'm' },      { "dev", required_argument, NULL, OPT_DEV },
+        { "mode", required_argument, NULL, OPT_MODE },  { "buckets", required_argument, NULL, OPT_BUCKETS },
+        { "split-seed", required_argument, NULL, OPT_SPLIT_SEED },
+        { "output", required_argument, NULL, 'o' },     { "threads", required_argument, NULL, OPT_THREADS },
+        { "help", no_argument, NULL, 'h' },             { "version", no_argument, NULL, 'V' },
+        { 0 }
+    };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "m:o:hV", longs, NULL)) != -1) {
+        switch (ch) {
+        case 'm':
+            if (o->n_models == MIX_MAX_COMPONENTS) cli_usage("at most %d models", MIX_MAX_COMPONENTS);
+            o->model[o->n_models++] = optarg;
+            break;
+        case OPT_DEV: o->dev = optarg; break;
+        case OPT_MODE: o->mode = word_or_auto("--mode", optarg, mix_mode_names); break;
+        case OPT_BUCKETS: o->buckets = word_or_auto("--buckets", optarg, mix_bucket_names); break;
+        case OPT_SPLIT_SEED: o->split_seed = cli_u64("--split-seed", optarg); break;
+        case 'o': o->out = optarg; break;
+        case OPT_THREADS: cli_set_threads((int)cli_long("--threads", optarg, 0, 1024)); break;
+        case 'h': usage();
+        case 'V': cli_version();
+        default: cli_bad_flag();
+        }
+    }
+    if (optind < argc) cli_usage("unexpected argument '%s'", argv[optind]);
+    if (o->n_models < 2) cli_usage("give at least two models (-m FILE -m FILE)");
+    if (!o->dev) cli_usage("--dev FILE is required (names no component trained on)");
+    if (!strcmp(o->out, "-")) cli_usage("-o: give a file, not '-' (stdout has the table)");
+}
+
+/* The names of --dev, encoded with the components' vocabulary. */
+static void load_dev(const options *o, const mdl *m, ds_names *dev)
+{
+    txt_lines lines;
+    if (txt_read_lines(o->dev, &lines)) cli_die_err();
+    if (ds_from_lines(dev, &lines, &m->vocab)) cli_die("%s: %s", o->dev, err_msg());
+    txt_lines_free(&lines);
+    if (dev->n < 2) cli_die("%s: fewer than two names of at least %d characters", o->dev, DS_MIN_NAME_LEN);
+}
+
+static void print_row(const char *model, const char *mode, const char *buckets, double fit,
+                      double crossfit, int chosen)
+{
+    printf("%s\t%s\t%s\t%.6f\t%.6f\t%d\n", model, mode, buckets, fit, crossfit, chosen);
+}
+
+/* Fit every mixture the flags allow; the one of lowest cross-fitted loss
+ * goes into *best (weights fitted on all of d). */
+static void fit_all(const options *o, const mix_data *d, const uint8_t *side, mix_model *best)
+{
+    double best_loss = INFINITY, fit[4], cross[4];
+    mix_config tried[4];
+    float w[4][MIX_MAX_BUCKETS * MIX_MAX_COMPONENTS];
+    int n = 0, chosen = -1;
+    for (int mode = 0; mode < 2; mode++)
+        for (int b = 0; b < 2; b++) {
+            if ((o->mode != AUTO && o->mode != mode) || (o->buckets != AUTO && o->buckets != b)) continue;
+            mix_config c = best->c;
+            c.mode = (mix_mode)mode;
+            c.buckets = (mix_buckets)b;
+            size_t count;
+            if (mix_crossfit(d, &c, side, &cross[n]) || mix_fit(d, &c, NULL, 0, w[n])) cli_die_err();
+            fit[n] = mix_nll(d, &c, w[n], NULL, 0, &count) / (double)count;
+            if (cross[n] < best_loss) best_loss = cross[chosen = n];
+            tried[n++] = c;
+        }
+    for (int i = 0; i < n; i++)
+        print_row("mix", mix_mode_names[tried[i].mode], mix_bucket_names[tried[i].buckets], fit[i],
+                  cross[i], i == chosen);
+    best->c = tried[chosen];
+    memcpy(best->w, w[chosen], sizeof w[chosen]);
+}
+
+int main(int argc, char **argv)
+{
+    cli_init("mix", argv);
+    static options o = { .mode = AUTO, .buckets = AUTO, .out = "mix.safetensors" };
+    parse(&o, argc, argv);
+    static mdl comp[MIX_MAX_COMPONENTS];
+    for (int k = 0; k < o.n_models; k++)
+        if (mdl_load(&comp[k], o.model[k])) cli_die_err();
+    static mix_model m;   /* takes the components: one vocabulary */
+    mix_config c = { .vocab_size = comp[0].vocab.size, .n_components = o.n_models };
+    if (mix_init(&m, &c, comp)) cli_die("%s", err_msg());
+    ds_names dev;
+    load_dev(&o, &m.comp[0], &dev);
+    mix_data d;
+    uint8_t *side;
+    if (mix_data_collect(&d, m.comp, o.n_models, &dev) || mix_halves(dev.n, o.split_seed, &side))
+        cli_die_err();
+
+    printf("model\tmode\tbuckets\tfit_loss\tcrossfit_loss\tchosen\n");
+    for (int k = 0; k < o.n_models; k++) {
+        size_t n;
+        double loss = mix_component_nll(&d, k, NULL, 0, &n) / (double)n;
+        print_row(o.model[k], m.comp[k].kind->name, "-", loss, loss, 0);
+    }
+    fit_all(&o, &d, side, &m);
+    if (mix_save(&m, o.out) || cli_close(stdout, "-")) cli_die_err();
+    mix_data_free(&d);
+    free(side);
+    ds_free(&dev);
+    mix_free(&m);
+    return EXIT_SUCCESS;
+}

@@ -1,0 +1,544 @@
+/* mix.c - mixtures of language models; see mix.h.
+ *
+ * The one kind that includes kinds.h: its components are models of any
+ * kind, loaded through the registry (model.h's exceptions). */
+#include "mix.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kinds.h"
+#include "sampling.h"
+
+const char *const mix_mode_names[] = { "linear", "loglinear", NULL };
+const char *const mix_bucket_names[] = { "none", "position", NULL };
+
+enum { EM_ITERATIONS = 500, NEWTON_ITERATIONS = 50 };
+
+/* ---- config ----------------------------------------------------------------- */
+
+int mix_n_buckets(const mix_config *c) { return c->buckets == MIX_BY_POSITION ? MIX_POSITION_BUCKETS : 1; }
+
+int mix_bucket(const mix_config *c, int pos)
+{
+    static const int first[MIX_POSITION_BUCKETS] = { 0, 1, 2, 3, 5, 8, 12 };
+    if (c->buckets != MIX_BY_POSITION) return 0;
+    int b = 0;
+    while (b + 1 < MIX_POSITION_BUCKETS && pos >= first[b + 1]) b++;
+    return b;
+}
+
+err_code mix_config_check(const mix_config *c)
+{
+    if (c->n_components < 1 || c->n_components > MIX_MAX_COMPONENTS)
+        return err_set(ERR_ARG, "n_components %d out of range (1..%d)", c->n_components,
+                       MIX_MAX_COMPONENTS);
+    if (c->vocab_size < TOK_FIRST + 1)
+        return err_set(ERR_ARG, "vocab_size %d out of range", c->vocab_size);
+    if ((unsigned)c->mode > MIX_LOGLINEAR || (unsigned)c->buckets > MIX_BY_POSITION)
+        return err_set(ERR_ARG, "unknown mixing mode");
+    return ERR_OK;
+}
+
+err_code mix_config_to_json(const mix_config *c, char **json)
+{
+    cJSON *o = cJSON_CreateObject();
+    bool ok = o && cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size) &&
+              cJSON_AddNumberToObject(o, "n_components", c->n_components) &&
+              cJSON_AddStringToObject(o, "mode", mix_mode_names[c->mode]) &&
+              cJSON_AddStringToObject(o, "buckets", mix_bucket_names[c->buckets]) &&
+              cJSON_AddNumberToObject(o, "n_buckets", mix_n_buckets(c));
+    *json = ok ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    return *json ? ERR_OK : err_set(ERR_NOMEM, "cannot build the mix config JSON");
+}
+
+/* The index of the string member key in words, or -1. */
+static int json_word(const cJSON *o, const char *key, const char *const *words)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    for (int i = 0; cJSON_IsString(v) && words[i]; i++)
+        if (!strcmp(v->valuestring, words[i])) return i;
+    return -1;
+}
+
+err_code mix_config_from_json(mix_config *c, const char *json)
+{
+    cJSON *o = mdl_config_object(json, MIX_KIND);
+    if (!o) return ERR_FORMAT;
+    mix_config k = { 0 };
+    err_code e = mdl_config_int(o, "mix", "vocab_size", &k.vocab_size);
+    if (!e) e = mdl_config_int(o, "mix", "n_components", &k.n_components);
+    int mode = json_word(o, "mode", mix_mode_names), buckets = json_word(o, "buckets", mix_bucket_names);
+    if (!e && (mode < 0 || buckets < 0))
+        e = err_set(ERR_FORMAT, "mix config: 'mode' or 'buckets' is missing or unknown");
+    cJSON_Delete(o);
+    k.mode = (mix_mode)mode;
+    k.buckets = (mix_buckets)buckets;
+    if (!e && mix_config_check(&k)) e = err_prefix(ERR_FORMAT, "mix config");
+    if (!e) *c = k;
+    return e;
+}
+
+/* ---- the model ------------------------------------------------------------------- */
+
+static bool same_vocab(const txt_vocab *a, const txt_vocab *b)
+{
+    return a->size == b->size && !memcmp(a->cp, b->cp, (size_t)a->size * sizeof *a->cp);
+}
+
+static void uniform_weights(mix_model *m)
+{
+    int K = m->c.n_components;
+    for (int i = 0; i < mix_n_buckets(&m->c) * K; i++) m->w[i] = 1.0f / (float)K;
+}
+
+err_code mix_init(mix_model *m, const mix_config *c, mdl *components)
+{
+    memset(m, 0, sizeof *m);
+    err_code e = mix_config_check(c);
+    for (int k = 1; !e && k < c->n_components; k++)
+        if (!same_vocab(&components[k].vocab, &components[0].vocab))
+            e = err_set(ERR_MISMATCH, "component %d has another vocabulary than component 0 "
+                        "(%d and %d tokens): mix models trained on the same names", k,
+                        components[k].vocab.size, components[0].vocab.size);
+    if (e) return e;
+    m->c = *c;
+    m->c.vocab_size = components[0].vocab.size;
+    for (int k = 0; k < c->n_components; k++) {
+        m->comp[k] = components[k];
+        components[k] = (mdl){ 0 };
+    }
+    uniform_weights(m);
+    return ERR_OK;
+}
+
+void mix_free(mix_model *m)
+{
+    if (!m) return;
+    for (int k = 0; k < m->c.n_components; k++) mdl_free(&m->comp[k]);
+    memset(m, 0, sizeof *m);
+}
+
+/* Component k of f: its tensors and metadata under "components.k.". */
+static err_code load_component(mdl *out, const ck_file *f, const char *path, int k)
+{
+    char prefix[32], where[4200];
+    snprintf(prefix, sizeof prefix, "components.%d.", k);
+    snprintf(where, sizeof where, "%.4000s (component %d)", path, k);
+    ck_file sub;
+    err_code e = ck_sub(f, prefix, &sub);
+    if (!e && sub.n_meta == 0) {
+        ck_free(&sub);
+        return err_set(ERR_FORMAT, "%s: component %d is missing", path, k);
+    }
+    return e ? e : mdl_load_file(out, &sub, where);
+}
+
+err_code mix_load(mix_model *m, const ck_file *f, const char *path, bool optim)
+{
+    (void)optim;   /* a mixture is not trained: it has no optimiser state */
+    const char *json;
+    mix_config c;
+    mdl comp[MIX_MAX_COMPONENTS] = { { 0 } };
+    memset(m, 0, sizeof *m);
+    err_code e = mdl_read_meta(f, path, MIX_KIND, &json, NULL);
+    if (e) return e;
+    if ((e = mix_config_from_json(&c, json))) return err_prefix(e, path);
+    for (int k = 0; !e && k < c.n_components; k++) e = load_component(&comp[k], f, path, k);
+    const float *w;
+    const int64_t shape[2] = { mix_n_buckets(&c), c.n_components };
+    if (!e && (e = ck_get_f32(f, "mix.weights", 2, shape, &w))) e = err_prefix(e, path);
+    if (!e && (e = mix_init(m, &c, comp))) e = err_prefix(e, path);
+    if (!e) memcpy(m->w, w, (size_t)(shape[0] * shape[1]) * sizeof *w);
+    for (int k = 0; k < c.n_components; k++) mdl_free(&comp[k]);   /* emptied when moved */
+    return e;
+}
+
+/* Every tensor but the optimiser state, and every metadata entry, of
+ * component k under its prefix. */
+static err_code put_component(ck_writer *w, const ck_file *f, int k)
+{
+    char name[512];
+    err_code e = ERR_OK;
+    for (int i = 0; !e && i < f->n; i++) {
+        const ck_tensor *t = &f->t[i];
+        if (!strncmp(t->name, "optim.", 6)) continue;
+        snprintf(name, sizeof name, "components.%d.%s", k, t->name);
+        e = ck_put(w, name, t->dtype, t->ndim, t->shape, t->data);
+    }
+    for (int i = 0; !e && i < f->n_meta; i++) {
+        snprintf(name, sizeof name, "components.%d.%s", k, f->key[i]);
+        e = ck_put_meta(w, name, f->val[i]);
+    }
+    return e;
+}
+
+err_code mix_save(const mix_model *m, const char *path)
+{
+    ck_writer *w = ck_writer_new();
+    char *config = NULL;
+    err_code e = w ? mix_config_to_json(&m->c, &config) : err_set(ERR_NOMEM, "out of memory");
+    const int64_t shape[2] = { mix_n_buckets(&m->c), m->c.n_components };
+    if (!e) e = ck_put(w, "mix.weights", CK_F32, 2, shape, m->w);
+    for (int k = 0; !e && k < m->c.n_components; k++) e = put_component(w, &m->comp[k].file, k);
+    if (!e) e = mdl_write_params(w, path, MIX_KIND, config, &m->comp[0].vocab, NULL);
+    free(config);
+    ck_writer_free(w);
+    return e;
+}
+
+/* ---- combining distributions --------------------------------------------------------- */
+
+/* The mixture's log-probabilities (V) from the components' floored
+ * log-probabilities lp (K, V) with the weights wb (K) of one bucket. */
+static void combine(const mix_config *c, const float *wb, const float *lp, int V, float *out)
+{
+    const int K = c->n_components;
+    for (int y = 0; y < V; y++) {
+        double acc = 0;
+        for (int k = 0; k < K; k++)
+            acc += c->mode == MIX_LINEAR ? wb[k] * exp(lp[k * V + y]) : wb[k] * lp[k * V + y];
+        out[y] = c->mode == MIX_LINEAR ? (float)log(acc) : (float)acc;
+    }
+    if (c->mode == MIX_LOGLINEAR) smp_log_softmax(out, V, out);
+}
+
+/* Floored log-softmax of logits, in place. */
+static void floored_log_softmax(float *x, int V)
+{
+    smp_log_softmax(x, V, x);
+    for (int y = 0; y < V; y++)
+        if (!(x[y] >= MIX_LOG_FLOOR)) x[y] = MIX_LOG_FLOOR;   /* -inf and NaN too */
+}
+
+/* ---- generation -------------------------------------------------------------------- */
+
+struct mix_state {
+    const mix_model *m;
+    int        pos;                          /* predictions made since start */
+    mdl_state  st[MIX_MAX_COMPONENTS];
+    float      lp[];                         /* (K, V) */
+};
+
+void mix_state_free(mix_state *s)
+{
+    if (!s) return;
+    for (int k = 0; k < s->m->c.n_components; k++) mdl_state_free(&s->st[k]);
+    free(s);
+}
+
+mix_state *mix_state_new(const mix_model *m)
+{
+    const int K = m->c.n_components, V = m->c.vocab_size;
+    mix_state *s = calloc(1, sizeof *s + (size_t)K * V * sizeof(float));
+    if (!s) {
+        err_set(ERR_NOMEM, "mix: out of memory for a generation state");
+        return NULL;
+    }
+    s->m = m;
+    for (int k = 0; k < K; k++)
+        if (mdl_state_new(&s->st[k], &m->comp[k])) {
+            mix_state_free(s);
+            return NULL;
+        }
+    return s;
+}
+
+void mix_state_start(mix_state *s)
+{
+    s->pos = 0;
+    for (int k = 0; k < s->m->c.n_components; k++) mdl_start(&s->st[k]);
+}
+
+/* Every component advances its own state; the mixture combines them. */
+void mix_state_next(mix_state *s, int tok, float *logits)
+{
+    const mix_model *m = s->m;
+    const int K = m->c.n_components, V = m->c.vocab_size;
+    for (int k = 0; k < K; k++) {
+        mdl_next(&s->st[k], tok, s->lp + (size_t)k * V);
+        floored_log_softmax(s->lp + (size_t)k * V, V);
+    }
+    combine(&m->c, m->w + (size_t)mix_bucket(&m->c, s->pos++) * K, s->lp, V, logits);
+}
+
+/* The shortest limit of the components (0 = none has one). */
+int mix_max_len(const mix_model *m)
+{
+    int best = 0;
+    for (int k = 0; k < m->c.n_components; k++) {
+        int L = mdl_max_len(&m->comp[k]);
+        if (L > 0 && (best == 0 || L < best)) best = L;
+    }
+    return best;
+}
+
+MDL_KIND(mix, MIX_KIND, mix_model, mix_state);
+
+/* ---- the data the weights are fitted on ----------------------------------------------- */
+
+void mix_data_free(mix_data *d)
+{
+    if (!d) return;
+    free(d->first);
+    free(d->pos);
+    free(d->target);
+    free(d->logp);
+    memset(d, 0, sizeof *d);
+}
+
+static err_code data_alloc(mix_data *d, int K, int V, const ds_names *names)
+{
+    memset(d, 0, sizeof *d);
+    d->K = K;
+    d->V = V;
+    d->n_names = names->n;
+    for (size_t i = 0; i < names->n; i++) d->n += (size_t)ds_len(names, i) + 1;
+    d->first = malloc((names->n + 1) * sizeof *d->first);
+    d->pos = malloc((d->n + 1) * sizeof *d->pos);
+    d->target = malloc((d->n + 1) * sizeof *d->target);
+    d->logp = malloc((d->n * K * V + 1) * sizeof *d->logp);
+    if (d->first && d->pos && d->target && d->logp) return ERR_OK;
+    mix_data_free(d);
+    return err_set(ERR_NOMEM, "out of memory for the mixture's data (%zu targets)", d->n);
+}
+
+/* Component k over name i: its floored log-probabilities at every target. */
+static err_code collect_name(mix_data *d, mdl_state *st, int k, const ds_names *names, size_t i)
+{
+    const int V = d->V, K = d->K, n = ds_len(names, i);
+    const int *tok = ds_name(names, i);
+    if (n > mdl_max_chars(st->m))
+        return err_set(ERR_ARG, "name %zu has %d characters: component %d takes at most %d", i + 1,
+                       n, k, mdl_max_chars(st->m));
+    mdl_start(st);
+    int prev = TOK_SOS;
+    for (int p = 0; p <= n; p++) {
+        size_t t = d->first[i] + (size_t)p;
+        float *lp = d->logp + (t * K + (size_t)k) * V;
+        mdl_next(st, prev, lp);
+        floored_log_softmax(lp, V);
+        d->pos[t] = p;
+        d->target[t] = p < n ? tok[p] : TOK_EOS;
+        prev = d->target[t];
+    }
+    return ERR_OK;
+}
+
+err_code mix_data_collect(mix_data *d, const mdl *components, int K, const ds_names *names)
+{
+    for (int k = 1; k < K; k++)
+        if (mdl_vocab_size(&components[k]) != mdl_vocab_size(&components[0]))
+            return err_set(ERR_MISMATCH, "component %d has another vocabulary than component 0", k);
+    err_code e = data_alloc(d, K, mdl_vocab_size(&components[0]), names);
+    if (e) return e;
+    d->first[0] = 0;
+    for (size_t i = 0; i < names->n; i++) d->first[i + 1] = d->first[i] + (size_t)ds_len(names, i) + 1;
+    for (int k = 0; !e && k < K; k++) {
+        mdl_state st;
+        if ((e = mdl_state_new(&st, &components[k]))) break;
+        for (size_t i = 0; !e && i < names->n; i++) e = collect_name(d, &st, k, names, i);
+        mdl_state_free(&st);
+    }
+    if (e) mix_data_free(d);
+    return e;
+}
+
+/* ---- fitting ---------------------------------------------------------------------------- */
+
+/* Loop over the targets t of the names with side[i] == which (every name
+ * when side is NULL) that fall in bucket b (-1: every bucket). */
+#define FOR_TARGETS(d, c, side, which, b, t)                                              \
+    for (size_t name_ = 0; name_ < (d)->n_names; name_++)                                  \
+        if (!(side) || (side)[name_] == (which))                                           \
+            for (size_t t = (d)->first[name_]; t < (d)->first[name_ + 1]; t++)             \
+                if ((b) < 0 || mix_bucket((c), (d)->pos[t]) == (b))
+
+/* The same computation as generation (combine), so that a name's loss
+ * here is the loss generate --score gives it. */
+double mix_nll(const mix_data *d, const mix_config *c, const float *w, const uint8_t *side,
+               int which, size_t *n)
+{
+    double nll = 0;
+    float *out = malloc((size_t)d->V * sizeof *out);
+    *n = 0;
+    if (!out) return NAN;
+    FOR_TARGETS(d, c, side, which, -1, t) {
+        combine(c, w + (size_t)mix_bucket(c, d->pos[t]) * d->K, d->logp + t * d->K * d->V, d->V, out);
+        nll -= out[d->target[t]];
+        (*n)++;
+    }
+    free(out);
+    return nll;
+}
+
+double mix_component_nll(const mix_data *d, int k, const uint8_t *side, int which, size_t *n)
+{
+    const mix_config one = { .buckets = MIX_ONE_BUCKET };
+    double nll = 0;
+    *n = 0;
+    FOR_TARGETS(d, &one, side, which, -1, t) {
+        nll -= d->logp[(t * d->K + (size_t)k) * d->V + d->target[t]];
+        (*n)++;
+    }
+    return nll;
+}
+
+/* EM for the linear weights wb (K) of bucket b. */
+static void fit_linear(const mix_data *d, const mix_config *c, const uint8_t *side, int which, int b,
+                       float *wb)
+{
+    const int K = d->K;
+    double w[MIX_MAX_COMPONENTS], acc[MIX_MAX_COMPONENTS];
+    for (int k = 0; k < K; k++) w[k] = 1.0 / K;
+    for (int it = 0; it < EM_ITERATIONS; it++) {
+        double total = 0, change = 0;
+        for (int k = 0; k < K; k++) acc[k] = 0;
+        FOR_TARGETS(d, c, side, which, b, t) {
+            double p[MIX_MAX_COMPONENTS], z = 0;
+            for (int k = 0; k < K; k++) z += p[k] = w[k] * exp(d->logp[(t * K + k) * d->V + d->target[t]]);
+            for (int k = 0; k < K; k++) acc[k] += p[k] / z;
+            total += 1;
+        }
+        if (total == 0) break;   /* no target in this bucket: keep uniform */
+        for (int k = 0; k < K; k++) {
+            change = fmax(change, fabs(acc[k] / total - w[k]));
+            w[k] = acc[k] / total;
+        }
+        if (change < 1e-9) break;
+    }
+    for (int k = 0; k < K; k++) wb[k] = (float)w[k];
+}
+
+/* Negative log-likelihood of bucket b's targets under log-linear weights
+ * w, with its gradient g and Hessian h (K x K) when they are not NULL. */
+static double loglinear_nll(const mix_data *d, const mix_config *c, const uint8_t *side, int which,
+                            int b, const double *w, double *g, double *h)
+{
+    const int K = d->K, V = d->V;
+    double nll = 0, *q = malloc((size_t)V * sizeof *q);
+    if (!q) return NAN;
+    if (g) memset(g, 0, (size_t)K * sizeof *g);
+    if (h) memset(h, 0, (size_t)K * K * sizeof *h);
+    FOR_TARGETS(d, c, side, which, b, t) {
+        const float *lp = d->logp + t * K * V;
+        double mx = -INFINITY, z = 0, mean[MIX_MAX_COMPONENTS] = { 0 };
+        for (int y = 0; y < V; y++) {
+            q[y] = 0;
+            for (int k = 0; k < K; k++) q[y] += w[k] * lp[k * V + y];
+            mx = fmax(mx, q[y]);
+        }
+        for (int y = 0; y < V; y++) z += q[y] = exp(q[y] - mx);
+        double s_target = 0;
+        for (int k = 0; k < K; k++) s_target += w[k] * lp[k * V + d->target[t]];
+        nll += mx + log(z) - s_target;
+        if (!g) continue;
+        for (int y = 0; y < V; y++) {
+            q[y] /= z;
+            for (int k = 0; k < K; k++) mean[k] += q[y] * lp[k * V + y];
+        }
+        for (int k = 0; k < K; k++) g[k] += mean[k] - lp[k * V + d->target[t]];
+        for (int y = 0; h && y < V; y++)
+            for (int k = 0; k < K; k++)
+                for (int j = 0; j < K; j++)
+                    h[k * K + j] += q[y] * (lp[k * V + y] - mean[k]) * (lp[j * V + y] - mean[j]);
+    }
+    free(q);
+    return nll;
+}
+
+/* Solve h x = g (K x K, symmetric positive semi-definite, damped) by
+ * Gaussian elimination; h and g are overwritten. */
+static void solve(double *h, double *g, double *x, int K)
+{
+    for (int k = 0; k < K; k++) h[k * K + k] += 1e-9 * (1 + fabs(h[k * K + k]));
+    for (int i = 0; i < K; i++)
+        for (int r = i + 1; r < K; r++) {
+            double f = h[r * K + i] / h[i * K + i];
+            for (int j = i; j < K; j++) h[r * K + j] -= f * h[i * K + j];
+            g[r] -= f * g[i];
+        }
+    for (int i = K - 1; i >= 0; i--) {
+        double s = g[i];
+        for (int j = i + 1; j < K; j++) s -= h[i * K + j] * x[j];
+        x[i] = s / h[i * K + i];
+    }
+}
+
+/* Newton's method with a halving line search for bucket b's log-linear weights. */
+static void fit_loglinear(const mix_data *d, const mix_config *c, const uint8_t *side, int which,
+                          int b, float *wb)
+{
+    const int K = d->K;
+    double w[MIX_MAX_COMPONENTS], g[MIX_MAX_COMPONENTS], h[MIX_MAX_COMPONENTS * MIX_MAX_COMPONENTS];
+    double step[MIX_MAX_COMPONENTS], trial[MIX_MAX_COMPONENTS];
+    for (int k = 0; k < K; k++) w[k] = 1.0 / K;
+    double f = loglinear_nll(d, c, side, which, b, w, g, h);
+    for (int it = 0; it < NEWTON_ITERATIONS && isfinite(f); it++) {
+        solve(h, g, step, K);
+        double a = 1, ft = INFINITY;
+        for (; a > 1e-6; a /= 2) {
+            for (int k = 0; k < K; k++) trial[k] = w[k] - a * step[k];
+            if ((ft = loglinear_nll(d, c, side, which, b, trial, NULL, NULL)) < f) break;
+        }
+        if (!(ft < f)) break;
+        memcpy(w, trial, (size_t)K * sizeof *w);
+        bool done = f - ft < 1e-10 * fmax(1, fabs(f));
+        f = loglinear_nll(d, c, side, which, b, w, g, h);
+        if (done) break;
+    }
+    for (int k = 0; k < K; k++) wb[k] = (float)w[k];
+}
+
+err_code mix_fit(const mix_data *d, const mix_config *c, const uint8_t *side, int which, float *w)
+{
+    if (d->K != c->n_components) return err_set(ERR_ARG, "mix_fit: %d components, %d in the data", c->n_components, d->K);
+    for (int b = 0; b < mix_n_buckets(c); b++) {
+        float *wb = w + (size_t)b * d->K;
+        if (c->mode == MIX_LINEAR) fit_linear(d, c, side, which, b, wb);
+        else fit_loglinear(d, c, side, which, b, wb);
+    }
+    return ERR_OK;
+}
+
+err_code mix_halves(size_t n_names, uint64_t seed, uint8_t **side)
+{
+    size_t *order = malloc((n_names + 1) * sizeof *order);
+    *side = malloc(n_names + 1);
+    if (!order || !*side) {
+        free(order);
+        free(*side);
+        *side = NULL;
+        return err_set(ERR_NOMEM, "out of memory");
+    }
+    rng r;
+    rng_seed(&r, seed);
+    for (size_t i = 0; i < n_names; i++) order[i] = i;
+    for (size_t i = n_names; i > 1; i--) {   /* Fisher-Yates */
+        size_t j = rng_below(&r, (uint32_t)i), tmp = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = tmp;
+    }
+    for (size_t i = 0; i < n_names; i++) (*side)[order[i]] = (uint8_t)(i % 2);
+    free(order);
+    return ERR_OK;
+}
+
+err_code mix_crossfit(const mix_data *d, const mix_config *c, const uint8_t *side, double *loss)
+{
+    float w[MIX_MAX_BUCKETS * MIX_MAX_COMPONENTS];
+    double nll = 0;
+    size_t n = 0, part;
+    for (int half = 0; half < 2; half++) {
+        err_code e = mix_fit(d, c, side, half, w);
+        if (e) return e;
+        nll += mix_nll(d, c, w, side, 1 - half, &part);
+        n += part;
+    }
+    *loss = n ? nll / (double)n : NAN;
+    return ERR_OK;
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# mix: help, usage errors, a mixture of an n-gram and a Transformer fitted on
+# held-out names, its table, generate and --score on it (the fitted loss),
+# and the components it refuses.
+. "$(dirname "$0")/lib.sh"
+
+tiny_transformer
+"$BIN/ngram" -n 3 --data "$T/names.txt" --val-data "$T/val.txt" -o "$T/ng3.safetensors" >/dev/null
+
+run mix --help
+expect_rc 0 "--help"
+expect_out "^Usage: mix"
+expect_out "crossfit_loss"
+run mix --version
+expect_rc 0 "--version"
+
+# usage errors
+run mix -m "$T/ng3.safetensors" --dev "$T/val.txt"
+expect_usage
+expect_err "at least two models"
+run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors"
+expect_usage
+expect_err "--dev FILE is required"
+run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --dev "$T/val.txt" --mode bogus
+expect_usage
+expect_err "linear, loglinear"
+run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --dev "$T/val.txt" -o -
+expect_usage
+
+# the mixture: a row per component, a row per mixture tried, one chosen
+run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --dev "$T/val.txt" -o "$T/mix.safetensors"
+expect_rc 0 "mix"
+expect_out "^model	mode	buckets	fit_loss	crossfit_loss	chosen$"
+check "two component rows and four mixtures" '[ "$(printf "%s\n" "$OUT" | wc -l)" -eq 7 ]'
+check "exactly one chosen" '[ "$(printf "%s\n" "$OUT" | awk -F"\t" "NR > 1 && \$6 == 1" | wc -l)" -eq 1 ]'
+chosen_fit=$(printf '%s\n' "$OUT" | awk -F'\t' '$6 == 1 { print $4 }')
+best_single=$(printf '%s\n' "$OUT" | awk -F'\t' 'NR > 1 && $1 != "mix" { print $4 }' | sort -g | head -1)
+check "fitted mixture no worse than its best component" \
+    'awk -v a="$chosen_fit" -v b="$best_single" "BEGIN { exit !(a <= b + 1e-6) }"'
+run generate -m "$T/mix.safetensors" --score "$T/val.txt"
+expect_rc 0 "score the mixture"
+scored=$(printf '%s\n' "$ERR" | sed -n 's/^mean loss: \([0-9.]*\) .*/\1/p')
+check "generate --score gives the fitted loss" \
+    'awk -v a="$chosen_fit" -v b="$scored" "BEGIN { d = a - b; exit !(d < 1e-5 && d > -1e-5) }"'
+run generate -m "$T/mix.safetensors" -n 5 --seed 3 --prefix sa --novel "$T/names.txt" --stats "$T/names.txt"
+expect_rc 0 "generate from the mixture"
+check "five names with the prefix" '[ "$(printf "%s\n" "$OUT" | grep -c "^sa")" -eq 5 ]'
+run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --dev "$T/val.txt" --mode linear --buckets none -o "$T/lin.safetensors"
+expect_rc 0 "one mode"
+check "one mixture row" '[ "$(printf "%s\n" "$OUT" | grep -c "^mix")" -eq 1 ]'
+# a mixture of mixtures loads too
+run mix -m "$T/mix.safetensors" -m "$T/ng3.safetensors" --dev "$T/val.txt" -o "$T/mix2.safetensors"
+expect_rc 0 "a mixture as a component"
+
+# refused components: one line, exit 1, no file
+printf 'abc\nabd\nxyz\n' > "$T/other.txt"
+"$BIN/ngram" -n 2 --data "$T/other.txt" --val-data "$T/other.txt" -o "$T/other.safetensors" >/dev/null
+run mix -m "$T/ng3.safetensors" -m "$T/other.safetensors" --dev "$T/val.txt" -o "$T/bad.safetensors"
+expect_fail "another vocabulary"
+check "no file written" '[ ! -e "$T/bad.safetensors" ]'
+run mix -m "$T/ng3.safetensors" -m "$T/missing.safetensors" --dev "$T/val.txt" -o "$T/bad.safetensors"
+expect_fail "missing.safetensors"
+head -c 100 "$T/mix.safetensors" > "$T/cut.safetensors"
+run generate -m "$T/cut.safetensors" -n 2
+expect_fail "cut.safetensors"
+finish

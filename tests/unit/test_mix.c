@@ -1,0 +1,220 @@
+/* test_mix.c - mixtures: EM recovers known weights, a fitted mixture is
+ * never worse than its best component on the names it was fitted on (both
+ * modes), the loss of a saved mixture under generate's scoring equals the
+ * fitted loss, and bad components are refused with one line. */
+#include "checkpoint.h"
+#include "kinds.h"
+#include "mix.h"
+#include "ngram.h"
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Hand-made data: K components over V tokens, n targets (one name each),
+ * every component's distribution drawn at random per target. */
+static void synthetic(mix_data *d, int K, int V, size_t n, rng *r)
+{
+    memset(d, 0, sizeof *d);
+    d->K = K;
+    d->V = V;
+    d->n = d->n_names = n;
+    d->first = malloc((n + 1) * sizeof *d->first);
+    d->pos = calloc(n, sizeof *d->pos);
+    d->target = calloc(n, sizeof *d->target);
+    d->logp = malloc(n * K * V * sizeof *d->logp);
+    for (size_t i = 0; i <= n; i++) d->first[i] = i;
+    for (size_t t = 0; t < n; t++) {
+        d->pos[t] = (int)(t % 15);
+        for (int k = 0; k < K; k++) {
+            float *lp = d->logp + (t * K + k) * V;
+            double z = 0;
+            for (int y = 0; y < V; y++) z += lp[y] = (float)exp(3 * rng_uniform(r));
+            for (int y = 0; y < V; y++) lp[y] = (float)log(lp[y] / z);
+        }
+    }
+}
+
+/* Targets drawn from the mixture 0.3 p_0 + 0.7 p_1: EM finds those weights. */
+TEST(mix_em_recovers_known_weights)
+{
+    rng r;
+    rng_seed(&r, 5);
+    mix_data d;
+    synthetic(&d, 2, 6, 20000, &r);
+    for (size_t t = 0; t < d.n; t++) {
+        int k = rng_uniform(&r) < 0.3 ? 0 : 1;
+        const float *lp = d.logp + (t * 2 + (size_t)k) * 6;
+        double u = rng_uniform(&r), acc = 0;
+        int y = 0;
+        for (; y < 5 && (acc += exp(lp[y])) < u; y++) {}
+        d.target[t] = y;
+    }
+    mix_config c = { .vocab_size = 6, .n_components = 2, .mode = MIX_LINEAR };
+    float w[2];
+    CHECK(mix_fit(&d, &c, NULL, 0, w) == ERR_OK);
+    CHECK_NEAR(w[0], 0.3, 0.03);
+    CHECK_NEAR(w[0] + w[1], 1.0, 1e-5);
+    mix_data_free(&d);
+}
+
+/* On the names it is fitted on, a mixture is at least as good as its best
+ * component, in every mode; cross-fitting never scores a name with weights
+ * fitted on it, so it is a little worse than the in-sample fit. */
+TEST(mix_never_worse_than_best_component)
+{
+    rng r;
+    rng_seed(&r, 7);
+    mix_data d;
+    synthetic(&d, 3, 8, 3000, &r);
+    for (size_t t = 0; t < d.n; t++) d.target[t] = (int)(rng_uniform(&r) * 3);   /* favours 0..2 */
+    uint8_t *side;
+    CHECK(mix_halves(d.n_names, 1, &side) == ERR_OK);
+    size_t n_half = 0;
+    for (size_t i = 0; i < d.n_names; i++) n_half += side[i];
+    CHECK(n_half == d.n_names / 2);
+    for (int mode = 0; mode < 2; mode++)
+        for (int b = 0; b < 2; b++) {
+            mix_config c = { .vocab_size = 8, .n_components = 3, .mode = (mix_mode)mode,
+                             .buckets = (mix_buckets)b };
+            float w[MIX_MAX_BUCKETS * MIX_MAX_COMPONENTS];
+            size_t n;
+            CHECK(mix_fit(&d, &c, side, 0, w) == ERR_OK);
+            double mixed = mix_nll(&d, &c, w, side, 0, &n), best = INFINITY;
+            for (int k = 0; k < 3; k++) best = fmin(best, mix_component_nll(&d, k, side, 0, &n));
+            CHECK(mixed <= best + 1e-6 * best);
+            double cross, fit;
+            CHECK(mix_fit(&d, &c, NULL, 0, w) == ERR_OK);
+            fit = mix_nll(&d, &c, w, NULL, 0, &n) / (double)n;
+            CHECK(mix_crossfit(&d, &c, side, &cross) == ERR_OK);
+            CHECK(cross >= fit - 1e-9);
+        }
+    free(side);
+    mix_data_free(&d);
+}
+
+/* A 2-gram and a 4-gram fitted on the test names, saved. */
+static void ngram_file(const ds_corpus *c, int order, const char *path)
+{
+    ng_config cfg = NG_DEFAULTS;
+    cfg.vocab_size = c->vocab.size;
+    cfg.order = order;
+    ng_model *m = NULL;
+    CHECK(ng_fit(&m, &cfg, &c->train) == ERR_OK);
+    CHECK(m && ng_save(m, &c->vocab, path) == ERR_OK);
+    ng_free(m);
+}
+
+static char dir[64];
+
+static const char *path_in(const char *name)
+{
+    static char buf[4][128];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
+/* Save, load through the model interface, score the validation names as
+ * generate --score does: the fitted loss, to 1e-5, in every mode. */
+TEST(mix_round_trip_scores_the_fitted_loss)
+{
+    snprintf(dir, sizeof dir, "%s/villes-mix.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    CHECK(mkdtemp(dir) != NULL);
+    ds_corpus c;
+    CHECK(ds_load(&c, TEST_DATA("gen_names.txt"), TEST_DATA("gen_val.txt"), 0, 0.1) == ERR_OK);
+    ngram_file(&c, 2, path_in("a.safetensors"));
+    ngram_file(&c, 4, path_in("b.safetensors"));
+    for (int mode = 0; mode < 2; mode++) {
+        mdl comp[2];
+        CHECK(mdl_load(&comp[0], path_in("a.safetensors")) == ERR_OK);
+        CHECK(mdl_load(&comp[1], path_in("b.safetensors")) == ERR_OK);
+        mix_data d;
+        CHECK(mix_data_collect(&d, comp, 2, &c.val) == ERR_OK);
+        mix_model m;
+        mix_config cfg = { .vocab_size = c.vocab.size, .n_components = 2, .mode = (mix_mode)mode,
+                           .buckets = MIX_BY_POSITION };
+        CHECK(mix_init(&m, &cfg, comp) == ERR_OK);
+        CHECK(mix_fit(&d, &m.c, NULL, 0, m.w) == ERR_OK);
+        size_t n;
+        double fitted = mix_nll(&d, &m.c, m.w, NULL, 0, &n) / (double)n;
+        CHECK(mix_save(&m, path_in("mix.safetensors")) == ERR_OK);
+        mix_free(&m);
+        mix_data_free(&d);
+
+        mdl loaded;
+        mdl_state st;
+        CHECK(mdl_load(&loaded, path_in("mix.safetensors")) == ERR_OK);
+        CHECK(mdl_state_new(&st, &loaded) == ERR_OK);
+        float scratch[64];
+        double nll = 0;
+        size_t count = 0;
+        for (size_t i = 0; i < c.val.n; i++) {
+            int n_pred;
+            nll += mdl_score_name(&st, ds_name(&c.val, i), ds_len(&c.val, i), &n_pred, scratch);
+            count += (size_t)n_pred;
+        }
+        CHECK(count == n);
+        CHECK_NEAR(nll / (double)count, fitted, 1e-5);
+        mdl_state_free(&st);
+        mdl_free(&loaded);
+    }
+    ds_corpus_free(&c);
+}
+
+/* Components of other vocabularies, and a file missing a component. */
+TEST(mix_refuses_bad_components)
+{
+    ds_corpus a, b;
+    CHECK(ds_load(&a, TEST_DATA("gen_names.txt"), NULL, 0, 0.1) == ERR_OK);
+    CHECK(ds_load(&b, TEST_DATA("text_names.txt"), NULL, 0, 0.1) == ERR_OK);
+    CHECK(a.vocab.size != b.vocab.size);
+    ngram_file(&a, 2, path_in("va.safetensors"));
+    ngram_file(&b, 2, path_in("vb.safetensors"));
+    mdl comp[2];
+    CHECK(mdl_load(&comp[0], path_in("va.safetensors")) == ERR_OK);
+    CHECK(mdl_load(&comp[1], path_in("vb.safetensors")) == ERR_OK);
+    mix_model m;
+    mix_config cfg = { .vocab_size = a.vocab.size, .n_components = 2 };
+    CHECK(mix_init(&m, &cfg, comp) == ERR_MISMATCH);
+    CHECK(strstr(err_msg(), "component 1 has another vocabulary") != NULL);
+    mdl_free(&comp[0]);
+    mdl_free(&comp[1]);
+
+    /* a mixture of one component, rewritten to claim two */
+    CHECK(mdl_load(&comp[0], path_in("va.safetensors")) == ERR_OK);
+    cfg.n_components = 1;
+    CHECK(mix_init(&m, &cfg, comp) == ERR_OK);
+    CHECK(mix_save(&m, path_in("one.safetensors")) == ERR_OK);
+    mix_free(&m);
+    ck_file f;
+    CHECK(ck_read(path_in("one.safetensors"), &f) == ERR_OK);
+    ck_writer *w = ck_writer_new();
+    char config[256];
+    for (int i = 0; i < f.n_meta; i++) {
+        const char *v = f.val[i], *one = strstr(v, "\"n_components\":1");
+        if (!strcmp(f.key[i], "config") && one) {   /* 1 -> 2 */
+            snprintf(config, sizeof config, "%.*s\"n_components\":2%s", (int)(one - v), v,
+                     one + strlen("\"n_components\":1"));
+            v = config;
+        }
+        CHECK(ck_put_meta(w, f.key[i], v) == ERR_OK);
+    }
+    static const float half[2] = { 0.5f, 0.5f };
+    for (int i = 0; i < f.n; i++) {
+        const ck_tensor *t = &f.t[i];
+        bool weights = !strcmp(t->name, "mix.weights");
+        CHECK(ck_put(w, t->name, t->dtype, t->ndim, weights ? (const int64_t[]){ 1, 2 } : t->shape,
+                     weights ? half : t->data) == ERR_OK);
+    }
+    CHECK(ck_write(w, path_in("two.safetensors")) == ERR_OK);
+    mdl bad;
+    CHECK(mdl_load(&bad, path_in("two.safetensors")) == ERR_FORMAT);
+    CHECK(strstr(err_msg(), "component 1 is missing") != NULL);
+    ck_free(&f);
+    ck_writer_free(w);
+    ds_corpus_free(&a);
+    ds_corpus_free(&b);
+}
