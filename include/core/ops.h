@@ -1,11 +1,16 @@
 /* ops.h - differentiable operations on the tape (autograd.h).
  *
- * Every op allocates its output on the tape, computes it, and records a
- * backward node when gradients are on.  Matrix products go through
- * cblas_sgemm.  The ops that matter for speed are fused, with hand-written
- * backward passes: softmax cross-entropy, RMSNorm, causal attention, the
- * GRU cell.  Shapes below: N rows, d / in / out columns; a (B, T, d) tensor
- * is also a matrix of B*T rows.
+ * Every op allocates its output on the tape, computes it, and hands it to
+ * the tape under its name ("linear", "rmsnorm", ...), which records a
+ * backward node when gradients are on (see autograd.h: ag_record, ag_dump,
+ * check_finite).  Matrix products go through cblas_sgemm.  The ops that
+ * matter for speed are fused, with hand-written backward passes: softmax
+ * cross-entropy, RMSNorm, causal attention, SwiGLU's gate.  Shapes below:
+ * N rows, d / in / out columns; a (B, T, d) tensor is also a matrix of B*T
+ * rows.
+ *
+ * The last section holds the reference ops, which no model uses: the
+ * tests build the fused ops' results from them step by step.
  *
  * All linear weights use PyTorch's layout, (out, in), so checkpoints move
  * between villes and PyTorch unchanged.
@@ -26,17 +31,10 @@ tensor *op_linear(ag_tape *t, tensor *x, tensor *W, tensor *b);
 
 /* Element-wise, same shape as x. */
 tensor *op_tanh(ag_tape *t, tensor *x);
-tensor *op_sigmoid(ag_tape *t, tensor *x);
-tensor *op_silu(ag_tape *t, tensor *x);
-tensor *op_relu(ag_tape *t, tensor *x);
 tensor *op_add(ag_tape *t, tensor *a, tensor *b);      /* a, b same shape */
-tensor *op_mul(ag_tape *t, tensor *a, tensor *b);      /* a, b same shape */
 tensor *op_swiglu(ag_tape *t, tensor *a, tensor *b);   /* silu(a) * b, fused; a != b */
 /* Inverted dropout with keep probability 1-p; identity unless t->training. */
 tensor *op_dropout(ag_tape *t, tensor *x, float p);
-
-/* Last-dim concatenation: a (N, p), b (N, q) -> (N, p + q). */
-tensor *op_concat(ag_tape *t, tensor *a, tensor *b);
 
 /* y = x / sqrt(mean(x^2) + eps) * w over the last dim: x (N, d), w (d). */
 tensor *op_rmsnorm(ag_tape *t, tensor *x, tensor *w, float eps);
@@ -50,20 +48,38 @@ tensor *op_cross_entropy(ag_tape *t, tensor *logits, const int *targets, int ign
  * out = softmax(q k^T / sqrt(dh) + causal mask) v per head.  Fused. */
 tensor *op_attention(ag_tape *t, tensor *q, tensor *k, tensor *v, int B, int T, int H);
 
+/* ---- Reference ops, used only by the tests as oracles for the fused ops ----
+ *
+ * No model calls these (grep src/models).  Each has its own finite-difference
+ * test; composed, they compute step by step what a fused op computes at once:
+ *   op_silu, op_mul                   SwiGLU's gate: op_swiglu (test_ops, to the bit)
+ *   op_broadcast_rows, op_time_slice,
+ *   op_concat + op_linear + op_tanh,
+ *   op_gru_cell, op_time_stack        the recurrent layers' fused sequence op
+ *                                     (rnn.c, "rnn_seq" / "gru_seq"; test_rnn)
+ *   op_sigmoid, op_relu               no fused op yet: element-wise, tested alone */
+
+/* Element-wise, same shape as x (a, b same shape). */
+tensor *op_sigmoid(ag_tape *t, tensor *x);
+tensor *op_silu(ag_tape *t, tensor *x);
+tensor *op_relu(ag_tape *t, tensor *x);
+tensor *op_mul(ag_tape *t, tensor *a, tensor *b);
+
+/* Last-dim concatenation: a (N, p), b (N, q) -> (N, p + q). */
+tensor *op_concat(ag_tape *t, tensor *a, tensor *b);
+
 /* One GRU step (the cell of rnn.h): x (B, dx), h (B, d); Wz, Wr, Wh (d, dx + d);
  * bz, br, bh (d) -> h' (B, d).
  *   z = sigmoid(Wz [x; h] + bz), r = sigmoid(Wr [x; h] + br),
- *   hh = tanh(Wh [x; r*h] + bh), h' = (1 - z) * h + z * hh.  Fused. */
+ *   hh = tanh(Wh [x; r*h] + bh), h' = (1 - z) * h + z * hh.  One op (gru.c). */
 tensor *op_gru_cell(ag_tape *t, tensor *x, tensor *h, tensor *Wz, tensor *bz,
                     tensor *Wr, tensor *br, tensor *Wh, tensor *bh);
 
-/* Time-step plumbing for recurrent models.
- * op_time_slice: x (B, T, d) -> (B, d) at time step s.
- * op_time_stack: n tensors (B, d) -> (B, n, d). */
+/* Time-step plumbing: x (B, T, d) -> (B, d) at time step s; n tensors
+ * (B, d) -> (B, n, d); a (d) row broadcast to (N, d), e.g. a learned
+ * initial state to a batch. */
 tensor *op_time_slice(ag_tape *t, tensor *x, int s);
 tensor *op_time_stack(ag_tape *t, tensor **xs, int n);
-
-/* Broadcast a (d) row to (N, d), e.g. a learned initial state to a batch. */
 tensor *op_broadcast_rows(ag_tape *t, tensor *row, int N);
 
 #endif

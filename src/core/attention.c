@@ -263,7 +263,7 @@ tensor *op_attention(ag_tape *t, tensor *q, tensor *k, tensor *v, int B, int T, 
                          need ? P + ((size_t)b * H + h) * per_head : P,
                          head(q->data, b, h, T, C, dh), head(k->data, b, h, T, C, dh),
                          head(v->data, b, h, T, C, dh), &w, T, dh, C, scale);
-    ag_node *nd = need ? op_node(t, attention_backward, out, q, k) : NULL;
+    ag_node *nd = op_node(t, "attention", attention_backward, out, q, k);
     if (nd) {
         nd->in[2] = v;
         nd->iarg[0] = B;

@@ -9,6 +9,8 @@
  */
 #include "autograd.h"
 
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,9 +168,9 @@ int *ag_ints(ag_tape *t, const int *src, size_t n)
     return p;
 }
 
-ag_node *ag_record(ag_tape *t, ag_backward_fn fn, tensor *out)
+/* A new node at the end of the list, which doubles when full. */
+static ag_node *node_append(ag_tape *t)
 {
-    if (!t->grad) return NULL;
     if (t->n_nodes == t->cap_nodes) {
         int cap = 2 * t->cap_nodes;
         ag_node *nn = realloc(t->nodes, (size_t)cap * sizeof *nn);
@@ -176,11 +178,133 @@ ag_node *ag_record(ag_tape *t, ag_backward_fn fn, tensor *out)
         t->nodes = nn;
         t->cap_nodes = cap;
     }
-    ag_node *n = &t->nodes[t->n_nodes++];
-    memset(n, 0, sizeof *n);
-    n->backward = fn;
-    n->out = out;
+    return &t->nodes[t->n_nodes++];
+}
+
+/* "64x46" (64 characters hold 4 dimensions of up to 11 each). */
+enum { SHAPE_TEXT = 64 };
+static void shape_text(const tensor *x, char buf[SHAPE_TEXT])
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < x->ndim && len < SHAPE_TEXT; i++)
+        len += (size_t)snprintf(buf + len, SHAPE_TEXT - len, i ? "x%d" : "%d", x->shape[i]);
+}
+
+/* What a tensor holds: min, max and mean of its finite values (n_finite
+ * of them), and how many are NaN or infinite. */
+typedef struct value_stats {
+    float  min, max;
+    double mean;
+    int    n_finite, n_nan, n_inf;
+} value_stats;
+
+static value_stats stats_of(const tensor *x)
+{
+    value_stats s = { .min = INFINITY, .max = -INFINITY };
+    double sum = 0.0;
+    for (int i = 0; i < x->n; i++) {
+        float v = x->data[i];
+        if (isnan(v)) {
+            s.n_nan++;
+        } else if (isinf(v)) {
+            s.n_inf++;
+        } else {
+            s.min = v < s.min ? v : s.min;
+            s.max = v > s.max ? v : s.max;
+            sum += v;
+            s.n_finite++;
+        }
+    }
+    s.mean = s.n_finite ? sum / s.n_finite : 0.0;
+    return s;
+}
+
+/* Remember the op when out is the first non-finite output; n is its node,
+ * or NULL when it was not recorded. */
+static void check_output(ag_tape *t, const char *op, const tensor *out, const ag_node *n)
+{
+    if (t->nonfinite[0] || !out) return;   /* only the first is kept */
+    value_stats s = stats_of(out);
+    if (!s.n_nan && !s.n_inf) return;
+    char shape[SHAPE_TEXT], node[32] = "";
+    shape_text(out, shape);
+    if (n) snprintf(node, sizeof node, "node %d, ", (int)(n - t->nodes));
+    snprintf(t->nonfinite, sizeof t->nonfinite, "op '%s' (%soutput %s) produced %s (%d of %d values)",
+             op ? op : "?", node, shape,
+             s.n_nan && s.n_inf ? "NaN and Inf" : s.n_nan ? "NaN" : "Inf",
+             s.n_nan + s.n_inf, out->n);
+}
+
+ag_node *ag_record(ag_tape *t, const char *op, ag_backward_fn fn, tensor *out)
+{
+    ag_node *n = fn && t->grad ? node_append(t) : NULL;
+    if (n) *n = (ag_node){ .op = op, .backward = fn, .out = out };
+    if (t->check_finite) check_output(t, op, out, n);
     return n;
+}
+
+const char *ag_first_nonfinite(const ag_tape *t)
+{
+    return t->nonfinite[0] ? t->nonfinite : NULL;
+}
+
+/* The latest node before i whose output is x, or (*view) whose output's
+ * data holds x's (a view of part of it, such as a row range); -1 if none. */
+static int producer(const ag_tape *t, int i, const tensor *x, bool *view)
+{
+    for (int j = i - 1; j >= 0; j--)
+        if (t->nodes[j].out == x) {
+            *view = false;
+            return j;
+        }
+    for (int j = i - 1; j >= 0; j--) {
+        /* as integers: ordering pointers into different objects is undefined */
+        uintptr_t p = (uintptr_t)x->data, lo = (uintptr_t)t->nodes[j].out->data;
+        if (p >= lo && p < lo + (size_t)t->nodes[j].out->n * sizeof(float)) {
+            *view = true;
+            return j;
+        }
+    }
+    return -1;
+}
+
+/* Node i's inputs, comma-separated: the node that produced each ("view:j"
+ * for a view of node j's output), else "param" or "leaf"; "-" for an empty
+ * slot. */
+static void dump_inputs(const ag_tape *t, int i, FILE *f)
+{
+    const ag_node *n = &t->nodes[i];
+    int last = AG_MAX_INPUTS - 1;
+    while (last >= 0 && !n->in[last]) last--;
+    if (last < 0) fputc('-', f);
+    for (int k = 0; k <= last; k++) {
+        const tensor *x = n->in[k];
+        bool view = false;
+        int j = x ? producer(t, i, x, &view) : -1;
+        if (k) fputc(',', f);
+        if (!x) fputc('-', f);
+        else if (j >= 0) fprintf(f, view ? "view:%d" : "%d", j);
+        else fputs(x->grad ? "param" : "leaf", f);
+    }
+}
+
+void ag_dump(const ag_tape *t, FILE *f)
+{
+    fputs("node\top\tshape\tinputs\tmin\tmax\tmean\tnonfinite\n", f);
+    for (int i = 0; i < t->n_nodes; i++) {
+        const ag_node *n = &t->nodes[i];
+        char shape[SHAPE_TEXT];
+        shape_text(n->out, shape);
+        fprintf(f, "%d\t%s\t%s\t", i, n->op ? n->op : "?", shape);
+        dump_inputs(t, i, f);
+        value_stats s = stats_of(n->out);
+        if (s.n_finite)
+            fprintf(f, "\t%.6g\t%.6g\t%.6g", s.min, s.max, s.mean);
+        else
+            fputs("\t-\t-\t-", f);
+        fprintf(f, "\t%d\n", s.n_nan + s.n_inf);
+    }
 }
 
 bool ag_needs_grad(const ag_tape *t, const tensor *a, const tensor *b)

@@ -1,4 +1,6 @@
-/* gru.c - the fused GRU cell; see ops.h.
+/* gru.c - the GRU cell, one op with a hand-written backward: a reference
+ * op (ops.h), from which test_rnn builds the step-by-step oracle of the
+ * recurrent LM's fused GRU layer (rnn.c).
  *
  * Shapes: x (B, dx), h (B, d), D = dx + d; Wz, Wr, Wh (d, D); bz, br, bh (d).
  *   xh  = [x; h]                 (B, D)
@@ -163,7 +165,7 @@ tensor *op_gru_cell(ag_tape *t, tensor *x, tensor *h, tensor *Wz, tensor *bz,
     if (!out) return NULL;
     gru_state *s = gru_state_new(t, B, d, dx + d, need);
     gru_forward(out->data, s, x->data, h->data, W, B, dx, d);
-    ag_node *nd = need ? op_node(t, gru_backward, out, x, h) : NULL;
+    ag_node *nd = op_node(t, "gru_cell", gru_backward, out, x, h);
     if (nd) {
         tensor *params[6] = { Wz, bz, Wr, br, Wh, bh };
         memcpy(&nd->in[2], params, sizeof params);

@@ -1,10 +1,12 @@
 /* ops.c - differentiable ops on the tape; see ops.h.  The fused attention
- * and GRU cell live in attention.c and gru.c.
+ * and the GRU cell live in attention.c and gru.c; the reference ops (the
+ * tests' oracles, see ops.h) close this file.
  *
  * Each op is a *_forward over plain float* arrays, a *_backward node
  * function that accumulates (+=) into the grads of its inputs that have
  * one, and the op_* entry point that checks shapes, allocates the output
- * on the tape and records the node.  A NULL input (an earlier op failed
+ * on the tape and hands it over under the op's name (op_node), which
+ * records the node when a gradient flows.  A NULL input (an earlier op failed
  * and called err_set) makes every op return NULL, so a model checks for
  * errors once, at the loss.
  */
@@ -24,9 +26,9 @@ tensor *op_out(ag_tape *t, bool need, int ndim, const int *shape)
     return y;
 }
 
-ag_node *op_node(ag_tape *t, ag_backward_fn fn, tensor *out, tensor *a, tensor *b)
+ag_node *op_node(ag_tape *t, const char *op, ag_backward_fn fn, tensor *out, tensor *a, tensor *b)
 {
-    ag_node *n = ag_record(t, fn, out);
+    ag_node *n = ag_record(t, op, out->grad ? fn : NULL, out);
     if (n) {
         n->in[0] = a;
         n->in[1] = b;
@@ -131,7 +133,7 @@ tensor *op_embedding(ag_tape *t, tensor *W, const int *idx, int n, int ndim, con
     tensor *out = op_out(t, need, ndim, shape);
     if (!out) return NULL;
     embedding_forward(out->data, W->data, idx, n, d);
-    ag_node *nd = need ? op_node(t, embedding_backward, out, W, NULL) : NULL;
+    ag_node *nd = op_node(t, "embedding", embedding_backward, out, W, NULL);
     if (nd) {
         nd->idx = ag_ints(t, idx, (size_t)n);
         nd->iarg[0] = n;
@@ -163,7 +165,7 @@ tensor *op_linear(ag_tape *t, tensor *x, tensor *W, tensor *b)
     tensor *y = op_out(t, need, x->ndim, shape);
     if (!y) return NULL;
     linear_forward(y->data, x->data, W->data, b ? b->data : NULL, tn_rows(x), in, out_dim);
-    ag_node *nd = need ? op_node(t, linear_node_backward, y, x, W) : NULL;
+    ag_node *nd = op_node(t, "linear", linear_node_backward, y, x, W);
     if (nd) nd->in[2] = b;
     return y;
 }
@@ -173,14 +175,15 @@ tensor *op_linear(ag_tape *t, tensor *x, tensor *W, tensor *b)
 typedef void (*unary_fn)(float *restrict y, const float *restrict x, int n);
 
 /* The shared frame of the one-input element-wise ops. */
-static tensor *unary(ag_tape *t, tensor *x, unary_fn forward, ag_backward_fn backward)
+static tensor *unary(ag_tape *t, const char *op, tensor *x, unary_fn forward,
+                     ag_backward_fn backward)
 {
     if (!x) return NULL;
     bool need = ag_needs_grad(t, x, NULL);
     tensor *y = op_out(t, need, x->ndim, x->shape);
     if (!y) return NULL;
     forward(y->data, x->data, x->n);
-    if (need) op_node(t, backward, y, x, NULL);
+    op_node(t, op, backward, y, x, NULL);
     return y;
 }
 
@@ -196,26 +199,7 @@ static void tanh_backward(ag_node *nd)
     for (int i = 0; i < nd->out->n; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
 }
 
-tensor *op_tanh(ag_tape *t, tensor *x) { return unary(t, x, tanh_forward, tanh_backward); }
-
-static void sigmoid_forward(float *restrict y, const float *restrict x, int n)
-{
-    for (int i = 0; i < n; i++) y[i] = vsigmoidf(x[i]);
-}
-
-static void sigmoid_backward(ag_node *nd)
-{
-    const float *restrict y = nd->out->data, *restrict dy = ag_grad(nd->out);
-    float *restrict dx = ag_grad(nd->in[0]);
-    for (int i = 0; i < nd->out->n; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
-}
-
-tensor *op_sigmoid(ag_tape *t, tensor *x) { return unary(t, x, sigmoid_forward, sigmoid_backward); }
-
-static void silu_forward(float *restrict y, const float *restrict x, int n)
-{
-    for (int i = 0; i < n; i++) y[i] = x[i] * vsigmoidf(x[i]);
-}
+tensor *op_tanh(ag_tape *t, tensor *x) { return unary(t, "tanh", x, tanh_forward, tanh_backward); }
 
 /* d/dx x s(x) = s + x s (1 - s); s recomputed from x instead of stored. */
 static inline float silu_grad(float x, float dy)
@@ -224,40 +208,13 @@ static inline float silu_grad(float x, float dy)
     return dy * s * (1.0f + x * (1.0f - s));
 }
 
-/* dx is written when fresh (see accumulate), as a linear's output is. */
-static void silu_backward(ag_node *nd)
-{
-    const float *restrict x = nd->in[0]->data, *restrict dy = ag_grad(nd->out);
-    bool fresh;
-    float *restrict dx = ag_grad_fill(nd->in[0], &fresh);
-    const int n = nd->out->n;
-    if (fresh) for (int i = 0; i < n; i++) dx[i] = 0.0f + silu_grad(x[i], dy[i]);
-    else       for (int i = 0; i < n; i++) dx[i] += silu_grad(x[i], dy[i]);
-}
-
-tensor *op_silu(ag_tape *t, tensor *x) { return unary(t, x, silu_forward, silu_backward); }
-
-static void relu_forward(float *restrict y, const float *restrict x, int n)
-{
-    for (int i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
-}
-
-static void relu_backward(ag_node *nd)
-{
-    const float *restrict x = nd->in[0]->data, *restrict dy = ag_grad(nd->out);
-    float *restrict dx = ag_grad(nd->in[0]);
-    for (int i = 0; i < nd->out->n; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
-}
-
-tensor *op_relu(ag_tape *t, tensor *x) { return unary(t, x, relu_forward, relu_backward); }
-
 /* The output of add and mul: a and b of the same shape; y->grad says
  * whether a node is needed. */
-static tensor *binary_out(ag_tape *t, tensor *a, tensor *b, const char *name)
+static tensor *binary_out(ag_tape *t, tensor *a, tensor *b, const char *op)
 {
     if (!a || !b) return NULL;
     if (!same_shape(a, b)) {
-        err_set(ERR_ARG, "%s: operands of %d and %d elements differ in shape", name, a->n, b->n);
+        err_set(ERR_ARG, "op_%s: operands of %d and %d elements differ in shape", op, a->n, b->n);
         return NULL;
     }
     return op_out(t, ag_needs_grad(t, a, b), a->ndim, a->shape);
@@ -284,12 +241,12 @@ static void add_backward(ag_node *nd)
 
 tensor *op_add(ag_tape *t, tensor *a, tensor *b)
 {
-    tensor *y = binary_out(t, a, b, "op_add");
+    tensor *y = binary_out(t, a, b, "add");
     if (!y) return NULL;
     const float *restrict pa = a->data, *restrict pb = b->data;
     float *restrict py = y->data;
     for (int i = 0; i < y->n; i++) py[i] = pa[i] + pb[i];
-    if (y->grad) op_node(t, add_backward, y, a, b);
+    op_node(t, "add", add_backward, y, a, b);
     return y;
 }
 
@@ -301,25 +258,6 @@ static void accumulate_product(tensor *x, const float *restrict g, const float *
     if (!dx) return;
     if (fresh) for (int i = 0; i < x->n; i++) dx[i] = 0.0f + g[i] * other[i];
     else       for (int i = 0; i < x->n; i++) dx[i] += g[i] * other[i];
-}
-
-static void mul_backward(ag_node *nd)
-{
-    tensor *a = nd->in[0], *b = nd->in[1];
-    const float *dy = ag_grad(nd->out);
-    accumulate_product(a, dy, b->data);
-    accumulate_product(b, dy, a->data);
-}
-
-tensor *op_mul(ag_tape *t, tensor *a, tensor *b)
-{
-    tensor *y = binary_out(t, a, b, "op_mul");
-    if (!y) return NULL;
-    const float *restrict pa = a->data, *restrict pb = b->data;
-    float *restrict py = y->data;
-    for (int i = 0; i < y->n; i++) py[i] = pa[i] * pb[i];
-    if (y->grad) op_node(t, mul_backward, y, a, b);
-    return y;
 }
 
 /* SwiGLU's gate, fused: y = silu(a) * b, one pass each way instead of a
@@ -345,12 +283,12 @@ tensor *op_swiglu(ag_tape *t, tensor *a, tensor *b)
         err_set(ERR_ARG, "op_swiglu: a and b must be different tensors");
         return NULL;
     }
-    tensor *y = binary_out(t, a, b, "op_swiglu");
+    tensor *y = binary_out(t, a, b, "swiglu");
     if (!y) return NULL;
     const float *restrict pa = a->data, *restrict pb = b->data;
     float *restrict py = y->data;
     for (int i = 0; i < y->n; i++) py[i] = pa[i] * vsigmoidf(pa[i]) * pb[i];
-    if (y->grad) op_node(t, swiglu_backward, y, a, b);
+    op_node(t, "swiglu", swiglu_backward, y, a, b);
     return y;
 }
 
@@ -390,49 +328,8 @@ tensor *op_dropout(ag_tape *t, tensor *x, float p)
     float keep = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
     dropout_mask(mask, x->n, p, keep, t->rng);
     for (int i = 0; i < x->n; i++) y->data[i] = x->data[i] * mask[i];
-    ag_node *nd = need ? op_node(t, dropout_backward, y, x, NULL) : NULL;
+    ag_node *nd = op_node(t, "dropout", dropout_backward, y, x, NULL);
     if (nd) nd->saved = mask;
-    return y;
-}
-
-/* ---- concat ------------------------------------------------------------ */
-
-/* y (N, p+q) = [a (N, p), b (N, q)] */
-static void concat_forward(float *y, const float *a, const float *b, int N, int p, int q)
-{
-    for (int i = 0; i < N; i++) {
-        memcpy(y + (size_t)i * (p + q), a + (size_t)i * p, (size_t)p * sizeof *y);
-        memcpy(y + (size_t)i * (p + q) + p, b + (size_t)i * q, (size_t)q * sizeof *y);
-    }
-}
-
-static void concat_backward(ag_node *nd)
-{
-    tensor *a = nd->in[0], *b = nd->in[1];
-    int p = tn_cols(a), q = tn_cols(b), N = tn_rows(a);
-    const float *dy = ag_grad(nd->out);
-    float *da = ag_grad(a), *db = ag_grad(b);
-    for (int i = 0; i < N; i++) {
-        const float *g = dy + (size_t)i * (p + q);
-        if (da) accumulate(da + (size_t)i * p, g, p, false);
-        if (db) accumulate(db + (size_t)i * q, g + p, q, false);
-    }
-}
-
-tensor *op_concat(ag_tape *t, tensor *a, tensor *b)
-{
-    if (!a || !b) return NULL;
-    if (tn_rows(a) != tn_rows(b)) {
-        err_set(ERR_ARG, "op_concat: %d rows and %d rows", tn_rows(a), tn_rows(b));
-        return NULL;
-    }
-    int shape[TN_MAX_DIMS];
-    shape_last(a, tn_cols(a) + tn_cols(b), shape);
-    bool need = ag_needs_grad(t, a, b);
-    tensor *y = op_out(t, need, a->ndim, shape);
-    if (!y) return NULL;
-    concat_forward(y->data, a->data, b->data, tn_rows(a), tn_cols(a), tn_cols(b));
-    if (need) op_node(t, concat_backward, y, a, b);
     return y;
 }
 
@@ -487,7 +384,7 @@ tensor *op_rmsnorm(ag_tape *t, tensor *x, tensor *w, float eps)
     if (!y) return NULL;
     float *rstd = ag_alloc(t, (size_t)tn_rows(x) * sizeof *rstd);
     rmsnorm_forward(y->data, rstd, x->data, w->data, tn_rows(x), tn_cols(x), eps);
-    ag_node *nd = need ? op_node(t, rmsnorm_backward, y, x, w) : NULL;
+    ag_node *nd = op_node(t, "rmsnorm", rmsnorm_backward, y, x, w);
     if (nd) nd->saved = rstd;
     return y;
 }
@@ -548,7 +445,7 @@ tensor *op_cross_entropy(ag_tape *t, tensor *logits, const int *targets, int ign
         count++;
     }
     loss->data[0] = count ? (float)(sum / count) : 0.0f;
-    ag_node *nd = need ? op_node(t, cross_entropy_backward, loss, logits, NULL) : NULL;
+    ag_node *nd = op_node(t, "cross_entropy", cross_entropy_backward, loss, logits, NULL);
     if (nd) {
         nd->idx = ag_ints(t, targets, (size_t)N);
         nd->iarg[0] = ignore;
@@ -558,7 +455,115 @@ tensor *op_cross_entropy(ag_tape *t, tensor *logits, const int *targets, int ign
     return loss;
 }
 
-/* ---- time steps and broadcasting --------------------------------------- */
+/* ---- reference ops ------------------------------------------------------
+ * Used only by the tests, as oracles for the fused ops (see ops.h). */
+
+static void sigmoid_forward(float *restrict y, const float *restrict x, int n)
+{
+    for (int i = 0; i < n; i++) y[i] = vsigmoidf(x[i]);
+}
+
+static void sigmoid_backward(ag_node *nd)
+{
+    const float *restrict y = nd->out->data, *restrict dy = ag_grad(nd->out);
+    float *restrict dx = ag_grad(nd->in[0]);
+    for (int i = 0; i < nd->out->n; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
+}
+
+tensor *op_sigmoid(ag_tape *t, tensor *x)
+{
+    return unary(t, "sigmoid", x, sigmoid_forward, sigmoid_backward);
+}
+
+static void silu_forward(float *restrict y, const float *restrict x, int n)
+{
+    for (int i = 0; i < n; i++) y[i] = x[i] * vsigmoidf(x[i]);
+}
+
+/* dx is written when fresh (see accumulate), as a linear's output is. */
+static void silu_backward(ag_node *nd)
+{
+    const float *restrict x = nd->in[0]->data, *restrict dy = ag_grad(nd->out);
+    bool fresh;
+    float *restrict dx = ag_grad_fill(nd->in[0], &fresh);
+    const int n = nd->out->n;
+    if (fresh) for (int i = 0; i < n; i++) dx[i] = 0.0f + silu_grad(x[i], dy[i]);
+    else       for (int i = 0; i < n; i++) dx[i] += silu_grad(x[i], dy[i]);
+}
+
+tensor *op_silu(ag_tape *t, tensor *x) { return unary(t, "silu", x, silu_forward, silu_backward); }
+
+static void relu_forward(float *restrict y, const float *restrict x, int n)
+{
+    for (int i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+static void relu_backward(ag_node *nd)
+{
+    const float *restrict x = nd->in[0]->data, *restrict dy = ag_grad(nd->out);
+    float *restrict dx = ag_grad(nd->in[0]);
+    for (int i = 0; i < nd->out->n; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+tensor *op_relu(ag_tape *t, tensor *x) { return unary(t, "relu", x, relu_forward, relu_backward); }
+
+static void mul_backward(ag_node *nd)
+{
+    tensor *a = nd->in[0], *b = nd->in[1];
+    const float *dy = ag_grad(nd->out);
+    accumulate_product(a, dy, b->data);
+    accumulate_product(b, dy, a->data);
+}
+
+tensor *op_mul(ag_tape *t, tensor *a, tensor *b)
+{
+    tensor *y = binary_out(t, a, b, "mul");
+    if (!y) return NULL;
+    const float *restrict pa = a->data, *restrict pb = b->data;
+    float *restrict py = y->data;
+    for (int i = 0; i < y->n; i++) py[i] = pa[i] * pb[i];
+    op_node(t, "mul", mul_backward, y, a, b);
+    return y;
+}
+
+/* y (N, p+q) = [a (N, p), b (N, q)] */
+static void concat_forward(float *y, const float *a, const float *b, int N, int p, int q)
+{
+    for (int i = 0; i < N; i++) {
+        memcpy(y + (size_t)i * (p + q), a + (size_t)i * p, (size_t)p * sizeof *y);
+        memcpy(y + (size_t)i * (p + q) + p, b + (size_t)i * q, (size_t)q * sizeof *y);
+    }
+}
+
+static void concat_backward(ag_node *nd)
+{
+    tensor *a = nd->in[0], *b = nd->in[1];
+    int p = tn_cols(a), q = tn_cols(b), N = tn_rows(a);
+    const float *dy = ag_grad(nd->out);
+    float *da = ag_grad(a), *db = ag_grad(b);
+    for (int i = 0; i < N; i++) {
+        const float *g = dy + (size_t)i * (p + q);
+        if (da) accumulate(da + (size_t)i * p, g, p, false);
+        if (db) accumulate(db + (size_t)i * q, g + p, q, false);
+    }
+}
+
+tensor *op_concat(ag_tape *t, tensor *a, tensor *b)
+{
+    if (!a || !b) return NULL;
+    if (tn_rows(a) != tn_rows(b)) {
+        err_set(ERR_ARG, "op_concat: %d rows and %d rows", tn_rows(a), tn_rows(b));
+        return NULL;
+    }
+    int shape[TN_MAX_DIMS];
+    shape_last(a, tn_cols(a) + tn_cols(b), shape);
+    bool need = ag_needs_grad(t, a, b);
+    tensor *y = op_out(t, need, a->ndim, shape);
+    if (!y) return NULL;
+    concat_forward(y->data, a->data, b->data, tn_rows(a), tn_cols(a), tn_cols(b));
+    op_node(t, "concat", concat_backward, y, a, b);
+    return y;
+}
 
 static void time_slice_backward(ag_node *nd)
 {
@@ -583,7 +588,7 @@ tensor *op_time_slice(ag_tape *t, tensor *x, int s)
     if (!y) return NULL;
     for (int b = 0; b < B; b++)
         memcpy(y->data + (size_t)b * d, x->data + ((size_t)b * T + s) * d, (size_t)d * sizeof(float));
-    ag_node *nd = need ? op_node(t, time_slice_backward, y, x, NULL) : NULL;
+    ag_node *nd = op_node(t, "time_slice", time_slice_backward, y, x, NULL);
     if (nd) nd->iarg[0] = s;
     return y;
 }
@@ -624,7 +629,7 @@ tensor *op_time_stack(ag_tape *t, tensor **xs, int n)
         for (int b = 0; b < B; b++)
             memcpy(y->data + ((size_t)b * n + s) * d, xs[s]->data + (size_t)b * d,
                    (size_t)d * sizeof(float));
-    ag_node *nd = need ? op_node(t, time_stack_backward, y, NULL, NULL) : NULL;
+    ag_node *nd = op_node(t, "time_stack", time_stack_backward, y, NULL, NULL);
     if (nd) {
         tensor **keep = ag_alloc(t, (size_t)n * sizeof *keep);
         memcpy(keep, xs, (size_t)n * sizeof *keep);
@@ -654,6 +659,6 @@ tensor *op_broadcast_rows(ag_tape *t, tensor *row, int N)
     tensor *y = op_out(t, need, 2, (const int[]){ N, d });
     if (!y) return NULL;
     for (int i = 0; i < N; i++) memcpy(y->data + (size_t)i * d, row->data, (size_t)d * sizeof(float));
-    if (need) op_node(t, broadcast_rows_backward, y, row, NULL);
+    op_node(t, "broadcast_rows", broadcast_rows_backward, y, row, NULL);
     return y;
 }

@@ -13,8 +13,10 @@
  * NULL with err_set for a bad shape. */
 tensor *op_out(ag_tape *t, bool need, int ndim, const int *shape);
 
-/* Record the backward node of an op whose output needs a gradient. */
-ag_node *op_node(ag_tape *t, ag_backward_fn fn, tensor *out, tensor *a, tensor *b);
+/* Hand an op's computed output to the tape under the op's name (see
+ * ag_record); the backward node, with inputs a and b, is recorded only when
+ * out has a gradient (op_out gave it one: some input needs it). */
+ag_node *op_node(ag_tape *t, const char *op, ag_backward_fn fn, tensor *out, tensor *a, tensor *b);
 
 /* y (N, out) = x (N, in) W^T + b: W (out, in), b (out) or NULL. */
 void linear_forward(float *y, const float *x, const float *W, const float *b,

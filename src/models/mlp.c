@@ -187,8 +187,8 @@ tensor *mlp_context_linear(ag_tape *t, tensor *E, tensor *W, tensor *b, const in
             for (int h = 0; h < H; h++) yr[h] += p[h];
         }
     }
-    if (need) {
-        ag_node *nd = ag_record(t, context_linear_backward, y);
+    ag_node *nd = ag_record(t, "context_linear", need ? context_linear_backward : NULL, y);
+    if (nd) {
         nd->in[0] = E;
         nd->in[1] = W;
         nd->in[2] = b;

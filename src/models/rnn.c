@@ -502,7 +502,7 @@ static tensor *layer_op(ag_tape *t, const rnn_model *m, int l, tensor *X, const 
     else rnn_steps_forward(s, H->data);
     if (h_out) final_state(p, H->data, s->init, h_out, d);
 
-    ag_node *nd = ag_record(t, seq_backward, H);
+    ag_node *nd = ag_record(t, s->cell == RNN_CELL_GRU ? "gru_seq" : "rnn_seq", seq_backward, H);
     if (nd) {   /* backward buffers */
         nd->saved = s;
         nd->in[0] = X;

@@ -470,7 +470,7 @@ tensor *sae_loss(const sae_model *m, ag_tape *t, tensor *x, const uint8_t *dead,
     if (!out) return NULL;
     out->data[0] = (float)loss;
     if (features) *features = ft;
-    ag_node *nd = out->grad ? ag_record(t, loss_backward, out) : NULL;
+    ag_node *nd = ag_record(t, "sae_loss", out->grad ? loss_backward : NULL, out);
     if (nd) {
         loss_saved *s = ag_alloc(t, sizeof *s);
         /* dxhat needs max(N d, F) floats: it doubles as pre_backward's colsum */
@@ -779,7 +779,7 @@ static tensor *pick(ag_tape *t, tensor *x, int i)
     tensor *out = ag_tensor(t, 1, (const int[]){ 1 });
     if (!out) return NULL;
     out->data[0] = x->data[i];
-    ag_node *nd = ag_record(t, pick_backward, out);
+    ag_node *nd = ag_record(t, "pick", pick_backward, out);
     if (nd) {
         nd->in[0] = x;
         nd->iarg[0] = i;

@@ -255,8 +255,9 @@ static tensor *scatter_rows(ag_tape *t, tensor *x, const int *rows, int M)
     memset(out->data, 0, (size_t)M * d * sizeof *out->data);
     for (int i = 0; i < n; i++)
         memcpy(out->data + (size_t)rows[i] * d, x->data + (size_t)i * d, (size_t)d * sizeof *x->data);
-    if (ag_needs_grad(t, x, NULL)) {
-        ag_node *nd = ag_record(t, scatter_rows_backward, out);
+    ag_node *nd = ag_record(t, "scatter_rows",
+                            ag_needs_grad(t, x, NULL) ? scatter_rows_backward : NULL, out);
+    if (nd) {
         nd->in[0] = x;
         nd->idx = rows;
     }
@@ -299,8 +300,8 @@ static tensor *gather_buckets(ag_tape *t, tensor **outs, const grid *g)
         for (int p = g->bk[j].first; p < g->bk[j].first + g->bk[j].count; p++)
             memcpy(out->data + (size_t)p * d, outs[j]->data + (size_t)(g->rows[p] - g->bk[j].off) * d,
                    (size_t)d * sizeof *out->data);
-    if (need) {
-        ag_node *nd = ag_record(t, gather_buckets_backward, out);
+    ag_node *nd = ag_record(t, "gather_buckets", need ? gather_buckets_backward : NULL, out);
+    if (nd) {
         gather_state *s = ag_alloc(t, sizeof *s);
         *s = (gather_state){ *g, outs };
         nd->saved = s;

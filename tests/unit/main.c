@@ -2,6 +2,7 @@
 #include "test.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum { MAX_TESTS = 512 };
@@ -19,6 +20,48 @@ void test_fail(const char *file, int line, const char *what)
 {
     test_checks_failed++;
     fprintf(stderr, "  %s:%d: check failed: %s\n", file, line, what);
+}
+
+/* The binary's temporary directory, made on first use, removed at exit. */
+static char tmp_dir[128];
+
+static void remove_tmp_dir(void)
+{
+    char cmd[192];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
+    (void)!system(cmd);
+}
+
+const char *test_path(const char *name)
+{
+    static char buf[16][256];
+    static int k;
+    if (!tmp_dir[0]) {
+        const char *base = getenv("TMPDIR");
+        snprintf(tmp_dir, sizeof tmp_dir, "%s/villes-unit.XXXXXX", base && *base ? base : "/tmp");
+        if (!mkdtemp(tmp_dir)) {
+            fprintf(stderr, "cannot make a temporary directory in %s\n", base ? base : "/tmp");
+            exit(1);
+        }
+        atexit(remove_tmp_dir);
+    }
+    k = (k + 1) % 16;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", tmp_dir, name);
+    return buf[k];
+}
+
+bool test_same_file(const char *a, const char *b)
+{
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    bool same = fa && fb;
+    while (same) {
+        int ca = fgetc(fa), cb = fgetc(fb);
+        if (ca != cb) same = false;
+        if (ca == EOF || cb == EOF) break;
+    }
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return same;
 }
 
 int main(int argc, char **argv)

@@ -8,6 +8,7 @@
 #define VILLES_TEST_H
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 void test_register(const char *name, void (*fn)(void));
@@ -33,6 +34,12 @@ extern int test_checks_failed;
             test_fail(__FILE__, __LINE__, m_);                                  \
         }                                                                       \
     } while (0)
+
+/* A path in the test binary's temporary directory (made on first use,
+ * removed at exit); valid for the next 15 calls. */
+const char *test_path(const char *name);
+/* The two files exist and have the same bytes. */
+bool test_same_file(const char *a, const char *b);
 
 /* Path of a test data file under tests/data (tests run from the repo root). */
 #define TEST_DATA(f) "tests/data/" f

@@ -106,31 +106,18 @@ static void ngram_file(const ds_corpus *c, int order, const char *path)
     ng_free(m);
 }
 
-static char dir[64];
-
-static const char *path_in(const char *name)
-{
-    static char buf[4][128];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
 /* Save, load through the model interface, score the validation names as
  * generate --score does: the fitted loss, to 1e-5, in every mode. */
 TEST(mix_round_trip_scores_the_fitted_loss)
 {
-    snprintf(dir, sizeof dir, "%s/villes-mix.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    CHECK(mkdtemp(dir) != NULL);
     ds_corpus c;
     CHECK(ds_load(&c, TEST_DATA("gen_names.txt"), TEST_DATA("gen_val.txt"), 0, 0.1) == ERR_OK);
-    ngram_file(&c, 2, path_in("a.safetensors"));
-    ngram_file(&c, 4, path_in("b.safetensors"));
+    ngram_file(&c, 2, test_path("a.safetensors"));
+    ngram_file(&c, 4, test_path("b.safetensors"));
     for (int mode = 0; mode < 2; mode++) {
         mdl comp[2];
-        CHECK(mdl_load(&comp[0], path_in("a.safetensors")) == ERR_OK);
-        CHECK(mdl_load(&comp[1], path_in("b.safetensors")) == ERR_OK);
+        CHECK(mdl_load(&comp[0], test_path("a.safetensors")) == ERR_OK);
+        CHECK(mdl_load(&comp[1], test_path("b.safetensors")) == ERR_OK);
         mix_data d;
         CHECK(mix_data_collect(&d, comp, 2, &c.val) == ERR_OK);
         mix_model m;
@@ -140,13 +127,13 @@ TEST(mix_round_trip_scores_the_fitted_loss)
         CHECK(mix_fit(&d, &m.c, NULL, 0, m.w) == ERR_OK);
         size_t n;
         double fitted = mix_nll(&d, &m.c, m.w, NULL, 0, &n) / (double)n;
-        CHECK(mix_save(&m, path_in("mix.safetensors")) == ERR_OK);
+        CHECK(mix_save(&m, test_path("mix.safetensors")) == ERR_OK);
         mix_free(&m);
         mix_data_free(&d);
 
         mdl loaded;
         mdl_state st;
-        CHECK(mdl_load(&loaded, path_in("mix.safetensors")) == ERR_OK);
+        CHECK(mdl_load(&loaded, test_path("mix.safetensors")) == ERR_OK);
         CHECK(mdl_state_new(&st, &loaded) == ERR_OK);
         float scratch[64];
         double nll = 0;
@@ -171,11 +158,11 @@ TEST(mix_refuses_bad_components)
     CHECK(ds_load(&a, TEST_DATA("gen_names.txt"), NULL, 0, 0.1) == ERR_OK);
     CHECK(ds_load(&b, TEST_DATA("text_names.txt"), NULL, 0, 0.1) == ERR_OK);
     CHECK(a.vocab.size != b.vocab.size);
-    ngram_file(&a, 2, path_in("va.safetensors"));
-    ngram_file(&b, 2, path_in("vb.safetensors"));
+    ngram_file(&a, 2, test_path("va.safetensors"));
+    ngram_file(&b, 2, test_path("vb.safetensors"));
     mdl comp[2];
-    CHECK(mdl_load(&comp[0], path_in("va.safetensors")) == ERR_OK);
-    CHECK(mdl_load(&comp[1], path_in("vb.safetensors")) == ERR_OK);
+    CHECK(mdl_load(&comp[0], test_path("va.safetensors")) == ERR_OK);
+    CHECK(mdl_load(&comp[1], test_path("vb.safetensors")) == ERR_OK);
     mix_model m;
     mix_config cfg = { .vocab_size = a.vocab.size, .n_components = 2 };
     CHECK(mix_init(&m, &cfg, comp) == ERR_MISMATCH);
@@ -184,13 +171,13 @@ TEST(mix_refuses_bad_components)
     mdl_free(&comp[1]);
 
     /* a mixture of one component, rewritten to claim two */
-    CHECK(mdl_load(&comp[0], path_in("va.safetensors")) == ERR_OK);
+    CHECK(mdl_load(&comp[0], test_path("va.safetensors")) == ERR_OK);
     cfg.n_components = 1;
     CHECK(mix_init(&m, &cfg, comp) == ERR_OK);
-    CHECK(mix_save(&m, path_in("one.safetensors")) == ERR_OK);
+    CHECK(mix_save(&m, test_path("one.safetensors")) == ERR_OK);
     mix_free(&m);
     ck_file f;
-    CHECK(ck_read(path_in("one.safetensors"), &f) == ERR_OK);
+    CHECK(ck_read(test_path("one.safetensors"), &f) == ERR_OK);
     ck_writer *w = ck_writer_new();
     char config[256];
     for (int i = 0; i < f.n_meta; i++) {
@@ -209,9 +196,9 @@ TEST(mix_refuses_bad_components)
         CHECK(ck_put(w, t->name, t->dtype, t->ndim, weights ? (const int64_t[]){ 1, 2 } : t->shape,
                      weights ? half : t->data) == ERR_OK);
     }
-    CHECK(ck_write(w, path_in("two.safetensors")) == ERR_OK);
+    CHECK(ck_write(w, test_path("two.safetensors")) == ERR_OK);
     mdl bad;
-    CHECK(mdl_load(&bad, path_in("two.safetensors")) == ERR_FORMAT);
+    CHECK(mdl_load(&bad, test_path("two.safetensors")) == ERR_FORMAT);
     CHECK(strstr(err_msg(), "component 1 is missing") != NULL);
     ck_free(&f);
     ck_writer_free(w);

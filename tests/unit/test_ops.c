@@ -27,7 +27,7 @@ static tensor *project(ag_tape *t, tensor *x, const float *R)
     double s = 0.0;
     for (int i = 0; i < x->n; i++) s += (double)x->data[i] * R[i];
     loss->data[0] = (float)s;
-    ag_node *nd = ag_record(t, project_backward, loss);
+    ag_node *nd = ag_record(t, "project", project_backward, loss);
     nd->in[0] = x;
     nd->saved = (void *)R;
     return loss;
@@ -620,6 +620,49 @@ TEST(graph_grads_accumulate)
     tensor *E = leaf(2, (const int[]){ 5, 4 }, 1.0f), *W = leaf(2, (const int[]){ 4, 4 }, 0.5f);
     tensor *b = leaf(1, (const int[]){ 4 }, 0.5f), *w = leaf(1, (const int[]){ 4 }, 1.0f);
     CHECK_GRADS(f_graph, NULL, E, W, b, w);
+}
+
+/* Every op of ops.h, chained on one tape, records one node under its own
+ * name, in call order. */
+TEST(every_op_names_its_node)
+{
+    static const char *const want[] = {
+        "embedding", "linear", "tanh", "sigmoid", "silu", "relu", "add", "mul", "swiglu",
+        "dropout", "concat", "rmsnorm", "attention", "time_slice", "broadcast_rows",
+        "gru_cell", "time_stack", "cross_entropy",
+    };
+    enum { N_OPS = sizeof want / sizeof *want };
+    tensor *E = leaf(2, (const int[]){ 5, 4 }, 1.0f), *W = leaf(2, (const int[]){ 4, 4 }, 0.5f);
+    tensor *w = leaf(1, (const int[]){ 8 }, 1.0f), *h0 = leaf(1, (const int[]){ 4 }, 1.0f);
+    tensor *Wg[3];
+    for (int i = 0; i < 3; i++) Wg[i] = leaf(2, (const int[]){ 4, 12 }, 0.5f);
+    ag_tape t;
+    ag_init(&t, 0);
+    rng r;
+    rng_seed(&r, 8);
+    t.rng = &r;
+    t.training = true;
+    /* one op per statement: the order of evaluation of arguments is unspecified */
+    tensor *x = op_embedding(&t, E, graph_tokens, 6, 3, (const int[]){ 2, 3, 4 });
+    tensor *y = op_linear(&t, x, W, NULL);
+    tensor *a = op_tanh(&t, y);
+    tensor *b = op_sigmoid(&t, y);
+    tensor *u = op_silu(&t, y);
+    tensor *v = op_relu(&t, y);
+    tensor *p = op_add(&t, a, b);
+    tensor *q = op_mul(&t, u, v);
+    tensor *g = op_dropout(&t, op_swiglu(&t, p, q), 0.5f);
+    tensor *c = op_concat(&t, g, x);                                    /* (2, 3, 8) */
+    tensor *n = op_rmsnorm(&t, c, w, 1e-5f);
+    tensor *s = op_time_slice(&t, op_attention(&t, n, n, n, 2, 3, 2), 1);   /* (2, 8) */
+    tensor *h = op_broadcast_rows(&t, h0, 2);
+    h = op_gru_cell(&t, s, h, Wg[0], NULL, Wg[1], NULL, Wg[2], NULL);
+    tensor *st = op_time_stack(&t, (tensor *[]){ h, h }, 2);            /* (2, 2, 4) */
+    CHECK(op_cross_entropy(&t, st, (const int[]){ 1, 3, 0, 2 }, 0) != NULL);
+    CHECK(t.n_nodes == N_OPS);
+    for (int i = 0; i < t.n_nodes && i < N_OPS; i++)
+        CHECK(t.nodes[i].op && strcmp(t.nodes[i].op, want[i]) == 0);
+    ag_free(&t);
 }
 
 /* An empty batch (0 rows) flows through and gives a zero loss. */

@@ -13,45 +13,6 @@
 
 /* ---- harness ------------------------------------------------------------ */
 
-static char dir[64];
-
-__attribute__((constructor)) static void make_dir(void)
-{
-    snprintf(dir, sizeof dir, "/tmp/villes-test-saetrain.XXXXXX");
-    if (!mkdtemp(dir)) snprintf(dir, sizeof dir, "/tmp");
-}
-
-__attribute__((destructor)) static void remove_dir(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (strcmp(dir, "/tmp")) (void)!system(cmd);
-}
-
-/* A path in the temporary directory (valid for the next 15 calls). */
-static const char *path_in(const char *name)
-{
-    static char buf[16][128];
-    static int k;
-    k = (k + 1) % 16;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
-static bool same_file(const char *a, const char *b)
-{
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    bool same = fa && fb;
-    while (same) {
-        int ca = fgetc(fa), cb = fgetc(fb);
-        if (ca != cb) same = false;
-        if (ca == EOF || cb == EOF) break;
-    }
-    if (fa) fclose(fa);
-    if (fb) fclose(fb);
-    return same;
-}
-
 /* The fixture Transformer, its vocabulary, and n random names of 3 to 9
  * letters (a-z, tokens 6 to 31) for each side. */
 typedef struct fixture {
@@ -301,7 +262,7 @@ TEST(firing_bookkeeping_save_load_round_trip)
     for (int i = 0; i < 24; i++) a.since[i] = i * 3000;   /* dead from i = 17 */
     tr_source sa = sat_tr_source(&a), sb = sat_tr_source(&b), so = sat_tr_source(&other);
     tr_source sl = sat_tr_source(&l1);
-    const char *path = path_in("since.safetensors");
+    const char *path = test_path("since.safetensors");
     CHECK(save_source(&sa, path) == ERR_OK);
     ck_file file;
     CHECK(ck_read(path, &file) == ERR_OK);
@@ -374,9 +335,9 @@ TEST(trains_through_tr_run_and_resumes_exactly)
 {
     fixture f;
     CHECK(fixture_init(&f));
-    tr_options none = sae_options(path_in("none.safetensors"), 0);
+    tr_options none = sae_options(test_path("none.safetensors"), 0);
     run_result init = run(&f, &none);
-    tr_options full = sae_options(path_in("full.safetensors"), 12);
+    tr_options full = sae_options(test_path("full.safetensors"), 12);
     full.seed = 5;
     run_result a = run(&f, &full);
     CHECK(init.rc == ERR_OK && a.rc == ERR_OK && a.sum.steps == 12);
@@ -384,16 +345,16 @@ TEST(trains_through_tr_run_and_resumes_exactly)
     static const char header[] = "l0\texplained_var\tmse\tce_clean\tce_sae\tce_zero\tce_score\t"
                                  "dead_frac\tdense_frac\n";
     CHECK(!strncmp(a.columns, header, sizeof header - 1));
-    tr_options half = sae_options(path_in("half.safetensors"), 6);
+    tr_options half = sae_options(test_path("half.safetensors"), 6);
     half.seed = 5;
     run_result b = run(&f, &half);
-    tr_options rest = sae_options(path_in("rest.safetensors"), 12);
+    tr_options rest = sae_options(test_path("rest.safetensors"), 12);
     rest.resume_path = half.out_path;
     rest.set |= TR_SET_STEPS;
     run_result c = run(&f, &rest);
     CHECK(b.rc == ERR_OK && c.rc == ERR_OK && c.sum.run_steps == 6);
     CHECK(a.sum.val_loss == c.sum.val_loss && a.sum.train_loss == c.sum.train_loss);
-    CHECK(same_file(full.out_path, rest.out_path) && !strcmp(a.columns, c.columns));
+    CHECK(test_same_file(full.out_path, rest.out_path) && !strcmp(a.columns, c.columns));
     CHECK(sat_check_resume(&(ck_file){ 0 }, "x", &f.tf, TF_FIXTURE) != ERR_OK);
     ck_file h;
     CHECK(ck_read(half.out_path, &h) == ERR_OK);

@@ -12,35 +12,10 @@
 
 /* ---- harness ------------------------------------------------------------ */
 
-static char dir[64];
-
-__attribute__((constructor)) static void make_dir(void)
-{
-    snprintf(dir, sizeof dir, "/tmp/villes-test-stream.XXXXXX");
-    if (!mkdtemp(dir)) snprintf(dir, sizeof dir, "/tmp");
-}
-
-__attribute__((destructor)) static void remove_dir(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (strcmp(dir, "/tmp")) (void)!system(cmd);
-}
-
-/* A path in the temporary directory (valid for the next 15 calls). */
-static const char *path_in(const char *name)
-{
-    static char buf[16][128];
-    static int k;
-    k = (k + 1) % 16;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
 /* Write text to a file of the temporary directory; its path. */
 static const char *write_file(const char *name, const char *text)
 {
-    const char *path = path_in(name);
+    const char *path = test_path(name);
     FILE *f = fopen(path, "wb");
     CHECK(f != NULL);
     if (f) {
@@ -65,19 +40,6 @@ static const char *write_text(const char *name, size_t n, unsigned seed)
     return path;
 }
 
-static bool same_file(const char *a, const char *b)
-{
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    bool same = fa && fb;
-    while (same) {
-        int ca = fgetc(fa), cb = fgetc(fb);
-        if (ca != cb) same = false;
-        if (ca == EOF || cb == EOF) break;
-    }
-    if (fa) fclose(fa);
-    if (fb) fclose(fb);
-    return same;
-}
 
 /* ---- a toy model with a carried state ----------------------------------- */
 
@@ -223,7 +185,7 @@ TEST(corpus_errors)
     CHECK(strstr(err_msg(), "text_invalid.txt:") && strstr(err_msg(), "invalid UTF-8 at byte"));
     CHECK(stm_corpus_load(&c, train, TEST_DATA("text_invalid.txt"), NULL) == ERR_UTF8);
     CHECK(strstr(err_msg(), "text_invalid.txt:") != NULL);
-    CHECK(stm_corpus_load(&c, path_in("missing.txt"), NULL, NULL) == ERR_IO);
+    CHECK(stm_corpus_load(&c, test_path("missing.txt"), NULL, NULL) == ERR_IO);
     CHECK(stm_corpus_load(&c, TEST_DATA("text_empty.txt"), NULL, NULL) == ERR_ARG);
 }
 
@@ -437,7 +399,7 @@ TEST(save_load_round_trip)
     a.s.pos = 3;
     for (size_t i = 0; i < (size_t)TOY_LAYERS * 4 * (size_t)a.m.V; i++) a.s.state[i] = rng_normal(&r);
     tr_source sa = stm_tr_source(&a.s), sb = stm_tr_source(&b.s);
-    const char *path = path_in("walk.safetensors");
+    const char *path = test_path("walk.safetensors");
     CHECK(save_source(&sa, path) == ERR_OK);
     ck_file f;
     CHECK(ck_read(path, &f) == ERR_OK);
@@ -540,21 +502,21 @@ TEST(trains_through_tr_run_and_resumes_exactly)
     /* 900 training characters in 4 tracks of ~225: 8 windows of 30 a pass,
      * so 20 steps go through a second pass */
     const char *text = write_text("run.txt", 1000, 11);
-    tr_options none = toy_options(text, path_in("none.safetensors"), 0);
+    tr_options none = toy_options(text, test_path("none.safetensors"), 0);
     run_result init = run(&none, 30);
-    tr_options full = toy_options(text, path_in("full.safetensors"), 20);
+    tr_options full = toy_options(text, test_path("full.safetensors"), 20);
     run_result a = run(&full, 30);
     CHECK(init.rc == ERR_OK && a.rc == ERR_OK && a.sum.steps == 20);
     CHECK(a.sum.val_loss < init.sum.val_loss);   /* it learns */
-    tr_options half = toy_options(text, path_in("half.safetensors"), 11);
+    tr_options half = toy_options(text, test_path("half.safetensors"), 11);
     run_result b = run(&half, 30);
-    tr_options rest = toy_options(text, path_in("rest.safetensors"), 20);
+    tr_options rest = toy_options(text, test_path("rest.safetensors"), 20);
     rest.resume_path = half.out_path;
     rest.set |= TR_SET_STEPS;
     run_result c = run(&rest, 0);   /* the checkpoint's window */
     CHECK(b.rc == ERR_OK && c.rc == ERR_OK && c.sum.run_steps == 9);
     CHECK(a.sum.val_loss == c.sum.val_loss && a.sum.train_loss == c.sum.train_loss);
-    CHECK(same_file(full.out_path, rest.out_path));
+    CHECK(test_same_file(full.out_path, rest.out_path));
     /* resumed with another window: refused */
     run_result d = run(&rest, 20);
     CHECK(d.rc == ERR_ARG && strstr(err_msg(), "--window 30, not 20"));

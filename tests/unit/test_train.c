@@ -83,30 +83,7 @@ static tr_model toy_model(toy *m)
 
 /* ---- harness ------------------------------------------------------------ */
 
-static char dir[64];
-
-__attribute__((constructor)) static void make_dir(void)
-{
-    snprintf(dir, sizeof dir, "/tmp/villes-test-train.XXXXXX");
-    if (!mkdtemp(dir)) snprintf(dir, sizeof dir, "/tmp");
-    cli_init("test_train", NULL);
-}
-
-__attribute__((destructor)) static void remove_dir(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (strcmp(dir, "/tmp")) (void)!system(cmd);
-}
-
-static const char *path_in(const char *name)
-{
-    static char buf[4][128];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
+__attribute__((constructor)) static void name_program(void) { cli_init("test_train", NULL); }
 
 static tr_options toy_options(const char *out, long steps)
 {
@@ -164,19 +141,6 @@ static run_result run(const tr_options *o, toy *m)
     return r;
 }
 
-static bool same_file(const char *a, const char *b)
-{
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    bool same = fa && fb;
-    while (same) {
-        int ca = fgetc(fa), cb = fgetc(fb);
-        if (ca != cb) same = false;
-        if (ca == EOF || cb == EOF) break;
-    }
-    if (fa) fclose(fa);
-    if (fb) fclose(fb);
-    return same;
-}
 
 static const char *meta_of(const char *path, const char *key, char *out, size_t cap)
 {
@@ -244,8 +208,8 @@ TEST(train_last_path)
 TEST(train_summary_and_learning)
 {
     toy m;
-    tr_options o = toy_options(path_in("sum.safetensors"), 60);
-    o.log_path = path_in("sum.log");
+    tr_options o = toy_options(test_path("sum.safetensors"), 60);
+    o.log_path = test_path("sum.log");
     run_result r = run(&o, &m);
     CHECK(r.rc == ERR_OK);
     CHECK(!strncmp(r.stdout_text, "model\tparams\tsteps\ttrain_loss\tval_loss\tbest_val_loss\t"
@@ -268,7 +232,7 @@ TEST(train_summary_and_learning)
 TEST(train_summary_extra_columns)
 {
     toy m;
-    tr_options o = toy_options(path_in("cols.safetensors"), 20);
+    tr_options o = toy_options(test_path("cols.safetensors"), 20);
     columns_text = "extra_a\textra_b\n1.5\tx\n";
     columns_rc = ERR_OK;
     columns_calls = 0;
@@ -303,7 +267,7 @@ TEST(train_summary_columns_errors)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         toy m;
-        tr_options o = toy_options(path_in("colerr.safetensors"), 10);
+        tr_options o = toy_options(test_path("colerr.safetensors"), 10);
         columns_text = cases[i].text;
         columns_rc = cases[i].rc;
         run_result r = run(&o, &m);
@@ -321,12 +285,12 @@ TEST(train_summary_columns_errors)
 TEST(train_resume_after_steps_is_exact)
 {
     toy m;
-    tr_options full = toy_options(path_in("full.safetensors"), 40);
+    tr_options full = toy_options(test_path("full.safetensors"), 40);
     run_result a = run(&full, &m);
-    tr_options half = toy_options(path_in("half.safetensors"), 20);
+    tr_options half = toy_options(test_path("half.safetensors"), 20);
     run_result b = run(&half, &m);
-    tr_options rest = toy_options(path_in("half.safetensors"), 40);
-    rest.resume_path = path_in("half.safetensors");
+    tr_options rest = toy_options(test_path("half.safetensors"), 40);
+    rest.resume_path = test_path("half.safetensors");
     rest.set |= TR_SET_STEPS;
     run_result c = run(&rest, &m);
     CHECK(a.rc == ERR_OK && b.rc == ERR_OK && c.rc == ERR_OK);
@@ -335,7 +299,7 @@ TEST(train_resume_after_steps_is_exact)
     CHECK(a.sum.val_loss == c.sum.val_loss);
     CHECK(a.sum.train_loss == c.sum.train_loss);
     CHECK(a.sum.best_val_loss == c.sum.best_val_loss);
-    CHECK(same_file(full.out_path, rest.out_path));
+    CHECK(test_same_file(full.out_path, rest.out_path));
 }
 
 /* SIGINT mid-run with a cosine schedule and clipping: a checkpoint is
@@ -344,14 +308,14 @@ TEST(train_resume_after_steps_is_exact)
 TEST(train_interrupt_then_resume_is_exact)
 {
     toy m;
-    tr_options o = toy_options(path_in("a.safetensors"), 50);
+    tr_options o = toy_options(test_path("a.safetensors"), 50);
     o.opt.schedule = OPT_COSINE;
     o.opt.warmup = 5;
     o.opt.clip = 0.5f;
     run_result a = run(&o, &m);
 
     tr_options oi = o;
-    oi.out_path = path_in("b.safetensors");
+    oi.out_path = test_path("b.safetensors");
     tr_session s;
     CHECK(tr_open(&s, &oi) == ERR_OK && tr_load_names(&s) == ERR_OK);
     toy_init(&m, s.vocab->size, 3);
@@ -376,7 +340,7 @@ TEST(train_interrupt_then_resume_is_exact)
     CHECK(c.sum.steps == 50 && c.sum.run_steps == 27);
     CHECK(!memcmp(a.W, c.W, (size_t)a.n * sizeof(float)));
     CHECK(a.sum.val_loss == c.sum.val_loss && a.sum.train_loss == c.sum.train_loss);
-    CHECK(same_file(o.out_path, oi.out_path));
+    CHECK(test_same_file(o.out_path, oi.out_path));
 }
 
 /* A NaN loss stops the run naming the step; the checkpoint of the last
@@ -384,7 +348,7 @@ TEST(train_interrupt_then_resume_is_exact)
 TEST(train_nan_stops_and_keeps_last_checkpoint)
 {
     toy m;
-    tr_options o = toy_options(path_in("nan.safetensors"), 100);
+    tr_options o = toy_options(test_path("nan.safetensors"), 100);
     tr_session s;
     CHECK(tr_open(&s, &o) == ERR_OK && tr_load_names(&s) == ERR_OK);
     toy_init(&m, s.vocab->size, 3);
@@ -413,7 +377,7 @@ TEST(train_nan_stops_and_keeps_last_checkpoint)
 TEST(train_keep_best)
 {
     toy m;
-    tr_options o = toy_options(path_in("best.safetensors"), 60);
+    tr_options o = toy_options(test_path("best.safetensors"), 60);
     o.opt.lr = 3.0f;   /* overshoots: the validation loss does not fall steadily */
     o.keep_best = true;
     run_result r = run(&o, &m);
@@ -424,7 +388,7 @@ TEST(train_keep_best)
     CHECK(r.sum.best_val_loss <= r.sum.val_loss);
 
     tr_session s;
-    o.out_path = path_in("best2.safetensors");
+    o.out_path = test_path("best2.safetensors");
     CHECK(tr_open(&s, &o) == ERR_OK && tr_load_names(&s) == ERR_OK);
     toy_init(&m, s.vocab->size, 3);
     m.signal_at = 15;
@@ -432,8 +396,8 @@ TEST(train_keep_best)
     CHECK(trc_run(&s, &tm, NULL) == ERR_INTERRUPT);
     tr_close(&s);
     tn_params_free(&m.p);
-    CHECK(!strcmp(meta_of(path_in("best2.safetensors"), "step", step, sizeof step), "10"));
-    CHECK(!strcmp(meta_of(path_in("best2.last.safetensors"), "step", step, sizeof step), "15"));
+    CHECK(!strcmp(meta_of(test_path("best2.safetensors"), "step", step, sizeof step), "10"));
+    CHECK(!strcmp(meta_of(test_path("best2.last.safetensors"), "step", step, sizeof step), "15"));
 }
 
 /* The validation loss is the mean over all targets, whatever the batching. */
@@ -479,11 +443,11 @@ TEST(train_eval_names_is_whole_set_mean)
 TEST(train_resume_rejects_other_kind_and_bad_output)
 {
     toy m;
-    tr_options o = toy_options(path_in("kind.safetensors"), 10);
+    tr_options o = toy_options(test_path("kind.safetensors"), 10);
     run_result r = run(&o, &m);
     CHECK(r.rc == ERR_OK);
     tr_options o2;
-    tr_options_init(&o2, "mlp", path_in("x.safetensors"));
+    tr_options_init(&o2, "mlp", test_path("x.safetensors"));
     o2.data = DATA;
     o2.resume_path = o.out_path;
     tr_session s;
@@ -500,7 +464,7 @@ TEST(train_resume_rejects_other_kind_and_bad_output)
 TEST(train_ema_saves_and_evaluates_the_average)
 {
     toy m;
-    tr_options o = toy_options(path_in("ema.safetensors"), 40);
+    tr_options o = toy_options(test_path("ema.safetensors"), 40);
     o.ema = 0.9f;
     run_result r = run(&o, &m);
     CHECK(r.rc == ERR_OK);
@@ -538,11 +502,11 @@ TEST(train_ema_saves_and_evaluates_the_average)
 TEST(train_ema_resume_is_exact)
 {
     toy m;
-    tr_options full = toy_options(path_in("emafull.safetensors"), 40);
+    tr_options full = toy_options(test_path("emafull.safetensors"), 40);
     full.ema = 0.95f;
     run_result a = run(&full, &m);
     tr_options half = full;
-    half.out_path = path_in("emahalf.safetensors");
+    half.out_path = test_path("emahalf.safetensors");
     half.steps = 20;
     run_result b = run(&half, &m);
     tr_options rest;   /* --resume and --steps only: the average comes from the checkpoint */
@@ -555,9 +519,9 @@ TEST(train_ema_resume_is_exact)
     CHECK(a.rc == ERR_OK && b.rc == ERR_OK && c.rc == ERR_OK);
     CHECK(!memcmp(a.W, c.W, (size_t)a.n * sizeof(float)));
     CHECK(a.sum.val_loss == c.sum.val_loss);
-    CHECK(same_file(full.out_path, half.out_path));
+    CHECK(test_same_file(full.out_path, half.out_path));
 
-    tr_options tiny = toy_options(path_in("ematiny.safetensors"), 30);
+    tr_options tiny = toy_options(test_path("ematiny.safetensors"), 30);
     tiny.ema = 1e-6f;
     run_result d = run(&tiny, &m);
     ck_file f;
