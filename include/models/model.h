@@ -30,7 +30,8 @@
  *       tensor pointers are views into it, so a model is never moved.
  *   err_code P_init(P_model *m, const P_config *c);
  *       Check c, declare the parameters, allocate them zeroed.
- *   void     P_init_weights(P_model *m, rng *r);   the PyTorch reference's
+ *   void     P_init_weights(P_model *m, rng *r);
+ *       The PyTorch reference's initialisation.
  *   err_code P_load(P_model *m, const ck_file *f, const char *path, bool optim);
  *       From a checkpoint already read: mdl_read_meta, P_config_from_json,
  *       P_init, the parameters (and the optimiser moments when optim).
@@ -52,8 +53,8 @@
  *   sae    does not generate (it reads a Transformer's residual stream):
  *          no state, no sae_kind, not in the registry.  Its config has no
  *          vocab_size, SAE_DEFAULTS leaves d_model, n_features and layer to
- *          the trainer, and its file also names its Transformer
- *          (sae_put_meta).
+ *          its trainer (saetrain.h), and its file also names its
+ *          Transformer (sae_put_meta).
  *   ngram  is fitted, not trained: no ng_init / ng_init_weights, no
  *          optimiser state.  Its model is opaque and allocated by ng_fit and
  *          ng_load(ng_model **out, f, path); ng_free frees it.  So ngram.c
@@ -70,11 +71,12 @@
  *     training graph (P_loss(m, tape, batch): the mean cross-entropy over
  *     the non-pad targets).  The header starts with the architecture and
  *     the checkpoint's parameter names (those of the PyTorch reference).
- *     Helpers: mdl_config_int (config parsers), mdl_read_meta (P_load),
- *     mdl_save_params (P_save).  P.c ends with
+ *     Helpers: mdl_config_object and mdl_config_int (config parsers),
+ *     mdl_read_meta (P_load), mdl_save_params (P_save).  P.c ends with
  *         MDL_KIND(P, P_KIND, P_model, P_state);
  *  2. src/models/kinds.c: #include "P.h" and one line &P_kind in kinds[].
- *     generate, explore's model commands and steer then take it as it is.
+ *     generate and mix then take it as it is (explore and steer open
+ *     Transformers).
  *  3. src/cmd/P-train.c: copy src/cmd/transformer-train.c (the model
  *     trainer): its model-flag table (trc_flag rows, include/app/trcli.h),
  *     usage text from P_DEFAULTS, start_config (P_DEFAULTS through
@@ -143,7 +145,7 @@ typedef struct mdl_kind {
         P##_free(impl);                                                                  \
         free(impl);                                                                      \
     }                                                                                    \
-    static err_code P##_kind_load(const ck_file *f, const char *path, void **impl)      \
+    static err_code P##_kind_load(const ck_file *f, const char *path, void **impl)       \
     {                                                                                    \
         MODEL *m = calloc(1, sizeof *m);                                                 \
         err_code e = m ? P##_load(m, f, path, false)                                     \
@@ -155,14 +157,17 @@ typedef struct mdl_kind {
         *impl = m;                                                                       \
         return e;                                                                        \
     }                                                                                    \
-    static void *P##_kind_state_new(const void *impl) { return P##_state_new(impl); }   \
-    static void P##_kind_state_free(void *st) { P##_state_free((STATE *)st); }          \
-    static void P##_kind_start(const void *impl, void *st) { P##_state_start((STATE *)st); } \
-    static void P##_kind_next(const void *impl, void *st, int tok, float *logits)       \
+    static void *P##_kind_state_new(const void *impl) { return P##_state_new(impl); }    \
+    static void P##_kind_state_free(void *st) { P##_state_free((STATE *)st); }           \
+    static void P##_kind_start(const void *impl, void *st)                               \
+    {                                                                                    \
+        P##_state_start((STATE *)st);                                                    \
+    }                                                                                    \
+    static void P##_kind_next(const void *impl, void *st, int tok, float *logits)        \
     {                                                                                    \
         P##_state_next((STATE *)st, tok, logits);                                        \
     }                                                                                    \
-    static int P##_kind_max_len(const void *impl) { return P##_max_len(impl); }         \
+    static int P##_kind_max_len(const void *impl) { return P##_max_len(impl); }          \
     MDL_KIND_TABLE(P, NAME)
 
 #define MDL_KIND_TABLE(P, NAME)                                                          \
@@ -197,17 +202,16 @@ err_code mdl_config_int(const struct cJSON *config, const char *what, const char
 err_code mdl_read_meta(const ck_file *f, const char *path, const char *kind,
                        const char **config, txt_vocab *v);
 
-/* For P_save: write, atomically to path, a model-only checkpoint: the
- * metadata every villes checkpoint has (format, format_version, model =
- * kind, config, vocab), then the parameters p without optimiser moments.
- * ERR_ARG when v does not have the config's vocab_size tokens. */
+/* For P_save: the metadata every villes checkpoint has (format,
+ * format_version, model = kind, config, vocab) into w (NULL: ERR_NOMEM),
+ * for a kind that then puts more (an SAE's model_file, ngram's integer
+ * tensors) and writes w itself.  ERR_ARG when v does not have the config's
+ * vocab_size tokens. */
+err_code mdl_put_meta(ck_writer *w, const char *kind, const char *config, const txt_vocab *v);
+/* The usual P_save: a checkpoint of mdl_put_meta's metadata and the
+ * parameters p without optimiser moments, written atomically to path. */
 err_code mdl_save_params(const char *path, const char *kind, const char *config,
                          const txt_vocab *v, const tn_params *p);
-/* The same through the caller's writer w (NULL: ERR_NOMEM), which may hold
- * more metadata (an SAE's model_file) or tensors (ngram's, which are not
- * parameters: p NULL); the caller frees w. */
-err_code mdl_write_params(ck_writer *w, const char *path, const char *kind, const char *config,
-                          const txt_vocab *v, const tn_params *p);
 
 /* ---- Any model, loaded ------------------------------------------------------ */
 

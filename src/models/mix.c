@@ -181,11 +181,12 @@ err_code mix_save(const mix_model *m, const char *path)
 {
     ck_writer *w = ck_writer_new();
     char *config = NULL;
-    err_code e = w ? mix_config_to_json(&m->c, &config) : err_set(ERR_NOMEM, "out of memory");
+    err_code e = mix_config_to_json(&m->c, &config);
+    if (!e) e = mdl_put_meta(w, MIX_KIND, config, &m->comp[0].vocab);
     const int64_t shape[2] = { mix_n_buckets(&m->c), m->c.n_components };
     if (!e) e = ck_put(w, "mix.weights", CK_F32, 2, shape, m->w);
     for (int k = 0; !e && k < m->c.n_components; k++) e = put_component(w, &m->comp[k].file, k);
-    if (!e) e = mdl_write_params(w, path, MIX_KIND, config, &m->comp[0].vocab, NULL);
+    if (!e) e = ck_write(w, path);
     free(config);
     ck_writer_free(w);
     return e;

@@ -44,14 +44,12 @@ err_code mdl_read_meta(const ck_file *f, const char *path, const char *kind,
     return e;
 }
 
-err_code mdl_write_params(ck_writer *w, const char *path, const char *kind, const char *config,
-                          const txt_vocab *v, const tn_params *p)
+err_code mdl_put_meta(ck_writer *w, const char *kind, const char *config, const txt_vocab *v)
 {
     if (!w) return err_set(ERR_NOMEM, "out of memory for a checkpoint writer");
     double size;
     if (config_vocab_size(config, &size) && size != v->size)
-        return err_set(ERR_ARG, "%s: a vocabulary of %d tokens for a %s of %g", path, v->size,
-                       kind, size);
+        return err_set(ERR_ARG, "a vocabulary of %d tokens for a %s of %g", v->size, kind, size);
     char *vocab = NULL;
     err_code e = txt_vocab_to_json(v, &vocab);
     if (!e) e = ck_put_meta(w, "format", CK_FORMAT);
@@ -59,8 +57,6 @@ err_code mdl_write_params(ck_writer *w, const char *path, const char *kind, cons
     if (!e) e = ck_put_meta(w, "model", kind);
     if (!e) e = ck_put_meta(w, "config", config);
     if (!e) e = ck_put_meta(w, "vocab", vocab);
-    if (!e && p) e = tn_params_save(p, w, false);
-    if (!e) e = ck_write(w, path);
     free(vocab);
     return e;
 }
@@ -69,7 +65,9 @@ err_code mdl_save_params(const char *path, const char *kind, const char *config,
                          const txt_vocab *v, const tn_params *p)
 {
     ck_writer *w = ck_writer_new();
-    err_code e = mdl_write_params(w, path, kind, config, v, p);
+    err_code e = mdl_put_meta(w, kind, config, v);
+    if (!e) e = tn_params_save(p, w, false);
+    if (!e) e = ck_write(w, path);
     ck_writer_free(w);
     return e;
 }

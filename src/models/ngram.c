@@ -505,11 +505,12 @@ err_code ng_save(const ng_model *m, const txt_vocab *v, const char *path)
     char *config = NULL;
     ck_writer *w = ck_writer_new();
     err_code e = ng_config_to_json(&m->c, &config);
+    if (!e) e = mdl_put_meta(w, NG_KIND, config, v);
     if (!e) e = gram_tensors(m, &grams, &counts);
     int64_t gshape[2] = { (int64_t)ng_size(m), m->c.order }, cshape[1] = { gshape[0] };
-    if (!e && w) e = ck_put(w, "grams", CK_I32, 2, gshape, grams);
-    if (!e && w) e = ck_put(w, "counts", CK_I32, 1, cshape, counts);
-    if (!e) e = mdl_write_params(w, path, NG_KIND, config, v, NULL);
+    if (!e) e = ck_put(w, "grams", CK_I32, 2, gshape, grams);
+    if (!e) e = ck_put(w, "counts", CK_I32, 1, cshape, counts);
+    if (!e) e = ck_write(w, path);
     ck_writer_free(w);
     free(config);
     free(grams);

@@ -155,8 +155,10 @@ err_code sae_save(const sae_model *m, const txt_vocab *v, const char *path)
     char *config = NULL;
     ck_writer *w = ck_writer_new();
     err_code e = sae_config_to_json(&m->c, &config);
-    if (!e && w) e = sae_put_meta(m, w);
-    if (!e) e = mdl_write_params(w, path, SAE_KIND, config, v, &m->p);
+    if (!e) e = mdl_put_meta(w, SAE_KIND, config, v);
+    if (!e) e = sae_put_meta(m, w);
+    if (!e) e = tn_params_save(&m->p, w, false);
+    if (!e) e = ck_write(w, path);
     free(config);
     ck_writer_free(w);
     return e;
