@@ -19,8 +19,8 @@
 #   programs    src/cmd/      bin/X (one main each) all three
 #
 # Every src/cmd/X.c becomes bin/X; every tests/unit/test_X.c becomes a test
-# binary (tests see every floor).  Headers private to a floor (fastmath.h,
-# ops_internal.h) sit beside its sources.
+# binary (tests see every floor).  Headers private to a floor
+# (ops_internal.h) sit beside its sources.
 
 PKGS     := openblas libcjson libutf8proc
 BUILD    ?= build

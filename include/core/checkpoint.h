@@ -5,12 +5,28 @@
  * {"dtype", "shape", "data_offsets": [begin, end]} (offsets relative to the
  * end of the header) and may hold "__metadata__": {string: string}.
  *
- * The reader validates like the reference implementation: header length
- * within bounds and the file, JSON an object, dtype known (F32, I32 here),
- * shape a list of non-negative integers, size == product(shape) * dtype
- * size, offsets contiguous from 0 with no gap or overlap and ending at the
- * end of the file, no duplicate names, metadata values strings.  Any
- * violation is one ERR_FORMAT line naming the file; it never crashes.
+ * The reader accepts every file the reference reader (huggingface/
+ * safetensors) accepts, within the limits below, and rejects what it
+ * rejects: header length at most 100,000,000 and within the file; the
+ * header UTF-8 and strict JSON (RFC 8259: no raw control byte in a string,
+ * numbers without leading zeros, only space, tab, LF and CR as whitespace,
+ * allowed before and after the object); the header an object; dtype a
+ * safetensors dtype; shape and data_offsets lists of unsigned integers
+ * written as such (not 64.0, 6.4e1 or -0); size == product(shape) * dtype
+ * size; sorted by offset, the tensors tile the data section from 0 to the
+ * end of the file with no gap or overlap; __metadata__ string to string
+ * (or null), at most once.
+ *
+ * villes is deliberately stricter on: dtypes other than F32 and I32
+ * ("unsupported dtype"); a key other than dtype, shape and data_offsets in
+ * a tensor entry (the reference ignores it); a duplicate tensor name or
+ * __metadata__ key, even with the same value (the reference keeps the
+ * last); an empty tensor name; \u0000 in any string (names and metadata
+ * are C strings); more than 8 dimensions; integers above 2^53 in shape and
+ * data_offsets (they pass through a double); dimensions or element counts
+ * above 2^51, even in an empty tensor.
+ * Any violation is one ERR_FORMAT line naming the file (byte positions
+ * count from the start of the header); it never crashes.
  *
  * Metadata keys used by villes: format = "villes", format_version, model
  * (ngram / mlp / rnn / transformer / sae), config (JSON string), vocab (JSON

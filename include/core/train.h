@@ -96,6 +96,8 @@ typedef struct tr_options {
     const char *out_path;     /* -o FILE */
     const char *resume_path;  /* --resume FILE, NULL = fresh start */
     bool        keep_best;    /* --keep-best */
+    bool        check_finite; /* check every op's output: a NaN names the first op
+                                 whose output went non-finite (slower) */
     float       ema;          /* --ema DECAY: evaluate and save an exponential moving
                                  average of the weights; 0 = off */
     int         threads;      /* --threads (0 = library default); set by the program */

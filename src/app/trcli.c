@@ -111,6 +111,8 @@ void trc_print_usage(FILE *f, const tr_options *o)
 "train_loss is the mean loss of the last %d training batches; val_loss is over the\n"
 "whole validation set with the final weights (nats per character).  A progress\n"
 "line is shown on stderr when it is a terminal.\n"
+"VILLES_CHECK_NAN=1 in the environment checks every op's output, so that a NaN\n"
+"names the first op that produced one (slower).\n"
 "Ctrl-C (or SIGTERM) finishes the current step, writes a checkpoint and exits\n"
 "with status 130; --resume continues it to the same result as an uninterrupted run\n"
 "(a second Ctrl-C quits at once).  A NaN or infinite loss stops training with\n"
@@ -219,7 +221,10 @@ cJSON *trc_parse(int argc, char **argv, tr_options *o, const trc_flag *flags,
 
 void trc_open(tr_session *s, const tr_options *o)
 {
-    if (tr_open(s, o)) cli_die_err();
+    tr_options with_env = *o;
+    const char *check = getenv("VILLES_CHECK_NAN");
+    with_env.check_finite = check && !strcmp(check, "1");
+    if (tr_open(s, &with_env)) cli_die_err();
     cli_set_threads(o->threads);
 }
 

@@ -143,7 +143,7 @@ static void causal_softmax(float *P, int T)
         int n8 = round8(i + 1);
         for (int j = i + 1; j < n8; j++) p[j] = -1e30f;
         float mx = vmax(p, n8);
-        for (int j = 0; j < n8; j++) p[j] = vexpf(p[j] - mx);
+        for (int j = 0; j < n8; j++) p[j] = vec_expf(p[j] - mx);
         for (int j = i + 1; j < T8; j++) p[j] = 0.0f;
         float inv = 1.0f / vsum(p, n8);
         for (int j = 0; j < n8; j++) p[j] *= inv;

@@ -1,9 +1,11 @@
 /* checkpoint.c - safetensors reader with full validation, atomic writer; see checkpoint.h.
  *
- * Reading: the whole file is read into memory, the header is checked byte by
- * byte (control bytes, UTF-8) and parsed with cJSON, every entry is checked,
- * the tensors are sorted by offset and the data section copied into one
- * aligned block (after an 8+N byte prefix the data is not 4-byte aligned).
+ * Reading: the whole file is read into memory, the header is scanned as text
+ * for what cJSON lets through and the reference does not (UTF-8, control
+ * bytes, number syntax; each number's value is read there, not from cJSON's
+ * double) and parsed with cJSON, every entry is checked, the tensors are
+ * sorted by offset and the data section copied into one aligned block
+ * (after an 8+N byte prefix the data is not 4-byte aligned).
  * Writing: the header is built with cJSON, padded with spaces so the data
  * starts at an 8-byte aligned offset, and the file is written to a temporary
  * name that is renamed into place only once everything is on disk.
@@ -29,16 +31,21 @@
 #endif
 
 enum { DTYPE_SIZE = 4 };    /* both F32 and I32 */
-/* JSON numbers go through a double in cJSON: integers above 2^53 are not exact. */
-#define JSON_INT_MAX 9007199254740992.0
+/* Integers in shape and data_offsets go through a double in cJSON: at most
+ * 2^53, so that they are exact. */
+#define NUMBER_MAX ((uint64_t)1 << 53)
+/* What scan_number leaves in a number's valuedouble when it is not an
+ * unsigned integer up to NUMBER_MAX: no such integer is negative. */
+#define NUMBER_NOT_UINT (-1.0)
+#define NUMBER_TOO_LARGE (-2.0)
 /* Limit on numel so that numel * DTYPE_SIZE stays an exact JSON integer. */
 #define NUMEL_MAX ((uint64_t)1 << 51)
 
 static const char *const dtype_names[] = { [CK_F32] = "F32", [CK_I32] = "I32" };
 /* Valid safetensors dtypes that villes does not read: a clearer message than "unknown". */
 static const char *const other_dtypes[] = {
-    "BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF16",
-    "U32", "F64", "I64", "U64",
+    "BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0",
+    "F8_E4M3FNUZ", "F8_E5M2FNUZ", "I16", "U16", "F16", "BF16", "U32", "C64", "F64", "I64", "U64",
 };
 
 /* What ck_file.mem points to: the file name (for ck_get_f32's messages) and
@@ -137,53 +144,166 @@ static uint64_t read_le64(const uint8_t *p)
     return v;
 }
 
-/* JSON allows no raw control bytes but whitespace, and the header must be
- * UTF-8 (the reference rejects anything else).  "\u0000" is refused too:
- * cJSON would silently cut the string there. */
-static err_code check_header_bytes(const char *file, const uint8_t *h, size_t n)
+/* The header must be UTF-8: the reference checks this before parsing. */
+static err_code check_utf8(const char *file, const uint8_t *h, size_t n)
 {
-    if (n == 0 || h[0] != '{')
-        return err_set(ERR_FORMAT, "%s: header is not a JSON object", file);
     for (size_t i = 0; i < n;) {
-        uint8_t c = h[i];
-        if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
-            return err_set(ERR_FORMAT, "%s: header is not valid JSON (control byte 0x%02x at %zu)",
-                           file, c, i);
-        if (c == '\\' && n - i >= 6 && !memcmp(h + i + 1, "u0000", 5))
-            return err_set(ERR_FORMAT, "%s: header holds a \\u0000 escape at %zu", file, i);
-        if (c < 0x80) {
-            i += c == '\\' ? 2 : 1;   /* skip the escaped byte: "\\u0000" is legal */
-            continue;
-        }
         utf8proc_int32_t cp;
-        utf8proc_ssize_t len = utf8proc_iterate(h + i, (utf8proc_ssize_t)(n - i), &cp);
+        utf8proc_ssize_t len = h[i] < 0x80 ? 1 : utf8proc_iterate(h + i, (utf8proc_ssize_t)(n - i), &cp);
         if (len <= 0)
-            return err_set(ERR_FORMAT, "%s: header is not valid UTF-8 (byte %zu)", file, i);
+            return err_set(ERR_FORMAT, "%s: header is not valid UTF-8 (byte %zu of the header)", file, i);
         i += (size_t)len;
     }
     return ERR_OK;
 }
 
-/* Parse the N header bytes into *root, which must be an object followed by
- * nothing but whitespace. */
-static err_code parse_header(const char *file, const uint8_t *h, size_t n, cJSON **root)
+/* Numbers of the header in document order, as read from their text by
+ * scan_number.  cJSON's doubles cannot tell 64 from 064, 64.0 or 6.4e1. */
+typedef struct numbers { double *v; size_t n, cap; } numbers;
+
+static int is_digit(const uint8_t *h, size_t n, size_t i) { return i < n && h[i] >= '0' && h[i] <= '9'; }
+
+/* The number at h[*at], which must follow RFC 8259 exactly
+ * (-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?) and not run on into
+ * more number characters (064, 64., 1-2); 0 if it does not.  Otherwise
+ * *at moves past it and *value is its value when it is an unsigned integer
+ * up to 2^53, NUMBER_TOO_LARGE when a larger one, and NUMBER_NOT_UINT for
+ * any other number (negative, -0, a fraction or an exponent: never a usize
+ * to the reference). */
+static int scan_number(const uint8_t *h, size_t n, size_t *at, double *value)
 {
-    err_code err = check_header_bytes(file, h, n);
-    if (err) return err;
+    size_t i = *at;
+    int is_uint = h[i] != '-';
+    i += !is_uint;
+    uint64_t u = 0;   /* saturates just above NUMBER_MAX */
+    if (i < n && h[i] == '0') i++;   /* 064 stops at the 0, and is refused below */
+    else if (!is_digit(h, n, i)) return 0;
+    else for (; is_digit(h, n, i); i++) u = u > NUMBER_MAX ? u : u * 10 + (uint64_t)(h[i] - '0');
+    if (i < n && h[i] == '.') {
+        if (!is_digit(h, n, ++i)) return 0;
+        while (is_digit(h, n, i)) i++;
+        is_uint = 0;
+    }
+    if (i < n && (h[i] == 'e' || h[i] == 'E')) {
+        i += i + 1 < n && (h[i + 1] == '+' || h[i + 1] == '-');
+        if (!is_digit(h, n, ++i)) return 0;
+        while (is_digit(h, n, i)) i++;
+        is_uint = 0;
+    }
+    if (i < n && h[i] && strchr("0123456789+-.eE", h[i])) return 0;
+    *at = i;
+    *value = !is_uint ? NUMBER_NOT_UINT : u > NUMBER_MAX ? NUMBER_TOO_LARGE : (double)u;
+    return 1;
+}
+
+static int push_number(numbers *num, double v)
+{
+    if (num->n == num->cap) {
+        size_t cap = num->cap ? 2 * num->cap : 64;
+        double *nv = realloc(num->v, cap * sizeof *nv);
+        if (!nv) return 0;
+        num->v = nv;
+        num->cap = cap;
+    }
+    num->v[num->n++] = v;
+    return 1;
+}
+
+static int is_hex(uint8_t c) { return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
+
+/* Length of the escape at h[i] (a backslash): 2, or 6 for \uXXXX; 0 when
+ * it is not one of JSON's.  cJSON rejects an unknown escape letter but
+ * reads \u with bad hex digits as NUL. */
+static size_t escape_len(const uint8_t *h, size_t n, size_t i)
+{
+    if (i + 1 >= n || !h[i + 1] || !strchr("\"\\/bfnrtu", h[i + 1])) return 0;
+    if (h[i + 1] != 'u') return 2;
+    for (size_t k = i + 2; k < i + 6; k++)
+        if (k >= n || !is_hex(h[k])) return 0;
+    return 6;
+}
+
+/* The string at h[*at] (its opening quote): no raw control byte, as JSON
+ * requires and cJSON does not check, escapes well formed, and no \u0000,
+ * which cJSON would cut the string at.  Surrogate pairs are cJSON's to check. */
+static err_code scan_string(const char *file, const uint8_t *h, size_t n, size_t *at)
+{
+    size_t i = *at + 1;
+    while (i < n && h[i] != '"') {
+        size_t len = h[i] == '\\' ? escape_len(h, n, i) : 1;
+        if (h[i] < 0x20)
+            return err_set(ERR_FORMAT, "%s: header is not valid JSON (control byte 0x%02x in a string at byte %zu of the header)",
+                           file, h[i], i);
+        if (!len)
+            return err_set(ERR_FORMAT, "%s: header is not valid JSON (invalid escape at byte %zu of the header)",
+                           file, i);
+        if (len == 6 && !memcmp(h + i + 2, "0000", 4))
+            return err_set(ERR_FORMAT, "%s: header holds a \\u0000 escape at byte %zu of the header (villes refuses NUL in names and metadata)",
+                           file, i);
+        i += len;
+    }
+    *at = i + 1;
+    return ERR_OK;
+}
+
+/* JSON's lexical rules (RFC 8259) where cJSON is lenient and the
+ * reference's parser is not: strings (above), numbers (above), and outside
+ * strings only ASCII, with space, tab, LF and CR as the only whitespace
+ * (cJSON skips any byte up to 0x20, and a byte-order mark).  cJSON checks
+ * the rest: structure, escapes, literals.  The numbers go into *num. */
+static err_code scan_json(const char *file, const uint8_t *h, size_t n, numbers *num)
+{
+    for (size_t i = 0; i < n;) {
+        uint8_t c = h[i];
+        if (c == '"') {
+            err_code err = scan_string(file, h, n, &i);
+            if (err) return err;
+        } else if (c == '-' || is_digit(h, n, i)) {
+            double v;
+            if (!scan_number(h, n, &i, &v))
+                return err_set(ERR_FORMAT, "%s: header is not valid JSON (malformed number at byte %zu of the header)",
+                               file, i);
+            if (!push_number(num, v)) return err_set(ERR_NOMEM, "%s: out of memory", file);
+        } else if (c >= 0x80 || (c < 0x20 && c != '\t' && c != '\n' && c != '\r')) {
+            return err_set(ERR_FORMAT, "%s: header is not valid JSON (byte 0x%02x outside a string at byte %zu of the header)",
+                           file, c, i);
+        } else {
+            i++;
+        }
+    }
+    return ERR_OK;
+}
+
+/* Give each number of the tree, in document order (cJSON keeps it), the
+ * value the scan read from its text. */
+static void set_numbers(cJSON *v, const numbers *num, size_t *k)
+{
+    for (; v; v = v->next) {
+        if (cJSON_IsNumber(v)) v->valuedouble = *k < num->n ? num->v[(*k)++] : NUMBER_NOT_UINT;
+        set_numbers(v->child, num, k);
+    }
+}
+
+/* cJSON's parse of the N header bytes into *root, which must be an object
+ * with nothing but whitespace around it. */
+static err_code parse_json(const char *file, const uint8_t *h, size_t n, cJSON **root)
+{
     /* A NUL-terminated copy: cJSON then never has a byte past the end to read. */
     char *text = malloc(n + 1);
     if (!text) return err_set(ERR_NOMEM, "%s: out of memory for a %zu-byte header", file, n);
     memcpy(text, h, n);
     text[n] = '\0';
     const char *end = NULL;
+    err_code err = ERR_OK;
     *root = cJSON_ParseWithLengthOpts(text, n, &end, 0);
     size_t at = end ? (size_t)(end - text) : 0;
     if (!*root) {
-        err = err_set(ERR_FORMAT, "%s: header is not valid JSON (error near byte %zu)", file, at);
+        err = err_set(ERR_FORMAT, "%s: header is not valid JSON (error near byte %zu of the header)",
+                      file, at);
     } else {
         while (at < n && strchr(" \t\r\n", text[at])) at++;
         if (at < n)
-            err = err_set(ERR_FORMAT, "%s: header is not valid JSON (trailing data at byte %zu)",
+            err = err_set(ERR_FORMAT, "%s: header is not valid JSON (trailing data at byte %zu of the header)",
                           file, at);
         else if (!cJSON_IsObject(*root))
             err = err_set(ERR_FORMAT, "%s: header is not a JSON object", file);
@@ -193,10 +313,28 @@ static err_code parse_header(const char *file, const uint8_t *h, size_t n, cJSON
     return err;
 }
 
+/* The N header bytes as a JSON object in *root, checked as the reference's
+ * parser would (UTF-8, then JSON's rules), each number's valuedouble
+ * replaced by what the scan read from its text. */
+static err_code parse_header(const char *file, const uint8_t *h, size_t n, cJSON **root)
+{
+    if (n == 0) return err_set(ERR_FORMAT, "%s: header is empty (length 0)", file);
+    numbers num = { 0 };
+    err_code err = check_utf8(file, h, n);
+    if (!err) err = scan_json(file, h, n, &num);
+    if (!err) err = parse_json(file, h, n, root);
+    size_t k = 0;
+    if (!err) set_numbers(*root, &num, &k);
+    free(num.v);
+    return err;
+}
+
 static err_code read_metadata(const char *file, const cJSON *meta, ck_file *f)
 {
     if (f->key) return err_set(ERR_FORMAT, "%s: duplicate __metadata__", file);
-    if (!cJSON_IsObject(meta)) return err_set(ERR_FORMAT, "%s: __metadata__ is not an object", file);
+    /* null is the reference's "no metadata" (an Option): read as {}. */
+    if (!cJSON_IsObject(meta) && !cJSON_IsNull(meta))
+        return err_set(ERR_FORMAT, "%s: __metadata__ is not an object", file);
     int n = cJSON_GetArraySize(meta);
     f->key = calloc((size_t)n + 1, sizeof *f->key);
     f->val = calloc((size_t)n + 1, sizeof *f->val);
@@ -215,13 +353,13 @@ static err_code read_metadata(const char *file, const cJSON *meta, ck_file *f)
     return check_unique(file, f->key, f->n_meta, "__metadata__ key");
 }
 
-/* A JSON integer in [0, 2^53]; 0 if `v` is anything else. */
+/* A number as the scan read it (see scan_number): 1 with *out for an
+ * unsigned integer up to 2^53, -1 for a larger one, 0 for anything else. */
 static int json_uint(const cJSON *v, uint64_t *out)
 {
-    if (!cJSON_IsNumber(v)) return 0;
-    double d = v->valuedouble;
-    if (!(d >= 0 && d <= JSON_INT_MAX) || d != (double)(uint64_t)d) return 0;
-    *out = (uint64_t)d;
+    if (!cJSON_IsNumber(v) || v->valuedouble == NUMBER_NOT_UINT) return 0;
+    if (v->valuedouble == NUMBER_TOO_LARGE) return -1;
+    *out = (uint64_t)v->valuedouble;
     return 1;
 }
 
@@ -251,7 +389,11 @@ static err_code read_shape(const char *file, const char *name, const cJSON *v, c
     int i = 0;
     for (const cJSON *d = v->child; d; d = d->next, i++) {
         uint64_t u;
-        if (!json_uint(d, &u))
+        int ok = json_uint(d, &u);
+        if (ok < 0)
+            return err_set(ERR_FORMAT, "%s: tensor '%s': shape has a dimension too large (above 2^53)",
+                           file, name);
+        if (!ok)
             return err_set(ERR_FORMAT, "%s: tensor '%s': shape is not a list of non-negative integers",
                            file, name);
         t->shape[i] = (int64_t)u;
@@ -265,8 +407,14 @@ static err_code read_shape(const char *file, const char *name, const cJSON *v, c
 
 static err_code read_offsets(const char *file, const char *name, const cJSON *v, span *s)
 {
-    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2 || !json_uint(v->child, &s->begin)
-        || !json_uint(v->child->next, &s->end))
+    int ok[2] = { 0, 0 };
+    if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2) {
+        ok[0] = json_uint(v->child, &s->begin);
+        ok[1] = json_uint(v->child->next, &s->end);
+    }
+    if (ok[0] < 0 || ok[1] < 0)
+        return err_set(ERR_FORMAT, "%s: tensor '%s': data_offsets too large (above 2^53)", file, name);
+    if (!ok[0] || !ok[1])
         return err_set(ERR_FORMAT, "%s: tensor '%s': data_offsets is not [begin, end]", file, name);
     if (s->end < s->begin)
         return err_set(ERR_FORMAT, "%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] end before they begin",
@@ -403,8 +551,8 @@ err_code ck_parse(const char *name, const uint8_t *buf, size_t len, ck_file *f)
         return err_set(ERR_FORMAT, "%s: header length %" PRIu64 " exceeds the limit of %d bytes",
                        name, n, CK_MAX_HEADER);
     if (n > len - 8)
-        return err_set(ERR_FORMAT, "%s: truncated: header says %" PRIu64 " bytes, file has %zu",
-                       name, n, len);
+        return err_set(ERR_FORMAT, "%s: truncated: header says %" PRIu64 " bytes, %zu follow the 8-byte length",
+                       name, n, len - 8);
     cJSON *root = NULL;
     span *s = NULL;
     size_t data_len = len - 8 - (size_t)n;

@@ -61,12 +61,12 @@ static void join(float *out, const float *a, const float *b, int B, int p, int q
 
 static void sigmoid_inplace(float *restrict a, int n)
 {
-    for (int i = 0; i < n; i++) a[i] = vsigmoidf(a[i]);
+    for (int i = 0; i < n; i++) a[i] = vec_sigmoidf(a[i]);
 }
 
 static void tanh_inplace(float *restrict a, int n)
 {
-    for (int i = 0; i < n; i++) a[i] = vtanhf(a[i]);
+    for (int i = 0; i < n; i++) a[i] = vec_tanhf(a[i]);
 }
 
 static const float *data_or_null(const tensor *t) { return t ? t->data : NULL; }

@@ -189,7 +189,7 @@ static tensor *unary(ag_tape *t, const char *op, tensor *x, unary_fn forward,
 
 static void tanh_forward(float *restrict y, const float *restrict x, int n)
 {
-    for (int i = 0; i < n; i++) y[i] = vtanhf(x[i]);
+    for (int i = 0; i < n; i++) y[i] = vec_tanhf(x[i]);
 }
 
 static void tanh_backward(ag_node *nd)
@@ -204,7 +204,7 @@ tensor *op_tanh(ag_tape *t, tensor *x) { return unary(t, "tanh", x, tanh_forward
 /* d/dx x s(x) = s + x s (1 - s); s recomputed from x instead of stored. */
 static inline float silu_grad(float x, float dy)
 {
-    float s = vsigmoidf(x);
+    float s = vec_sigmoidf(x);
     return dy * s * (1.0f + x * (1.0f - s));
 }
 
@@ -273,8 +273,8 @@ static void swiglu_backward(ag_node *nd)
     if (da && fresh) for (int i = 0; i < n; i++) da[i] = 0.0f + silu_grad(pa[i], dy[i] * pb[i]);
     else if (da)     for (int i = 0; i < n; i++) da[i] += silu_grad(pa[i], dy[i] * pb[i]);
     float *restrict db = ag_grad_fill(b, &fresh);
-    if (db && fresh) for (int i = 0; i < n; i++) db[i] = 0.0f + dy[i] * (pa[i] * vsigmoidf(pa[i]));
-    else if (db)     for (int i = 0; i < n; i++) db[i] += dy[i] * (pa[i] * vsigmoidf(pa[i]));
+    if (db && fresh) for (int i = 0; i < n; i++) db[i] = 0.0f + dy[i] * (pa[i] * vec_sigmoidf(pa[i]));
+    else if (db)     for (int i = 0; i < n; i++) db[i] += dy[i] * (pa[i] * vec_sigmoidf(pa[i]));
 }
 
 tensor *op_swiglu(ag_tape *t, tensor *a, tensor *b)
@@ -287,7 +287,7 @@ tensor *op_swiglu(ag_tape *t, tensor *a, tensor *b)
     if (!y) return NULL;
     const float *restrict pa = a->data, *restrict pb = b->data;
     float *restrict py = y->data;
-    for (int i = 0; i < y->n; i++) py[i] = pa[i] * vsigmoidf(pa[i]) * pb[i];
+    for (int i = 0; i < y->n; i++) py[i] = pa[i] * vec_sigmoidf(pa[i]) * pb[i];
     op_node(t, "swiglu", swiglu_backward, y, a, b);
     return y;
 }
@@ -396,7 +396,7 @@ tensor *op_rmsnorm(ag_tape *t, tensor *x, tensor *w, float eps)
 static double ce_row(const float *restrict l, float *restrict p, int V, int target, bool keep)
 {
     float mx = vmax(l, V);
-    for (int j = 0; j < V; j++) p[j] = vexpf(l[j] - mx);
+    for (int j = 0; j < V; j++) p[j] = vec_expf(l[j] - mx);
     float sum = vsum(p, V);
     if (keep) {
         float inv = 1.0f / sum;
@@ -460,7 +460,7 @@ tensor *op_cross_entropy(ag_tape *t, tensor *logits, const int *targets, int ign
 
 static void sigmoid_forward(float *restrict y, const float *restrict x, int n)
 {
-    for (int i = 0; i < n; i++) y[i] = vsigmoidf(x[i]);
+    for (int i = 0; i < n; i++) y[i] = vec_sigmoidf(x[i]);
 }
 
 static void sigmoid_backward(ag_node *nd)
@@ -477,7 +477,7 @@ tensor *op_sigmoid(ag_tape *t, tensor *x)
 
 static void silu_forward(float *restrict y, const float *restrict x, int n)
 {
-    for (int i = 0; i < n; i++) y[i] = x[i] * vsigmoidf(x[i]);
+    for (int i = 0; i < n; i++) y[i] = x[i] * vec_sigmoidf(x[i]);
 }
 
 /* dx is written when fresh (see accumulate), as a linear's output is. */

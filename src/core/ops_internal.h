@@ -5,7 +5,7 @@
 
 #include <stdbool.h>
 
-#include "fastmath.h"
+#include "vec.h"
 #include "ops.h"
 
 /* An op's output: a gradient buffer only when `need` (some input has one),

@@ -422,8 +422,9 @@ static err_code nan_error(const loop *L, const char *what, double v, long step)
     char where[4300];
     if (L->last_saved[0]) snprintf(where, sizeof where, "%s was left as it was", L->last_saved);
     else snprintf(where, sizeof where, "no checkpoint was written");
-    return err_set(ERR_NAN, "%s is %s at step %ld (try a lower --lr or --clip); %s", what,
-                   isnan(v) ? "NaN" : "infinite", step, where);
+    const char *op = ag_first_nonfinite(&L->tape);
+    return err_set(ERR_NAN, "%s is %s at step %ld (try a lower --lr or --clip); %s%s%s", what,
+                   isnan(v) ? "NaN" : "infinite", step, where, op ? "; first: " : "", op ? op : "");
 }
 
 /* One optimiser step; *loss_out gets the batch loss. */
@@ -535,6 +536,7 @@ static err_code loop_init(loop *L, tr_session *s, const tr_model *m, const tr_so
     err_code rc = ag_init(&L->tape, (size_t)1 << 20);
     if (rc) return rc;
     L->tape.rng = &s->rng;
+    L->tape.check_finite = s->o.check_finite;
     if (s->o.ema > 0) {   /* the average starts at the initial weights */
         const tn_params *p = m->params;
         if (!(s->ema = malloc(p->n * sizeof *s->ema))) return err_set(ERR_NOMEM, "out of memory");

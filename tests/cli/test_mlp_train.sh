@@ -135,4 +135,10 @@ expect_rc 0
 best=$(printf '%s\n' "$OUT" | awk -F'\t' 'NR == 2 { print $7 }')
 check "keep-best: the file is the best step" 'grep -aq "\"step\":\"$best\"" "$T/best.safetensors"'
 
+# ---- a NaN names the step; with VILLES_CHECK_NAN=1 also the first op that made one
+run mlp-train "${TINY[@]}" --lr 1e6 --steps 200 --eval-every 0 -o "$T/nan.safetensors"
+expect_fail "loss is (NaN|infinite) at step [0-9]+"
+check "no op named without the switch" '! printf "%s" "$ERR" | grep -q "first: op"'
+VILLES_CHECK_NAN=1 run mlp-train "${TINY[@]}" --lr 1e6 --steps 200 --eval-every 0 -o "$T/nan.safetensors"
+expect_fail "first: op 'context_linear' \(node 0, output [0-9]+x32\) produced"
 finish

@@ -419,7 +419,7 @@ TEST(header_length)
 {
     size_t len;
     uint8_t *b = image_n(8000, "{}", 110, &len);
-    expect_bad_buf(b, len, "truncated: header says 8000 bytes, file has 120");
+    expect_bad_buf(b, len, "truncated: header says 8000 bytes, 112 follow the 8-byte length");
     free(b);
     b = image_n((uint64_t)1 << 63, "{}", 0, &len);
     expect_bad_buf(b, len, "header length 9223372036854775808 exceeds the limit");
@@ -431,7 +431,7 @@ TEST(header_length)
     expect_bad_buf(b, len, "truncated");
     free(b);
     b = image_n(0, "", 0, &len);
-    expect_bad_buf(b, len, "not a JSON object");
+    expect_bad_buf(b, len, "header is empty");
     free(b);
 }
 
@@ -443,14 +443,15 @@ TEST(header_not_json)
     expect_bad("{}{}", 0, "trailing data");
     expect_bad("[1,2,3]", 0, "not a JSON object");
     expect_bad("\"str\"", 0, "not a JSON object");
-    expect_bad(" {}", 0, "not a JSON object");
+    expect_bad(" [] ", 0, "not a JSON object");
     expect_bad("{\"a\x01\":1}", 0, "control byte 0x01");
     expect_bad("{\"\xff\":1}", 0, "not valid UTF-8");
     expect_bad("{\"\xc3\":1}", 0, "not valid UTF-8");
     expect_bad("{\"a\\u0000b\":{}}", 0, "\\u0000");
-    /* Whitespace after the object, an escaped backslash before "u0000" and
+    /* Whitespace around the object, an escaped backslash before "u0000" and
      * an object with no tensors are all fine. */
     expect_good("{}  \n ", 0, 0);
+    expect_good(" \t\r\n{}", 0, 0);
     expect_good("{\"__metadata__\":{\"k\":\"a\\\\u0000\"}}", 0, 0);
 }
 
