@@ -85,7 +85,8 @@
  *     the seed, tr_model { .kind = P_KIND, .params = &net.p, .loss,
  *     .config_json } and trc_run.  The Makefile builds every src/cmd/X.c.
  *  4. tools/villes_torch.py: the PyTorch reference (a class with kind =
- *     P_KIND, config(), state_dict names = the checkpoint's);
+ *     P_KIND, config(), state_dict names = the checkpoint's) and its case
+ *     in model_from_config();
  *     tools/make-fixtures.py: a small config in small_configs(), then run it
  *     to write tests/data/fixtures/P.safetensors (inputs, logits, loss).
  *     tools/import-pytorch.py: its spec, so notebook weights convert.

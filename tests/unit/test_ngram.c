@@ -1,5 +1,5 @@
 /* test_ngram.c - n-gram models: distributions, exact MLE loss, checkpoints,
- * and the model interface (model.c) driven through an n-gram. */
+ * and the model interface (model.h, kinds.h) driven through an n-gram. */
 #include "test.h"
 
 #include <math.h>
