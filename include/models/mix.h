@@ -74,6 +74,7 @@ typedef struct mix_model {
  * Weights start uniform (linear) or at 1/K (log-linear). */
 err_code mix_init(mix_model *m, const mix_config *c, mdl *components);
 err_code mix_load(mix_model *m, const ck_file *f, const char *path, bool optim);
+/* The vocabulary written is the components'. */
 err_code mix_save(const mix_model *m, const char *path);
 void     mix_free(mix_model *m);
 
@@ -113,7 +114,20 @@ err_code mix_halves(size_t n_names, uint64_t seed, uint8_t **side);
  * score the other half; the two halves' nats over all targets. */
 err_code mix_crossfit(const mix_data *d, const mix_config *c, const uint8_t *side, double *loss);
 
-/* The generation / scoring interface (model.h); registered as "mix". */
+/* ---- generation: every component's state, combined ---------------------- */
+
+typedef struct mix_state mix_state;
+
+mix_state *mix_state_new(const mix_model *m);   /* NULL with err_set */
+void       mix_state_free(mix_state *s);
+void       mix_state_start(mix_state *s);
+/* Feed tok to every component and write the mixture's log-probabilities
+ * (V), which are logits. */
+void       mix_state_next(mix_state *s, int tok, float *logits);
+/* The shortest limit of the components (0 = none has one). */
+int        mix_max_len(const mix_model *m);
+
+/* Behind the generic model interface (model.h). */
 extern const mdl_kind mix_kind;
 
 #endif

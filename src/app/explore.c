@@ -15,7 +15,7 @@
 #include "checkpoint.h"
 #include "dataset.h"
 #include "interp.h"
-#include "model.h"
+#include "kinds.h"
 #include "sae.h"
 #include "text.h"
 #include "transformer.h"

@@ -9,8 +9,8 @@
 
 #include "cli.h"
 #include "dataset.h"
+#include "kinds.h"
 #include "mix.h"
-#include "model.h"
 
 enum { OPT_DEV = 0x100, OPT_MODE, OPT_BUCKETS, OPT_SPLIT_SEED, OPT_THREADS };
 enum { AUTO = -1 };

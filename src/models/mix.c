@@ -1,4 +1,7 @@
-/* mix.c - mixtures of language models; see mix.h. */
+/* mix.c - mixtures of language models; see mix.h.
+ *
+ * The one kind that includes kinds.h: its components are models of any
+ * kind, loaded through the registry (model.h's exceptions). */
 #include "mix.h"
 
 #include <cjson/cJSON.h>
@@ -7,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kinds.h"
 #include "sampling.h"
 
 const char *const mix_mode_names[] = { "linear", "loglinear", NULL };
@@ -63,10 +67,10 @@ static int json_word(const cJSON *o, const char *key, const char *const *words)
 
 err_code mix_config_from_json(mix_config *c, const char *json)
 {
-    cJSON *o = json ? cJSON_Parse(json) : NULL;
+    cJSON *o = mdl_config_object(json, MIX_KIND);
+    if (!o) return ERR_FORMAT;
     mix_config k = { 0 };
-    err_code e = cJSON_IsObject(o) ? ERR_OK : err_set(ERR_FORMAT, "mix config is not a JSON object");
-    if (!e) e = mdl_config_int(o, "mix", "vocab_size", &k.vocab_size);
+    err_code e = mdl_config_int(o, "mix", "vocab_size", &k.vocab_size);
     if (!e) e = mdl_config_int(o, "mix", "n_components", &k.n_components);
     int mode = json_word(o, "mode", mix_mode_names), buckets = json_word(o, "buckets", mix_bucket_names);
     if (!e && (mode < 0 || buckets < 0))
@@ -137,11 +141,13 @@ static err_code load_component(mdl *out, const ck_file *f, const char *path, int
 err_code mix_load(mix_model *m, const ck_file *f, const char *path, bool optim)
 {
     (void)optim;   /* a mixture is not trained: it has no optimiser state */
+    const char *json;
     mix_config c;
     mdl comp[MIX_MAX_COMPONENTS] = { { 0 } };
     memset(m, 0, sizeof *m);
-    err_code e = mix_config_from_json(&c, ck_meta(f, "config"));
-    if (e) return err_prefix(e, path);
+    err_code e = mdl_read_meta(f, path, MIX_KIND, &json, NULL);
+    if (e) return e;
+    if ((e = mix_config_from_json(&c, json))) return err_prefix(e, path);
     for (int k = 0; !e && k < c.n_components; k++) e = load_component(&comp[k], f, path, k);
     const float *w;
     const int64_t shape[2] = { mix_n_buckets(&c), c.n_components };
@@ -174,18 +180,14 @@ static err_code put_component(ck_writer *w, const ck_file *f, int k)
 err_code mix_save(const mix_model *m, const char *path)
 {
     ck_writer *w = ck_writer_new();
-    char *config = NULL, *vocab = NULL;
-    err_code e = w ? mix_config_to_json(&m->c, &config) : err_set(ERR_NOMEM, "out of memory");
-    if (!e) e = txt_vocab_to_json(&m->comp[0].vocab, &vocab);
-    const char *meta[][2] = { { "format", CK_FORMAT }, { "format_version", CK_FORMAT_VERSION },
-                              { "model", MIX_KIND }, { "config", config }, { "vocab", vocab } };
-    for (size_t i = 0; !e && i < sizeof meta / sizeof meta[0]; i++) e = ck_put_meta(w, meta[i][0], meta[i][1]);
+    char *config = NULL;
+    err_code e = mix_config_to_json(&m->c, &config);
+    if (!e) e = mdl_put_meta(w, MIX_KIND, config, &m->comp[0].vocab);
     const int64_t shape[2] = { mix_n_buckets(&m->c), m->c.n_components };
     if (!e) e = ck_put(w, "mix.weights", CK_F32, 2, shape, m->w);
     for (int k = 0; !e && k < m->c.n_components; k++) e = put_component(w, &m->comp[k].file, k);
     if (!e) e = ck_write(w, path);
     free(config);
-    free(vocab);
     ck_writer_free(w);
     return e;
 }
@@ -216,24 +218,22 @@ static void floored_log_softmax(float *x, int V)
 
 /* ---- generation -------------------------------------------------------------------- */
 
-typedef struct mix_state {
+struct mix_state {
     const mix_model *m;
     int        pos;                          /* predictions made since start */
     mdl_state  st[MIX_MAX_COMPONENTS];
     float      lp[];                         /* (K, V) */
-} mix_state;
+};
 
-static void mix_state_free(void *p)
+void mix_state_free(mix_state *s)
 {
-    mix_state *s = p;
     if (!s) return;
     for (int k = 0; k < s->m->c.n_components; k++) mdl_state_free(&s->st[k]);
     free(s);
 }
 
-static void *mix_state_new(const void *impl)
+mix_state *mix_state_new(const mix_model *m)
 {
-    const mix_model *m = impl;
     const int K = m->c.n_components, V = m->c.vocab_size;
     mix_state *s = calloc(1, sizeof *s + (size_t)K * V * sizeof(float));
     if (!s) {
@@ -249,17 +249,15 @@ static void *mix_state_new(const void *impl)
     return s;
 }
 
-static void mix_start(const void *impl, void *p)
+void mix_state_start(mix_state *s)
 {
-    mix_state *s = p;
     s->pos = 0;
     for (int k = 0; k < s->m->c.n_components; k++) mdl_start(&s->st[k]);
 }
 
 /* Every component advances its own state; the mixture combines them. */
-static void mix_next(const void *impl, void *p, int tok, float *logits)
+void mix_state_next(mix_state *s, int tok, float *logits)
 {
-    mix_state *s = p;
     const mix_model *m = s->m;
     const int K = m->c.n_components, V = m->c.vocab_size;
     for (int k = 0; k < K; k++) {
@@ -270,9 +268,8 @@ static void mix_next(const void *impl, void *p, int tok, float *logits)
 }
 
 /* The shortest limit of the components (0 = none has one). */
-static int mix_max_len(const void *impl)
+int mix_max_len(const mix_model *m)
 {
-    const mix_model *m = impl;
     int best = 0;
     for (int k = 0; k < m->c.n_components; k++) {
         int L = mdl_max_len(&m->comp[k]);
@@ -281,29 +278,7 @@ static int mix_max_len(const void *impl)
     return best;
 }
 
-static void kind_free(void *impl)
-{
-    mix_free(impl);
-    free(impl);
-}
-
-static err_code fill(void *m, const ck_file *f, const char *path) { return mix_load(m, f, path, false); }
-
-static err_code kind_load(const ck_file *f, const char *path, void **impl)
-{
-    return mdl_load_struct(f, path, impl, sizeof(mix_model), fill, kind_free);
-}
-
-const mdl_kind mix_kind = {
-    .name = MIX_KIND,
-    .load = kind_load,
-    .free = kind_free,
-    .state_new = mix_state_new,
-    .state_free = mix_state_free,
-    .start = mix_start,
-    .next = mix_next,
-    .max_len = mix_max_len,
-};
+MDL_KIND(mix, MIX_KIND, mix_model, mix_state);
 
 /* ---- the data the weights are fitted on ----------------------------------------------- */
 

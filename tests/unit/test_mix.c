@@ -3,8 +3,8 @@
  * modes), the loss of a saved mixture under generate's scoring equals the
  * fitted loss, and bad components are refused with one line. */
 #include "checkpoint.h"
+#include "kinds.h"
 #include "mix.h"
-#include "model.h"
 #include "ngram.h"
 #include "test.h"
 
@@ -97,10 +97,11 @@ TEST(mix_never_worse_than_best_component)
 /* A 2-gram and a 4-gram fitted on the test names, saved. */
 static void ngram_file(const ds_corpus *c, int order, const char *path)
 {
-    ng_config cfg = { .order = order, .smoothing = NG_KN, .k = NG_DEFAULT_K,
-                      .discount = NG_DISCOUNT_ESTIMATED };
+    ng_config cfg = NG_DEFAULTS;
+    cfg.vocab_size = c->vocab.size;
+    cfg.order = order;
     ng_model *m = NULL;
-    CHECK(ng_fit(&m, &cfg, c->vocab.size, &c->train) == ERR_OK);
+    CHECK(ng_fit(&m, &cfg, &c->train) == ERR_OK);
     CHECK(m && ng_save(m, &c->vocab, path) == ERR_OK);
     ng_free(m);
 }
