@@ -126,6 +126,11 @@ typedef struct mdl_kind {
     void     (*next)(const void *impl, void *st, int tok, float *logits);
     /* Longest sequence the model can take (positions incl. <SOS>); 0 = unbounded. */
     int      (*max_len)(const void *impl);
+    /* Optional (NULL when the kind has none): how much the model knows of
+     * the context it predicts from, as a small integer >= 0 (an n-gram: the
+     * longest order of context seen in training).  A mixture can weigh its
+     * components by it. */
+    int      (*evidence)(const void *impl, const void *st);
 } mdl_kind;
 
 /* The interface glue, written once: in src/models/P.c, after the typed
@@ -138,8 +143,9 @@ typedef struct mdl_kind {
  *     static void *P_kind_state_new(const void *impl) { return P_state_new(impl); }
  *     ... P_kind_state_free, P_kind_start, P_kind_next, P_kind_max_len alike
  *     const mdl_kind P_kind = { .name = P_KIND, .load = P_kind_load, ... };
- * MDL_KIND_TABLE(P, NAME) is the last line alone, for a kind (ngram) that
- * writes its P_kind_* functions itself. */
+ * MDL_KIND_TABLE(P, NAME) is the last line alone, for a kind that writes
+ * its P_kind_* functions itself; MDL_KIND_MEMBERS(P, NAME) the members of
+ * the vtable, for a kind (ngram) that adds an optional one. */
 #define MDL_KIND(P, NAME, MODEL, STATE)                                                  \
     static void P##_kind_free(void *impl)                                                \
     {                                                                                    \
@@ -171,17 +177,12 @@ typedef struct mdl_kind {
     static int P##_kind_max_len(const void *impl) { return P##_max_len(impl); }          \
     MDL_KIND_TABLE(P, NAME)
 
-#define MDL_KIND_TABLE(P, NAME)                                                          \
-    const mdl_kind P##_kind = {                                                          \
-        .name = NAME,                                                                    \
-        .load = P##_kind_load,                                                           \
-        .free = P##_kind_free,                                                           \
-        .state_new = P##_kind_state_new,                                                 \
-        .state_free = P##_kind_state_free,                                               \
-        .start = P##_kind_start,                                                         \
-        .next = P##_kind_next,                                                           \
-        .max_len = P##_kind_max_len,                                                     \
-    }
+#define MDL_KIND_MEMBERS(P, NAME)                                                        \
+    .name = NAME, .load = P##_kind_load, .free = P##_kind_free,                          \
+    .state_new = P##_kind_state_new, .state_free = P##_kind_state_free,                  \
+    .start = P##_kind_start, .next = P##_kind_next, .max_len = P##_kind_max_len
+
+#define MDL_KIND_TABLE(P, NAME) const mdl_kind P##_kind = { MDL_KIND_MEMBERS(P, NAME) }
 
 /* ---- Helpers of the contract's functions ---------------------------------- */
 
@@ -237,6 +238,9 @@ err_code mdl_state_new(mdl_state *s, const mdl *m);
 void     mdl_state_free(mdl_state *s);
 void     mdl_start(mdl_state *s);
 void     mdl_next(mdl_state *s, int tok, float *logits);
+/* The kind's evidence for the next prediction (mdl_kind.evidence), or -1
+ * when the kind has none. */
+int      mdl_evidence(const mdl_state *s);
 
 /* Sample one name: <SOS>, then the forced prefix tokens, then sampled
  * characters until <EOS> or max_chars characters.  <pad> and <SOS> are never

@@ -13,7 +13,7 @@
 #include "mix.h"
 
 enum { OPT_DEV = 0x100, OPT_MODE, OPT_BUCKETS, OPT_SPLIT_SEED, OPT_THREADS };
-enum { AUTO = -1 };
+enum { AUTO = MIX_ANY };
 
 typedef struct options {
     const char *model[MIX_MAX_COMPONENTS];
@@ -38,7 +38,9 @@ static _Noreturn void usage(void)
            "                        or auto: both, keeping the better (default auto)\n"
            "      --buckets B       none (one set of weights), position (a set per position\n"
            "                        of the letter predicted: 1, 2, 3, 4-5, 6-8, 9-12, 13+),\n"
-           "                        or auto: both, keeping the better (default auto)\n"
+           "                        evidence (a set per longest context order an n-gram\n"
+           "                        component saw in training, 0-7, 8+), or auto: each\n"
+           "                        that applies, keeping the best (default auto)\n"
            "      --split-seed N    seed of the two halves of --dev used to cross-fit (default 0)\n"
            "  -o, --output FILE     the mixture (default mix.safetensors)\n"
            "      --threads N       bound the threads used\n"
@@ -119,31 +121,19 @@ static void print_row(const char *model, const char *mode, const char *buckets, 
     printf("%s\t%s\t%s\t%.6f\t%.6f\t%d\n", model, mode, buckets, fit, crossfit, chosen);
 }
 
-/* Fit every mixture the flags allow; the one of lowest cross-fitted loss
- * goes into *best (weights fitted on all of d). */
-static void fit_all(const options *o, const mix_data *d, const uint8_t *side, mix_model *best)
+/* Fit every mixture the flags allow and keep, in m, the one of lowest
+ * cross-fitted loss; a row for each. */
+static void fit_all(const options *o, const mix_data *d, const uint8_t *side, mix_model *m)
 {
-    double best_loss = INFINITY, fit[4], cross[4];
-    mix_config tried[4];
-    float w[4][MIX_MAX_BUCKETS * MIX_MAX_COMPONENTS];
-    int n = 0, chosen = -1;
-    for (int mode = 0; mode < 2; mode++)
-        for (int b = 0; b < 2; b++) {
-            if ((o->mode != AUTO && o->mode != mode) || (o->buckets != AUTO && o->buckets != b)) continue;
-            mix_config c = best->c;
-            c.mode = (mix_mode)mode;
-            c.buckets = (mix_buckets)b;
-            size_t count;
-            if (mix_crossfit(d, &c, side, &cross[n]) || mix_fit(d, &c, NULL, 0, w[n])) cli_die_err();
-            fit[n] = mix_nll(d, &c, w[n], NULL, 0, &count) / (double)count;
-            if (cross[n] < best_loss) best_loss = cross[chosen = n];
-            tried[n++] = c;
-        }
+    mix_trial t[MIX_MAX_TRIALS];
+    int n, best;
+    bool evidence = mix_evidence_component(m->comp, m->c.n_components) >= 0;
+    if (mix_search(d, &m->c, o->mode, o->buckets, evidence, side, t, &n, &best)) cli_die_err();
     for (int i = 0; i < n; i++)
-        print_row("mix", mix_mode_names[tried[i].mode], mix_bucket_names[tried[i].buckets], fit[i],
-                  cross[i], i == chosen);
-    best->c = tried[chosen];
-    memcpy(best->w, w[chosen], sizeof w[chosen]);
+        print_row("mix", mix_mode_names[t[i].c.mode], mix_bucket_names[t[i].c.buckets], t[i].fit_loss,
+                  t[i].crossfit_loss, i == best);
+    m->c = t[best].c;
+    memcpy(m->w, t[best].w, sizeof t[best].w);
 }
 
 int main(int argc, char **argv)

@@ -127,6 +127,11 @@ void mdl_state_free(mdl_state *s)
 
 void mdl_start(mdl_state *s) { s->m->kind->start(s->m->impl, s->st); }
 
+int mdl_evidence(const mdl_state *s)
+{
+    return s->m->kind->evidence ? s->m->kind->evidence(s->m->impl, s->st) : -1;
+}
+
 void mdl_next(mdl_state *s, int tok, float *logits)
 {
     s->m->kind->next(s->m->impl, s->st, tok, logits);

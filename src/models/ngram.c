@@ -634,4 +634,16 @@ static void ng_kind_next(const void *impl, void *st, int tok, float *logits)
 
 static int ng_kind_max_len(const void *impl) { return 0; }
 
-MDL_KIND_TABLE(ng, NG_KIND);
+/* The longest order whose context (the last k-1 tokens fed) was seen in
+ * training: 1 (the unigram's empty context) to the order. */
+static int ng_kind_evidence(const void *impl, const void *st)
+{
+    const ng_model *m = impl;
+    const ng_state *s = st;
+    uint32_t len;
+    int k = m->c.order;
+    while (k > 1 && !continuations(m, s->ctx, k, &len)) k--;
+    return k;
+}
+
+const mdl_kind ng_kind = { MDL_KIND_MEMBERS(ng, NG_KIND), .evidence = ng_kind_evidence };
