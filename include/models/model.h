@@ -80,8 +80,8 @@
  *  3. src/cmd/P-train.c: copy src/cmd/transformer-train.c (the model
  *     trainer): its model-flag table (trc_flag rows, include/app/trcli.h),
  *     usage text from P_DEFAULTS, start_config (P_DEFAULTS through
- *     P_config_to_json into trc_config) and finish_config (trc_config_fresh
- *     for vocab_size, P_config_from_json), then P_init, P_init_weights with
+ *     P_config_to_json into trc_config) and finish_config
+ *     (trc_config_finish, P_config_from_json), then P_init, P_init_weights with
  *     the seed, tr_model { .kind = P_KIND, .params = &net.p, .loss,
  *     .config_json } and trc_run.  The Makefile builds every src/cmd/X.c.
  *  4. tools/villes_torch.py: the PyTorch reference (a class with kind =

@@ -48,11 +48,9 @@ static cJSON *start_config(const tr_session *s, const cJSON *given)
 static mlp_config finish_config(const tr_session *s, cJSON *config, const cJSON *given)
 {
     mlp_config c;
-    trc_config_fresh(s, config, given, "vocab_size", s->vocab->size);
-    char *text = trc_config_text(config);
-    if (mlp_config_from_json(&c, text)) cli_die("%s: %s", s->resuming ? s->o.resume_path : "config", err_msg());
+    char *text = trc_config_finish(s, config, given);
+    if (mlp_config_from_json(&c, text)) trc_config_error(s);
     free(text);
-    cJSON_Delete(config);
     return c;
 }
 
