@@ -67,7 +67,8 @@ void cli_set_threads(int n);
  * ("transformer.safetensors"): weights/NAME beside the bin/ directory of
  * the running program when it exists there, else weights/NAME relative to
  * the current directory.  Returns a static buffer. */
-#define CLI_DEFAULT_MODEL "transformer.safetensors"
+#define CLI_DEFAULT_MODEL "transformer.safetensors"   /* explore, steer, sae-train */
+#define CLI_DEFAULT_GENERATOR "mix.safetensors"       /* generate */
 #define CLI_DEFAULT_SAE   "sae.safetensors"
 const char *cli_default_weights(const char *name);
 

@@ -20,7 +20,8 @@ static _Noreturn void usage(void)
            "Transformer); or score the names of FILE under it.\n"
            "\n"
            "  -m, --model FILE      the model checkpoint (.safetensors); default: the\n"
-           "                        Transformer shipped in weights/transformer.safetensors\n");
+           "                        mixture shipped in weights/mix.safetensors (a 7-gram,\n"
+           "                        a Transformer and two RNNs; see the README's results)\n");
     gen_print_usage(stdout);
     printf("\n"
            "Exit status: 0 on success, 1 on a runtime error (unreadable or invalid model,\n"
@@ -43,6 +44,7 @@ static void parse(gen_options *o, int argc, char **argv)
         default: cli_bad_flag();
         }
     }
+    if (!o->model) o->model = cli_default_weights(CLI_DEFAULT_GENERATOR);
     gen_check_args(o, argc, argv, optind);
 }
 

@@ -21,11 +21,14 @@ expect_usage
 expect_err "^generate: unrecognized option '--frobnicate'"
 run generate -m
 expect_usage
-# Without -m: weights/transformer.safetensors beside bin/, else in the
-# current directory; a copy of the program in an empty tree finds neither.
+# Without -m: the shipped mixture, weights/mix.safetensors beside bin/, else
+# in the current directory; a copy of the program in an empty tree finds neither.
 mkdir -p "$T/tree/bin" && cp "$BIN/generate" "$T/tree/bin/"
 cd "$T/tree"; BIN=bin run generate -n 1; cd - >/dev/null
-expect_fail "weights/transformer.safetensors"
+expect_fail "weights/mix.safetensors"
+run generate -n 3 --seed 1
+expect_rc 0 "the shipped mixture"
+check "three names from the shipped mixture" '[ "$(printf "%s\n" "$OUT" | wc -l)" -eq 3 ]'
 for bad in "-n -1" "-n abc" "--temperature -1" "--top-p 2" "--top-p 0" "--top-k -1" \
            "--max-len 0" "--seed -3" "--chars -1"; do
     run generate -m "$M" $bad
