@@ -472,7 +472,7 @@ struct attn_dims { int B, T, H; };
 static tensor *f_attention(ag_tape *t, tensor **in, const void *c)
 {
     const struct attn_dims *a = c;
-    return op_attention(t, in[0], in[1], in[2], a->B, a->T, a->H);
+    return op_attention(t, in[0], in[1], in[2], a->B, a->T, a->H, NULL);
 }
 
 /* Straightforward causal attention in double, for one output element. */
@@ -500,7 +500,7 @@ static void check_attention(int B, int T, int H, int dh)
     struct attn_dims dims = { B, T, H };
     ag_tape t;
     ag_init(&t, 0);
-    tensor *o = op_attention(&t, q, k, v, B, T, H);
+    tensor *o = op_attention(&t, q, k, v, B, T, H, NULL);
     CHECK(o != NULL);
     double worst = 0.0;
     for (int b = 0; o && b < B; b++)
@@ -514,7 +514,7 @@ static void check_attention(int B, int T, int H, int dh)
     /* causality: changing positions > s leaves outputs at <= s unchanged */
     for (int s = 0; o && s + 1 < T; s++) {
         ag_reset(&t);
-        tensor *before = op_attention(&t, q, k, v, B, T, H);
+        tensor *before = op_attention(&t, q, k, v, B, T, H, NULL);
         float *saved = malloc((size_t)q->n * 3 * sizeof(float));
         tensor *qkv[3] = { q, k, v };
         for (int m = 0; m < 3; m++) {
@@ -523,7 +523,7 @@ static void check_attention(int B, int T, int H, int dh)
                 for (int i = s + 1; i < T; i++)
                     for (int c = 0; c < H * dh; c++) qkv[m]->data[(b * T + i) * H * dh + c] += 3.0f;
         }
-        tensor *after = op_attention(&t, q, k, v, B, T, H);
+        tensor *after = op_attention(&t, q, k, v, B, T, H, NULL);
         int changed = 0;
         for (int b = 0; b < B; b++)
             for (int i = 0; i <= s; i++)
@@ -535,7 +535,7 @@ static void check_attention(int B, int T, int H, int dh)
         for (int m = 0; m < 3; m++) memcpy(qkv[m]->data, saved + m * q->n, (size_t)q->n * sizeof(float));
         free(saved);
     }
-    CHECK(op_attention(&t, q, k, v, B, T + 1, H) == NULL);
+    CHECK(op_attention(&t, q, k, v, B, T + 1, H, NULL) == NULL);
     ag_free(&t);
     CHECK_GRADS(f_attention, &dims, q, k, v);
 }
@@ -654,7 +654,7 @@ TEST(every_op_names_its_node)
     tensor *g = op_dropout(&t, op_swiglu(&t, p, q), 0.5f);
     tensor *c = op_concat(&t, g, x);                                    /* (2, 3, 8) */
     tensor *n = op_rmsnorm(&t, c, w, 1e-5f);
-    tensor *s = op_time_slice(&t, op_attention(&t, n, n, n, 2, 3, 2), 1);   /* (2, 8) */
+    tensor *s = op_time_slice(&t, op_attention(&t, n, n, n, 2, 3, 2, NULL), 1);   /* (2, 8) */
     tensor *h = op_broadcast_rows(&t, h0, 2);
     h = op_gru_cell(&t, s, h, Wg[0], NULL, Wg[1], NULL, Wg[2], NULL);
     tensor *st = op_time_stack(&t, (tensor *[]){ h, h }, 2);            /* (2, 2, 4) */
