@@ -126,7 +126,7 @@ static cJSON *start_config(const tr_session *s, const cJSON *given, bool text)
     c.text = text;
     char *defaults = NULL;
     if (rnn_config_to_json(&c, &defaults)) cli_die_err();
-    cJSON *config = trc_config(s, defaults, given);
+    cJSON *config = trc_config(s, defaults, given, flags);
     free(defaults);
     if (s->resuming && cJSON_IsTrue(cJSON_GetObjectItem(config, "text")) != text)
         cli_usage("%s is a %s model: resume it with %s", s->o.resume_path,

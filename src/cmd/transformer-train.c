@@ -69,7 +69,7 @@ static cJSON *start_config(const tr_session *s, const cJSON *given)
     char *defaults = NULL;
     const tf_config c = TF_DEFAULTS;
     if (tf_config_to_json(&c, &defaults)) cli_die_err();
-    cJSON *config = trc_config(s, defaults, given);
+    cJSON *config = trc_config(s, defaults, given, flags);
     free(defaults);
     return config;
 }
