@@ -303,18 +303,21 @@ static void check_finite_differences(const tf_config *c)
     free_model(m);
 }
 
-TEST(gradients_match_finite_differences)
-{
-    const tf_config c = tiny();
-    check_finite_differences(&c);
-}
-
-TEST(gradients_match_finite_differences_with_dropouts)
+/* tiny() with attention and embedding dropout at rate p */
+static tf_config with_dropouts(float p)
 {
     tf_config c = tiny();
-    c.attn_dropout = 0.3f;
-    c.emb_dropout = 0.3f;
-    check_finite_differences(&c);
+    c.attn_dropout = p;
+    c.emb_dropout = p;
+    return c;
+}
+
+/* without, then with attention and embedding dropout */
+TEST(gradients_match_finite_differences)
+{
+    const tf_config plain = tiny(), dropouts = with_dropouts(0.3f);
+    check_finite_differences(&plain);
+    check_finite_differences(&dropouts);
 }
 
 /* The training loss computes sequences only up to their last target, in
@@ -368,16 +371,9 @@ static void check_bucketed_loss(const tf_config *cfg)
 
 TEST(training_loss_matches_whole_batch_loss)
 {
-    const tf_config c = tiny();
-    check_bucketed_loss(&c);
-}
-
-TEST(training_loss_matches_whole_batch_loss_with_dropouts)
-{
-    tf_config c = tiny();
-    c.attn_dropout = 0.2f;
-    c.emb_dropout = 0.2f;
-    check_bucketed_loss(&c);
+    const tf_config plain = tiny(), dropouts = with_dropouts(0.2f);
+    check_bucketed_loss(&plain);
+    check_bucketed_loss(&dropouts);
 }
 
 /* Embedding dropout drops token types: at layer 0 (token + position) each
