@@ -19,8 +19,9 @@
  *   cJSON *config = trc_config(&s, defaults_json, given, flags);   // flags + defaults,
  *                                                //   or the checkpoint's on --resume
  *   trc_load_names(&s);
- *   trc_config_fresh(&s, config, given, "vocab_size", s.vocab->size);   // from the data
- *   ... build the model from config, initialise it with seed s.o.seed ...
+ *   char *text = trc_config_finish(&s, config, given);     // + vocab_size
+ *   if (tf_config_from_json(&cfg, text)) trc_config_error(&s);
+ *   ... build the model from cfg, initialise it with seed s.o.seed ...
  *   return trc_exit_status(trc_run(&s, &m, NULL));
  *
  * Model flags: each table row is a flag --NAME whose value goes, checked
@@ -114,9 +115,13 @@ cJSON *trc_config(const tr_session *s, const char *defaults_json, const cJSON *g
  * e.g. vocab_size) unless the flags gave it; on --resume, nothing. */
 void trc_config_fresh(const tr_session *s, cJSON *config, const cJSON *given, const char *key,
                       double value);
-/* The config as text for a kind's X_config_from_json; exit 1 when out of
- * memory.  The caller frees. */
-char *trc_config_text(const cJSON *config);
+/* The config as text for a kind's X_config_from_json, after
+ * trc_config_fresh of vocab_size from the session's vocabulary; config is
+ * deleted.  Exit 1 when out of memory.  The caller frees the text. */
+char *trc_config_finish(const tr_session *s, cJSON *config, const cJSON *given);
+/* X_config_from_json refused it: on --resume "FILE: message" (exit 1),
+ * else a usage error (the flags asked for it). */
+_Noreturn void trc_config_error(const tr_session *s);
 
 /* tr_run with a progress line on stderr when it is a terminal, Ctrl-C and
  * SIGTERM asking the loop to stop (a second one kills at once: files on

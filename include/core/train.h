@@ -14,7 +14,7 @@
  *   if (tr_open(&s, &o) || tr_load_names(&s)) ...error...
  *   ... build the model on s.vocab->size tokens, initialise it with an rng
  *       seeded with s.o.seed (the loop's own rng is seeded apart from it);
- *   tr_model m = { .kind = "mlp", .params = &net.params, .impl = &net,
+ *   tr_model m = { .kind = "mlp", .params = &net.p, .impl = &net,
  *                  .loss = net_loss, .config_json = net_config_json };
  *   err_code e = tr_run(&s, &m, NULL, &hooks);   // s.sum holds the results
  *   tr_close(&s);

@@ -36,10 +36,19 @@
 #define MIX_KIND "mix"
 #define MIX_LOG_FLOOR (-30.0f)
 
-enum { MIX_MAX_COMPONENTS = 8, MIX_POSITION_BUCKETS = 7, MIX_MAX_BUCKETS = MIX_POSITION_BUCKETS };
+enum {
+    MIX_MAX_COMPONENTS = 8,
+    MIX_POSITION_BUCKETS = 7,    /* positions 0, 1, 2, 3-4, 5-7, 8-11, 12+ */
+    MIX_EVIDENCE_BUCKETS = 9,    /* evidence 0 .. 7, and 8 or more */
+    MIX_MAX_BUCKETS = MIX_EVIDENCE_BUCKETS
+};
 
 typedef enum mix_mode { MIX_LINEAR, MIX_LOGLINEAR } mix_mode;
-typedef enum mix_buckets { MIX_ONE_BUCKET, MIX_BY_POSITION } mix_buckets;
+/* Context-dependent weights: one set, a set per position of the letter
+ * predicted, or a set per value of the evidence (mdl_evidence) of the first
+ * component that has one (an n-gram: the longest context order it saw in
+ * training, so the mixture trusts it where its counts are rich). */
+typedef enum mix_buckets { MIX_ONE_BUCKET, MIX_BY_POSITION, MIX_BY_EVIDENCE } mix_buckets;
 
 /* The words of the config and of mix's flags, NULL-terminated, in enum order. */
 extern const char *const mix_mode_names[];
@@ -52,11 +61,17 @@ typedef struct mix_config {
     mix_buckets buckets;
 } mix_config;
 
-/* Buckets of a config: 1 or MIX_POSITION_BUCKETS. */
+/* Where a prediction is made: its position (0 = the first character,
+ * predicted after <SOS>) and the evidence of the components (-1: none). */
+typedef struct mix_where { int pos, evidence; } mix_where;
+
+/* Buckets of a config: 1, MIX_POSITION_BUCKETS or MIX_EVIDENCE_BUCKETS. */
 int mix_n_buckets(const mix_config *c);
-/* The bucket of the prediction at position pos (0 = the first character,
- * predicted after <SOS>): 0, 1, 2, 3-4, 5-7, 8-11, 12+ for MIX_BY_POSITION. */
-int mix_bucket(const mix_config *c, int pos);
+/* The bucket of a prediction made at w. */
+int mix_bucket(const mix_config *c, mix_where w);
+/* The component whose evidence MIX_BY_EVIDENCE uses: the first whose kind
+ * has one; -1 when none has. */
+int mix_evidence_component(const mdl *components, int K);
 
 err_code mix_config_check(const mix_config *c);
 err_code mix_config_to_json(const mix_config *c, char **json);
@@ -70,10 +85,12 @@ typedef struct mix_model {
 } mix_model;
 
 /* Take the components (moved into m: the caller's mdl are emptied); they
- * must share one vocabulary (ERR_MISMATCH naming the first that differs).
+ * must share one vocabulary (ERR_MISMATCH naming the first that differs),
+ * and MIX_BY_EVIDENCE needs a component with evidence (ERR_ARG).
  * Weights start uniform (linear) or at 1/K (log-linear). */
 err_code mix_init(mix_model *m, const mix_config *c, mdl *components);
 err_code mix_load(mix_model *m, const ck_file *f, const char *path, bool optim);
+/* The vocabulary written is the components'. */
 err_code mix_save(const mix_model *m, const char *path);
 void     mix_free(mix_model *m);
 
@@ -87,7 +104,7 @@ typedef struct mix_data {
     size_t   n;           /* targets */
     size_t   n_names;
     size_t  *first;       /* (n_names + 1) first target of each name */
-    int     *pos;         /* (n) position predicted */
+    mix_where *where;     /* (n) where each prediction is made */
     int     *target;      /* (n) */
     float   *logp;        /* (n, K, V) */
 } mix_data;
@@ -113,7 +130,38 @@ err_code mix_halves(size_t n_names, uint64_t seed, uint8_t **side);
  * score the other half; the two halves' nats over all targets. */
 err_code mix_crossfit(const mix_data *d, const mix_config *c, const uint8_t *side, double *loss);
 
-/* The generation / scoring interface (model.h); registered as "mix". */
+/* ---- generation: every component's state, combined ---------------------- */
+
+typedef struct mix_state mix_state;
+
+mix_state *mix_state_new(const mix_model *m);   /* NULL with err_set */
+void       mix_state_free(mix_state *s);
+void       mix_state_start(mix_state *s);
+/* Feed tok to every component and write the mixture's log-probabilities
+ * (V), which are logits. */
+void       mix_state_next(mix_state *s, int tok, float *logits);
+/* The shortest limit of the components (0 = none has one). */
+int        mix_max_len(const mix_model *m);
+
+/* One mixture tried by mix_search: its config, its weights fitted on all
+ * the names, their in-sample loss and the cross-fitted loss (nats per
+ * target). */
+typedef struct mix_trial {
+    mix_config c;
+    float      w[MIX_MAX_BUCKETS * MIX_MAX_COMPONENTS];
+    double     fit_loss, crossfit_loss;
+} mix_trial;
+
+enum { MIX_ANY = -1, MIX_MAX_TRIALS = 6 };
+
+/* Try every mode (or just mode) and every bucketing (or just buckets) of
+ * base, evidence buckets only when evidence is true (a component has
+ * some); into trials (MIX_MAX_TRIALS), their count in *n; *best is the one
+ * of lowest cross-fitted loss. */
+err_code mix_search(const mix_data *d, const mix_config *base, int mode, int buckets, bool evidence,
+                    const uint8_t *side, mix_trial *trials, int *n, int *best);
+
+/* Behind the generic model interface (model.h). */
 extern const mdl_kind mix_kind;
 
 #endif

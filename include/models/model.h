@@ -1,21 +1,115 @@
-/* model.h - any trained language model behind one interface.
+/* model.h - the model-kind contract, and any trained language model behind
+ * one interface.
  *
- * generate, explore and steer load a checkpoint with mdl_load() and drive it
- * through mdl_start() / mdl_next() without knowing its kind.  Each kind
- * (ngram, mlp, rnn, transformer) supplies an mdl_kind vtable; the state
- * carries whatever makes the next step cheap (the n-1 previous tokens, an
- * RNN's hidden state, a Transformer's key/value cache), so producing a name
- * never recomputes its prefix.
+ * generate, explore and steer load a checkpoint with mdl_load() (kinds.h)
+ * and drive it through mdl_start() / mdl_next() without knowing its kind.
+ * Each kind (ngram, mlp, rnn, transformer, mix) supplies an mdl_kind
+ * vtable; the state carries whatever makes the next step cheap (the n-1
+ * previous tokens, an RNN's hidden state, a Transformer's key/value cache),
+ * so producing a name never recomputes its prefix.
+ *
+ * ---- The contract of a model kind ----------------------------------------
+ *
+ * A kind with prefix P (mlp, rnn, tf; the SAE's sae; ngram and mix with the
+ * exceptions below) declares in include/models/P.h, which includes this
+ * header and never kinds.h, with exactly these names:
+ *
+ *   #define P_KIND "name"      the metadata "model" value, the registry's name
+ *   typedef struct P_config { int vocab_size; ... } P_config;
+ *   #define P_DEFAULTS ((P_config){ ... })   the trainer's defaults; vocab_size
+ *                                            0 (the data decides it)
+ *   err_code P_config_check(const P_config *c);
+ *       ERR_ARG naming the first field out of range by its JSON name.
+ *   err_code P_config_to_json(const P_config *c, char **json);
+ *       Serialise only, no check (a trainer writes P_DEFAULTS before the
+ *       vocabulary is known); the caller frees *json.
+ *   err_code P_config_from_json(P_config *c, const char *json);
+ *       Parse, then check: ERR_FORMAT "P config: ...".
+ *   typedef struct P_model { P_config c; tn_params p; tensor *...; } P_model;
+ *       Every parameter in p (one buffer: cheap AdamW, cheap saves); the
+ *       tensor pointers are views into it, so a model is never moved.
+ *   err_code P_init(P_model *m, const P_config *c);
+ *       Check c, declare the parameters, allocate them zeroed.
+ *   void     P_init_weights(P_model *m, rng *r);
+ *       The PyTorch reference's initialisation.
+ *   err_code P_load(P_model *m, const ck_file *f, const char *path, bool optim);
+ *       From a checkpoint already read: mdl_read_meta, P_config_from_json,
+ *       P_init, the parameters (and the optimiser moments when optim).
+ *       Messages name path; on failure nothing is left to free.
+ *   err_code P_save(const P_model *m, const txt_vocab *v, const char *path);
+ *       The model alone (mdl_save_params); the training state is the
+ *       training loop's (train.h).
+ *   void     P_free(P_model *m);   harmless on a zeroed or freed model
+ * and, for a kind that generates:
+ *   typedef struct P_state P_state;             one stream
+ *   P_state *P_state_new(const P_model *m);     NULL with err_set
+ *   void     P_state_free(P_state *s);
+ *   void     P_state_start(P_state *s);         the next token is the first
+ *   void     P_state_next(P_state *s, int tok, float *logits);
+ *   int      P_max_len(const P_model *m);       positions, <SOS> included; 0 = unbounded
+ *   extern const mdl_kind P_kind;   in P.c: MDL_KIND(P, P_KIND, P_model, P_state);
+ *
+ * Exceptions:
+ *   sae    does not generate (it reads a Transformer's residual stream):
+ *          no state, no sae_kind, not in the registry.  Its config has no
+ *          vocab_size, SAE_DEFAULTS leaves d_model, n_features and layer to
+ *          its trainer (saetrain.h), and its file also names its
+ *          Transformer (sae_put_meta).
+ *   ngram  is fitted, not trained: no ng_init / ng_init_weights, no
+ *          optimiser state.  Its model is opaque and allocated by ng_fit and
+ *          ng_load(ng_model **out, f, path); ng_free frees it.  So ngram.c
+ *          writes its vtable's functions itself and MDL_KIND_TABLE(ng, NG_KIND).
+ *   mix    is made of loaded models of any kind (mix_init takes them) and
+ *          fitted: no MIX_DEFAULTS (the mix program tries every mode), no
+ *          mix_init_weights, and mix_save takes no vocabulary (its
+ *          components carry it).  It loads its components through the
+ *          registry: mix.c is the one kind's source that includes kinds.h.
+ *
+ * ---- How to add a model kind ------------------------------------------------
+ *
+ *  1. include/models/P.h and src/models/P.c: everything above, plus the
+ *     training graph (P_loss(m, tape, batch): the mean cross-entropy over
+ *     the non-pad targets).  The header starts with the architecture and
+ *     the checkpoint's parameter names (those of the PyTorch reference).
+ *     Helpers: mdl_config_object and mdl_config_int (config parsers),
+ *     mdl_read_meta (P_load), mdl_save_params (P_save).  P.c ends with
+ *         MDL_KIND(P, P_KIND, P_model, P_state);
+ *  2. src/models/kinds.c: #include "P.h" and one line &P_kind in kinds[].
+ *     generate and mix then take it as it is (explore and steer open
+ *     Transformers).
+ *  3. src/cmd/P-train.c: copy src/cmd/transformer-train.c (the model
+ *     trainer): its model-flag table (trc_flag rows, include/app/trcli.h),
+ *     usage text from P_DEFAULTS, start_config (P_DEFAULTS through
+ *     P_config_to_json into trc_config) and finish_config
+ *     (trc_config_finish, P_config_from_json), then P_init, P_init_weights with
+ *     the seed, tr_model { .kind = P_KIND, .params = &net.p, .loss,
+ *     .config_json } and trc_run.  The Makefile builds every src/cmd/X.c.
+ *  4. tools/villes_torch.py: the PyTorch reference (a class with kind =
+ *     P_KIND, config(), state_dict names = the checkpoint's) and its case
+ *     in model_from_config();
+ *     tools/make-fixtures.py: a small config in small_configs(), then run it
+ *     to write tests/data/fixtures/P.safetensors (inputs, logits, loss).
+ *     tools/import-pytorch.py: its spec, so notebook weights convert.
+ *  5. tests/unit/test_P.c (built and run by make test): parity with the
+ *     fixture (logits 1e-4, loss 1e-5), P_state_next against the batched
+ *     forward, the config's round trip and rejects, P_save -> mdl_load.
+ *  6. tests/cli/test_P_train.sh: copy tests/cli/test_transformer_train.sh
+ *     (help, usage errors, train -> generate -> score, --resume).
+ *  7. README.md: the program's row in "The programs", the kind in
+ *     "Checkpoints", its line in "Results".
  */
 #ifndef VILLES_MODEL_H
 #define VILLES_MODEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdlib.h>
 
 #include "checkpoint.h"
 #include "error.h"
 #include "rng.h"
 #include "sampling.h"
+#include "tensor.h"
 #include "text.h"
 
 typedef struct mdl_kind {
@@ -32,21 +126,96 @@ typedef struct mdl_kind {
     void     (*next)(const void *impl, void *st, int tok, float *logits);
     /* Longest sequence the model can take (positions incl. <SOS>); 0 = unbounded. */
     int      (*max_len)(const void *impl);
+    /* Optional (NULL when the kind has none): how much the model knows of
+     * the context it predicts from, as a small integer >= 0 (an n-gram: the
+     * longest order of context seen in training).  A mixture can weigh its
+     * components by it. */
+    int      (*evidence)(const void *impl, const void *st);
 } mdl_kind;
 
-/* A kind's load, for a kind whose model is one struct of `size` bytes:
- * allocate it zeroed, fill it with fill(m, f, path) and hand it out in
- * *impl.  When fill fails, the kind's free (which must accept what a failed
- * fill leaves) releases it and *impl is NULL. */
-err_code mdl_load_struct(const ck_file *f, const char *path, void **impl, size_t size,
-                         err_code (*fill)(void *m, const ck_file *f, const char *path),
-                         void (*kind_free)(void *impl));
+/* The interface glue, written once: in src/models/P.c, after the typed
+ * functions of the contract,
+ *     MDL_KIND(P, P_KIND, P_model, P_state);
+ * expands to the untyped wrappers the vtable holds and the vtable itself:
+ *     static void P_kind_free(void *impl) { P_free(impl); free(impl); }
+ *     static err_code P_kind_load(f, path, void **impl)
+ *         calloc a P_model, P_load(it, f, path, false), hand it out
+ *     static void *P_kind_state_new(const void *impl) { return P_state_new(impl); }
+ *     ... P_kind_state_free, P_kind_start, P_kind_next, P_kind_max_len alike
+ *     const mdl_kind P_kind = { .name = P_KIND, .load = P_kind_load, ... };
+ * MDL_KIND_TABLE(P, NAME) is the last line alone, for a kind that writes
+ * its P_kind_* functions itself; MDL_KIND_MEMBERS(P, NAME) the members of
+ * the vtable, for a kind (ngram) that adds an optional one. */
+#define MDL_KIND(P, NAME, MODEL, STATE)                                                  \
+    static void P##_kind_free(void *impl)                                                \
+    {                                                                                    \
+        P##_free(impl);                                                                  \
+        free(impl);                                                                      \
+    }                                                                                    \
+    static err_code P##_kind_load(const ck_file *f, const char *path, void **impl)       \
+    {                                                                                    \
+        MODEL *m = calloc(1, sizeof *m);                                                 \
+        err_code e = m ? P##_load(m, f, path, false)                                     \
+                       : err_set(ERR_NOMEM, "%s: out of memory for the model", path);    \
+        if (e) {   /* P_load left nothing to free but m */                               \
+            free(m);                                                                     \
+            m = NULL;                                                                    \
+        }                                                                                \
+        *impl = m;                                                                       \
+        return e;                                                                        \
+    }                                                                                    \
+    static void *P##_kind_state_new(const void *impl) { return P##_state_new(impl); }    \
+    static void P##_kind_state_free(void *st) { P##_state_free((STATE *)st); }           \
+    static void P##_kind_start(const void *impl, void *st)                               \
+    {                                                                                    \
+        P##_state_start((STATE *)st);                                                    \
+    }                                                                                    \
+    static void P##_kind_next(const void *impl, void *st, int tok, float *logits)        \
+    {                                                                                    \
+        P##_state_next((STATE *)st, tok, logits);                                        \
+    }                                                                                    \
+    static int P##_kind_max_len(const void *impl) { return P##_max_len(impl); }          \
+    MDL_KIND_TABLE(P, NAME)
 
-/* For the config parsers of the models: the integer member `key` of a
- * config object (|value| <= 1e9) into *out; ERR_FORMAT "WHAT config: 'KEY'
- * is missing or not an integer" otherwise. */
+#define MDL_KIND_MEMBERS(P, NAME)                                                        \
+    .name = NAME, .load = P##_kind_load, .free = P##_kind_free,                          \
+    .state_new = P##_kind_state_new, .state_free = P##_kind_state_free,                  \
+    .start = P##_kind_start, .next = P##_kind_next, .max_len = P##_kind_max_len
+
+#define MDL_KIND_TABLE(P, NAME) const mdl_kind P##_kind = { MDL_KIND_MEMBERS(P, NAME) }
+
+/* ---- Helpers of the contract's functions ---------------------------------- */
+
+/* For P_config_from_json: json (may be NULL) parsed as a JSON object, which
+ * the caller deletes; NULL with ERR_FORMAT "WHAT config is not a JSON
+ * object" otherwise. */
 struct cJSON;
+struct cJSON *mdl_config_object(const char *json, const char *what);
+/* The integer member `key` of a config object (|value| <= 1e9) into *out;
+ * ERR_FORMAT "WHAT config: 'KEY' is missing or not an integer" otherwise. */
 err_code mdl_config_int(const struct cJSON *config, const char *what, const char *key, int *out);
+
+/* For P_load (and mdl_load): f, read from path, is a villes checkpoint of
+ * model `kind` with a config (its text into *config unless config is NULL;
+ * it lives as long as f) and a vocabulary that parses (into *v unless v is
+ * NULL; the caller frees it) and has the config's vocab_size tokens when
+ * the config has one.  ERR_FORMAT (ERR_MISMATCH for another kind) naming
+ * path otherwise. */
+err_code mdl_read_meta(const ck_file *f, const char *path, const char *kind,
+                       const char **config, txt_vocab *v);
+
+/* For P_save: the metadata every villes checkpoint has (format,
+ * format_version, model = kind, config, vocab) into w (NULL: ERR_NOMEM),
+ * for a kind that then puts more (an SAE's model_file, ngram's integer
+ * tensors) and writes w itself.  ERR_ARG when v does not have the config's
+ * vocab_size tokens. */
+err_code mdl_put_meta(ck_writer *w, const char *kind, const char *config, const txt_vocab *v);
+/* The usual P_save: a checkpoint of mdl_put_meta's metadata and the
+ * parameters p without optimiser moments, written atomically to path. */
+err_code mdl_save_params(const char *path, const char *kind, const char *config,
+                         const txt_vocab *v, const tn_params *p);
+
+/* ---- Any model, loaded ------------------------------------------------------ */
 
 typedef struct mdl {
     const mdl_kind *kind;
@@ -57,15 +226,7 @@ typedef struct mdl {
 
 typedef struct mdl_state { const mdl *m; void *st; } mdl_state;
 
-/* The registry of kinds (src/models/model.c). */
-const mdl_kind *mdl_find_kind(const char *name);
-
-/* Load any villes checkpoint: format checked, kind looked up in the
- * registry (ERR_FORMAT "unknown model kind 'x'" otherwise), vocab parsed. */
-err_code mdl_load(mdl *m, const char *path);
-/* The same from a checkpoint already read, which m takes over (*f is
- * emptied, also on error); path names it in messages. */
-err_code mdl_load_file(mdl *m, ck_file *f, const char *path);
+/* mdl_load and the registry of kinds are above the kinds: kinds.h. */
 void     mdl_free(mdl *m);
 int      mdl_vocab_size(const mdl *m);
 int      mdl_max_len(const mdl *m);
@@ -77,6 +238,9 @@ err_code mdl_state_new(mdl_state *s, const mdl *m);
 void     mdl_state_free(mdl_state *s);
 void     mdl_start(mdl_state *s);
 void     mdl_next(mdl_state *s, int tok, float *logits);
+/* The kind's evidence for the next prediction (mdl_kind.evidence), or -1
+ * when the kind has none. */
+int      mdl_evidence(const mdl_state *s);
 
 /* Sample one name: <SOS>, then the forced prefix tokens, then sampled
  * characters until <EOS> or max_chars characters.  <pad> and <SOS> are never

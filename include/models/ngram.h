@@ -35,10 +35,13 @@
 
 #include <stddef.h>
 
+#include "checkpoint.h"
 #include "dataset.h"
 #include "error.h"
 #include "model.h"
 #include "text.h"
+
+#define NG_KIND "ngram"
 
 typedef enum ng_smoothing { NG_NONE, NG_ADDK, NG_KN } ng_smoothing;
 
@@ -47,6 +50,7 @@ typedef enum ng_smoothing { NG_NONE, NG_ADDK, NG_KN } ng_smoothing;
 extern const char *const ng_smoothing_names[];
 
 typedef struct ng_config {
+    int          vocab_size;
     int          order;      /* n >= 0 */
     ng_smoothing smoothing;
     double       k;          /* add-k pseudo-count, > 0 */
@@ -60,15 +64,32 @@ typedef struct ng_config {
 /* discount: estimate three discounts per order from the counts of counts. */
 #define NG_DISCOUNT_ESTIMATED (-1.0)
 
-typedef struct ng_model ng_model;
+/* ngram's defaults; smoothing none is the program's choice for order 0. */
+#define NG_DEFAULTS ((ng_config){ .vocab_size = 0, .order = 3, .smoothing = NG_KN, \
+    .k = NG_DEFAULT_K, .discount = NG_DISCOUNT_ESTIMATED })
 
 /* Largest order whose grams fit the 64-bit key for a vocabulary of V tokens. */
 int ng_max_order(int V);
 
-/* Count the n-grams of the names in d (tokens of a vocabulary of V tokens).
- * ERR_ARG when the order does not fit the key (see ng_max_order) or the
- * config is out of range. */
-err_code ng_fit(ng_model **out, const ng_config *c, int V, const ds_names *d);
+/* ERR_ARG naming the first field out of range; the order must fit the key
+ * (ng_max_order). */
+err_code ng_config_check(const ng_config *c);
+/* {"vocab_size":46,"order":3,"smoothing":"kn","k":0.05,"discount":-1}
+ * (discount -1 = estimated).  Caller frees. */
+err_code ng_config_to_json(const ng_config *c, char **json);
+/* Parse and check; ERR_FORMAT on a missing or ill-typed field. */
+err_code ng_config_from_json(ng_config *c, const char *json);
+
+/* The model is fitted, not trained (model.h's exceptions): opaque, built
+ * and allocated by ng_fit or ng_load, released by ng_free. */
+typedef struct ng_model ng_model;
+
+/* Count the n-grams of the names in d (tokens of a vocabulary of
+ * c->vocab_size tokens).  ERR_ARG for a config out of range. */
+err_code ng_fit(ng_model **out, const ng_config *c, const ds_names *d);
+/* From a checkpoint already read: config, then the stored n-grams (every
+ * one checked), the lower orders recomputed.  Messages name path. */
+err_code ng_load(ng_model **out, const ck_file *f, const char *path);
 void     ng_free(ng_model *m);
 
 /* Number of distinct order-n grams stored (the "params" of the summary). */
@@ -84,12 +105,11 @@ double ng_prob(const ng_model *m, const int *ctx, int w);
  * target has probability 0) and sets *n_pred to the number of targets. */
 double ng_nll(const ng_model *m, const ds_names *d, size_t *n_pred);
 
-/* Write a villes checkpoint (model "ngram") with the vocabulary v: config
- * {"vocab_size", "order", "smoothing", "k", "discount"} (discount -1 =
- * estimated), tensors grams I32 (N, n) and counts I32 (N). */
+/* Write a villes checkpoint (model NG_KIND) with the vocabulary v: its
+ * config and tensors grams I32 (N, n) and counts I32 (N). */
 err_code ng_save(const ng_model *m, const txt_vocab *v, const char *path);
 
-/* The model kind of the registry (model.c). */
+/* Behind the generic model interface (model.h): the state is the context. */
 extern const mdl_kind ng_kind;
 
 #endif

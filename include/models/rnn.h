@@ -108,9 +108,8 @@ void     rnn_init_weights(rnn_model *m, rng *r);
  * metadata must have config.vocab_size tokens. */
 err_code rnn_load(rnn_model *m, const ck_file *f, const char *path, bool optim);
 void     rnn_free(rnn_model *m);
-/* Metadata of an rnn checkpoint: format, format_version, model, config,
- * vocab.  Training state is the caller's. */
-err_code rnn_put_meta(const rnn_model *m, const txt_vocab *v, ck_writer *w);
+/* The model alone (no training state), as a checkpoint mdl_load reads. */
+err_code rnn_save(const rnn_model *m, const txt_vocab *v, const char *path);
 
 /* ---- Packed batches ------------------------------------------------------ */
 
@@ -165,6 +164,8 @@ void       rnn_state_free(rnn_state *s);
 void       rnn_state_start(rnn_state *s);
 /* Feed tok and write the next-token logits (V). */
 void       rnn_state_next(rnn_state *s, int tok, float *logits);
+/* 0: any length. */
+int        rnn_max_len(const rnn_model *m);
 
 /* ---- Behind the generic model interface (model.h) ------------------------ */
 

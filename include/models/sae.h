@@ -35,8 +35,10 @@
 #include "checkpoint.h"
 #include "dataset.h"
 #include "error.h"
+#include "model.h"
 #include "rng.h"
 #include "tensor.h"
+#include "text.h"
 #include "transformer.h"
 
 #define SAE_KIND "sae"
@@ -63,6 +65,11 @@ typedef struct sae_config {
     int         k;            /* kept features per row (topk variant; 0 for l1) */
 } sae_config;
 
+/* The l1 variant with the default coefficient; d_model and layer come from
+ * the Transformer, n_features from the trainer's expansion. */
+#define SAE_DEFAULTS ((sae_config){ .d_model = 0, .n_features = 0, .layer = 0, \
+    .variant = SAE_L1, .l1 = SAE_L1_DEFAULT, .k = 0 })
+
 /* ERR_ARG naming the first field out of range. */
 err_code sae_config_check(const sae_config *c);
 /* {"d_model":64,"n_features":256,"layer":2,"variant":"l1","l1":0.0003,"k":0};
@@ -86,10 +93,13 @@ err_code sae_init(sae_model *m, const sae_config *c);
 /* W_dec rows normal then unit-norm, W_enc = W_dec^T, biases 0. */
 void     sae_init_weights(sae_model *m, rng *r);
 /* Config, parameters (and moments when optim), model_file and model_hash
- * from a checkpoint already read; the model kind must be "sae". */
+ * from a checkpoint already read; the model kind must be SAE_KIND. */
 err_code sae_load(sae_model *m, const ck_file *f, const char *path, bool optim);
 /* ck_read + sae_load. */
 err_code sae_read(sae_model *m, const char *path);
+/* The SAE alone (no training state), with the vocabulary v of its
+ * Transformer and the metadata of sae_put_meta. */
+err_code sae_save(const sae_model *m, const txt_vocab *v, const char *path);
 void     sae_free(sae_model *m);
 /* Record the model this SAE belongs to (its path and ck_file_hash). */
 err_code sae_set_model_file(sae_model *m, const char *model_path);

@@ -327,11 +327,19 @@ void trc_config_fresh(const tr_session *s, cJSON *config, const cJSON *given, co
     cJSON_AddItemToObject(config, key, v);
 }
 
-char *trc_config_text(const cJSON *config)
+char *trc_config_finish(const tr_session *s, cJSON *config, const cJSON *given)
 {
+    trc_config_fresh(s, config, given, "vocab_size", s->vocab->size);
     char *text = cJSON_PrintUnformatted(config);
     if (!text) out_of_memory();
+    cJSON_Delete(config);
     return text;
+}
+
+void trc_config_error(const tr_session *s)
+{
+    if (s->resuming) cli_die("%s: %s", s->o.resume_path, err_msg());
+    cli_usage("%s", err_msg());
 }
 
 

@@ -10,7 +10,7 @@
 
 #include "cli.h"
 #include "generation.h"
-#include "model.h"
+#include "kinds.h"
 
 static _Noreturn void usage(void)
 {

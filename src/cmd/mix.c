@@ -9,47 +9,55 @@
 
 #include "cli.h"
 #include "dataset.h"
+#include "kinds.h"
 #include "mix.h"
-#include "model.h"
 
-enum { OPT_DEV = 0x100, OPT_MODE, OPT_BUCKETS, OPT_SPLIT_SEED, OPT_THREADS };
-enum { AUTO = -1 };
+enum { OPT_DEV = 0x100, OPT_DATA, OPT_MODE, OPT_BUCKETS, OPT_SPLIT_SEED, OPT_HALVES_SEED, OPT_THREADS };
+enum { AUTO = MIX_ANY };
 
 typedef struct options {
     const char *model[MIX_MAX_COMPONENTS];
     int         n_models;
-    const char *dev, *out;
+    const char *dev, *data, *out;
     int         mode, buckets;   /* AUTO: try each, keep the lowest cross-fitted loss */
-    uint64_t    split_seed;
+    uint64_t    split_seed, halves_seed;
 } options;
 
 static _Noreturn void usage(void)
 {
-    printf("Usage: mix -m MODEL -m MODEL [-m MODEL]... --dev FILE [-o OUT] [OPTION]...\n"
+    printf("Usage: mix -m MODEL -m MODEL [-m MODEL]... --data FILE [-o OUT] [OPTION]...\n"
+           "   or: mix -m MODEL -m MODEL [-m MODEL]... --dev FILE [-o OUT] [OPTION]...\n"
            "Combine trained models of any kinds (n-gram, MLP, RNN, Transformer, mixtures)\n"
            "sharing one vocabulary into a mixture: fit its weights on the names of --dev,\n"
            "print the losses, write the mixture to OUT.\n"
            "\n"
            "  -m, --model FILE      a component (2 to %d); give the flag once per model\n"
-           "      --dev FILE        names the weights are fitted on, one per line: names no\n"
-           "                        component trained on (e.g. the val.txt of a trainer's\n"
-           "                        --dump-split DIR, with every component trained on that split)\n"
+           "      --data FILE       the names the components were trained on: the weights are\n"
+           "                        fitted on the validation side of the trainers' seeded\n"
+           "                        90/10 split of its distinct names (--split-seed N,\n"
+           "                        default 0), which no component trained on\n"
+           "      --dev FILE        or: the names to fit on, one per line (e.g. the val.txt\n"
+           "                        of a trainer's --dump-split DIR)\n"
            "      --mode M          linear (p = sum w_k p_k), loglinear (p ~ prod p_k^w_k),\n"
            "                        or auto: both, keeping the better (default auto)\n"
            "      --buckets B       none (one set of weights), position (a set per position\n"
            "                        of the letter predicted: 1, 2, 3, 4-5, 6-8, 9-12, 13+),\n"
-           "                        or auto: both, keeping the better (default auto)\n"
-           "      --split-seed N    seed of the two halves of --dev used to cross-fit (default 0)\n"
+           "                        evidence (a set per longest context order an n-gram\n"
+           "                        component saw in training, 0-7, 8+), or auto: each\n"
+           "                        that applies, keeping the best (default auto)\n"
+           "      --halves-seed N   seed of the two halves of those names used to cross-fit\n"
+           "                        (default 0)\n"
            "  -o, --output FILE     the mixture (default mix.safetensors)\n"
            "      --threads N       bound the threads used\n"
            "  -h, --help            show this help and exit\n"
            "  -V, --version         show the version and exit\n"
            "\n"
-           "Honest numbers: the --dev names are cut into two seeded halves; weights fitted\n"
-           "on one half score the other, and crossfit_loss is the mean over all the --dev\n"
-           "names so scored, each by weights that never saw it.  The mixture written has\n"
-           "weights fitted on all of --dev (fit_loss, what 'generate --score FILE' gives on\n"
-           "--dev); judge it by crossfit_loss, or by scoring names outside --dev.\n"
+           "Honest numbers: the names fitted on are cut into two seeded halves; weights\n"
+           "fitted on one half score the other, and crossfit_loss is the mean over all of\n"
+           "them so scored, each by weights that never saw it (comparable with the\n"
+           "trainers' val_loss).  The mixture written has weights fitted on all of them\n"
+           "(fit_loss, what 'generate --score' gives on them); judge it by crossfit_loss,\n"
+           "or by scoring names outside them.\n"
            "\n"
            "Output (TSV): a row per component, then a row per mixture tried:\n"
            "  model mode buckets fit_loss crossfit_loss chosen\n"
@@ -58,7 +66,7 @@ static _Noreturn void usage(void)
            "Exit status: 0 on success, 1 on a runtime error (unreadable model, other\n"
            "vocabularies, a --dev name too long for a component), 2 on a usage error.\n"
            "\n"
-           "Example: mix -m ngram-7.safetensors -m transformer.safetensors --dev val.txt -o mix.safetensors\n",
+           "Example: mix -m ngram-7.safetensors -m transformer.safetensors --data data/villes.txt\n",
            MIX_MAX_COMPONENTS);
     exit(fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
 }
@@ -75,6 +83,7 @@ static void parse(options *o, int argc, char **argv)
         { "model", required_argument, NULL, 'm' },      { "dev", required_argument, NULL, OPT_DEV },
         { "mode", required_argument, NULL, OPT_MODE },  { "buckets", required_argument, NULL, OPT_BUCKETS },
         { "split-seed", required_argument, NULL, OPT_SPLIT_SEED },
+        { "halves-seed", required_argument, NULL, OPT_HALVES_SEED }, { "data", required_argument, NULL, OPT_DATA },
         { "output", required_argument, NULL, 'o' },     { "threads", required_argument, NULL, OPT_THREADS },
         { "help", no_argument, NULL, 'h' },             { "version", no_argument, NULL, 'V' },
         { 0 }
@@ -89,7 +98,9 @@ static void parse(options *o, int argc, char **argv)
         case OPT_DEV: o->dev = optarg; break;
         case OPT_MODE: o->mode = word_or_auto("--mode", optarg, mix_mode_names); break;
         case OPT_BUCKETS: o->buckets = word_or_auto("--buckets", optarg, mix_bucket_names); break;
+        case OPT_DATA: o->data = optarg; break;
         case OPT_SPLIT_SEED: o->split_seed = cli_u64("--split-seed", optarg); break;
+        case OPT_HALVES_SEED: o->halves_seed = cli_u64("--halves-seed", optarg); break;
         case 'o': o->out = optarg; break;
         case OPT_THREADS: cli_set_threads((int)cli_long("--threads", optarg, 0, 1024)); break;
         case 'h': usage();
@@ -99,18 +110,24 @@ static void parse(options *o, int argc, char **argv)
     }
     if (optind < argc) cli_usage("unexpected argument '%s'", argv[optind]);
     if (o->n_models < 2) cli_usage("give at least two models (-m FILE -m FILE)");
-    if (!o->dev) cli_usage("--dev FILE is required (names no component trained on)");
+    if (!o->dev == !o->data) cli_usage("give --data FILE (the components' training names) or --dev FILE");
     if (!strcmp(o->out, "-")) cli_usage("-o: give a file, not '-' (stdout has the table)");
 }
 
-/* The names of --dev, encoded with the components' vocabulary. */
-static void load_dev(const options *o, const mdl *m, ds_names *dev)
+/* The names to fit on, encoded with the components' vocabulary: --dev, or
+ * the validation side of --data's split. */
+static void load_dev(const options *o, const mdl *m, ds_corpus *c)
 {
-    txt_lines lines;
-    if (txt_read_lines(o->dev, &lines)) cli_die_err();
-    if (ds_from_lines(dev, &lines, &m->vocab)) cli_die("%s: %s", o->dev, err_msg());
-    txt_lines_free(&lines);
-    if (dev->n < 2) cli_die("%s: fewer than two names of at least %d characters", o->dev, DS_MIN_NAME_LEN);
+    memset(c, 0, sizeof *c);
+    if (o->data && ds_load_with_vocab(c, &m->vocab, o->data, NULL, o->split_seed, 0.1)) cli_die_err();
+    if (o->dev) {
+        txt_lines lines;
+        if (txt_read_lines(o->dev, &lines)) cli_die_err();
+        if (ds_from_lines(&c->val, &lines, &m->vocab)) cli_die("%s: %s", o->dev, err_msg());
+        txt_lines_free(&lines);
+    }
+    if (c->val.n < 2)
+        cli_die("%s: fewer than two names to fit on", o->dev ? o->dev : o->data);
 }
 
 static void print_row(const char *model, const char *mode, const char *buckets, double fit,
@@ -119,31 +136,19 @@ static void print_row(const char *model, const char *mode, const char *buckets, 
     printf("%s\t%s\t%s\t%.6f\t%.6f\t%d\n", model, mode, buckets, fit, crossfit, chosen);
 }
 
-/* Fit every mixture the flags allow; the one of lowest cross-fitted loss
- * goes into *best (weights fitted on all of d). */
-static void fit_all(const options *o, const mix_data *d, const uint8_t *side, mix_model *best)
+/* Fit every mixture the flags allow and keep, in m, the one of lowest
+ * cross-fitted loss; a row for each. */
+static void fit_all(const options *o, const mix_data *d, const uint8_t *side, mix_model *m)
 {
-    double best_loss = INFINITY, fit[4], cross[4];
-    mix_config tried[4];
-    float w[4][MIX_MAX_BUCKETS * MIX_MAX_COMPONENTS];
-    int n = 0, chosen = -1;
-    for (int mode = 0; mode < 2; mode++)
-        for (int b = 0; b < 2; b++) {
-            if ((o->mode != AUTO && o->mode != mode) || (o->buckets != AUTO && o->buckets != b)) continue;
-            mix_config c = best->c;
-            c.mode = (mix_mode)mode;
-            c.buckets = (mix_buckets)b;
-            size_t count;
-            if (mix_crossfit(d, &c, side, &cross[n]) || mix_fit(d, &c, NULL, 0, w[n])) cli_die_err();
-            fit[n] = mix_nll(d, &c, w[n], NULL, 0, &count) / (double)count;
-            if (cross[n] < best_loss) best_loss = cross[chosen = n];
-            tried[n++] = c;
-        }
+    mix_trial t[MIX_MAX_TRIALS];
+    int n, best;
+    bool evidence = mix_evidence_component(m->comp, m->c.n_components) >= 0;
+    if (mix_search(d, &m->c, o->mode, o->buckets, evidence, side, t, &n, &best)) cli_die_err();
     for (int i = 0; i < n; i++)
-        print_row("mix", mix_mode_names[tried[i].mode], mix_bucket_names[tried[i].buckets], fit[i],
-                  cross[i], i == chosen);
-    best->c = tried[chosen];
-    memcpy(best->w, w[chosen], sizeof w[chosen]);
+        print_row("mix", mix_mode_names[t[i].c.mode], mix_bucket_names[t[i].c.buckets], t[i].fit_loss,
+                  t[i].crossfit_loss, i == best);
+    m->c = t[best].c;
+    memcpy(m->w, t[best].w, sizeof t[best].w);
 }
 
 int main(int argc, char **argv)
@@ -157,11 +162,12 @@ int main(int argc, char **argv)
     static mix_model m;   /* takes the components: one vocabulary */
     mix_config c = { .vocab_size = comp[0].vocab.size, .n_components = o.n_models };
     if (mix_init(&m, &c, comp)) cli_die("%s", err_msg());
-    ds_names dev;
-    load_dev(&o, &m.comp[0], &dev);
+    ds_corpus names;
+    load_dev(&o, &m.comp[0], &names);
+    const ds_names *dev = &names.val;
     mix_data d;
     uint8_t *side;
-    if (mix_data_collect(&d, m.comp, o.n_models, &dev) || mix_halves(dev.n, o.split_seed, &side))
+    if (mix_data_collect(&d, m.comp, o.n_models, dev) || mix_halves(dev->n, o.halves_seed, &side))
         cli_die_err();
 
     printf("model\tmode\tbuckets\tfit_loss\tcrossfit_loss\tchosen\n");
@@ -174,7 +180,7 @@ int main(int argc, char **argv)
     if (mix_save(&m, o.out) || cli_close(stdout, "-")) cli_die_err();
     mix_data_free(&d);
     free(side);
-    ds_free(&dev);
+    ds_corpus_free(&names);
     mix_free(&m);
     return EXIT_SUCCESS;
 }

@@ -37,8 +37,8 @@ static _Noreturn void usage(const tr_options *o)
 static cJSON *start_config(const tr_session *s, const cJSON *given)
 {
     const mlp_config c = MLP_DEFAULTS;
-    char *defaults = mlp_config_to_json(&c);
-    if (!defaults) cli_die("out of memory");
+    char *defaults = NULL;
+    if (mlp_config_to_json(&c, &defaults)) cli_die_err();
     cJSON *config = trc_config(s, defaults, given, flags);
     free(defaults);
     return config;
@@ -48,15 +48,18 @@ static cJSON *start_config(const tr_session *s, const cJSON *given)
 static mlp_config finish_config(const tr_session *s, cJSON *config, const cJSON *given)
 {
     mlp_config c;
-    trc_config_fresh(s, config, given, "vocab_size", s->vocab->size);
-    char *text = trc_config_text(config);
-    if (mlp_config_from_json(&c, text)) cli_die("%s: %s", s->resuming ? s->o.resume_path : "config", err_msg());
+    char *text = trc_config_finish(s, config, given);
+    if (mlp_config_from_json(&c, text)) trc_config_error(s);
     free(text);
-    cJSON_Delete(config);
     return c;
 }
 
-static char *config_json(const void *impl) { return mlp_config_to_json(&((const mlp *)impl)->c); }
+static char *config_json(const void *impl)
+{
+    char *json = NULL;
+    mlp_config_to_json(&((const mlp_model *)impl)->c, &json);
+    return json;
+}
 
 static tensor *loss(void *impl, ag_tape *t, const ds_batch *b) { return mlp_loss(impl, t, b); }
 
@@ -64,7 +67,7 @@ int main(int argc, char **argv)
 {
     cli_init("mlp-train", argv);
     tr_options o;
-    tr_options_init(&o, "mlp", "weights/mlp.safetensors");
+    tr_options_init(&o, MLP_KIND, "weights/mlp.safetensors");
     cJSON *given = trc_parse(argc, argv, &o, flags, usage);
     trc_check_args(&o, argc, argv, optind);
 
@@ -74,13 +77,13 @@ int main(int argc, char **argv)
     trc_load_names(&s);
     mlp_config c = finish_config(&s, config, given);
     cJSON_Delete(given);
-    static mlp net;
+    static mlp_model net;
     if (mlp_init(&net, &c)) cli_die_err();
     rng init;
     rng_seed(&init, s.o.seed);
     mlp_init_weights(&net, &init);
 
-    tr_model m = { .kind = "mlp", .params = &net.params, .impl = &net, .loss = loss,
+    tr_model m = { .kind = MLP_KIND, .params = &net.p, .impl = &net, .loss = loss,
                    .config_json = config_json };
     err_code e = trc_run(&s, &m, NULL);
     mlp_free(&net);

@@ -97,7 +97,7 @@ int main(int argc, char **argv)
 {
     cli_init("ngram", argv);
     options o = {
-        .c = { .order = 3, .k = NG_DEFAULT_K, .discount = NG_DISCOUNT_ESTIMATED },
+        .c = NG_DEFAULTS,
         .data = "data/villes.txt",
         .smoothing = -1,
     };
@@ -107,7 +107,8 @@ int main(int argc, char **argv)
     if (ds_load(&corpus, o.data, o.val_data, o.split_seed, VAL_FRACTION)) cli_die_err();
     double t0 = cli_now();
     ng_model *m;
-    if (ng_fit(&m, &o.c, corpus.vocab.size, &corpus.train)) cli_die_err();
+    o.c.vocab_size = corpus.vocab.size;
+    if (ng_fit(&m, &o.c, &corpus.train)) cli_die_err();
     double seconds = cli_now() - t0;
     size_t n_train, n_val;
     double train_loss = ng_nll(m, &corpus.train, &n_train) / (double)n_train;

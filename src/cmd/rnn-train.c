@@ -138,11 +138,9 @@ static cJSON *start_config(const tr_session *s, const cJSON *given, bool text)
 static rnn_config finish_config(const tr_session *s, cJSON *config, const cJSON *given)
 {
     rnn_config c;
-    trc_config_fresh(s, config, given, "vocab_size", s->vocab->size);
-    char *json = trc_config_text(config);
-    if (rnn_config_from_json(&c, json)) cli_die("%s: %s", s->resuming ? s->o.resume_path : "config", err_msg());
-    free(json);
-    cJSON_Delete(config);
+    char *text = trc_config_finish(s, config, given);
+    if (rnn_config_from_json(&c, text)) trc_config_error(s);
+    free(text);
     return c;
 }
 

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "model.h"
+#include "kinds.h"
 #include "sae.h"
 #include "saetrain.h"
 #include "trcli.h"

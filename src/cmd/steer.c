@@ -12,7 +12,7 @@
 
 #include "cli.h"
 #include "generation.h"
-#include "model.h"
+#include "kinds.h"
 #include "sae.h"
 #include "transformer.h"
 

@@ -78,16 +78,13 @@ static cJSON *start_config(const tr_session *s, const cJSON *given)
 static tf_config finish_config(const tr_session *s, cJSON *config, const cJSON *given)
 {
     tf_config c;
-    trc_config_fresh(s, config, given, "vocab_size", s->vocab->size);
     trc_config_fresh(s, config, given, "max_len", longest_name(s) + 2);
-    char *text = trc_config_text(config);
-    if (tf_config_from_json(&c, text))
-        s->resuming ? cli_die("%s: %s", s->o.resume_path, err_msg()) : cli_usage("%s", err_msg());
+    char *text = trc_config_finish(s, config, given);
+    if (tf_config_from_json(&c, text)) trc_config_error(s);
     if (longest_name(s) + 1 > c.max_len)
         cli_die("the longest name has %d characters: max_len %d leaves room for %d",
                 longest_name(s), c.max_len, c.max_len - 1);
     free(text);
-    cJSON_Delete(config);
     return c;
 }
 

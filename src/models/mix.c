@@ -1,4 +1,7 @@
-/* mix.c - mixtures of language models; see mix.h. */
+/* mix.c - mixtures of language models; see mix.h.
+ *
+ * The one kind that includes kinds.h: its components are models of any
+ * kind, loaded through the registry (model.h's exceptions). */
 #include "mix.h"
 
 #include <cjson/cJSON.h>
@@ -7,24 +10,43 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kinds.h"
 #include "sampling.h"
 
 const char *const mix_mode_names[] = { "linear", "loglinear", NULL };
-const char *const mix_bucket_names[] = { "none", "position", NULL };
+const char *const mix_bucket_names[] = { "none", "position", "evidence", NULL };
 
 enum { EM_ITERATIONS = 500, NEWTON_ITERATIONS = 50 };
 
 /* ---- config ----------------------------------------------------------------- */
 
-int mix_n_buckets(const mix_config *c) { return c->buckets == MIX_BY_POSITION ? MIX_POSITION_BUCKETS : 1; }
+int mix_n_buckets(const mix_config *c)
+{
+    static const int n[] = { [MIX_ONE_BUCKET] = 1, [MIX_BY_POSITION] = MIX_POSITION_BUCKETS,
+                             [MIX_BY_EVIDENCE] = MIX_EVIDENCE_BUCKETS };
+    return n[c->buckets];
+}
 
-int mix_bucket(const mix_config *c, int pos)
+int mix_bucket(const mix_config *c, mix_where w)
 {
     static const int first[MIX_POSITION_BUCKETS] = { 0, 1, 2, 3, 5, 8, 12 };
-    if (c->buckets != MIX_BY_POSITION) return 0;
     int b = 0;
-    while (b + 1 < MIX_POSITION_BUCKETS && pos >= first[b + 1]) b++;
-    return b;
+    switch (c->buckets) {
+    case MIX_ONE_BUCKET: return 0;
+    case MIX_BY_POSITION:
+        while (b + 1 < MIX_POSITION_BUCKETS && w.pos >= first[b + 1]) b++;
+        return b;
+    case MIX_BY_EVIDENCE:
+        return w.evidence < 0 ? 0 : w.evidence < MIX_EVIDENCE_BUCKETS ? w.evidence : MIX_EVIDENCE_BUCKETS - 1;
+    }
+    return 0;
+}
+
+int mix_evidence_component(const mdl *components, int K)
+{
+    for (int k = 0; k < K; k++)
+        if (components[k].kind && components[k].kind->evidence) return k;
+    return -1;
 }
 
 err_code mix_config_check(const mix_config *c)
@@ -34,7 +56,7 @@ err_code mix_config_check(const mix_config *c)
                        MIX_MAX_COMPONENTS);
     if (c->vocab_size < TOK_FIRST + 1)
         return err_set(ERR_ARG, "vocab_size %d out of range", c->vocab_size);
-    if ((unsigned)c->mode > MIX_LOGLINEAR || (unsigned)c->buckets > MIX_BY_POSITION)
+    if ((unsigned)c->mode > MIX_LOGLINEAR || (unsigned)c->buckets > MIX_BY_EVIDENCE)
         return err_set(ERR_ARG, "unknown mixing mode");
     return ERR_OK;
 }
@@ -63,10 +85,10 @@ static int json_word(const cJSON *o, const char *key, const char *const *words)
 
 err_code mix_config_from_json(mix_config *c, const char *json)
 {
-    cJSON *o = json ? cJSON_Parse(json) : NULL;
+    cJSON *o = mdl_config_object(json, MIX_KIND);
+    if (!o) return ERR_FORMAT;
     mix_config k = { 0 };
-    err_code e = cJSON_IsObject(o) ? ERR_OK : err_set(ERR_FORMAT, "mix config is not a JSON object");
-    if (!e) e = mdl_config_int(o, "mix", "vocab_size", &k.vocab_size);
+    err_code e = mdl_config_int(o, "mix", "vocab_size", &k.vocab_size);
     if (!e) e = mdl_config_int(o, "mix", "n_components", &k.n_components);
     int mode = json_word(o, "mode", mix_mode_names), buckets = json_word(o, "buckets", mix_bucket_names);
     if (!e && (mode < 0 || buckets < 0))
@@ -101,6 +123,8 @@ err_code mix_init(mix_model *m, const mix_config *c, mdl *components)
             e = err_set(ERR_MISMATCH, "component %d has another vocabulary than component 0 "
                         "(%d and %d tokens): mix models trained on the same names", k,
                         components[k].vocab.size, components[0].vocab.size);
+    if (!e && c->buckets == MIX_BY_EVIDENCE && mix_evidence_component(components, c->n_components) < 0)
+        e = err_set(ERR_ARG, "weights by evidence need a component that has some (an n-gram)");
     if (e) return e;
     m->c = *c;
     m->c.vocab_size = components[0].vocab.size;
@@ -137,11 +161,13 @@ static err_code load_component(mdl *out, const ck_file *f, const char *path, int
 err_code mix_load(mix_model *m, const ck_file *f, const char *path, bool optim)
 {
     (void)optim;   /* a mixture is not trained: it has no optimiser state */
+    const char *json;
     mix_config c;
     mdl comp[MIX_MAX_COMPONENTS] = { { 0 } };
     memset(m, 0, sizeof *m);
-    err_code e = mix_config_from_json(&c, ck_meta(f, "config"));
-    if (e) return err_prefix(e, path);
+    err_code e = mdl_read_meta(f, path, MIX_KIND, &json, NULL);
+    if (e) return e;
+    if ((e = mix_config_from_json(&c, json))) return err_prefix(e, path);
     for (int k = 0; !e && k < c.n_components; k++) e = load_component(&comp[k], f, path, k);
     const float *w;
     const int64_t shape[2] = { mix_n_buckets(&c), c.n_components };
@@ -174,18 +200,14 @@ static err_code put_component(ck_writer *w, const ck_file *f, int k)
 err_code mix_save(const mix_model *m, const char *path)
 {
     ck_writer *w = ck_writer_new();
-    char *config = NULL, *vocab = NULL;
-    err_code e = w ? mix_config_to_json(&m->c, &config) : err_set(ERR_NOMEM, "out of memory");
-    if (!e) e = txt_vocab_to_json(&m->comp[0].vocab, &vocab);
-    const char *meta[][2] = { { "format", CK_FORMAT }, { "format_version", CK_FORMAT_VERSION },
-                              { "model", MIX_KIND }, { "config", config }, { "vocab", vocab } };
-    for (size_t i = 0; !e && i < sizeof meta / sizeof meta[0]; i++) e = ck_put_meta(w, meta[i][0], meta[i][1]);
+    char *config = NULL;
+    err_code e = mix_config_to_json(&m->c, &config);
+    if (!e) e = mdl_put_meta(w, MIX_KIND, config, &m->comp[0].vocab);
     const int64_t shape[2] = { mix_n_buckets(&m->c), m->c.n_components };
     if (!e) e = ck_put(w, "mix.weights", CK_F32, 2, shape, m->w);
     for (int k = 0; !e && k < m->c.n_components; k++) e = put_component(w, &m->comp[k].file, k);
     if (!e) e = ck_write(w, path);
     free(config);
-    free(vocab);
     ck_writer_free(w);
     return e;
 }
@@ -216,24 +238,23 @@ static void floored_log_softmax(float *x, int V)
 
 /* ---- generation -------------------------------------------------------------------- */
 
-typedef struct mix_state {
+struct mix_state {
     const mix_model *m;
     int        pos;                          /* predictions made since start */
+    int        evidence;                     /* the component giving evidence, or -1 */
     mdl_state  st[MIX_MAX_COMPONENTS];
     float      lp[];                         /* (K, V) */
-} mix_state;
+};
 
-static void mix_state_free(void *p)
+void mix_state_free(mix_state *s)
 {
-    mix_state *s = p;
     if (!s) return;
     for (int k = 0; k < s->m->c.n_components; k++) mdl_state_free(&s->st[k]);
     free(s);
 }
 
-static void *mix_state_new(const void *impl)
+mix_state *mix_state_new(const mix_model *m)
 {
-    const mix_model *m = impl;
     const int K = m->c.n_components, V = m->c.vocab_size;
     mix_state *s = calloc(1, sizeof *s + (size_t)K * V * sizeof(float));
     if (!s) {
@@ -241,6 +262,7 @@ static void *mix_state_new(const void *impl)
         return NULL;
     }
     s->m = m;
+    s->evidence = mix_evidence_component(m->comp, K);
     for (int k = 0; k < K; k++)
         if (mdl_state_new(&s->st[k], &m->comp[k])) {
             mix_state_free(s);
@@ -249,30 +271,28 @@ static void *mix_state_new(const void *impl)
     return s;
 }
 
-static void mix_start(const void *impl, void *p)
+void mix_state_start(mix_state *s)
 {
-    mix_state *s = p;
     s->pos = 0;
     for (int k = 0; k < s->m->c.n_components; k++) mdl_start(&s->st[k]);
 }
 
 /* Every component advances its own state; the mixture combines them. */
-static void mix_next(const void *impl, void *p, int tok, float *logits)
+void mix_state_next(mix_state *s, int tok, float *logits)
 {
-    mix_state *s = p;
     const mix_model *m = s->m;
     const int K = m->c.n_components, V = m->c.vocab_size;
     for (int k = 0; k < K; k++) {
         mdl_next(&s->st[k], tok, s->lp + (size_t)k * V);
         floored_log_softmax(s->lp + (size_t)k * V, V);
     }
-    combine(&m->c, m->w + (size_t)mix_bucket(&m->c, s->pos++) * K, s->lp, V, logits);
+    mix_where w = { s->pos++, s->evidence < 0 ? -1 : mdl_evidence(&s->st[s->evidence]) };
+    combine(&m->c, m->w + (size_t)mix_bucket(&m->c, w) * K, s->lp, V, logits);
 }
 
 /* The shortest limit of the components (0 = none has one). */
-static int mix_max_len(const void *impl)
+int mix_max_len(const mix_model *m)
 {
-    const mix_model *m = impl;
     int best = 0;
     for (int k = 0; k < m->c.n_components; k++) {
         int L = mdl_max_len(&m->comp[k]);
@@ -281,29 +301,7 @@ static int mix_max_len(const void *impl)
     return best;
 }
 
-static void kind_free(void *impl)
-{
-    mix_free(impl);
-    free(impl);
-}
-
-static err_code fill(void *m, const ck_file *f, const char *path) { return mix_load(m, f, path, false); }
-
-static err_code kind_load(const ck_file *f, const char *path, void **impl)
-{
-    return mdl_load_struct(f, path, impl, sizeof(mix_model), fill, kind_free);
-}
-
-const mdl_kind mix_kind = {
-    .name = MIX_KIND,
-    .load = kind_load,
-    .free = kind_free,
-    .state_new = mix_state_new,
-    .state_free = mix_state_free,
-    .start = mix_start,
-    .next = mix_next,
-    .max_len = mix_max_len,
-};
+MDL_KIND(mix, MIX_KIND, mix_model, mix_state);
 
 /* ---- the data the weights are fitted on ----------------------------------------------- */
 
@@ -311,7 +309,7 @@ void mix_data_free(mix_data *d)
 {
     if (!d) return;
     free(d->first);
-    free(d->pos);
+    free(d->where);
     free(d->target);
     free(d->logp);
     memset(d, 0, sizeof *d);
@@ -325,16 +323,18 @@ static err_code data_alloc(mix_data *d, int K, int V, const ds_names *names)
     d->n_names = names->n;
     for (size_t i = 0; i < names->n; i++) d->n += (size_t)ds_len(names, i) + 1;
     d->first = malloc((names->n + 1) * sizeof *d->first);
-    d->pos = malloc((d->n + 1) * sizeof *d->pos);
+    d->where = malloc((d->n + 1) * sizeof *d->where);
     d->target = malloc((d->n + 1) * sizeof *d->target);
     d->logp = malloc((d->n * K * V + 1) * sizeof *d->logp);
-    if (d->first && d->pos && d->target && d->logp) return ERR_OK;
+    if (d->first && d->where && d->target && d->logp) return ERR_OK;
     mix_data_free(d);
     return err_set(ERR_NOMEM, "out of memory for the mixture's data (%zu targets)", d->n);
 }
 
-/* Component k over name i: its floored log-probabilities at every target. */
-static err_code collect_name(mix_data *d, mdl_state *st, int k, const ds_names *names, size_t i)
+/* Component k over name i: its floored log-probabilities at every target
+ * (and, from the evidence component, the evidence). */
+static err_code collect_name(mix_data *d, mdl_state *st, int k, bool evidence, const ds_names *names,
+                             size_t i)
 {
     const int V = d->V, K = d->K, n = ds_len(names, i);
     const int *tok = ds_name(names, i);
@@ -348,7 +348,8 @@ static err_code collect_name(mix_data *d, mdl_state *st, int k, const ds_names *
         float *lp = d->logp + (t * K + (size_t)k) * V;
         mdl_next(st, prev, lp);
         floored_log_softmax(lp, V);
-        d->pos[t] = p;
+        if (k == 0) d->where[t] = (mix_where){ .pos = p, .evidence = -1 };
+        if (evidence) d->where[t].evidence = mdl_evidence(st);
         d->target[t] = p < n ? tok[p] : TOK_EOS;
         prev = d->target[t];
     }
@@ -367,7 +368,8 @@ err_code mix_data_collect(mix_data *d, const mdl *components, int K, const ds_na
     for (int k = 0; !e && k < K; k++) {
         mdl_state st;
         if ((e = mdl_state_new(&st, &components[k]))) break;
-        for (size_t i = 0; !e && i < names->n; i++) e = collect_name(d, &st, k, names, i);
+        bool evidence = k == mix_evidence_component(components, K);
+        for (size_t i = 0; !e && i < names->n; i++) e = collect_name(d, &st, k, evidence, names, i);
         mdl_state_free(&st);
     }
     if (e) mix_data_free(d);
@@ -382,7 +384,7 @@ err_code mix_data_collect(mix_data *d, const mdl *components, int K, const ds_na
     for (size_t name_ = 0; name_ < (d)->n_names; name_++)                                  \
         if (!(side) || (side)[name_] == (which))                                           \
             for (size_t t = (d)->first[name_]; t < (d)->first[name_ + 1]; t++)             \
-                if ((b) < 0 || mix_bucket((c), (d)->pos[t]) == (b))
+                if ((b) < 0 || mix_bucket((c), (d)->where[t]) == (b))
 
 /* The same computation as generation (combine), so that a name's loss
  * here is the loss generate --score gives it. */
@@ -394,7 +396,7 @@ double mix_nll(const mix_data *d, const mix_config *c, const float *w, const uin
     *n = 0;
     if (!out) return NAN;
     FOR_TARGETS(d, c, side, which, -1, t) {
-        combine(c, w + (size_t)mix_bucket(c, d->pos[t]) * d->K, d->logp + t * d->K * d->V, d->V, out);
+        combine(c, w + (size_t)mix_bucket(c, d->where[t]) * d->K, d->logp + t * d->K * d->V, d->V, out);
         nll -= out[d->target[t]];
         (*n)++;
     }
@@ -566,5 +568,38 @@ err_code mix_crossfit(const mix_data *d, const mix_config *c, const uint8_t *sid
         n += part;
     }
     *loss = n ? nll / (double)n : NAN;
+    return ERR_OK;
+}
+
+/* Cross-fit c, then fit it on every name. */
+static err_code try_config(const mix_data *d, const mix_config *c, const uint8_t *side, mix_trial *t)
+{
+    size_t n;
+    t->c = *c;
+    err_code e = mix_crossfit(d, c, side, &t->crossfit_loss);
+    if (!e) e = mix_fit(d, c, NULL, 0, t->w);
+    if (!e) t->fit_loss = mix_nll(d, c, t->w, NULL, 0, &n) / (double)n;
+    return e;
+}
+
+err_code mix_search(const mix_data *d, const mix_config *base, int mode, int buckets, bool evidence,
+                    const uint8_t *side, mix_trial *trials, int *n, int *best)
+{
+    *n = 0;
+    *best = -1;
+    for (int md = MIX_LINEAR; md <= MIX_LOGLINEAR; md++)
+        for (int b = MIX_ONE_BUCKET; b <= MIX_BY_EVIDENCE; b++) {
+            if ((mode != MIX_ANY && mode != md) || (buckets != MIX_ANY && buckets != b)) continue;
+            if (b == MIX_BY_EVIDENCE && !evidence) continue;
+            mix_config c = *base;
+            c.mode = (mix_mode)md;
+            c.buckets = (mix_buckets)b;
+            err_code e = try_config(d, &c, side, &trials[*n]);
+            if (e) return e;
+            if (*best < 0 || trials[*n].crossfit_loss < trials[*best].crossfit_loss) *best = *n;
+            (*n)++;
+        }
+    if (*n == 0) return err_set(ERR_ARG, "no mixture to try: weights by evidence need a component "
+                                "that has some (an n-gram)");
     return ERR_OK;
 }

@@ -12,41 +12,68 @@
 #include "ops.h"
 #include "text.h"
 
-/* ---- parameters ------------------------------------------------------ */
+/* ---- config ---------------------------------------------------------- */
 
 enum { MLP_MAX_DIM = 1 << 16, MLP_MAX_VOCAB = 1 << 21 };
 
-static err_code check_config(const mlp_config *c)
+err_code mlp_config_check(const mlp_config *c)
 {
     if (c->vocab_size <= TOK_FIRST || c->vocab_size > MLP_MAX_VOCAB)
-        return err_set(ERR_ARG, "mlp: vocabulary of %d tokens", c->vocab_size);
+        return err_set(ERR_ARG, "vocab_size %d out of range (%d..%d)", c->vocab_size,
+                       TOK_FIRST + 1, MLP_MAX_VOCAB);
     if (c->d_model < 1 || c->d_model > MLP_MAX_DIM || c->d_hidden < 1 ||
         c->d_hidden > MLP_MAX_DIM || c->n_context < 1 || c->n_context > 4096)
-        return err_set(ERR_ARG, "mlp: d_model %d, d_hidden %d, n_context %d out of range",
+        return err_set(ERR_ARG, "d_model %d, d_hidden %d, n_context %d out of range",
                        c->d_model, c->d_hidden, c->n_context);
     /* fc1 and the fused op's (n, V, H) buffers must stay within int counts */
     long long in = (long long)c->n_context * c->d_model;
     if (in * c->d_hidden > (1LL << 31) - 1 ||
         (long long)c->n_context * c->vocab_size * c->d_hidden > (1LL << 31) - 1)
-        return err_set(ERR_ARG, "mlp: model too large (n_context*d_model*d_hidden)");
+        return err_set(ERR_ARG, "model too large (n_context*d_model*d_hidden)");
     return ERR_OK;
 }
 
-err_code mlp_init(mlp *m, const mlp_config *c)
+err_code mlp_config_to_json(const mlp_config *c, char **json)
+{
+    char buf[160];
+    snprintf(buf, sizeof buf, "{\"vocab_size\":%d,\"d_model\":%d,\"d_hidden\":%d,\"n_context\":%d}",
+             c->vocab_size, c->d_model, c->d_hidden, c->n_context);
+    *json = strdup(buf);
+    return *json ? ERR_OK : err_set(ERR_NOMEM, "cannot build the mlp config JSON");
+}
+
+err_code mlp_config_from_json(mlp_config *c, const char *json)
+{
+    cJSON *o = mdl_config_object(json, MLP_KIND);
+    if (!o) return ERR_FORMAT;
+    mlp_config r;
+    err_code rc = mdl_config_int(o, MLP_KIND, "vocab_size", &r.vocab_size);
+    if (!rc) rc = mdl_config_int(o, MLP_KIND, "d_model", &r.d_model);
+    if (!rc) rc = mdl_config_int(o, MLP_KIND, "d_hidden", &r.d_hidden);
+    if (!rc) rc = mdl_config_int(o, MLP_KIND, "n_context", &r.n_context);
+    cJSON_Delete(o);
+    if (!rc && mlp_config_check(&r)) rc = err_prefix(ERR_FORMAT, "mlp config");
+    if (!rc) *c = r;
+    return rc;
+}
+
+/* ---- parameters ------------------------------------------------------ */
+
+err_code mlp_init(mlp_model *m, const mlp_config *c)
 {
     memset(m, 0, sizeof *m);
-    err_code rc = check_config(c);
+    err_code rc = mlp_config_check(c);
     if (rc) return rc;
     m->c = *c;
     int V = c->vocab_size, d = c->d_model, H = c->d_hidden, in = c->n_context * c->d_model;
-    tn_params_init(&m->params);
-    m->emb = tn_param(&m->params, "embedding.weight", true, 2, (int[]){ V, d });
-    m->w1 = tn_param(&m->params, "fc1.weight", true, 2, (int[]){ H, in });
-    m->b1 = tn_param(&m->params, "fc1.bias", false, 1, (int[]){ H });
-    m->w2 = tn_param(&m->params, "fc2.weight", true, 2, (int[]){ V, H });
-    m->b2 = tn_param(&m->params, "fc2.bias", false, 1, (int[]){ V });
+    tn_params_init(&m->p);
+    m->emb = tn_param(&m->p, "embedding.weight", true, 2, (int[]){ V, d });
+    m->w1 = tn_param(&m->p, "fc1.weight", true, 2, (int[]){ H, in });
+    m->b1 = tn_param(&m->p, "fc1.bias", false, 1, (int[]){ H });
+    m->w2 = tn_param(&m->p, "fc2.weight", true, 2, (int[]){ V, H });
+    m->b2 = tn_param(&m->p, "fc2.bias", false, 1, (int[]){ V });
     if (!m->emb || !m->w1 || !m->b1 || !m->w2 || !m->b2) return ERR_ARG;
-    return tn_params_alloc(&m->params);
+    return tn_params_alloc(&m->p);
 }
 
 static void fill_uniform(tensor *t, rng *r, float bound)
@@ -54,7 +81,7 @@ static void fill_uniform(tensor *t, rng *r, float bound)
     for (int i = 0; i < t->n; i++) t->data[i] = (float)((2.0 * rng_uniform(r) - 1.0) * bound);
 }
 
-void mlp_init_weights(mlp *m, rng *r)
+void mlp_init_weights(mlp_model *m, rng *r)
 {
     float b1 = 1.0f / sqrtf((float)(m->c.n_context * m->c.d_model));
     float b2 = 1.0f / sqrtf((float)m->c.d_hidden);
@@ -65,61 +92,35 @@ void mlp_init_weights(mlp *m, rng *r)
     fill_uniform(m->b2, r, b2);
 }
 
-void mlp_free(mlp *m)
+err_code mlp_load(mlp_model *m, const ck_file *f, const char *path, bool optim)
 {
-    if (!m) return;
-    tn_params_free(&m->params);
-    memset(m, 0, sizeof *m);
-}
-
-/* ---- config ---------------------------------------------------------- */
-
-char *mlp_config_to_json(const mlp_config *c)
-{
-    char buf[160];
-    snprintf(buf, sizeof buf, "{\"vocab_size\":%d,\"d_model\":%d,\"d_hidden\":%d,\"n_context\":%d}",
-             c->vocab_size, c->d_model, c->d_hidden, c->n_context);
-    return strdup(buf);
-}
-
-/* A positive integer member of obj, within int range. */
-static err_code json_int(const cJSON *obj, const char *key, int *out)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1 ||
-        v->valuedouble > 1 << 30)
-        return err_set(ERR_FORMAT, "mlp config: '%s' missing or not a positive integer", key);
-    *out = (int)v->valuedouble;
+    memset(m, 0, sizeof *m);   /* mlp_free below may see it before mlp_init */
+    const char *json;
+    mlp_config c;
+    err_code rc = mdl_read_meta(f, path, MLP_KIND, &json, NULL);
+    if (rc) return rc;
+    if ((rc = mlp_config_from_json(&c, json)) || (rc = mlp_init(m, &c)) ||
+        (rc = tn_params_load(&m->p, f, optim))) {
+        mlp_free(m);
+        return err_prefix(rc, path);
+    }
     return ERR_OK;
 }
 
-err_code mlp_config_from_json(mlp_config *c, const char *json)
+err_code mlp_save(const mlp_model *m, const txt_vocab *v, const char *path)
 {
-    if (!json) return err_set(ERR_FORMAT, "mlp checkpoint without a config");
-    cJSON *obj = cJSON_Parse(json);
-    if (!cJSON_IsObject(obj)) {
-        cJSON_Delete(obj);
-        return err_set(ERR_FORMAT, "mlp config is not a JSON object");
-    }
-    mlp_config r;
-    err_code rc = json_int(obj, "vocab_size", &r.vocab_size);
-    if (!rc) rc = json_int(obj, "d_model", &r.d_model);
-    if (!rc) rc = json_int(obj, "d_hidden", &r.d_hidden);
-    if (!rc) rc = json_int(obj, "n_context", &r.n_context);
-    cJSON_Delete(obj);
-    if (!rc) *c = r;
+    char *config = NULL;
+    err_code rc = mlp_config_to_json(&m->c, &config);
+    if (!rc) rc = mdl_save_params(path, MLP_KIND, config, v, &m->p);
+    free(config);
     return rc;
 }
 
-err_code mlp_from_checkpoint(mlp *m, const ck_file *f)
+void mlp_free(mlp_model *m)
 {
-    memset(m, 0, sizeof *m);   /* mlp_free below may see it before mlp_init */
-    mlp_config c;
-    err_code rc = mlp_config_from_json(&c, ck_meta(f, "config"));
-    if (!rc) rc = mlp_init(m, &c);
-    if (!rc) rc = tn_params_load(&m->params, f, false);
-    if (rc) mlp_free(m);
-    return rc;
+    if (!m) return;
+    tn_params_free(&m->p);
+    memset(m, 0, sizeof *m);
 }
 
 /* ---- the fused first layer ------------------------------------------- */
@@ -212,14 +213,14 @@ static void context_of(const int *x, int pos, int n, int *out)
 }
 
 /* Logits (N, V) for N contexts (N, n_context). */
-static tensor *head(mlp *m, ag_tape *t, const int *ctx, int N)
+static tensor *head(mlp_model *m, ag_tape *t, const int *ctx, int N)
 {
     tensor *h = mlp_context_linear(t, m->emb, m->w1, m->b1, ctx, N, m->c.n_context);
     if (!h) return NULL;
     return op_linear(t, op_tanh(t, h), m->w2, m->b2);
 }
 
-tensor *mlp_logits(mlp *m, ag_tape *t, const int *x, int B, int T)
+tensor *mlp_logits(mlp_model *m, ag_tape *t, const int *x, int B, int T)
 {
     int n = m->c.n_context, N = B * T;
     int *ctx = ag_alloc(t, (size_t)N * n * sizeof *ctx);
@@ -228,7 +229,7 @@ tensor *mlp_logits(mlp *m, ag_tape *t, const int *x, int B, int T)
     return head(m, t, ctx, N);
 }
 
-tensor *mlp_loss(mlp *m, ag_tape *t, const ds_batch *b)
+tensor *mlp_loss(mlp_model *m, ag_tape *t, const ds_batch *b)
 {
     /* Only positions with a real target are computed: a batch trimmed to its
      * longest name is still about half padding. */
@@ -251,36 +252,18 @@ tensor *mlp_loss(mlp *m, ag_tape *t, const ds_batch *b)
     return logits ? op_cross_entropy(t, logits, tgt, TOK_PAD) : NULL;
 }
 
-/* ---- generation (model.h) -------------------------------------------- */
+/* ---- generation ------------------------------------------------------ */
 
 /* One allocation: the struct, then e, h and ctx. */
-typedef struct mlp_state {
+struct mlp_state {
+    const mlp_model *m;
     int   *ctx;   /* the last n_context tokens fed, oldest first */
     float *h;     /* (H) hidden layer */
     float  e[];   /* (n_context * d) concatenated embeddings */
-} mlp_state;
+};
 
-static void kind_free(void *impl)
+mlp_state *mlp_state_new(const mlp_model *m)
 {
-    mlp_free(impl);
-    free(impl);
-}
-
-/* mlp_from_checkpoint's messages do not name the file. */
-static err_code fill(void *m, const ck_file *f, const char *path)
-{
-    err_code rc = mlp_from_checkpoint(m, f);
-    return rc ? err_prefix(rc, path) : ERR_OK;
-}
-
-static err_code kind_load(const ck_file *f, const char *path, void **impl)
-{
-    return mdl_load_struct(f, path, impl, sizeof(mlp), fill, kind_free);
-}
-
-static void *kind_state_new(const void *impl)
-{
-    const mlp *m = impl;
     int n = m->c.n_context, in = n * m->c.d_model;
     mlp_state *s = malloc(sizeof *s + (size_t)(in + m->c.d_hidden) * sizeof(float) +
                           (size_t)n * sizeof(int));
@@ -288,25 +271,23 @@ static void *kind_state_new(const void *impl)
         err_set(ERR_NOMEM, "mlp: out of memory for a generation state");
         return NULL;
     }
+    s->m = m;
     s->h = s->e + in;
     s->ctx = (int *)(s->h + m->c.d_hidden);
     return s;
 }
 
-static void kind_state_free(void *st) { free(st); }
+void mlp_state_free(mlp_state *s) { free(s); }
 
-static void kind_start(const void *impl, void *st)
+void mlp_state_start(mlp_state *s)
 {
-    const mlp *m = impl;
-    mlp_state *s = st;
-    for (int j = 0; j < m->c.n_context; j++) s->ctx[j] = TOK_SOS;
+    for (int j = 0; j < s->m->c.n_context; j++) s->ctx[j] = TOK_SOS;
 }
 
 /* One position without the tape: h = tanh(W1 e + b1), logits = W2 h + b2. */
-static void kind_next(const void *impl, void *st, int tok, float *logits)
+void mlp_state_next(mlp_state *s, int tok, float *logits)
 {
-    const mlp *m = impl;
-    mlp_state *s = st;
+    const mlp_model *m = s->m;
     int n = m->c.n_context, d = m->c.d_model, H = m->c.d_hidden, V = m->c.vocab_size;
     memmove(s->ctx, s->ctx + 1, (size_t)(n - 1) * sizeof *s->ctx);
     s->ctx[n - 1] = tok >= 0 && tok < V ? tok : TOK_PAD;
@@ -321,15 +302,6 @@ static void kind_next(const void *impl, void *st, int tok, float *logits)
                 logits, 1);
 }
 
-static int kind_max_len(const void *impl) { return 0; }
+int mlp_max_len(const mlp_model *m) { return 0; }
 
-const mdl_kind mlp_kind = {
-    .name = "mlp",
-    .load = kind_load,
-    .free = kind_free,
-    .state_new = kind_state_new,
-    .state_free = kind_state_free,
-    .start = kind_start,
-    .next = kind_next,
-    .max_len = kind_max_len,
-};
+MDL_KIND(mlp, MLP_KIND, mlp_model, mlp_state);

@@ -1,5 +1,6 @@
-/* model.c - the registry of model kinds and the code every kind shares:
- * loading a checkpoint, sampling a name, scoring a name; see model.h. */
+/* model.c - the code every kind shares: the helpers of the contract's
+ * functions, streams, sampling a name, scoring a name; see model.h.  It
+ * knows no kind: the list of kinds is kinds.c's. */
 #include "model.h"
 
 #include <cjson/cJSON.h>
@@ -10,109 +11,74 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mix.h"
-#include "mlp.h"
-#include "ngram.h"
-#include "rnn.h"
-#include "transformer.h"
-
-/* Every kind generate / explore / steer can load.  A new kind adds one line
- * here (and includes its header above); nothing else switches on kinds. */
-static const mdl_kind *const kinds[] = {
-    &ng_kind,
-    &mlp_kind,
-    &rnn_kind,
-    &tf_kind,
-    &mix_kind,
-};
-
-enum { N_KINDS = sizeof kinds / sizeof kinds[0] };
-
-const mdl_kind *mdl_find_kind(const char *name)
+/* The config's vocab_size member into *size; false when it has none (or
+ * is not JSON: its kind's parser says so). */
+static bool config_vocab_size(const char *config, double *size)
 {
-    for (int i = 0; name && i < N_KINDS; i++)
-        if (strcmp(kinds[i]->name, name) == 0) return kinds[i];
-    return NULL;
-}
-
-/* A metadata string as it may be shown in a message: at most 40 bytes,
- * control characters replaced, so a hostile file cannot garble the line. */
-static const char *shown(const char *s, char out[48])
-{
-    size_t i = 0;
-    for (; s[i] && i < 40; i++) out[i] = (unsigned char)s[i] < 0x20 ? '?' : s[i];
-    strcpy(out + i, s[i] ? "..." : "");
-    return out;
-}
-
-static err_code unknown_kind(const char *path, const char *name)
-{
-    char known[256] = "", b[48];
-    for (int i = 0; i < N_KINDS; i++) {
-        size_t used = strlen(known);
-        snprintf(known + used, sizeof known - used, "%s%s", i ? ", " : "", kinds[i]->name);
-    }
-    return err_set(ERR_FORMAT, "%s: unknown model kind '%s' (this build generates with: %s)",
-                   path, shown(name, b), known);
-}
-
-/* The config's vocab_size, when there is one, must match the vocabulary. */
-static err_code check_vocab_size(const ck_file *f, const char *path, int size)
-{
-    cJSON *cfg = cJSON_Parse(ck_meta(f, "config") ? ck_meta(f, "config") : "");
+    cJSON *cfg = cJSON_Parse(config);
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, "vocab_size");
-    bool bad = cJSON_IsNumber(v) && v->valuedouble != size;
-    double got = bad ? v->valuedouble : 0;
+    bool has = cJSON_IsNumber(v);
+    if (has) *size = v->valuedouble;
     cJSON_Delete(cfg);
-    if (bad)
-        return err_set(ERR_FORMAT, "%s: the config says %g tokens, the vocabulary has %d", path,
-                       got, size);
-    return ERR_OK;
+    return has;
 }
 
-err_code mdl_load(mdl *m, const char *path)
+err_code mdl_read_meta(const ck_file *f, const char *path, const char *kind,
+                       const char **config, txt_vocab *v)
 {
-    if (!m || !path) return err_set(ERR_ARG, "mdl_load: NULL argument");
-    *m = (mdl){ 0 };
-    ck_file f;
-    err_code e = ck_read(path, &f);
-    return e ? e : mdl_load_file(m, &f, path);
-}
-
-err_code mdl_load_file(mdl *m, ck_file *f, const char *path)
-{
-    *m = (mdl){ .file = *f };
-    *f = (ck_file){ 0 };
-    const char *name = ck_meta(&m->file, "model");
-    /* Format and version first, so that a foreign file is called that. */
-    err_code e = ck_expect_model(&m->file, path, name ? name : "");
-    if (!e && !(m->kind = mdl_find_kind(name))) e = unknown_kind(path, name);
-    const char *vocab = ck_meta(&m->file, "vocab");
-    if (!e && !vocab) e = err_set(ERR_FORMAT, "%s: no vocabulary in the metadata", path);
-    if (!e && (e = txt_vocab_from_json(&m->vocab, vocab))) e = err_prefix(e, path);
-    if (!e) e = check_vocab_size(&m->file, path, m->vocab.size);
-    if (!e) e = m->kind->load(&m->file, path, &m->impl);
-    if (e) {
-        m->impl = NULL;
-        mdl_free(m);
-    }
+    err_code e = ck_expect_model(f, path, kind);
+    if (e) return e;
+    const char *cfg = ck_meta(f, "config"), *vocab = ck_meta(f, "vocab");
+    if (!cfg || !vocab)
+        return err_set(ERR_FORMAT, "%s: no %s in the metadata", path,
+                       cfg ? "vocabulary" : "config");
+    txt_vocab parsed;
+    if ((e = txt_vocab_from_json(&parsed, vocab))) return err_prefix(e, path);
+    double size;
+    if (config_vocab_size(cfg, &size) && size != parsed.size)
+        e = err_set(ERR_FORMAT, "%s: the config says %g tokens, the vocabulary has %d", path,
+                    size, parsed.size);
+    if (!e && v) *v = parsed;
+    else txt_vocab_free(&parsed);
+    if (!e && config) *config = cfg;
     return e;
 }
 
-err_code mdl_load_struct(const ck_file *f, const char *path, void **impl, size_t size,
-                         err_code (*fill)(void *m, const ck_file *f, const char *path),
-                         void (*kind_free)(void *impl))
+err_code mdl_put_meta(ck_writer *w, const char *kind, const char *config, const txt_vocab *v)
 {
-    *impl = NULL;
-    void *m = calloc(1, size);
-    if (!m) return err_set(ERR_NOMEM, "%s: out of memory for the model", path);
-    err_code e = fill(m, f, path);
-    if (e) {
-        kind_free(m);
-        return e;
-    }
-    *impl = m;
-    return ERR_OK;
+    if (!w) return err_set(ERR_NOMEM, "out of memory for a checkpoint writer");
+    double size;
+    if (config_vocab_size(config, &size) && size != v->size)
+        return err_set(ERR_ARG, "a vocabulary of %d tokens for a %s of %g", v->size, kind, size);
+    char *vocab = NULL;
+    err_code e = txt_vocab_to_json(v, &vocab);
+    if (!e) e = ck_put_meta(w, "format", CK_FORMAT);
+    if (!e) e = ck_put_meta(w, "format_version", CK_FORMAT_VERSION);
+    if (!e) e = ck_put_meta(w, "model", kind);
+    if (!e) e = ck_put_meta(w, "config", config);
+    if (!e) e = ck_put_meta(w, "vocab", vocab);
+    free(vocab);
+    return e;
+}
+
+err_code mdl_save_params(const char *path, const char *kind, const char *config,
+                         const txt_vocab *v, const tn_params *p)
+{
+    ck_writer *w = ck_writer_new();
+    err_code e = mdl_put_meta(w, kind, config, v);
+    if (!e) e = tn_params_save(p, w, false);
+    if (!e) e = ck_write(w, path);
+    ck_writer_free(w);
+    return e;
+}
+
+cJSON *mdl_config_object(const char *json, const char *what)
+{
+    cJSON *o = json ? cJSON_Parse(json) : NULL;
+    if (cJSON_IsObject(o)) return o;
+    cJSON_Delete(o);
+    err_set(ERR_FORMAT, "%s config is not a JSON object", what);
+    return NULL;
 }
 
 err_code mdl_config_int(const cJSON *config, const char *what, const char *key, int *out)
@@ -160,6 +126,11 @@ void mdl_state_free(mdl_state *s)
 }
 
 void mdl_start(mdl_state *s) { s->m->kind->start(s->m->impl, s->st); }
+
+int mdl_evidence(const mdl_state *s)
+{
+    return s->m->kind->evidence ? s->m->kind->evidence(s->m->impl, s->st) : -1;
+}
 
 void mdl_next(mdl_state *s, int tok, float *logits)
 {

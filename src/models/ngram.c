@@ -42,7 +42,7 @@ typedef struct ng_next { uint32_t w, count; } ng_next;
 
 struct ng_model {
     ng_config c;
-    int       V, bits;
+    int       bits;
     int       support;                     /* S = V - 2: <EOS> and the characters */
     size_t    n_grams;                     /* distinct order-n grams */
     ng_table  ctx[NG_MAX_ORDER + 1];       /* [1..n] */
@@ -228,8 +228,9 @@ static err_code derive(ng_model *m, ng_table *gram)
     return e;
 }
 
-static err_code check_config(const ng_config *c, int V)
+err_code ng_config_check(const ng_config *c)
 {
+    int V = c->vocab_size;
     if (V < TOK_FIRST || V > (1 << 16))
         return err_set(ERR_ARG, "a vocabulary of %d tokens is out of range", V);
     int max = ng_max_order(V);
@@ -244,17 +245,56 @@ static err_code check_config(const ng_config *c, int V)
     return ERR_OK;
 }
 
-static err_code model_new(ng_model **out, const ng_config *c, int V)
+err_code ng_config_to_json(const ng_config *c, char **json)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "{\"vocab_size\":%d,\"order\":%d,\"smoothing\":\"%s\",\"k\":%.17g,"
+             "\"discount\":%.17g}", c->vocab_size, c->order,
+             (unsigned)c->smoothing <= NG_KN ? ng_smoothing_names[c->smoothing] : "?", c->k,
+             c->discount);
+    *json = strdup(buf);
+    return *json ? ERR_OK : err_set(ERR_NOMEM, "cannot build the ngram config JSON");
+}
+
+/* A number of the config object, or NaN when absent or not a number. */
+static double config_number(const cJSON *cfg, const char *key)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    return cJSON_IsNumber(x) ? x->valuedouble : NAN;
+}
+
+err_code ng_config_from_json(ng_config *c, const char *json)
+{
+    cJSON *cfg = mdl_config_object(json, NG_KIND);
+    if (!cfg) return ERR_FORMAT;
+    double v = config_number(cfg, "vocab_size"), order = config_number(cfg, "order");
+    const cJSON *sm = cJSON_GetObjectItemCaseSensitive(cfg, "smoothing");
+    ng_config r = { .k = config_number(cfg, "k"), .discount = config_number(cfg, "discount") };
+    int smoothing = -1;
+    for (int i = 0; cJSON_IsString(sm) && ng_smoothing_names[i]; i++)
+        if (strcmp(sm->valuestring, ng_smoothing_names[i]) == 0) smoothing = i;
+    cJSON_Delete(cfg);
+    if (!(v >= 0 && v <= INT32_MAX && v == floor(v)) || !(order >= 0 && order <= NG_MAX_ORDER &&
+        order == floor(order)) || smoothing < 0 || isnan(r.k) || isnan(r.discount))
+        return err_set(ERR_FORMAT, "ngram config: a field is missing or malformed");
+    r.vocab_size = (int)v;
+    r.order = (int)order;
+    r.smoothing = (ng_smoothing)smoothing;
+    if (ng_config_check(&r)) return err_prefix(ERR_FORMAT, "ngram config");
+    *c = r;
+    return ERR_OK;
+}
+
+static err_code model_new(ng_model **out, const ng_config *c)
 {
     *out = NULL;
-    err_code e = check_config(c, V);
+    err_code e = ng_config_check(c);
     if (e) return e;
     ng_model *m = calloc(1, sizeof *m);
     if (!m) return err_set(ERR_NOMEM, "out of memory for an n-gram model");
     m->c = *c;
-    m->V = V;
-    m->bits = bits_for(V);
-    m->support = V - TOK_EOS;
+    m->bits = bits_for(c->vocab_size);
+    m->support = c->vocab_size - TOK_EOS;
     *out = m;
     return ERR_OK;
 }
@@ -275,7 +315,8 @@ static err_code count_name(const ng_model *m, ng_table *g, const int *tok, int l
     for (int t = 0; t <= len; t++) {
         int w = t < len ? tok[t] : TOK_EOS;
         if (w < TOK_FIRST && t < len) return err_set(ERR_ARG, "a name holds a special token");
-        if (w >= m->V) return err_set(ERR_ARG, "token %d is outside a vocabulary of %d", w, m->V);
+        if (w >= m->c.vocab_size)
+            return err_set(ERR_ARG, "token %d is outside a vocabulary of %d", w, m->c.vocab_size);
         ng_entry *e = tab_get(g, pack(ctx, n - 1, m->bits) << m->bits | (uint64_t)w);
         if (!e) return ERR_NOMEM;
         e->a++;
@@ -284,11 +325,11 @@ static err_code count_name(const ng_model *m, ng_table *g, const int *tok, int l
     return ERR_OK;
 }
 
-err_code ng_fit(ng_model **out, const ng_config *c, int V, const ds_names *d)
+err_code ng_fit(ng_model **out, const ng_config *c, const ds_names *d)
 {
     if (!out || !c || !d) return err_set(ERR_ARG, "ng_fit: NULL argument");
     ng_model *m;
-    err_code e = model_new(&m, c, V);
+    err_code e = model_new(&m, c);
     if (e) return e;
     /* Counts are stored as I32: a context total is at most the number of targets. */
     if (d->n && d->start[d->n] + d->n > INT32_MAX)
@@ -367,14 +408,14 @@ static void weights(const ng_model *m, int k, const ng_next *run, uint32_t len, 
 static void dist(const ng_model *m, const int *ctx, double *p)
 {
     p[TOK_PAD] = p[TOK_SOS] = 0;
-    for (int w = TOK_EOS; w < m->V; w++) p[w] = 1.0 / m->support;
+    for (int w = TOK_EOS; w < m->c.vocab_size; w++) p[w] = 1.0 / m->support;
     for (int k = lowest_order(m); k <= m->c.order; k++) {
         uint32_t len;
         double z, beta;
         const ng_next *run = continuations(m, ctx, k, &len);
         if (!run) continue;
         weights(m, k, run, len, &z, &beta);
-        for (int w = TOK_EOS; w < m->V; w++) p[w] *= beta / z;
+        for (int w = TOK_EOS; w < m->c.vocab_size; w++) p[w] *= beta / z;
         for (uint32_t i = 0; i < len; i++) p[run[i].w] += alpha(m, k, run[i].count) / z;
     }
 }
@@ -382,7 +423,7 @@ static void dist(const ng_model *m, const int *ctx, double *p)
 /* One probability of that distribution (evaluation: no V-long loops). */
 static double prob(const ng_model *m, const int *ctx, int w)
 {
-    if (w < TOK_EOS || w >= m->V) return 0;
+    if (w < TOK_EOS || w >= m->c.vocab_size) return 0;
     double p = 1.0 / m->support;
     for (int k = lowest_order(m); k <= m->c.order; k++) {
         uint32_t len, i = 0;
@@ -428,16 +469,6 @@ static int by_key(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static char *config_json(const ng_model *m)
-{
-    char *s = malloc(256);
-    if (s)
-        snprintf(s, 256, "{\"vocab_size\":%d,\"order\":%d,\"smoothing\":\"%s\",\"k\":%.17g,"
-                 "\"discount\":%.17g}", m->V, m->c.order, ng_smoothing_names[m->c.smoothing],
-                 m->c.k, m->c.discount);
-    return s;
-}
-
 /* The distinct n-grams as tensors: grams (N, n) tokens oldest first, sorted
  * by key so that the file does not depend on the hash table, and counts (N). */
 static err_code gram_tensors(const ng_model *m, int32_t **grams, int32_t **counts)
@@ -470,60 +501,21 @@ static err_code gram_tensors(const ng_model *m, int32_t **grams, int32_t **count
 err_code ng_save(const ng_model *m, const txt_vocab *v, const char *path)
 {
     if (!m || !v || !path) return err_set(ERR_ARG, "ng_save: NULL argument");
-    if (v->size != m->V)
-        return err_set(ERR_ARG, "ng_save: a vocabulary of %d tokens for a model of %d", v->size, m->V);
     int32_t *grams = NULL, *counts = NULL;
-    char *config = config_json(m), *vocab = NULL;
+    char *config = NULL;
     ck_writer *w = ck_writer_new();
-    err_code e = config && w ? ERR_OK : err_set(ERR_NOMEM, "out of memory saving an n-gram model");
-    if (!e) e = txt_vocab_to_json(v, &vocab);
+    err_code e = ng_config_to_json(&m->c, &config);
+    if (!e) e = mdl_put_meta(w, NG_KIND, config, v);
     if (!e) e = gram_tensors(m, &grams, &counts);
     int64_t gshape[2] = { (int64_t)ng_size(m), m->c.order }, cshape[1] = { gshape[0] };
-    if (!e) e = ck_put_meta(w, "format", CK_FORMAT);
-    if (!e) e = ck_put_meta(w, "format_version", CK_FORMAT_VERSION);
-    if (!e) e = ck_put_meta(w, "model", ng_kind.name);
-    if (!e) e = ck_put_meta(w, "config", config);
-    if (!e) e = ck_put_meta(w, "vocab", vocab);
     if (!e) e = ck_put(w, "grams", CK_I32, 2, gshape, grams);
     if (!e) e = ck_put(w, "counts", CK_I32, 1, cshape, counts);
     if (!e) e = ck_write(w, path);
     ck_writer_free(w);
     free(config);
-    free(vocab);
     free(grams);
     free(counts);
     return e;
-}
-
-/* A number of the config object, or NaN when absent or not a number. */
-static double config_number(const cJSON *cfg, const char *key)
-{
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(cfg, key);
-    return cJSON_IsNumber(x) ? x->valuedouble : NAN;
-}
-
-static err_code parse_config(const ck_file *f, const char *path, ng_config *c, int *V)
-{
-    const char *json = ck_meta(f, "config");
-    cJSON *cfg = json ? cJSON_Parse(json) : NULL;
-    if (!cJSON_IsObject(cfg)) {
-        cJSON_Delete(cfg);
-        return err_set(ERR_FORMAT, "%s: missing or malformed n-gram config", path);
-    }
-    double v = config_number(cfg, "vocab_size"), order = config_number(cfg, "order");
-    const cJSON *sm = cJSON_GetObjectItemCaseSensitive(cfg, "smoothing");
-    *c = (ng_config){ .k = config_number(cfg, "k"), .discount = config_number(cfg, "discount") };
-    int smoothing = -1;
-    for (int i = 0; cJSON_IsString(sm) && ng_smoothing_names[i]; i++)
-        if (strcmp(sm->valuestring, ng_smoothing_names[i]) == 0) smoothing = i;
-    cJSON_Delete(cfg);
-    if (!(v >= 0 && v <= INT32_MAX && v == floor(v)) || !(order >= 0 && order <= NG_MAX_ORDER &&
-        order == floor(order)) || smoothing < 0 || isnan(c->k) || isnan(c->discount))
-        return err_set(ERR_FORMAT, "%s: malformed n-gram config", path);
-    c->order = (int)order;
-    c->smoothing = (ng_smoothing)smoothing;
-    *V = (int)v;
-    return ERR_OK;
 }
 
 /* One stored n-gram: <SOS> only as leading padding of the context, <EOS>
@@ -545,7 +537,8 @@ static err_code add_stored_gram(const ng_model *m, ng_table *g, const int32_t *r
                                 size_t r, const char *path)
 {
     int n = m->c.order, tok[NG_MAX_ORDER];
-    if (!valid_gram(row, n, count, m->V)) return err_set(ERR_FORMAT, "%s: n-gram %zu is invalid", path, r);
+    if (!valid_gram(row, n, count, m->c.vocab_size))
+        return err_set(ERR_FORMAT, "%s: n-gram %zu is invalid", path, r);
     for (int t = 0; t < n; t++) tok[t] = row[t];
     ng_entry *s = tab_get(g, pack(tok, n, m->bits));
     if (!s) return ERR_NOMEM;
@@ -577,44 +570,51 @@ static err_code load_grams(ng_model *m, const ck_file *f, const char *path)
     return e;
 }
 
-static err_code kind_load(const ck_file *f, const char *path, void **impl)
+err_code ng_load(ng_model **out, const ck_file *f, const char *path)
 {
+    *out = NULL;
+    const char *json;
     ng_config c;
-    int V = 0;
-    ng_model *m = NULL;
-    err_code e = parse_config(f, path, &c, &V);
-    if (!e && (e = model_new(&m, &c, V))) {
-        char why[256];
-        snprintf(why, sizeof why, "%s", err_msg());
-        e = err_set(ERR_FORMAT, "%s: n-gram config: %s", path, why);
-    }
-    if (!e) e = load_grams(m, f, path);
-    if (e) {
+    ng_model *m;
+    err_code e = mdl_read_meta(f, path, NG_KIND, &json, NULL);
+    if (e) return e;
+    if ((e = ng_config_from_json(&c, json)) || (e = model_new(&m, &c))) return err_prefix(e, path);
+    if ((e = load_grams(m, f, path))) {
         ng_free(m);
         return e;
     }
-    *impl = m;
+    *out = m;
     return ERR_OK;
 }
 
 /* ---- the model interface: the state is the context ---------------------- */
 
+/* The model is opaque and ng_load allocates it, so these are the vtable's
+ * functions themselves (model.h's exceptions), not MDL_KIND's wrappers. */
+static err_code ng_kind_load(const ck_file *f, const char *path, void **impl)
+{
+    ng_model *m;
+    err_code e = ng_load(&m, f, path);
+    *impl = m;
+    return e;
+}
+
+static void ng_kind_free(void *impl) { ng_free(impl); }
+
 /* The context, and room for one distribution (V doubles). */
 typedef struct ng_state { int ctx[NG_MAX_ORDER]; double p[]; } ng_state;
 
-static void kind_free(void *impl) { ng_free(impl); }
-
-static void *state_new(const void *impl)
+static void *ng_kind_state_new(const void *impl)
 {
     const ng_model *m = impl;
-    ng_state *s = calloc(1, sizeof *s + (size_t)m->V * sizeof *s->p);
+    ng_state *s = calloc(1, sizeof *s + (size_t)m->c.vocab_size * sizeof *s->p);
     if (!s) err_set(ERR_NOMEM, "out of memory for an n-gram state");
     return s;
 }
 
-static void state_free(void *st) { free(st); }
+static void ng_kind_state_free(void *st) { free(st); }
 
-static void start(const void *impl, void *st)
+static void ng_kind_start(const void *impl, void *st)
 {
     const ng_model *m = impl;
     ng_state *s = st;
@@ -622,24 +622,28 @@ static void start(const void *impl, void *st)
 }
 
 /* Log-probabilities are logits: their softmax is the distribution itself. */
-static void next(const void *impl, void *st, int tok, float *logits)
+static void ng_kind_next(const void *impl, void *st, int tok, float *logits)
 {
     const ng_model *m = impl;
     ng_state *s = st;
     push(s->ctx, m->c.order, tok);
     dist(m, s->ctx, s->p);
-    for (int w = 0; w < m->V; w++) logits[w] = s->p[w] > 0 ? (float)log(s->p[w]) : -INFINITY;
+    for (int w = 0; w < m->c.vocab_size; w++)
+        logits[w] = s->p[w] > 0 ? (float)log(s->p[w]) : -INFINITY;
 }
 
-static int max_len(const void *impl) { return 0; }
+static int ng_kind_max_len(const void *impl) { return 0; }
 
-const mdl_kind ng_kind = {
-    .name = "ngram",
-    .load = kind_load,
-    .free = kind_free,
-    .state_new = state_new,
-    .state_free = state_free,
-    .start = start,
-    .next = next,
-    .max_len = max_len,
-};
+/* The longest order whose context (the last k-1 tokens fed) was seen in
+ * training: 1 (the unigram's empty context) to the order. */
+static int ng_kind_evidence(const void *impl, const void *st)
+{
+    const ng_model *m = impl;
+    const ng_state *s = st;
+    uint32_t len;
+    int k = m->c.order;
+    while (k > 1 && !continuations(m, s->ctx, k, &len)) k--;
+    return k;
+}
+
+const mdl_kind ng_kind = { MDL_KIND_MEMBERS(ng, NG_KIND), .evidence = ng_kind_evidence };

@@ -104,11 +104,8 @@ static err_code json_int(const cJSON *o, const char *key, int *out)
 
 err_code rnn_config_from_json(rnn_config *c, const char *json)
 {
-    cJSON *o = json ? cJSON_Parse(json) : NULL;
-    if (!cJSON_IsObject(o)) {
-        cJSON_Delete(o);
-        return err_set(ERR_FORMAT, "rnn config is not a JSON object");
-    }
+    cJSON *o = mdl_config_object(json, RNN_KIND);
+    if (!o) return ERR_FORMAT;
     rnn_config r = RNN_DEFAULTS;
     err_code rc = ERR_OK;
     const cJSON *cell = cJSON_GetObjectItemCaseSensitive(o, "cell");
@@ -213,20 +210,12 @@ void rnn_init_weights(rnn_model *m, rng *r)
 err_code rnn_load(rnn_model *m, const ck_file *f, const char *path, bool optim)
 {
     memset(m, 0, sizeof *m);
-    err_code rc = ck_expect_model(f, path, RNN_KIND);
-    if (rc) return rc;
+    const char *json;
     rnn_config c;
-    if ((rc = rnn_config_from_json(&c, ck_meta(f, "config"))))
-        return err_prefix(rc, path);
-    txt_vocab v = { 0 };
-    if ((rc = txt_vocab_from_json(&v, ck_meta(f, "vocab"))))
-        return err_prefix(rc, path);
-    int vocab_size = v.size;
-    txt_vocab_free(&v);
-    if (vocab_size != c.vocab_size)
-        return err_set(ERR_FORMAT, "%s: vocabulary of %d tokens, config says %d", path,
-                       vocab_size, c.vocab_size);
-    if ((rc = rnn_init(m, &c)) || (rc = tn_params_load(&m->p, f, optim))) {
+    err_code rc = mdl_read_meta(f, path, RNN_KIND, &json, NULL);
+    if (rc) return rc;
+    if ((rc = rnn_config_from_json(&c, json)) || (rc = rnn_init(m, &c)) ||
+        (rc = tn_params_load(&m->p, f, optim))) {
         rnn_free(m);
         return err_prefix(rc, path);
     }
@@ -240,18 +229,12 @@ void rnn_free(rnn_model *m)
     memset(m, 0, sizeof *m);
 }
 
-err_code rnn_put_meta(const rnn_model *m, const txt_vocab *v, ck_writer *w)
+err_code rnn_save(const rnn_model *m, const txt_vocab *v, const char *path)
 {
-    char *config = NULL, *vocab = NULL;
+    char *config = NULL;
     err_code rc = rnn_config_to_json(&m->c, &config);
-    if (!rc) rc = txt_vocab_to_json(v, &vocab);
-    if (!rc) rc = ck_put_meta(w, "format", CK_FORMAT);
-    if (!rc) rc = ck_put_meta(w, "format_version", CK_FORMAT_VERSION);
-    if (!rc) rc = ck_put_meta(w, "model", RNN_KIND);
-    if (!rc) rc = ck_put_meta(w, "config", config);
-    if (!rc) rc = ck_put_meta(w, "vocab", vocab);
+    if (!rc) rc = mdl_save_params(path, RNN_KIND, config, v, &m->p);
     free(config);
-    free(vocab);
     return rc;
 }
 
@@ -699,34 +682,6 @@ void rnn_state_next(rnn_state *s, int tok, float *logits)
     cblas_sgemv(CblasRowMajor, CblasNoTrans, V, d, 1.0f, m->emb->data, d, s->y, 1, 0.0f, logits, 1);
 }
 
-/* ---- the generic model interface ------------------------------------- */
+int rnn_max_len(const rnn_model *m) { return 0; }
 
-static void kind_free(void *impl)
-{
-    rnn_free(impl);
-    free(impl);
-}
-
-static err_code fill(void *m, const ck_file *f, const char *path) { return rnn_load(m, f, path, false); }
-
-static err_code kind_load(const ck_file *f, const char *path, void **impl)
-{
-    return mdl_load_struct(f, path, impl, sizeof(rnn_model), fill, kind_free);
-}
-
-static void *kind_state_new(const void *impl) { return rnn_state_new(impl); }
-static void  kind_state_free(void *st) { rnn_state_free(st); }
-static void  kind_start(const void *impl, void *st) { rnn_state_start(st); }
-static void  kind_next(const void *impl, void *st, int tok, float *logits) { rnn_state_next(st, tok, logits); }
-static int   kind_max_len(const void *impl) { return 0; }
-
-const mdl_kind rnn_kind = {
-    .name = RNN_KIND,
-    .load = kind_load,
-    .free = kind_free,
-    .state_new = kind_state_new,
-    .state_free = kind_state_free,
-    .start = kind_start,
-    .next = kind_next,
-    .max_len = kind_max_len,
-};
+MDL_KIND(rnn, RNN_KIND, rnn_model, rnn_state);

@@ -62,12 +62,9 @@ static err_code json_int(const cJSON *o, const char *key, int *out)
 
 err_code sae_config_from_json(sae_config *c, const char *json)
 {
-    cJSON *o = json ? cJSON_Parse(json) : NULL;
-    if (!cJSON_IsObject(o)) {
-        cJSON_Delete(o);
-        return err_set(ERR_FORMAT, "sae config is not a JSON object");
-    }
-    sae_config k = { 0 };
+    cJSON *o = mdl_config_object(json, SAE_KIND);
+    if (!o) return ERR_FORMAT;
+    sae_config k = SAE_DEFAULTS;
     err_code e = json_int(o, "d_model", &k.d_model);
     if (!e) e = json_int(o, "n_features", &k.n_features);
     if (!e) e = json_int(o, "layer", &k.layer);
@@ -80,11 +77,7 @@ err_code sae_config_from_json(sae_config *c, const char *json)
     else if (!e && cJSON_IsString(v) && !strcmp(v->valuestring, "topk")) k.variant = SAE_TOPK;
     else if (!e) e = err_set(ERR_FORMAT, "sae config: 'variant' is not \"l1\" or \"topk\"");
     cJSON_Delete(o);
-    if (!e && sae_config_check(&k)) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "%s", err_msg());
-        e = err_set(ERR_FORMAT, "sae config: %s", msg);
-    }
+    if (!e && sae_config_check(&k)) e = err_prefix(ERR_FORMAT, "sae config");
     if (!e) *c = k;
     return e;
 }
@@ -129,14 +122,12 @@ void sae_init_weights(sae_model *m, rng *r)
 err_code sae_load(sae_model *m, const ck_file *f, const char *path, bool optim)
 {
     memset(m, 0, sizeof *m);
-    err_code e = ck_expect_model(f, path, SAE_KIND);
-    if (e) return e;
-    const char *cfg = ck_meta(f, "config");
-    if (!cfg) return err_set(ERR_FORMAT, "%s: no config in the metadata", path);
+    const char *json;
     sae_config c;
-    if ((e = sae_config_from_json(&c, cfg))) return err_prefix(e, path);
-    if ((e = sae_init(m, &c))) return err_prefix(e, path);
-    if ((e = tn_params_load(&m->p, f, optim))) {
+    err_code e = mdl_read_meta(f, path, SAE_KIND, &json, NULL);
+    if (e) return e;
+    if ((e = sae_config_from_json(&c, json)) || (e = sae_init(m, &c)) ||
+        (e = tn_params_load(&m->p, f, optim))) {
         sae_free(m);
         return err_prefix(e, path);
     }
@@ -156,6 +147,20 @@ err_code sae_read(sae_model *m, const char *path)
     err_code e = ck_read(path, &f);
     if (!e) e = sae_load(m, &f, path, false);
     ck_free(&f);
+    return e;
+}
+
+err_code sae_save(const sae_model *m, const txt_vocab *v, const char *path)
+{
+    char *config = NULL;
+    ck_writer *w = ck_writer_new();
+    err_code e = sae_config_to_json(&m->c, &config);
+    if (!e) e = mdl_put_meta(w, SAE_KIND, config, v);
+    if (!e) e = sae_put_meta(m, w);
+    if (!e) e = tn_params_save(&m->p, w, false);
+    if (!e) e = ck_write(w, path);
+    free(config);
+    ck_writer_free(w);
     return e;
 }
 

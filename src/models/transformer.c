@@ -84,11 +84,8 @@ static err_code json_opt_real(const cJSON *o, const char *key, float *out)
 
 err_code tf_config_from_json(tf_config *c, const char *json)
 {
-    cJSON *o = cJSON_Parse(json);
-    if (!cJSON_IsObject(o)) {
-        cJSON_Delete(o);
-        return err_set(ERR_FORMAT, "transformer config is not a JSON object");
-    }
+    cJSON *o = mdl_config_object(json, TF_KIND);
+    if (!o) return ERR_FORMAT;
     tf_config k = TF_DEFAULTS;
     err_code e = json_int(o, "vocab_size", &k.vocab_size);
     if (!e) e = json_int(o, "d_model", &k.d_model);
@@ -99,11 +96,7 @@ err_code tf_config_from_json(tf_config *c, const char *json)
     if (!e) e = json_opt_real(o, "attn_dropout", &k.attn_dropout);
     if (!e) e = json_opt_real(o, "emb_dropout", &k.emb_dropout);
     cJSON_Delete(o);
-    if (!e && tf_config_check(&k) != ERR_OK) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "%s", err_msg());
-        e = err_set(ERR_FORMAT, "transformer config: %s", msg);
-    }
+    if (!e && tf_config_check(&k)) e = err_prefix(ERR_FORMAT, "transformer config");
     if (!e) *c = k;
     return e;
 }
@@ -178,19 +171,11 @@ static size_t param_count(const tf_config *c)
 err_code tf_load(tf_model *m, const ck_file *f, const char *path, bool optim)
 {
     memset(m, 0, sizeof *m);
-    err_code e = ck_expect_model(f, path, TF_KIND);
-    if (e) return e;
-    const char *cfg = ck_meta(f, "config"), *vj = ck_meta(f, "vocab");
-    if (!cfg || !vj) return err_set(ERR_FORMAT, "%s: no %s in the metadata", path, cfg ? "vocab" : "config");
+    const char *json;
     tf_config c;
-    if ((e = tf_config_from_json(&c, cfg))) return err_prefix(e, path);
-    txt_vocab v;
-    if ((e = txt_vocab_from_json(&v, vj))) return err_prefix(e, path);
-    int vsize = v.size;
-    txt_vocab_free(&v);
-    if (vsize != c.vocab_size)
-        return err_set(ERR_FORMAT, "%s: the vocabulary has %d tokens, the config says %d", path,
-                       vsize, c.vocab_size);
+    err_code e = mdl_read_meta(f, path, TF_KIND, &json, NULL);
+    if (e) return e;
+    if ((e = tf_config_from_json(&c, json))) return err_prefix(e, path);
     /* A config that asks for more parameters than the file holds is
      * refused before any allocation. */
     size_t held = 0;
@@ -198,8 +183,10 @@ err_code tf_load(tf_model *m, const ck_file *f, const char *path, bool optim)
     if (param_count(&c) > held)
         return err_set(ERR_FORMAT, "%s: the config asks for %zu parameters, the file holds %zu values",
                        path, param_count(&c), held);
-    if ((e = tf_init(m, &c))) return err_prefix(e, path);
-    if ((e = tn_params_load(&m->p, f, optim))) return err_prefix(e, path);
+    if ((e = tf_init(m, &c)) || (e = tn_params_load(&m->p, f, optim))) {
+        tf_free(m);
+        return err_prefix(e, path);
+    }
     return ERR_OK;
 }
 
@@ -210,23 +197,10 @@ void tf_free(tf_model *m)
 
 err_code tf_save(const tf_model *m, const txt_vocab *v, const char *path)
 {
-    if (v->size != m->c.vocab_size)
-        return err_set(ERR_ARG, "a vocabulary of %d tokens for a transformer of %d", v->size,
-                       m->c.vocab_size);
-    char *cfg = NULL, *vj = NULL;
-    ck_writer *w = ck_writer_new();
-    err_code e = w ? tf_config_to_json(&m->c, &cfg) : err_set(ERR_NOMEM, "out of memory");
-    if (!e) e = txt_vocab_to_json(v, &vj);
-    if (!e) e = ck_put_meta(w, "format", CK_FORMAT);
-    if (!e) e = ck_put_meta(w, "format_version", CK_FORMAT_VERSION);
-    if (!e) e = ck_put_meta(w, "model", TF_KIND);
-    if (!e) e = ck_put_meta(w, "config", cfg);
-    if (!e) e = ck_put_meta(w, "vocab", vj);
-    if (!e) e = tn_params_save(&m->p, w, false);
-    if (!e) e = ck_write(w, path);
-    free(cfg);
-    free(vj);
-    ck_writer_free(w);
+    char *config = NULL;
+    err_code e = tf_config_to_json(&m->c, &config);
+    if (!e) e = mdl_save_params(path, TF_KIND, config, v, &m->p);
+    free(config);
     return e;
 }
 
@@ -845,35 +819,7 @@ void tf_state_next(tf_state *s, int tok, float *logits)
 
 /* ---- The generic model interface ---------------------------------------- */
 
-static void kind_free(void *impl)
-{
-    tf_free(impl);
-    free(impl);
-}
-
-static err_code fill(void *m, const ck_file *f, const char *path) { return tf_load(m, f, path, false); }
-
-static err_code kind_load(const ck_file *f, const char *path, void **impl)
-{
-    return mdl_load_struct(f, path, impl, sizeof(tf_model), fill, kind_free);
-}
-
-static void *kind_state_new(const void *impl) { return tf_state_new(impl); }
-static void  kind_state_free(void *st) { tf_state_free(st); }
-static void  kind_start(const void *impl, void *st) { tf_state_start(st); }
-static void  kind_next(const void *impl, void *st, int tok, float *logits) { tf_state_next(st, tok, logits); }
-static int   kind_max_len(const void *impl) { return tf_max_len(impl); }
-
-const mdl_kind tf_kind = {
-    .name = TF_KIND,
-    .load = kind_load,
-    .free = kind_free,
-    .state_new = kind_state_new,
-    .state_free = kind_state_free,
-    .start = kind_start,
-    .next = kind_next,
-    .max_len = kind_max_len,
-};
+MDL_KIND(tf, TF_KIND, tf_model, tf_state);
 
 const tf_model *tf_of_mdl(const mdl *m)
 {

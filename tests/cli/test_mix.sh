@@ -20,7 +20,9 @@ expect_usage
 expect_err "at least two models"
 run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors"
 expect_usage
-expect_err "--dev FILE is required"
+expect_err "give --data FILE"
+run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --data "$T/names.txt" --dev "$T/val.txt"
+expect_usage
 run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --dev "$T/val.txt" --mode bogus
 expect_usage
 expect_err "linear, loglinear"
@@ -31,7 +33,8 @@ expect_usage
 run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --dev "$T/val.txt" -o "$T/mix.safetensors"
 expect_rc 0 "mix"
 expect_out "^model	mode	buckets	fit_loss	crossfit_loss	chosen$"
-check "two component rows and four mixtures" '[ "$(printf "%s\n" "$OUT" | wc -l)" -eq 7 ]'
+check "two component rows and six mixtures (evidence: the n-gram)" '[ "$(printf "%s\n" "$OUT" | wc -l)" -eq 9 ]'
+check "evidence buckets tried" 'printf "%s\n" "$OUT" | grep -q "^mix	linear	evidence"'
 check "exactly one chosen" '[ "$(printf "%s\n" "$OUT" | awk -F"\t" "NR > 1 && \$6 == 1" | wc -l)" -eq 1 ]'
 chosen_fit=$(printf '%s\n' "$OUT" | awk -F'\t' '$6 == 1 { print $4 }')
 best_single=$(printf '%s\n' "$OUT" | awk -F'\t' 'NR > 1 && $1 != "mix" { print $4 }' | sort -g | head -1)
@@ -48,6 +51,20 @@ check "five names with the prefix" '[ "$(printf "%s\n" "$OUT" | grep -c "^sa")" 
 run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --dev "$T/val.txt" --mode linear --buckets none -o "$T/lin.safetensors"
 expect_rc 0 "one mode"
 check "one mixture row" '[ "$(printf "%s\n" "$OUT" | grep -c "^mix")" -eq 1 ]'
+run mix -m "$T/tf.safetensors" -m "$T/tf.safetensors" --dev "$T/val.txt" --buckets evidence -o "$T/ev.safetensors"
+expect_fail "evidence need a component"
+# --data: the validation side of the trainers' split, as a --dev file of it
+printf 'abbeville\n' > "$T/one.txt"
+cat "$T/names.txt" "$T/val.txt" > "$T/all.txt"
+mkdir -p "$T/split"
+"$BIN/transformer-train" --data "$T/all.txt" --steps 0 --eval-every 0 --d-model 16 --heads 2 --layers 1 \
+    --dump-split "$T/split" -o "$T/split.safetensors" >/dev/null 2>&1
+run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --data "$T/all.txt" --mode linear --buckets none -o "$T/d1.safetensors"
+expect_rc 0 "--data"
+run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --dev "$T/split/val.txt" --mode linear --buckets none -o "$T/d2.safetensors"
+check "--data fits on the split's validation names" 'cmp -s "$T/d1.safetensors" "$T/d2.safetensors"'
+run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --dev "$T/one.txt"
+expect_fail "fewer than two names"
 # a mixture of mixtures loads too
 run mix -m "$T/mix.safetensors" -m "$T/ng3.safetensors" --dev "$T/val.txt" -o "$T/mix2.safetensors"
 expect_rc 0 "a mixture as a component"

@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "dataset.h"
 #include "generation.h"
+#include "kinds.h"
 #include "test.h"
 
 #include <stdlib.h>

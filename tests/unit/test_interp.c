@@ -8,7 +8,7 @@
 
 #include "autograd.h"
 #include "interp.h"
-#include "model.h"
+#include "kinds.h"
 #include "rng.h"
 #include "test.h"
 

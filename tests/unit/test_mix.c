@@ -3,8 +3,8 @@
  * modes), the loss of a saved mixture under generate's scoring equals the
  * fitted loss, and bad components are refused with one line. */
 #include "checkpoint.h"
+#include "kinds.h"
 #include "mix.h"
-#include "model.h"
 #include "ngram.h"
 #include "test.h"
 
@@ -21,12 +21,12 @@ static void synthetic(mix_data *d, int K, int V, size_t n, rng *r)
     d->V = V;
     d->n = d->n_names = n;
     d->first = malloc((n + 1) * sizeof *d->first);
-    d->pos = calloc(n, sizeof *d->pos);
+    d->where = calloc(n, sizeof *d->where);
     d->target = calloc(n, sizeof *d->target);
     d->logp = malloc(n * K * V * sizeof *d->logp);
     for (size_t i = 0; i <= n; i++) d->first[i] = i;
     for (size_t t = 0; t < n; t++) {
-        d->pos[t] = (int)(t % 15);
+        d->where[t] = (mix_where){ .pos = (int)(t % 15), .evidence = (int)(t % 11) };
         for (int k = 0; k < K; k++) {
             float *lp = d->logp + (t * K + k) * V;
             double z = 0;
@@ -75,7 +75,7 @@ TEST(mix_never_worse_than_best_component)
     for (size_t i = 0; i < d.n_names; i++) n_half += side[i];
     CHECK(n_half == d.n_names / 2);
     for (int mode = 0; mode < 2; mode++)
-        for (int b = 0; b < 2; b++) {
+        for (int b = 0; b < 3; b++) {
             mix_config c = { .vocab_size = 8, .n_components = 3, .mode = (mix_mode)mode,
                              .buckets = (mix_buckets)b };
             float w[MIX_MAX_BUCKETS * MIX_MAX_COMPONENTS];
@@ -97,10 +97,11 @@ TEST(mix_never_worse_than_best_component)
 /* A 2-gram and a 4-gram fitted on the test names, saved. */
 static void ngram_file(const ds_corpus *c, int order, const char *path)
 {
-    ng_config cfg = { .order = order, .smoothing = NG_KN, .k = NG_DEFAULT_K,
-                      .discount = NG_DISCOUNT_ESTIMATED };
+    ng_config cfg = NG_DEFAULTS;
+    cfg.vocab_size = c->vocab.size;
+    cfg.order = order;
     ng_model *m = NULL;
-    CHECK(ng_fit(&m, &cfg, c->vocab.size, &c->train) == ERR_OK);
+    CHECK(ng_fit(&m, &cfg, &c->train) == ERR_OK);
     CHECK(m && ng_save(m, &c->vocab, path) == ERR_OK);
     ng_free(m);
 }
@@ -121,7 +122,7 @@ TEST(mix_round_trip_scores_the_fitted_loss)
         CHECK(mix_data_collect(&d, comp, 2, &c.val) == ERR_OK);
         mix_model m;
         mix_config cfg = { .vocab_size = c.vocab.size, .n_components = 2, .mode = (mix_mode)mode,
-                           .buckets = MIX_BY_POSITION };
+                           .buckets = mode ? MIX_BY_POSITION : MIX_BY_EVIDENCE };
         CHECK(mix_init(&m, &cfg, comp) == ERR_OK);
         CHECK(mix_fit(&d, &m.c, NULL, 0, m.w) == ERR_OK);
         size_t n;

@@ -2,6 +2,7 @@
  * every gradient, through both the all-positions and the packed training
  * path), the fused first layer against a naive loop and central finite
  * differences, generation through the mdl interface, config and init. */
+#include "kinds.h"
 #include "mlp.h"
 #include "ops.h"
 #include "test.h"
@@ -21,7 +22,7 @@ static float max_abs_diff(const float *a, const float *b, size_t n)
 
 typedef struct fixture {
     ck_file f;
-    mlp     m;
+    mlp_model m;
     const int *x, *y;
     int B, T;
 } fixture;
@@ -29,8 +30,7 @@ typedef struct fixture {
 static bool fixture_load(fixture *fx)
 {
     memset(fx, 0, sizeof *fx);
-    if (ck_read(FIXTURE, &fx->f) || ck_expect_model(&fx->f, FIXTURE, "mlp") ||
-        mlp_from_checkpoint(&fx->m, &fx->f)) {
+    if (ck_read(FIXTURE, &fx->f) || mlp_load(&fx->m, &fx->f, FIXTURE, false)) {
         fprintf(stderr, "  %s\n", err_msg());
         return false;
     }
@@ -52,8 +52,8 @@ static void fixture_free(fixture *fx)
 /* Every parameter's gradient against fixture.grad.<name>. */
 static void check_grads(fixture *fx)
 {
-    for (int i = 0; i < fx->m.params.count; i++) {
-        const tn_param_entry *e = &fx->m.params.e[i];
+    for (int i = 0; i < fx->m.p.count; i++) {
+        const tn_param_entry *e = &fx->m.p.e[i];
         char name[TN_NAME_MAX + 16];
         snprintf(name, sizeof name, "fixture.grad.%s", e->name);
         const ck_tensor *g = ck_get(&fx->f, name);
@@ -72,7 +72,7 @@ TEST(mlp_fixture_parity_all_positions)
     if (!fx.x) { fixture_free(&fx); return; }
     ag_tape t;
     ag_init(&t, 0);
-    tn_params_zero_grad(&fx.m.params);
+    tn_params_zero_grad(&fx.m.p);
     tensor *logits = mlp_logits(&fx.m, &t, fx.x, fx.B, fx.T);
     const ck_tensor *want = ck_get(&fx.f, "fixture.logits");
     CHECK(logits && want && want->numel == (size_t)logits->n);
@@ -96,7 +96,7 @@ TEST(mlp_fixture_parity_packed_loss)
     for (int i = 0; i < fx.B * fx.T; i++) b.n_tokens += fx.y[i] != TOK_PAD;
     ag_tape t;
     ag_init(&t, 0);
-    tn_params_zero_grad(&fx.m.params);
+    tn_params_zero_grad(&fx.m.p);
     tensor *loss = mlp_loss(&fx.m, &t, &b);
     CHECK(loss != NULL);
     CHECK_NEAR(loss->data[0], ((const float *)ck_get(&fx.f, "fixture.loss")->data)[0], 1e-5);
@@ -113,7 +113,7 @@ TEST(mlp_generation_matches_batched_forward)
     fixture fx;
     CHECK(fixture_load(&fx));
     if (!fx.x) { fixture_free(&fx); return; }
-    const mdl_kind *k = mdl_find_kind("mlp");
+    const mdl_kind *k = mdl_find_kind(MLP_KIND);
     CHECK(k == &mlp_kind);
     void *impl = NULL;
     CHECK(mlp_kind.load(&fx.f, FIXTURE, &impl) == ERR_OK);
@@ -144,7 +144,7 @@ enum { FV = 7, FD = 3, FH = 5, FN = 6, FC = 4 };
 static const int fused_ctx[FN * FC] = { 1, 1, 1, 4,  1, 1, 4, 6,  1, 4, 6, 0,  4, 6, 0, 2,
                                         3, 3, 3, 3,  5, 2, 6, 1 };
 
-static void random_model(mlp *m, uint64_t seed)
+static void random_model(mlp_model *m, uint64_t seed)
 {
     mlp_config c = { .vocab_size = FV, .d_model = FD, .d_hidden = FH, .n_context = FC };
     CHECK(mlp_init(m, &c) == ERR_OK);
@@ -155,7 +155,7 @@ static void random_model(mlp *m, uint64_t seed)
 
 TEST(mlp_context_linear_forward_matches_naive)
 {
-    mlp m;
+    mlp_model m;
     random_model(&m, 5);
     ag_tape t;
     ag_init(&t, 0);
@@ -178,7 +178,7 @@ TEST(mlp_context_linear_forward_matches_naive)
 
 /* loss = sum(y * R) over the fused op's output (the op is linear in each
  * input, so the difference quotient is exact up to rounding). */
-static double projected_loss(mlp *m, ag_tape *t, const float *R, bool backward)
+static double projected_loss(mlp_model *m, ag_tape *t, const float *R, bool backward)
 {
     ag_reset(t);
     tensor *y = mlp_context_linear(t, m->emb, m->w1, m->b1, fused_ctx, FN, FC);
@@ -194,7 +194,7 @@ static double projected_loss(mlp *m, ag_tape *t, const float *R, bool backward)
 
 TEST(mlp_context_linear_backward_finite_differences)
 {
-    mlp m;
+    mlp_model m;
     random_model(&m, 6);
     ag_tape t;
     ag_init(&t, 0);
@@ -202,7 +202,7 @@ TEST(mlp_context_linear_backward_finite_differences)
     rng r;
     rng_seed(&r, 7);
     for (int i = 0; i < FN * FH; i++) R[i] = rng_normal(&r);
-    tn_params_zero_grad(&m.params);
+    tn_params_zero_grad(&m.p);
     projected_loss(&m, &t, R, true);
     t.grad = false;
     const float eps = 1e-2f;
@@ -230,7 +230,7 @@ TEST(mlp_context_linear_backward_finite_differences)
 
 TEST(mlp_context_linear_inference_records_nothing)
 {
-    mlp m;
+    mlp_model m;
     random_model(&m, 8);
     ag_tape t;
     ag_init(&t, 0);
@@ -246,7 +246,8 @@ TEST(mlp_context_linear_inference_records_nothing)
 TEST(mlp_config_round_trip_and_rejects)
 {
     mlp_config c = { .vocab_size = 46, .d_model = 32, .d_hidden = 512, .n_context = 20 }, back;
-    char *json = mlp_config_to_json(&c);
+    char *json = NULL;
+    CHECK(mlp_config_to_json(&c, &json) == ERR_OK);
     CHECK(json && !strcmp(json, "{\"vocab_size\":46,\"d_model\":32,\"d_hidden\":512,\"n_context\":20}"));
     CHECK(mlp_config_from_json(&back, json) == ERR_OK);
     CHECK(!memcmp(&back, &c, sizeof c));
@@ -255,7 +256,7 @@ TEST(mlp_config_round_trip_and_rejects)
     CHECK(mlp_config_from_json(&back, "{\"vocab_size\":46,\"d_model\":-1,\"d_hidden\":5,\"n_context\":2}") == ERR_FORMAT);
     CHECK(mlp_config_from_json(&back, "[1]") == ERR_FORMAT);
     CHECK(mlp_config_from_json(&back, NULL) == ERR_FORMAT);
-    mlp m;
+    mlp_model m;
     mlp_config huge = { .vocab_size = 46, .d_model = 4096, .d_hidden = 65536, .n_context = 4096 };
     CHECK(mlp_init(&m, &huge) == ERR_ARG);
     mlp_config tiny_vocab = { .vocab_size = 2, .d_model = 4, .d_hidden = 4, .n_context = 2 };
@@ -265,7 +266,7 @@ TEST(mlp_config_round_trip_and_rejects)
 /* PyTorch's defaults: embedding N(0,1), linears U(-1/sqrt(in), 1/sqrt(in)). */
 TEST(mlp_init_like_pytorch)
 {
-    mlp m;
+    mlp_model m;
     mlp_config c = { .vocab_size = 46, .d_model = 32, .d_hidden = 512, .n_context = 20 };
     CHECK(mlp_init(&m, &c) == ERR_OK);
     rng r;
@@ -285,15 +286,56 @@ TEST(mlp_init_like_pytorch)
     mlp_free(&m);
 }
 
-/* A checkpoint of another kind is refused by the mdl loader's kind table
- * check, and a broken mlp config by the model itself. */
-TEST(mlp_from_checkpoint_rejects_bad_config)
+/* A checkpoint of another kind, or with a broken mlp config, is refused
+ * with a message that names the file. */
+TEST(mlp_load_rejects_bad_config)
 {
-    ck_file f = { 0 };
-    char *k[] = { "config" }, *v[] = { "{\"vocab_size\":46}" };
-    f.key = k;
-    f.val = v;
-    f.n_meta = 1;
-    mlp m;
-    CHECK(mlp_from_checkpoint(&m, &f) == ERR_FORMAT);
+    static const char *path = "build/tests/test_mlp_bad.safetensors";
+    static const char *vocab = "[\"<pad>\",\"<SOS>\",\"<EOS>\",\"a\",\"b\"]";
+    const struct { const char *kind, *config; err_code e; } cases[] = {
+        { "rnn", "{\"vocab_size\":5,\"d_model\":2,\"d_hidden\":3,\"n_context\":2}", ERR_MISMATCH },
+        { MLP_KIND, "{\"vocab_size\":5}", ERR_FORMAT },
+        { MLP_KIND, "{\"vocab_size\":6,\"d_model\":2,\"d_hidden\":3,\"n_context\":2}", ERR_FORMAT },
+        { MLP_KIND, "{\"vocab_size\":5,\"d_model\":0,\"d_hidden\":3,\"n_context\":2}", ERR_FORMAT },
+        { MLP_KIND, "{\"vocab_size\":5,\"d_model\":2,\"d_hidden\":3,\"n_context\":2}", ERR_FORMAT },
+    };   /* the last: no tensors */
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ck_writer *w = ck_writer_new();
+        CHECK(w && !ck_put_meta(w, "format", CK_FORMAT) &&
+              !ck_put_meta(w, "format_version", CK_FORMAT_VERSION) &&
+              !ck_put_meta(w, "model", cases[i].kind) && !ck_put_meta(w, "vocab", vocab) &&
+              !ck_put_meta(w, "config", cases[i].config) && !ck_write(w, path));
+        ck_writer_free(w);
+        ck_file f;
+        CHECK(ck_read(path, &f) == ERR_OK);
+        mlp_model m;
+        CHECK(mlp_load(&m, &f, path, false) == cases[i].e);
+        CHECK(strstr(err_msg(), path) != NULL);
+        ck_free(&f);
+    }
+    remove(path);
+}
+
+/* mlp_save writes the model alone, as a file mdl_load reads back whole. */
+TEST(mlp_save_round_trip_through_registry)
+{
+    static const char *path = "build/tests/test_mlp_save.safetensors";
+    fixture fx;
+    CHECK(fixture_load(&fx));
+    txt_vocab v;
+    CHECK(txt_vocab_from_json(&v, ck_meta(&fx.f, "vocab")) == ERR_OK);
+    CHECK(mlp_save(&fx.m, &v, path) == ERR_OK);
+    mdl g;
+    CHECK(mdl_load(&g, path) == ERR_OK);
+    const mlp_model *back = g.impl;
+    CHECK(g.kind == &mlp_kind && back->p.n == fx.m.p.n &&
+          !memcmp(back->p.data, fx.m.p.data, fx.m.p.n * sizeof(float)));
+    CHECK(ck_get(&g.file, "optim.m.fc1.weight") == NULL && !ck_meta(&g.file, "step"));
+    mdl_free(&g);
+    v.size--;   /* a vocabulary that does not fit the model */
+    CHECK(mlp_save(&fx.m, &v, path) == ERR_ARG);
+    v.size++;
+    txt_vocab_free(&v);
+    remove(path);
+    fixture_free(&fx);
 }

@@ -1,5 +1,5 @@
 /* test_ngram.c - n-gram models: distributions, exact MLE loss, checkpoints,
- * and the model interface (model.c) driven through an n-gram. */
+ * and the model interface (model.h, kinds.h) driven through an n-gram. */
 #include "test.h"
 
 #include <math.h>
@@ -10,7 +10,7 @@
 
 #include "checkpoint.h"
 #include "dataset.h"
-#include "model.h"
+#include "kinds.h"
 #include "ngram.h"
 #include "rng.h"
 
@@ -25,9 +25,10 @@ static ds_corpus load_corpus(void)
 
 static ng_model *fit(const ds_corpus *c, int order, ng_smoothing s, double discount)
 {
-    ng_config cfg = { .order = order, .smoothing = s, .k = 0.5, .discount = discount };
+    ng_config cfg = { .vocab_size = c->vocab.size, .order = order, .smoothing = s, .k = 0.5,
+                      .discount = discount };
     ng_model *m = NULL;
-    err_code e = ng_fit(&m, &cfg, c->vocab.size, &c->train);
+    err_code e = ng_fit(&m, &cfg, &c->train);
     CHECK(e == ERR_OK && m);
     if (e) fprintf(stderr, "  %s\n", err_msg());
     return m;
@@ -297,13 +298,13 @@ TEST(ngram_counts_are_sparse_and_keys_bounded)
     CHECK(ng_max_order(46) == 10);    /* 6 bits a token */
     CHECK(ng_max_order(100) == 9);    /* 7 bits */
     ds_corpus c = load_corpus();
-    ng_config cfg = { .order = 11, .smoothing = NG_KN, .k = 1, .discount = 0.75 };
+    ng_config cfg = { .vocab_size = 46, .order = 11, .smoothing = NG_KN, .k = 1, .discount = 0.75 };
     ng_model *m = NULL;
-    CHECK(ng_fit(&m, &cfg, 46, &c.train) == ERR_ARG && !m);
+    CHECK(ng_fit(&m, &cfg, &c.train) == ERR_ARG && !m);
     CHECK(strstr(err_msg(), "order 11") != NULL);
-    cfg.order = 3;
-    cfg.discount = 1.5;
-    CHECK(ng_fit(&m, &cfg, c.vocab.size, &c.train) == ERR_ARG);
+    cfg = (ng_config){ .vocab_size = c.vocab.size, .order = 3, .smoothing = NG_KN, .k = 1,
+                       .discount = 1.5 };
+    CHECK(ng_fit(&m, &cfg, &c.train) == ERR_ARG);
     /* Distinct 7-grams: at most one per target, far below V^7. */
     m = fit(&c, 7, NG_KN, NG_DISCOUNT_ESTIMATED);
     size_t targets = 0;
@@ -332,7 +333,7 @@ TEST(ngram_checkpoint_round_trip_through_model_interface)
             ng_free(m);
             continue;
         }
-        CHECK(strcmp(md.kind->name, "ngram") == 0);
+        CHECK(strcmp(md.kind->name, NG_KIND) == 0);
         CHECK(mdl_vocab_size(&md) == c.vocab.size && mdl_max_len(&md) == 0);
         CHECK(mdl_state_new(&st, &md) == ERR_OK);
         /* Scoring every validation name through the interface gives ng_nll. */

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
-#include "model.h"
+#include "kinds.h"
 #include "ops.h"
 #include "rnn.h"
 
@@ -481,11 +481,7 @@ TEST(rnn_checkpoint_roundtrip_through_registry)
     int32_t cps[] = { 'a', 'b', 'c', 'd', 'e' };
     CHECK(txt_vocab_build(&v, cps, 5) == ERR_OK);
     small_model(&m, RNN_CELL_GRU, v.size, D, 2, 5);
-    ck_writer *w = ck_writer_new();
-    CHECK(w && rnn_put_meta(&m, &v, w) == ERR_OK);
-    CHECK(tn_params_save(&m.p, w, false) == ERR_OK);
-    CHECK(ck_write(w, path) == ERR_OK);
-    ck_writer_free(w);
+    CHECK(rnn_save(&m, &v, path) == ERR_OK);
 
     mdl g;
     CHECK(mdl_load(&g, path) == ERR_OK);

@@ -487,6 +487,31 @@ TEST(pair_check)
     free_tf(tf);
 }
 
+/* sae_save writes the SAE alone, with its Transformer's name and hash: it
+ * reads back whole and still pairs with that Transformer. */
+TEST(save_round_trip)
+{
+    static const char *path = "build/tests/test_sae_save.safetensors";
+    tf_model *tf = load_tf(TF_FIXTURE);
+    ck_file f;
+    sae_model s, back;
+    txt_vocab v;
+    CHECK(tf && sae_read(&s, FIXTURE) == ERR_OK && ck_read(FIXTURE, &f) == ERR_OK);
+    if (!tf) return;
+    CHECK(txt_vocab_from_json(&v, ck_meta(&f, "vocab")) == ERR_OK);
+    CHECK(sae_save(&s, &v, path) == ERR_OK);
+    CHECK(sae_read(&back, path) == ERR_OK);
+    CHECK(back.p.n == s.p.n && !memcmp(back.p.data, s.p.data, s.p.n * sizeof(float)));
+    CHECK(!memcmp(&back.c, &s.c, sizeof s.c) && !strcmp(back.model_hash, s.model_hash));
+    CHECK(sae_check_pair(&back, path, tf, TF_FIXTURE) == ERR_OK);
+    sae_free(&back);
+    sae_free(&s);
+    txt_vocab_free(&v);
+    ck_free(&f);
+    free_tf(tf);
+    remove(path);
+}
+
 /* ---- steering -------------------------------------------------------------------- */
 
 TEST(steer_hook_edits)

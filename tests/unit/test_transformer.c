@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "autograd.h"
-#include "model.h"
+#include "kinds.h"
 #include "ops.h"
 #include "optim.h"
 #include "test.h"
