@@ -19,6 +19,15 @@ Writes, deterministically (fixed seeds, one thread), into tests/data/fixtures/:
         fixture.grad.<param> F32    d loss / d param, same shape, every param
       The batch is B = 3 real names of unequal lengths (T = longest + 1 = 12).
 
+  transformer_dropout.safetensors, gru_variational.safetensors
+      The same for the dropouts whose masks villes addresses by position
+      (villes_torch.keep_mask): a transformer with attn_dropout and
+      emb_dropout 0.3, a GRU with variational dropout 0.3, plus
+        fixture.seed    I32 (1)     the seed of the training tape's rng;
+                                    logits, loss and gradients are those of
+                                    a training pass with it (the masks drawn
+                                    as villes draws them)
+
   sae.safetensors
       A villes sae checkpoint (config variant "l1", l1 = 0.01 so that the L1
       term shows in the gradients, layer 2; metadata model_file =
@@ -109,6 +118,16 @@ def randomize(model):
             p.copy_(torch.randn_like(p) / p.size(1) ** 0.5)
 
 
+def dropout_configs(V):
+    """Configs with the position-addressed dropouts, and the rng seed of their pass."""
+    tr = dict(small_configs(V)["transformer"][1], attn_dropout=0.3, emb_dropout=0.3)
+    gru = dict(small_configs(V)["gru"][1], dropout=0.3, dropout_mode="variational")
+    return {"transformer_dropout": ("transformer", tr), "gru_variational": ("rnn", gru)}
+
+
+DROPOUT_SEED = 7
+
+
 def reference(model, run):
     """Run `run(model64)` -> (outputs dict, loss) in float64 on a copy of the
     float32 weights; returns float32 outputs, loss and gradients."""
@@ -123,13 +142,20 @@ def reference(model, run):
     return out, grads
 
 
-def lm_fixture(model, vocab, x, y, path):
+def forward(model, x, seed):
+    """model(x), a training pass with villes' rng at seed when seed is not None."""
+    return model(x) if seed is None else model(x, rng=vt.Xoshiro(seed))
+
+
+def lm_fixture(model, vocab, x, y, path, seed=None):
     def run(m):
-        logits = m(x)
+        logits = forward(m, x, seed)
         return {"logits": logits}, vt.lm_loss(logits, y)
     outputs, grads = reference(model, run)
     extra = {"fixture.x": x.int(), "fixture.y": y.int(),
              "fixture.logits": outputs["logits"], "fixture.loss": outputs["loss"]}
+    if seed is not None:
+        extra["fixture.seed"] = torch.tensor([seed], dtype=torch.int32)
     extra.update({"fixture.grad." + k: g for k, g in grads.items()})
     vt.save_model(path, model, vocab, extra)
     return outputs["loss"].item()
@@ -159,6 +185,13 @@ def make_parity_fixtures(vocab):
         models[name] = model
         loss = lm_fixture(model, vocab, x, y, os.path.join(OUT, name + ".safetensors"))
         print("%-12s loss %.6f  x %s" % (name, loss, tuple(x.shape)))
+    for i, (name, (kind, cfg)) in enumerate(dropout_configs(len(vocab)).items()):
+        torch.manual_seed(110 + i)
+        model = vt.model_from_config(kind, cfg)
+        randomize(model)
+        loss = lm_fixture(model, vocab, x, y, os.path.join(OUT, name + ".safetensors"),
+                          DROPOUT_SEED)
+        print("%-12s loss %.6f  x %s  seed %d" % (name, loss, tuple(x.shape), DROPOUT_SEED))
 
     torch.manual_seed(200)
     tr = models["transformer"]
@@ -310,7 +343,8 @@ def check_fixture(name):
     else:
         x = torch.from_numpy(tensors["fixture.x"]).long()
         y = torch.from_numpy(tensors["fixture.y"]).long()
-        logits = model(x)
+        seed = int(tensors["fixture.seed"][0]) if "fixture.seed" in tensors else None
+        logits = forward(model, x, seed)
         loss = vt.lm_loss(logits, y)
         outs = {"logits": max_diff(logits.detach(), tensors["fixture.logits"])}
     loss.backward()
@@ -367,7 +401,8 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.check:
-        ok = all([check_fixture(n) for n in ("mlp", "rnn", "gru", "transformer", "sae")])
+        ok = all([check_fixture(n) for n in ("mlp", "rnn", "gru", "transformer", "sae",
+                                             "transformer_dropout", "gru_variational")])
         ok &= check_imports()
         sys.exit(0 if ok else 1)
     os.makedirs(OUT, exist_ok=True)

@@ -24,6 +24,15 @@ keys are exactly the tensor names of a villes .safetensors file:
 
 The lm_head of rnn/gru/transformer is tied: logits = h @ embedding.weight.T.
 
+Dropout: the reference runs without it, except for the masks villes
+addresses by position (ops.h, op_keep), which it reproduces exactly when a
+forward pass is given `rng=Xoshiro(seed)`, the generator a villes tape
+draws from: the Transformer's attention dropout (attn_dropout) and
+embedding dropout (emb_dropout), and the RNN's variational dropout
+(dropout with dropout_mode "variational").  Seeds are drawn in villes'
+graph order: the embedding's, then each layer's attention's; for the RNN,
+each layer's input's, then the top output's.
+
 The `safetensors` package is not needed: write_safetensors/read_safetensors
 below implement the format (u64 LE header length, JSON header, raw LE data)
 for the F32 and I32 tensors villes uses.
@@ -104,6 +113,67 @@ def lm_loss(logits, y):
     """Mean cross-entropy over the non-pad targets (nats per character)."""
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1),
                            ignore_index=PAD)
+
+
+# -------------------------------------------------------------- dropout ----
+
+MASK64 = (1 << 64) - 1
+GOLDEN = 0x9e3779b97f4a7c15
+
+
+def _splitmix_mix(z):
+    """splitmix64's output function on a uint64 numpy array (wrapping)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xbf58476d1ce4e5b9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94d049bb133111eb)
+    return z ^ (z >> np.uint64(31))
+
+
+class Xoshiro:
+    """villes' rng (rng.c): xoshiro256** seeded by splitmix64; next_u64()
+    returns what rng_u64 returns."""
+
+    def __init__(self, seed):
+        s, x = [], seed & MASK64
+        for _ in range(4):
+            x = (x + GOLDEN) & MASK64
+            with np.errstate(over="ignore"):
+                s.append(int(_splitmix_mix(np.array(x, dtype=np.uint64))))
+        self.s = s
+
+    @staticmethod
+    def _rotl(x, k):
+        return ((x << k) | (x >> (64 - k))) & MASK64
+
+    def next_u64(self):
+        s = self.s
+        result = (self._rotl((s[1] * 5) & MASK64, 7) * 9) & MASK64
+        t = (s[1] << 17) & MASK64
+        s[2] ^= s[0]
+        s[3] ^= s[1]
+        s[1] ^= s[2]
+        s[0] ^= s[3]
+        s[2] ^= t
+        s[3] = self._rotl(s[3], 45)
+        return result
+
+
+def keep_mask(seed, index, p):
+    """op_keep: the dropout factors (0 or 1/(1-p), float32 as villes
+    computes them) of the integer array `index` in the mask `seed`; an
+    element is dropped when the high 32 bits of rng_at(seed, index) (output
+    index of splitmix64 from seed) are below p * 2^32.  float64 tensor."""
+    idx = np.asarray(index, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = _splitmix_mix(np.uint64(seed) + (idx + np.uint64(1)) * np.uint64(GOLDEN))
+    p32 = np.float32(p)
+    dropped = (z >> np.uint64(32)).astype(np.float64) < float(p32) * 4294967296.0
+    keep = float(np.float32(1) / (np.float32(1) - p32))
+    return torch.from_numpy(np.where(dropped, 0.0, keep))
+
+
+def _draw(rng, p):
+    """The seed of a mask at rate p (drawn only when the dropout applies)."""
+    return rng.next_u64() if rng is not None and p > 0 else None
 
 
 # --------------------------------------------------------------- models ----
@@ -196,15 +266,20 @@ class RNNCore(nn.Module):
 
 
 class RNNLM(nn.Module):
-    """Stacked RNN / GRU layers (each with a learned h0), RMSNorm, tied lm_head."""
+    """Stacked RNN / GRU layers (each with a learned h0), RMSNorm, tied lm_head.
+    Variational dropout (one mask per sequence and site) on every layer's
+    input and the top output when forward is given an rng."""
     kind = "rnn"
 
-    def __init__(self, vocab_size, cell, d_model, n_layers):
+    def __init__(self, vocab_size, cell, d_model, n_layers, dropout=0, dropout_mode="standard"):
         super().__init__()
         if cell not in ("rnn", "gru"):
             raise ValueError("cell must be 'rnn' or 'gru', not %r" % cell)
+        if dropout_mode not in ("standard", "variational"):
+            raise ValueError("dropout_mode must be 'standard' or 'variational'")
         self.vocab_size, self.cell = vocab_size, cell
         self.d_model, self.n_layers = d_model, n_layers
+        self.dropout, self.dropout_mode = dropout, dropout_mode
         self.embedding = nn.Embedding(vocab_size, d_model)
         # Tied to the lm_head: init as nn.Linear(d, V), uniform(±1/√d), like
         # villes; nn.Embedding's normal(0, 1) makes the first logits ~√d too large.
@@ -214,14 +289,28 @@ class RNNLM(nn.Module):
         self.out_norm = RMSNorm(d_model)
 
     def config(self):
-        return {"vocab_size": self.vocab_size, "cell": self.cell, "d_model": self.d_model,
-                "n_layers": self.n_layers, "dropout": 0}
+        cfg = {"vocab_size": self.vocab_size, "cell": self.cell, "d_model": self.d_model,
+               "n_layers": self.n_layers, "dropout": self.dropout}
+        if self.dropout_mode == "variational":
+            cfg["dropout_mode"] = "variational"
+        return cfg
 
-    def forward(self, x):
+    def _dropout(self, h, rng):
+        """Variational dropout of h (B,T,d): mask (B,d), index b*d + j."""
+        seed = _draw(rng, self.dropout)
+        if seed is None:
+            return h
+        if self.dropout_mode != "variational":
+            raise ValueError("the reference reproduces variational dropout only")
+        B, _, d = h.shape
+        idx = np.arange(B * d, dtype=np.uint64).reshape(B, d)
+        return h * keep_mask(seed, idx, self.dropout).to(h.dtype)[:, None, :]
+
+    def forward(self, x, rng=None):
         h = self.embedding(x)
         for layer in self.core.layers:
-            h = layer(h)
-        return self.out_norm(h) @ self.embedding.weight.t()
+            h = layer(self._dropout(h, rng))
+        return self.out_norm(self._dropout(h, rng)) @ self.embedding.weight.t()
 
 
 class SelfAttention(nn.Module):
@@ -235,7 +324,7 @@ class SelfAttention(nn.Module):
         self.value_proj = nn.Linear(d, d, bias=False)
         self.c_proj = nn.Linear(d, d, bias=False)
 
-    def forward(self, x):                               # (B,T,d)
+    def forward(self, x, keep=None):                    # (B,T,d); keep (B,H,T,T)
         B, T, d = x.shape
         H = self.n_heads
         q, k, v = (p(x).view(B, T, H, d // H).transpose(1, 2)
@@ -243,6 +332,8 @@ class SelfAttention(nn.Module):
         att = q @ k.transpose(-2, -1) / math.sqrt(d // H)   # (B,H,T,T)
         mask = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
         att = att.masked_fill(mask, float("-inf")).softmax(-1)
+        if keep is not None:                            # dropout on the probabilities
+            att = att * keep.to(att.dtype)
         y = (att @ v).transpose(1, 2).reshape(B, T, d)
         return self.c_proj(y)
 
@@ -266,8 +357,8 @@ class DecoderLayer(nn.Module):
         self.mlp_norm = RMSNorm(d)
         self.mlp = SwiGLU(d)
 
-    def forward(self, x):
-        x = x + self.sa(self.attention_norm(x))
+    def forward(self, x, keep=None):
+        x = x + self.sa(self.attention_norm(x), keep)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -279,15 +370,18 @@ class TransformerCore(nn.Module):
 
 
 class Transformer(nn.Module):
-    """Decoder-only, pre-norm, learned positions, SwiGLU, tied lm_head."""
+    """Decoder-only, pre-norm, learned positions, SwiGLU, tied lm_head.
+    Attention dropout and embedding dropout when forward is given an rng."""
     kind = "transformer"
 
-    def __init__(self, vocab_size, d_model, n_heads, n_layers, max_len):
+    def __init__(self, vocab_size, d_model, n_heads, n_layers, max_len,
+                 attn_dropout=0, emb_dropout=0):
         super().__init__()
         if d_model % n_heads:
             raise ValueError("n_heads (%d) must divide d_model (%d)" % (n_heads, d_model))
         self.vocab_size, self.d_model, self.n_heads = vocab_size, d_model, n_heads
         self.n_layers, self.max_len = n_layers, max_len
+        self.attn_dropout, self.emb_dropout = attn_dropout, emb_dropout
         self.embedding = nn.Embedding(vocab_size, d_model)
         self.core = TransformerCore(d_model, n_heads, n_layers, max_len)
         self.out_norm = RMSNorm(d_model)
@@ -304,24 +398,44 @@ class Transformer(nn.Module):
                 nn.init.normal_(p, 0.0, 0.02)
 
     def config(self):
-        return {"vocab_size": self.vocab_size, "d_model": self.d_model,
-                "n_heads": self.n_heads, "n_layers": self.n_layers,
-                "max_len": self.max_len, "dropout": 0}
+        cfg = {"vocab_size": self.vocab_size, "d_model": self.d_model,
+               "n_heads": self.n_heads, "n_layers": self.n_layers,
+               "max_len": self.max_len, "dropout": 0}
+        for key in ("attn_dropout", "emb_dropout"):     # written only when used, as villes
+            if getattr(self, key):
+                cfg[key] = getattr(self, key)
+        return cfg
 
-    def residual(self, x, n_blocks=None):
+    def _attention_keep(self, rng, B, T):
+        """Attention dropout's factors (B,H,T,T): index ((b H + h) T + i) T + j."""
+        seed = _draw(rng, self.attn_dropout)
+        if seed is None:
+            return None
+        idx = np.arange(B * self.n_heads * T * T, dtype=np.uint64).reshape(B, self.n_heads, T, T)
+        return keep_mask(seed, idx, self.attn_dropout)
+
+    def _embed(self, x, rng):
+        """Token embeddings, each token type of the batch kept or dropped whole."""
+        e = self.embedding(x)
+        seed = _draw(rng, self.emb_dropout)
+        if seed is None:
+            return e
+        return e * keep_mask(seed, x.numpy(), self.emb_dropout).to(e.dtype)[..., None]
+
+    def residual(self, x, n_blocks=None, rng=None):
         """The residual stream after the first n_blocks blocks (all when None):
         (B,T) tokens -> (B,T,d).  n_blocks = 0 is embedding + position."""
-        T = x.size(1)
+        B, T = x.shape
         if T > self.max_len:
             raise ValueError("sequence of %d positions exceeds max_len %d" % (T, self.max_len))
         pos = torch.arange(T, device=x.device)
-        h = self.embedding(x) + self.core.PE(pos)
+        h = self._embed(x, rng) + self.core.PE(pos)
         for layer in self.core.layers[:n_blocks]:
-            h = layer(h)
+            h = layer(h, self._attention_keep(rng, B, T))
         return h
 
-    def forward(self, x):
-        return self.out_norm(self.residual(x)) @ self.embedding.weight.t()
+    def forward(self, x, rng=None):
+        return self.out_norm(self.residual(x, rng=rng)) @ self.embedding.weight.t()
 
 
 class SAE(nn.Module):
@@ -371,10 +485,12 @@ def model_from_config(kind, cfg):
     if kind == "mlp":
         return MLP(cfg["vocab_size"], cfg["d_model"], cfg["d_hidden"], cfg["n_context"])
     if kind == "rnn":
-        return RNNLM(cfg["vocab_size"], cfg["cell"], cfg["d_model"], cfg["n_layers"])
+        return RNNLM(cfg["vocab_size"], cfg["cell"], cfg["d_model"], cfg["n_layers"],
+                     cfg.get("dropout", 0), cfg.get("dropout_mode", "standard"))
     if kind == "transformer":
         return Transformer(cfg["vocab_size"], cfg["d_model"], cfg["n_heads"],
-                           cfg["n_layers"], cfg["max_len"])
+                           cfg["n_layers"], cfg["max_len"],
+                           cfg.get("attn_dropout", 0), cfg.get("emb_dropout", 0))
     if kind == "sae":
         return SAE(cfg["d_model"], cfg["n_features"], cfg["l1"], cfg["layer"])
     raise ValueError("unknown model kind %r" % kind)

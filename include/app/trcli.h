@@ -16,7 +16,7 @@
  *   trc_check_args(&o, argc, argv, optind);
  *   tr_session s;
  *   trc_open(&s, &o);                            // runtime errors exit 1
- *   cJSON *config = trc_config(&s, defaults_json, given);   // flags + defaults,
+ *   cJSON *config = trc_config(&s, defaults_json, given, flags);   // flags + defaults,
  *                                                //   or the checkpoint's on --resume
  *   trc_load_names(&s);
  *   char *text = trc_config_finish(&s, config, given);     // + vocab_size
@@ -104,9 +104,13 @@ void trc_load_names(tr_session *s);
  *   fresh: defaults_json with every member of given on top;
  *   --resume: the checkpoint's config, where every member of given must
  *     equal the checkpoint's (else a usage error, "model flags differ from
- *     the configuration in FILE").
+ *     the configuration in FILE").  A member the checkpoint's config lacks
+ *     is at its default: defaults_json's, or, for a member written only
+ *     when not at its default (attn_dropout, dropout_mode), 0 or the first
+ *     word of its row in flags (list such a flag's default first).
  * A checkpoint without a config is a runtime error (exit 1). */
-cJSON *trc_config(const tr_session *s, const char *defaults_json, const cJSON *given);
+cJSON *trc_config(const tr_session *s, const char *defaults_json, const cJSON *given,
+                  const trc_flag *flags);
 /* For a fresh model, set member key of config (a value the data decides,
  * e.g. vocab_size) unless the flags gave it; on --resume, nothing. */
 void trc_config_fresh(const tr_session *s, cJSON *config, const cJSON *given, const char *key,

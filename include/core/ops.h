@@ -33,8 +33,25 @@ tensor *op_linear(ag_tape *t, tensor *x, tensor *W, tensor *b);
 tensor *op_tanh(ag_tape *t, tensor *x);
 tensor *op_add(ag_tape *t, tensor *a, tensor *b);      /* a, b same shape */
 tensor *op_swiglu(ag_tape *t, tensor *a, tensor *b);   /* silu(a) * b, fused; a != b */
-/* Inverted dropout with keep probability 1-p; identity unless t->training. */
+/* Inverted dropout with keep probability 1-p; identity unless t->training.
+ * The mask is drawn from t->rng element by element. */
 tensor *op_dropout(ag_tape *t, tensor *x, float p);
+/* y = x * mask, mask (x->n values) a constant that lives until backward
+ * (on the tape's arena): a dropout mask its caller built, e.g. one shared
+ * by the rows of a sequence, or by every occurrence of a token. */
+tensor *op_mask(ag_tape *t, tensor *x, const float *mask);
+
+/* Dropout masks addressed by position: the keep factor of element `index`
+ * of the mask that `seed` names, 0 when the high 32 bits of
+ * rng_at(seed, index) are below p * 2^32, else 1/(1-p).  A mask built this
+ * way does not depend on the order in which a graph visits its elements
+ * (the Transformer's length buckets, the RNN's packed rows), and the
+ * PyTorch reference draws the same one (tools/villes_torch.py, keep_mask). */
+float op_keep(uint64_t seed, uint64_t index, float p);
+/* When dropout at rate p applies (t->training, p > 0): draws the seed of
+ * one such mask from t->rng and returns 1.  0 when it does not apply; -1
+ * with err_set when it cannot (no rng, p > 1). */
+int   op_dropout_seed(ag_tape *t, float p, uint64_t *seed);
 
 /* y = x / sqrt(mean(x^2) + eps) * w over the last dim: x (N, d), w (d). */
 tensor *op_rmsnorm(ag_tape *t, tensor *x, tensor *w, float eps);
@@ -45,8 +62,12 @@ tensor *op_rmsnorm(ag_tape *t, tensor *x, tensor *w, float eps);
 tensor *op_cross_entropy(ag_tape *t, tensor *logits, const int *targets, int ignore);
 
 /* Causal multi-head self-attention core: q, k, v (B, T, H*dh) -> (B, T, H*dh);
- * out = softmax(q k^T / sqrt(dh) + causal mask) v per head.  Fused. */
-tensor *op_attention(ag_tape *t, tensor *q, tensor *k, tensor *v, int B, int T, int H);
+ * out = (softmax(q k^T / sqrt(dh) + causal mask) * keep) v per head.  keep
+ * NULL: no dropout (the fast path); else (B, H, T, T) dropout factors on
+ * the attention probabilities (entries above the diagonal unread), e.g.
+ * from op_keep, living until backward.  Fused. */
+tensor *op_attention(ag_tape *t, tensor *q, tensor *k, tensor *v, int B, int T, int H,
+                     const float *keep);
 
 /* ---- Reference ops, used only by the tests as oracles for the fused ops ----
  *

@@ -18,7 +18,11 @@
  * h0 zero, norm weight one.
  * Dropout (config.dropout, training only) is applied to the input of every
  * layer (the embeddings for layer 0, as the reference's in_dropout) and to
- * the top layer's output before the norm.
+ * the top layer's output before the norm.  Its masks are drawn per element
+ * (dropout_mode standard), or, variational (Gal & Ghahramani; AWD-LSTM's
+ * locked dropout), one mask per sequence and site, the same at every time
+ * step: op_keep (ops.h) at index b * d + j for batch row b, unit j, one
+ * seed per site in graph order, as the PyTorch reference draws them.
  *
  * Training runs on *packed* batches (rnn_pack): rows sorted longest first
  * and stored time-major, so that step t works on the contiguous rows of the
@@ -47,6 +51,7 @@
 enum { RNN_MAX_LAYERS = 32, RNN_MAX_DIM = 8192, RNN_MAX_VOCAB = 1 << 20, RNN_MAX_GATES = 3 };
 
 typedef enum rnn_cell { RNN_CELL_RNN, RNN_CELL_GRU } rnn_cell;
+typedef enum rnn_dropout_mode { RNN_DROPOUT_STANDARD, RNN_DROPOUT_VARIATIONAL } rnn_dropout_mode;
 
 typedef struct rnn_config {
     int      vocab_size;
@@ -54,11 +59,12 @@ typedef struct rnn_config {
     int      d_model;
     int      n_layers;
     float    dropout;    /* [0, 1) */
+    rnn_dropout_mode dropout_mode;
     bool     text;       /* trained on running text (rnn-train --text) */
 } rnn_config;
 
 #define RNN_DEFAULTS ((rnn_config){ .vocab_size = 0, .cell = RNN_CELL_GRU, .d_model = 256, \
-    .n_layers = 1, .dropout = 0.0f, .text = false })
+    .n_layers = 1, .dropout = 0.0f, .dropout_mode = RNN_DROPOUT_STANDARD, .text = false })
 
 /* "rnn" / "gru"; rnn_cell_parse returns -1 for any other word. */
 const char *rnn_cell_name(rnn_cell c);
@@ -69,10 +75,12 @@ int         rnn_n_gates(rnn_cell c);
 /* ERR_ARG naming the first field out of range (config JSON field names). */
 err_code rnn_config_check(const rnn_config *c);
 /* {"vocab_size":46,"cell":"gru","d_model":256,"n_layers":1,"dropout":0}, plus
- * "text":true for a running-text model.  Caller frees. */
+ * "dropout_mode":"variational" when it is, and "text":true for a
+ * running-text model.  Caller frees. */
 err_code rnn_config_to_json(const rnn_config *c, char **json);
 /* Parse and check; ERR_FORMAT on a missing or ill-typed field ("text" is
- * optional, default false). */
+ * optional, default false; "dropout_mode" too, "standard" or
+ * "variational", default standard). */
 err_code rnn_config_from_json(rnn_config *c, const char *json);
 
 typedef struct rnn_layer {

@@ -9,10 +9,19 @@
  *     x += c_proj(MHA(RMSNorm(x; attention_norm)))   causal, no biases
  *     x += fc_2(silu(fc_1 n) * fc_3 n),  n = RMSNorm(x; mlp_norm), hidden 4d
  *   logits = RMSNorm(x; out_norm) . embedding.weight^T   (lm_head tied)
- * RMSNorm eps 1e-5.  Dropout (config.dropout, training only) sits where the
- * reference puts it: on the embeddings (after adding PE), after c_proj and
- * after fc_2.  The reference also drops attention weights; op_attention is
- * fused without that, so this model does not.
+ * RMSNorm eps 1e-5.  Regularisation, training only, each rate 0 by default:
+ *   dropout       where the reference puts it: on the embeddings (after
+ *                 adding PE), after c_proj and after fc_2;
+ *   attn_dropout  on the attention probabilities (GPT's attn_pdrop);
+ *   emb_dropout   embedding dropout (Gal & Ghahramani; AWD-LSTM): per batch,
+ *                 each token type is dropped with probability emb_dropout,
+ *                 its embedding row zeroed at every occurrence on the input
+ *                 side, the kept rows scaled by 1/(1 - emb_dropout); the
+ *                 tied lm_head is unaffected.
+ * The masks of the last two are drawn with op_keep (ops.h), addressed by
+ * batch row, head and positions, so that the bucketed training loss and
+ * the whole-batch graph drop the same entries, and the PyTorch reference
+ * reproduces them.
  *
  * The residual stream "after layer L" is x after L blocks: L = 0 is the
  * embeddings (token + position), L = n_layers the input of the final norm.
@@ -39,20 +48,23 @@ typedef struct tf_config {
     int   n_heads;     /* divides d_model */
     int   n_layers;
     int   max_len;     /* positions, <SOS> included */
-    float dropout;     /* [0, 1) */
+    float dropout;       /* [0, 1), each of the three */
+    float attn_dropout;
+    float emb_dropout;
 } tf_config;
 
 /* d_model 64 / 8 heads as in the bench; 2 layers (the notebooks use 1). */
 #define TF_DEFAULTS ((tf_config){ .vocab_size = 0, .d_model = 64, .n_heads = 8, \
-    .n_layers = 2, .max_len = 0, .dropout = 0.0f })
+    .n_layers = 2, .max_len = 0, .dropout = 0.0f, .attn_dropout = 0.0f, .emb_dropout = 0.0f })
 
 /* ERR_ARG naming the first field out of range, by its config JSON name
  * ("n_heads 3 does not divide d_model 64"). */
 err_code tf_config_check(const tf_config *c);
-/* {"vocab_size":46,"d_model":64,"n_heads":8,"n_layers":2,"max_len":49,"dropout":0}.
- * Caller frees. */
+/* {"vocab_size":46,"d_model":64,"n_heads":8,"n_layers":2,"max_len":49,"dropout":0},
+ * then "attn_dropout" and "emb_dropout" only when not 0.  Caller frees. */
 err_code tf_config_to_json(const tf_config *c, char **json);
-/* Parse and check; ERR_FORMAT on a missing or non-numeric field. */
+/* Parse and check; ERR_FORMAT on a missing or non-numeric field (the three
+ * rates are optional, 0 when absent). */
 err_code tf_config_from_json(tf_config *c, const char *json);
 
 typedef struct tf_layer {

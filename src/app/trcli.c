@@ -268,7 +268,34 @@ static bool same_value(const cJSON *a, const cJSON *b)
     return cJSON_IsString(a) && cJSON_IsString(b) && !strcmp(a->valuestring, b->valuestring);
 }
 
-cJSON *trc_config(const tr_session *s, const char *defaults_json, const cJSON *given)
+/* The value a config holds for the member of flag f when it lacks it (a
+ * member written only when not at its default): 0, or f's first word. */
+static cJSON *absent_value(const trc_flag *flags, const char *key)
+{
+    for (int i = 0; flags && flags[i].name; i++)
+        if (!strcmp(flags[i].key, key))
+            return flags[i].type == TRC_WORD ? cJSON_CreateString(flags[i].words[0])
+                                             : cJSON_CreateNumber(0);
+    return NULL;
+}
+
+/* On --resume: the flag g agrees with the checkpoint's config c (whose
+ * missing members are at their defaults). */
+static bool agrees(const cJSON *g, const cJSON *c, const char *defaults_json, const trc_flag *flags)
+{
+    const cJSON *have = cJSON_GetObjectItemCaseSensitive(c, g->string);
+    if (have) return same_value(g, have);
+    cJSON *d = cJSON_Parse(defaults_json);
+    const cJSON *dv = cJSON_GetObjectItemCaseSensitive(d, g->string);
+    cJSON *zero = dv ? NULL : absent_value(flags, g->string);
+    bool same = same_value(g, dv ? dv : zero);
+    cJSON_Delete(zero);
+    cJSON_Delete(d);
+    return same;
+}
+
+cJSON *trc_config(const tr_session *s, const char *defaults_json, const cJSON *given,
+                  const trc_flag *flags)
 {
     const char *path = s->o.resume_path;
     const char *text = s->resuming ? ck_meta(&s->resume, "config") : defaults_json;
@@ -278,7 +305,7 @@ cJSON *trc_config(const tr_session *s, const char *defaults_json, const cJSON *g
     const cJSON *g;
     cJSON_ArrayForEach(g, given) {
         if (s->resuming) {
-            if (!same_value(g, cJSON_GetObjectItemCaseSensitive(c, g->string)))
+            if (!agrees(g, c, defaults_json, flags))
                 cli_usage("model flags differ from the configuration in %s", path);
             continue;
         }

@@ -39,7 +39,7 @@ static cJSON *start_config(const tr_session *s, const cJSON *given)
     const mlp_config c = MLP_DEFAULTS;
     char *defaults = NULL;
     if (mlp_config_to_json(&c, &defaults)) cli_die_err();
-    cJSON *config = trc_config(s, defaults, given);
+    cJSON *config = trc_config(s, defaults, given, flags);
     free(defaults);
     return config;
 }

@@ -36,6 +36,8 @@ _Noreturn static void usage(const tr_options *o)
            "      --layers N      stacked cells, each with a learned initial state (default %d)\n"
            "      --dropout P     dropout on the input of every layer and on the top\n"
            "                      layer's output, training only (default %g)\n"
+           "      --dropout-mode M  standard: masks per element (the default); variational:\n"
+           "                      one mask per sequence, the same at every time step\n"
            "On --resume the model is the checkpoint's; model flags must agree with it.\n"
            "\n"
            "Running text:\n"
@@ -81,12 +83,14 @@ static void load_text(const tr_session *s, stm_corpus *c)
 /* ---- main ----------------------------------------------------------------- */
 
 static const char *const cells[] = { "rnn", "gru", NULL };
+static const char *const dropout_modes[] = { "standard", "variational", NULL };
 
 static const trc_flag flags[] = {
     TRC_WORD_FLAG("cell", "cell", cells),
     TRC_INT_FLAG("d-model", "d_model", 1, RNN_MAX_DIM),
     TRC_INT_FLAG("layers", "n_layers", 1, RNN_MAX_LAYERS),
     TRC_REAL_FLAG("dropout", "dropout", 0, 0.99),
+    TRC_WORD_FLAG("dropout-mode", "dropout_mode", dropout_modes),
     TRC_STRING_FLAG("text", "text", 0),
     TRC_INT_FLAG("window", "window", 1, MAX_WINDOW),
     TRC_END_FLAGS
@@ -122,7 +126,7 @@ static cJSON *start_config(const tr_session *s, const cJSON *given, bool text)
     c.text = text;
     char *defaults = NULL;
     if (rnn_config_to_json(&c, &defaults)) cli_die_err();
-    cJSON *config = trc_config(s, defaults, given);
+    cJSON *config = trc_config(s, defaults, given, flags);
     free(defaults);
     if (s->resuming && cJSON_IsTrue(cJSON_GetObjectItem(config, "text")) != text)
         cli_usage("%s is a %s model: resume it with %s", s->o.resume_path,

@@ -12,6 +12,8 @@ static const trc_flag flags[] = {
     TRC_INT_FLAG("heads", "n_heads", 1, TF_MAX_DIM),
     TRC_INT_FLAG("layers", "n_layers", 1, TF_MAX_LAYERS),
     TRC_REAL_FLAG("dropout", "dropout", 0, 0.99),
+    TRC_REAL_FLAG("attn-dropout", "attn_dropout", 0, 0.99),
+    TRC_REAL_FLAG("emb-dropout", "emb_dropout", 0, 0.99),
     TRC_INT_FLAG("max-len", "max_len", 2, TF_MAX_LEN),
     TRC_END_FLAGS
 };
@@ -30,11 +32,16 @@ _Noreturn static void usage(const tr_options *o)
            "      --layers N         blocks (default %d; the workshop notebooks use 1)\n"
            "      --dropout P        dropout on the embeddings and on the outputs of\n"
            "                         attention and MLP, 0 <= P <= 0.99 (default %g)\n"
+           "      --attn-dropout P   dropout on the attention probabilities (default %g)\n"
+           "      --emb-dropout P    embedding dropout: each letter of a batch dropped\n"
+           "                         with probability P at all its occurrences, on the\n"
+           "                         input side only (default %g)\n"
            "      --max-len N        positions, <SOS> included (default: the longest name\n"
            "                         of the data + 2)\n"
            "On --resume the model is the checkpoint's; model flags must agree with it.\n"
            "\n",
-           c.d_model, c.n_heads, c.n_layers, (double)c.dropout);
+           c.d_model, c.n_heads, c.n_layers, (double)c.dropout, (double)c.attn_dropout,
+           (double)c.emb_dropout);
     trc_print_usage(stdout, o);
     exit(0);
 }
@@ -62,7 +69,7 @@ static cJSON *start_config(const tr_session *s, const cJSON *given)
     char *defaults = NULL;
     const tf_config c = TF_DEFAULTS;
     if (tf_config_to_json(&c, &defaults)) cli_die_err();
-    cJSON *config = trc_config(s, defaults, given);
+    cJSON *config = trc_config(s, defaults, given, flags);
     free(defaults);
     return config;
 }

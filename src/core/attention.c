@@ -7,6 +7,13 @@
  * P (B, H, T, T8) is saved for backward, rows T8 = T rounded up to 8 apart,
  * exactly 0 above the diagonal.
  *
+ * With attention dropout, M = keep (B, H, T, T) the caller's factors (0 or
+ * 1/(1-p)) and Pd = P * M:
+ *   forward   O = Pd v
+ *   backward  dv += Pd^T dO,  dP = (dO v^T) * M, then dS as above
+ * Pd is built per head in the scratch dS uses, in forward and again in
+ * backward, so that nothing more is saved than the caller's M.
+ *
  * A head is a few thousand multiply-adds (T <= ~64, dh 8..64), where
  * sgemm's per-call packing costs show: the products are small
  * register-blocked kernels (4 rows x 8 columns of accumulators) that also
@@ -165,9 +172,23 @@ static void softmax_backward(float *dP, const float *P, int T, float scale)
     }
 }
 
-/* One head's forward: P (T, T8) and out (T, dh; rows C apart). */
+/* D (T, T8) = A (T, T8) * keep (T, T) on and below the diagonal, 0 above
+ * it (the causal products read the upper triangle as zeros); D may be A. */
+static void apply_keep(float *D, const float *A, const float *keep, int T)
+{
+    int T8 = round8(T);
+    for (int i = 0; i < T; i++) {
+        float *d = D + (size_t)i * T8;
+        const float *a = A + (size_t)i * T8, *m = keep + (size_t)i * T;
+        for (int j = 0; j <= i; j++) d[j] = a[j] * m[j];
+        for (int j = i + 1; j < T8; j++) d[j] = 0.0f;
+    }
+}
+
+/* One head's forward: P (T, T8) and out (T, dh; rows C apart); keep (T, T)
+ * or NULL. */
 static void head_forward(float *out, float *P, const float *q, const float *k, const float *v,
-                         head_buf *w, int T, int dh, int C, float scale)
+                         const float *keep, head_buf *w, int T, int dh, int C, float scale)
 {
     int dh8 = round8(dh);
     gather(w->a, q, T, dh, dh8, C);
@@ -175,25 +196,28 @@ static void head_forward(float *out, float *P, const float *q, const float *k, c
     gather(w->b, v, T, dh, dh8, C);
     causal_scores(P, w->a, w->t, T, dh8, scale);
     causal_softmax(P, T);
-    causal_mix(w->o, P, round8(T), 1, w->b, T, dh8, false);
+    if (keep) apply_keep(w->s, P, keep, T);
+    causal_mix(w->o, keep ? w->s : P, round8(T), 1, w->b, T, dh8, false);
     for (int i = 0; i < T; i++)
         for (int c = 0; c < dh; c++) out[(size_t)i * C + c] = w->o[(size_t)i * dh8 + c];
 }
 
-/* One head's backward; dq, dk, dv may be NULL. */
+/* One head's backward; dq, dk, dv may be NULL, keep too. */
 static void head_backward(const float *dout, const float *P, const float *q, const float *k,
-                          const float *v, float *dq, float *dk, float *dv, head_buf *w,
-                          int T, int dh, int C, float scale)
+                          const float *v, const float *keep, float *dq, float *dk, float *dv,
+                          head_buf *w, int T, int dh, int C, float scale)
 {
     int dh8 = round8(dh), T8 = round8(T);
     gather(w->a, dout, T, dh, dh8, C);
-    if (dv) {   /* dv += P^T dO */
-        causal_mix(w->o, P, 1, T8, w->a, T, dh8, true);
+    if (dv) {   /* dv += Pd^T dO */
+        if (keep) apply_keep(w->s, P, keep, T);
+        causal_mix(w->o, keep ? w->s : P, 1, T8, w->a, T, dh8, true);
         scatter_add(dv, w->o, T, dh, dh8, C);
     }
     if (!dq && !dk) return;
     gather_transposed(w->t, v, T, dh, dh8, C);
-    causal_scores(w->s, w->a, w->t, T, dh8, 1.0f);   /* dP = dO v^T */
+    causal_scores(w->s, w->a, w->t, T, dh8, 1.0f);   /* dPd = dO v^T */
+    if (keep) apply_keep(w->s, w->s, keep, T);        /* dP = dPd * M */
     softmax_backward(w->s, P, T, scale);
     if (dq) {   /* dq += dS k */
         gather(w->b, k, T, dh, dh8, C);
@@ -213,23 +237,33 @@ static float *head(float *base, int b, int h, int T, int C, int dh)
     return base ? base + (size_t)b * T * C + (size_t)h * dh : NULL;
 }
 
-/* saved: P (B, H, T, T8) followed by the head scratch, allocated by
- * forward since backward has no tape to allocate from. */
+/* Head h of batch row b's (T, T) dropout factors in keep (B, H, T, T), or NULL. */
+static const float *head_keep(const float *keep, int b, int h, int H, int T)
+{
+    return keep ? keep + ((size_t)b * H + h) * T * T : NULL;
+}
+
+/* What backward reads: P (B, H, T, T8) followed by the head scratch,
+ * allocated by forward since backward has no tape to allocate from, and
+ * the caller's dropout factors (NULL: none). */
+typedef struct attn_saved { float *P; const float *keep; } attn_saved;
+
 static void attention_backward(ag_node *nd)
 {
     tensor *q = nd->in[0], *k = nd->in[1], *v = nd->in[2];
     int B = nd->iarg[0], T = nd->iarg[1], H = nd->iarg[2], C = tn_cols(q), dh = C / H;
     size_t per_head = (size_t)T * round8(T);
-    const float *P = nd->saved;
-    head_buf w = head_buf_carve((float *)nd->saved + (size_t)B * H * per_head, T, round8(dh));
+    const attn_saved *sv = nd->saved;
+    const float *P = sv->P, *keep = sv->keep;
+    head_buf w = head_buf_carve(sv->P + (size_t)B * H * per_head, T, round8(dh));
     float *dy = ag_grad(nd->out), *dq = ag_grad(q), *dk = ag_grad(k), *dv = ag_grad(v);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
             head_backward(head(dy, b, h, T, C, dh), P + ((size_t)b * H + h) * per_head,
                           head(q->data, b, h, T, C, dh), head(k->data, b, h, T, C, dh),
-                          head(v->data, b, h, T, C, dh), head(dq, b, h, T, C, dh),
-                          head(dk, b, h, T, C, dh), head(dv, b, h, T, C, dh),
-                          &w, T, dh, C, nd->farg[0]);
+                          head(v->data, b, h, T, C, dh), head_keep(keep, b, h, H, T),
+                          head(dq, b, h, T, C, dh), head(dk, b, h, T, C, dh),
+                          head(dv, b, h, T, C, dh), &w, T, dh, C, nd->farg[0]);
 }
 
 static bool attention_shapes_ok(const tensor *q, const tensor *k, const tensor *v,
@@ -241,7 +275,8 @@ static bool attention_shapes_ok(const tensor *q, const tensor *k, const tensor *
     return true;
 }
 
-tensor *op_attention(ag_tape *t, tensor *q, tensor *k, tensor *v, int B, int T, int H)
+tensor *op_attention(ag_tape *t, tensor *q, tensor *k, tensor *v, int B, int T, int H,
+                     const float *keep)
 {
     if (!q || !k || !v) return NULL;
     if (!attention_shapes_ok(q, k, v, B, T, H)) {
@@ -262,7 +297,8 @@ tensor *op_attention(ag_tape *t, tensor *q, tensor *k, tensor *v, int B, int T, 
             head_forward(head(out->data, b, h, T, C, dh),
                          need ? P + ((size_t)b * H + h) * per_head : P,
                          head(q->data, b, h, T, C, dh), head(k->data, b, h, T, C, dh),
-                         head(v->data, b, h, T, C, dh), &w, T, dh, C, scale);
+                         head(v->data, b, h, T, C, dh), head_keep(keep, b, h, H, T), &w, T,
+                         dh, C, scale);
     ag_node *nd = op_node(t, "attention", attention_backward, out, q, k);
     if (nd) {
         nd->in[2] = v;
@@ -270,7 +306,9 @@ tensor *op_attention(ag_tape *t, tensor *q, tensor *k, tensor *v, int B, int T, 
         nd->iarg[1] = T;
         nd->iarg[2] = H;
         nd->farg[0] = scale;
-        nd->saved = P;
+        attn_saved *sv = ag_alloc(t, sizeof *sv);
+        *sv = (attn_saved){ P, keep };
+        nd->saved = sv;
     }
     return out;
 }

@@ -295,42 +295,76 @@ tensor *op_swiglu(ag_tape *t, tensor *a, tensor *b)
 /* ---- dropout ----------------------------------------------------------- */
 
 /* The mask holds 0 or 1/(1-p) per element: backward is one product. */
-static void dropout_backward(ag_node *nd)
+static void mask_backward(ag_node *nd)
 {
     accumulate_product(nd->in[0], ag_grad(nd->out), nd->saved);
 }
 
-/* mask[i] = 0 with probability p, else keep; each 64-bit draw decides two
- * elements (element i dropped when its 32-bit half is below p * 2^32). */
-static void dropout_mask(float *restrict mask, int n, float p, float keep, rng *r)
+/* y = x * mask, recorded under the name op. */
+static tensor *apply_mask(ag_tape *t, const char *op, tensor *x, const float *mask)
 {
-    double cut = (double)p * 4294967296.0;
+    tensor *y = op_out(t, ag_needs_grad(t, x, NULL), x->ndim, x->shape);
+    if (!y) return NULL;
+    for (int i = 0; i < x->n; i++) y->data[i] = x->data[i] * mask[i];
+    ag_node *nd = op_node(t, op, mask_backward, y, x, NULL);
+    if (nd) nd->saved = (void *)mask;
+    return y;
+}
+
+tensor *op_mask(ag_tape *t, tensor *x, const float *mask)
+{
+    return x && mask ? apply_mask(t, "mask", x, mask) : NULL;
+}
+
+/* 1/(1-p), the factor of the elements dropout keeps (0 for p = 1). */
+static float keep_factor(float p) { return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f; }
+
+/* Element dropped when a uniform 32-bit draw is below p * 2^32. */
+static bool dropped(uint32_t bits, float p) { return (double)bits < (double)p * 4294967296.0; }
+
+/* mask[i] = 0 with probability p, else keep_factor(p); each 64-bit draw
+ * decides two elements, its low half first. */
+static void dropout_mask(float *restrict mask, int n, float p, rng *r)
+{
+    const float keep = keep_factor(p);
     uint64_t bits = 0;
     for (int i = 0; i < n; i++) {
         if (!(i & 1)) bits = rng_u64(r);
-        mask[i] = (double)(uint32_t)bits < cut ? 0.0f : keep;
+        mask[i] = dropped((uint32_t)bits, p) ? 0.0f : keep;
         bits >>= 32;
     }
+}
+
+/* 1 when dropout at rate p applies (training, p > 0), 0 when it does not,
+ * -1 with err_set when it cannot (no rng, p > 1). */
+static int dropout_applies(const ag_tape *t, float p, const char *who)
+{
+    if (!t->training || p <= 0.0f) return 0;
+    if (t->rng && p <= 1.0f) return 1;
+    err_set(ERR_ARG, "%s: %s", who, t->rng ? "p outside [0, 1]" : "training without an rng");
+    return -1;
+}
+
+int op_dropout_seed(ag_tape *t, float p, uint64_t *seed)
+{
+    int applies = dropout_applies(t, p, "dropout");
+    if (applies == 1) *seed = rng_u64(t->rng);
+    return applies;
+}
+
+float op_keep(uint64_t seed, uint64_t index, float p)
+{
+    return dropped((uint32_t)(rng_at(seed, index) >> 32), p) ? 0.0f : keep_factor(p);
 }
 
 tensor *op_dropout(ag_tape *t, tensor *x, float p)
 {
     if (!x) return NULL;
-    if (!t->training || p <= 0.0f) return x;
-    if (!t->rng || !(p <= 1.0f)) {
-        err_set(ERR_ARG, "op_dropout: %s", t->rng ? "p outside [0, 1]" : "training without an rng");
-        return NULL;
-    }
-    bool need = ag_needs_grad(t, x, NULL);
-    tensor *y = op_out(t, need, x->ndim, x->shape);
-    if (!y) return NULL;
+    int applies = dropout_applies(t, p, "op_dropout");
+    if (applies <= 0) return applies ? NULL : x;
     float *mask = ag_alloc(t, (size_t)x->n * sizeof *mask);
-    float keep = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-    dropout_mask(mask, x->n, p, keep, t->rng);
-    for (int i = 0; i < x->n; i++) y->data[i] = x->data[i] * mask[i];
-    ag_node *nd = op_node(t, "dropout", dropout_backward, y, x, NULL);
-    if (nd) nd->saved = mask;
-    return y;
+    dropout_mask(mask, x->n, p, t->rng);
+    return apply_mask(t, "dropout", x, mask);
 }
 
 /* ---- RMSNorm ----------------------------------------------------------- */

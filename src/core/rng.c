@@ -16,6 +16,12 @@ static uint64_t splitmix64(uint64_t *x)
     return z ^ (z >> 31);
 }
 
+uint64_t rng_at(uint64_t seed, uint64_t i)
+{
+    uint64_t x = seed + i * 0x9e3779b97f4a7c15ULL;
+    return splitmix64(&x);
+}
+
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 void rng_seed(rng *r, uint64_t seed)

@@ -36,15 +36,19 @@
 /* ---- config ---------------------------------------------------------- */
 
 static const char *const cell_names[] = { "rnn", "gru", NULL };
+static const char *const dropout_mode_names[] = { "standard", "variational", NULL };
 
 const char *rnn_cell_name(rnn_cell c) { return c == RNN_CELL_GRU ? "gru" : "rnn"; }
 
-int rnn_cell_parse(const char *s)
+/* The index of word s in the NULL-terminated names, -1 when absent. */
+static int word_index(const char *const *names, const char *s)
 {
-    for (int i = 0; s && cell_names[i]; i++)
-        if (strcmp(s, cell_names[i]) == 0) return i;
+    for (int i = 0; s && names[i]; i++)
+        if (strcmp(s, names[i]) == 0) return i;
     return -1;
 }
+
+int rnn_cell_parse(const char *s) { return word_index(cell_names, s); }
 
 int rnn_n_gates(rnn_cell c) { return c == RNN_CELL_GRU ? 3 : 1; }
 
@@ -62,6 +66,8 @@ err_code rnn_config_check(const rnn_config *c)
         return err_set(ERR_ARG, "n_layers %d out of range (1..%d)", c->n_layers, RNN_MAX_LAYERS);
     if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
         return err_set(ERR_ARG, "dropout %g out of range [0, 1)", (double)c->dropout);
+    if (c->dropout_mode != RNN_DROPOUT_STANDARD && c->dropout_mode != RNN_DROPOUT_VARIATIONAL)
+        return err_set(ERR_ARG, "dropout_mode must be standard or variational");
     return ERR_OK;
 }
 
@@ -83,6 +89,8 @@ err_code rnn_config_to_json(const rnn_config *c, char **json)
               cJSON_AddNumberToObject(o, "d_model", c->d_model) &&
               cJSON_AddNumberToObject(o, "n_layers", c->n_layers) &&
               cJSON_AddNumberToObject(o, "dropout", short_double(c->dropout)) &&
+              (c->dropout_mode == RNN_DROPOUT_STANDARD ||
+               cJSON_AddStringToObject(o, "dropout_mode", dropout_mode_names[c->dropout_mode])) &&
               (!c->text || cJSON_AddTrueToObject(o, "text"));
     if (ok) *json = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
@@ -103,6 +111,7 @@ err_code rnn_config_from_json(rnn_config *c, const char *json)
     const cJSON *cell = cJSON_GetObjectItemCaseSensitive(o, "cell");
     const cJSON *drop = cJSON_GetObjectItemCaseSensitive(o, "dropout");
     const cJSON *text = cJSON_GetObjectItemCaseSensitive(o, "text");
+    const cJSON *mode = cJSON_GetObjectItemCaseSensitive(o, "dropout_mode");
     if ((rc = json_int(o, "vocab_size", &r.vocab_size)) || (rc = json_int(o, "d_model", &r.d_model)) ||
         (rc = json_int(o, "n_layers", &r.n_layers))) {
         /* rc set */
@@ -110,11 +119,14 @@ err_code rnn_config_from_json(rnn_config *c, const char *json)
         rc = err_set(ERR_FORMAT, "rnn config: 'cell' must be \"rnn\" or \"gru\"");
     } else if (!cJSON_IsNumber(drop)) {
         rc = err_set(ERR_FORMAT, "rnn config: 'dropout' is missing or not a number");
+    } else if (mode && word_index(dropout_mode_names, cJSON_GetStringValue(mode)) < 0) {
+        rc = err_set(ERR_FORMAT, "rnn config: 'dropout_mode' must be \"standard\" or \"variational\"");
     } else if (text && !cJSON_IsBool(text)) {
         rc = err_set(ERR_FORMAT, "rnn config: 'text' must be true or false");
     } else {
         r.cell = (rnn_cell)rnn_cell_parse(cell->valuestring);
         r.dropout = (float)drop->valuedouble;
+        if (mode) r.dropout_mode = (rnn_dropout_mode)word_index(dropout_mode_names, mode->valuestring);
         r.text = cJSON_IsTrue(text);
         if (rnn_config_check(&r)) rc = err_prefix(ERR_FORMAT, "rnn config");
     }
@@ -514,6 +526,30 @@ static tensor *layer_op(ag_tape *t, const rnn_model *m, int l, tensor *X, const 
     return H;
 }
 
+/* Variational dropout's factors (N, d) of a packed batch, mask `seed`:
+ * packed row (step s, rank k) gets batch row b = p->row[k]'s factors,
+ * op_keep at index b d + j, the same at every step. */
+static float *sequence_keep(ag_tape *t, const rnn_pack *p, int d, float rate, uint64_t seed)
+{
+    float *by_rank = ag_alloc(t, rows_bytes(p->B, d)), *keep = ag_alloc(t, rows_bytes(p->N, d));
+    for (int k = 0; k < p->B; k++)
+        for (int j = 0; j < d; j++)
+            by_rank[(size_t)k * d + j] = op_keep(seed, (uint64_t)p->row[k] * d + j, rate);
+    for (int s = 0; s < p->T; s++)
+        memcpy(keep + (size_t)p->off[s] * d, by_rank, (size_t)p->n[s] * d * sizeof *keep);
+    return keep;
+}
+
+/* The config's dropout on x (N, d) of a packed batch, in its mode. */
+static tensor *dropout(const rnn_model *m, ag_tape *t, const rnn_pack *p, tensor *x)
+{
+    if (m->c.dropout_mode == RNN_DROPOUT_STANDARD) return op_dropout(t, x, m->c.dropout);
+    uint64_t seed = 0;
+    const int drop = op_dropout_seed(t, m->c.dropout, &seed);
+    if (drop <= 0 || !x) return drop < 0 ? NULL : x;
+    return op_mask(t, x, sequence_keep(t, p, m->c.d_model, m->c.dropout, seed));
+}
+
 tensor *rnn_forward(const rnn_model *m, ag_tape *t, const rnn_pack *p, const float *h_in,
                     float *h_out)
 {
@@ -528,11 +564,11 @@ tensor *rnn_forward(const rnn_model *m, ag_tape *t, const rnn_pack *p, const flo
     size_t layer_state = (size_t)p->B * m->c.d_model;
     tensor *x = op_embedding(t, m->emb, p->x, p->N, 0, NULL);
     for (int l = 0; l < m->c.n_layers; l++) {
-        x = op_dropout(t, x, m->c.dropout);
+        x = dropout(m, t, p, x);
         x = layer_op(t, m, l, x, p, h_in ? h_in + l * layer_state : NULL,
                      h_out ? h_out + l * layer_state : NULL);
     }
-    x = op_dropout(t, x, m->c.dropout);
+    x = dropout(m, t, p, x);
     x = op_rmsnorm(t, x, m->out_norm, RNN_NORM_EPS);
     return op_linear(t, x, m->emb, NULL);
 }

@@ -37,19 +37,33 @@ err_code tf_config_check(const tf_config *c)
         return err_set(ERR_ARG, "n_layers %d out of range [1, %d]", c->n_layers, TF_MAX_LAYERS);
     if (c->max_len < 2 || c->max_len > TF_MAX_LEN)
         return err_set(ERR_ARG, "max_len %d out of range [2, %d]", c->max_len, TF_MAX_LEN);
-    if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
-        return err_set(ERR_ARG, "dropout %g out of range [0, 1)", (double)c->dropout);
+    const char *rate_names[] = { "dropout", "attn_dropout", "emb_dropout" };
+    const float rates[] = { c->dropout, c->attn_dropout, c->emb_dropout };
+    for (int i = 0; i < 3; i++)
+        if (!(rates[i] >= 0.0f && rates[i] < 1.0f))
+            return err_set(ERR_ARG, "%s %g out of range [0, 1)", rate_names[i], (double)rates[i]);
     return ERR_OK;
+}
+
+/* ",\"key\":value" when value is not 0, else "": the members added after
+ * the first version are written only when used, so that a config without
+ * them stays byte for byte what it was. */
+static void optional_member(char *buf, size_t size, const char *key, float value)
+{
+    if (value != 0.0f) snprintf(buf, size, ",\"%s\":%.9g", key, (double)value);
+    else buf[0] = '\0';
 }
 
 err_code tf_config_to_json(const tf_config *c, char **json)
 {
-    char buf[256];
+    char buf[320], attn[64], emb[64];
+    optional_member(attn, sizeof attn, "attn_dropout", c->attn_dropout);
+    optional_member(emb, sizeof emb, "emb_dropout", c->emb_dropout);
     int n = snprintf(buf, sizeof buf,
                      "{\"vocab_size\":%d,\"d_model\":%d,\"n_heads\":%d,\"n_layers\":%d,"
-                     "\"max_len\":%d,\"dropout\":%.9g}",
+                     "\"max_len\":%d,\"dropout\":%.9g%s%s}",
                      c->vocab_size, c->d_model, c->n_heads, c->n_layers, c->max_len,
-                     (double)c->dropout);
+                     (double)c->dropout, attn, emb);
     *json = (n > 0 && (size_t)n < sizeof buf) ? strdup(buf) : NULL;
     return *json ? ERR_OK : err_set(ERR_NOMEM, "out of memory");
 }
@@ -57,6 +71,15 @@ err_code tf_config_to_json(const tf_config *c, char **json)
 static err_code json_int(const cJSON *o, const char *key, int *out)
 {
     return mdl_config_int(o, "transformer", key, out);
+}
+
+/* An optional number: *out unchanged when the member is absent. */
+static err_code json_opt_real(const cJSON *o, const char *key, float *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (v && !cJSON_IsNumber(v)) return err_set(ERR_FORMAT, "transformer config: '%s' is not a number", key);
+    if (v) *out = (float)v->valuedouble;
+    return ERR_OK;
 }
 
 err_code tf_config_from_json(tf_config *c, const char *json)
@@ -69,10 +92,9 @@ err_code tf_config_from_json(tf_config *c, const char *json)
     if (!e) e = json_int(o, "n_heads", &k.n_heads);
     if (!e) e = json_int(o, "n_layers", &k.n_layers);
     if (!e) e = json_int(o, "max_len", &k.max_len);
-    const cJSON *dr = cJSON_GetObjectItemCaseSensitive(o, "dropout");
-    if (!e && dr && !cJSON_IsNumber(dr))
-        e = err_set(ERR_FORMAT, "transformer config: 'dropout' is not a number");
-    if (!e && dr) k.dropout = (float)dr->valuedouble;
+    if (!e) e = json_opt_real(o, "dropout", &k.dropout);
+    if (!e) e = json_opt_real(o, "attn_dropout", &k.attn_dropout);
+    if (!e) e = json_opt_real(o, "emb_dropout", &k.emb_dropout);
     cJSON_Delete(o);
     if (!e && tf_config_check(&k)) e = err_prefix(ERR_FORMAT, "transformer config");
     if (!e) *c = k;
@@ -198,14 +220,21 @@ err_code tf_save(const tf_model *m, const txt_vocab *v, const char *path)
  * of similar lengths into buckets of TF_BUCKET_ROWS with their own T: on
  * villes batches most of a (B, T) batch is padding, and attention costs
  * grow with T.  Padding after a sequence's last target never changes a
- * counted loss (attention is causal), so the loss is the same. */
+ * counted loss (attention is causal), so the loss is the same.
+ *
+ * The dropout masks addressed by position (op_keep) name a sequence by its
+ * row in the batch (seq) and positions in the batch's width T, so that
+ * both grids drop the same entries. */
 enum { TF_BUCKET_ROWS = 16 };
 
-typedef struct bucket { int B, T, off, first, count; } bucket;
+/* B sequences, those of seq[seq0 ..] in the grid's seq. */
+typedef struct bucket { int B, T, off, first, count, seq0; } bucket;
 
 typedef struct grid {
     int           n, size, n_buckets;
+    int           T;                  /* the batch's width */
     const int    *tok, *pos, *rows;   /* n each; rows NULL: grid row i = activation row i */
+    const int    *seq;                /* batch row of each bucketed sequence; NULL: in order */
     const bucket *bk;
 } grid;
 
@@ -309,12 +338,40 @@ static tensor *gather_buckets(ag_tape *t, tensor **outs, const grid *g)
     return out;
 }
 
-/* Causal attention of packed q, k, v (n, d), bucket by bucket. */
+/* The attention dropout factors (B, H, T, T) of bucket b, mask `seed`:
+ * the factor of (sequence r, head h, query i, key j) is op_keep at index
+ * ((r H + h) T' + i) T' + j, T' the batch's width.  Only j <= i is written,
+ * all op_attention reads. */
+static float *attention_keep(const tf_model *m, ag_tape *t, const grid *g, const bucket *b,
+                             uint64_t seed)
+{
+    const int H = m->c.n_heads, T = b->T;
+    const uint64_t W = (uint64_t)g->T;
+    float *keep = ag_alloc(t, (size_t)b->B * H * T * T * sizeof *keep);
+    for (int s = 0; s < b->B; s++) {
+        const uint64_t r = (uint64_t)(g->seq ? g->seq[b->seq0 + s] : s);
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < T; i++) {
+                float *row = keep + (((size_t)s * H + h) * T + i) * T;
+                const uint64_t at = ((r * H + (uint64_t)h) * W + (uint64_t)i) * W;
+                for (int j = 0; j <= i; j++) row[j] = op_keep(seed, at + (uint64_t)j, m->c.attn_dropout);
+            }
+    }
+    return keep;
+}
+
+/* Causal attention of packed q, k, v (n, d), bucket by bucket, with
+ * attention dropout when it applies. */
 static tensor *grid_attention(const tf_model *m, ag_tape *t, tensor *q, tensor *k, tensor *v,
                               const grid *g)
 {
     const int H = m->c.n_heads;
-    if (!g->rows) return op_attention(t, q, k, v, g->bk[0].B, g->bk[0].T, H);
+    uint64_t seed = 0;
+    const int drop = op_dropout_seed(t, m->c.attn_dropout, &seed);
+    if (drop < 0) return NULL;
+    if (!g->rows)
+        return op_attention(t, q, k, v, g->bk[0].B, g->bk[0].T, H,
+                            drop ? attention_keep(m, t, g, &g->bk[0], seed) : NULL);
     q = scatter_rows(t, q, g->rows, g->size);
     k = scatter_rows(t, k, g->rows, g->size);
     v = scatter_rows(t, v, g->rows, g->size);
@@ -323,7 +380,8 @@ static tensor *grid_attention(const tf_model *m, ag_tape *t, tensor *q, tensor *
         const bucket *b = &g->bk[j];
         const int rows = b->B * b->T;
         outs[j] = op_attention(t, row_view(t, q, b->off, rows), row_view(t, k, b->off, rows),
-                               row_view(t, v, b->off, rows), b->B, b->T, H);
+                               row_view(t, v, b->off, rows), b->B, b->T, H,
+                               drop ? attention_keep(m, t, g, b, seed) : NULL);
     }
     return gather_buckets(t, outs, g);
 }
@@ -360,8 +418,21 @@ static tensor *run_blocks(const tf_model *m, ag_tape *t, tensor *x, int from, in
     return x;
 }
 
-/* dropout(emb[tok] + PE[pos]) at the grid's positions: (B, T, d) for a
- * whole batch, (n, d) when packed. */
+/* Embedding dropout's factors (n, d) for the grid's tokens, mask `seed`:
+ * token type v is kept or dropped as a whole, by op_keep at index v. */
+static float *token_keep(const tf_model *m, ag_tape *t, const grid *g, uint64_t seed)
+{
+    const int d = m->c.d_model;
+    float *keep = ag_alloc(t, (size_t)g->n * d * sizeof *keep);
+    for (int i = 0; i < g->n; i++) {
+        const float f = op_keep(seed, (uint64_t)g->tok[i], m->c.emb_dropout);
+        for (int j = 0; j < d; j++) keep[(size_t)i * d + j] = f;
+    }
+    return keep;
+}
+
+/* dropout(emb_dropout(emb[tok]) + PE[pos]) at the grid's positions:
+ * (B, T, d) for a whole batch, (n, d) when packed. */
 static tensor *embed(const tf_model *m, ag_tape *t, const grid *g)
 {
     const int d = m->c.d_model;
@@ -369,6 +440,10 @@ static tensor *embed(const tf_model *m, ag_tape *t, const grid *g)
     const int ndim = g->rows ? 2 : 3;
     const int *shape = g->rows ? packed : full;
     tensor *e = op_embedding(t, m->emb, g->tok, g->n, ndim, shape);
+    uint64_t seed = 0;
+    const int drop = op_dropout_seed(t, m->c.emb_dropout, &seed);
+    if (drop < 0) return NULL;
+    if (drop) e = op_mask(t, e, token_keep(m, t, g, seed));
     tensor *p = op_embedding(t, m->pe, g->pos, g->n, ndim, shape);
     return op_dropout(t, op_add(t, e, p), m->c.dropout);
 }
@@ -392,7 +467,7 @@ static grid whole_grid(ag_tape *t, const int *x, int B, int T)
 {
     bucket *bk = ag_alloc(t, sizeof *bk);
     *bk = (bucket){ .B = B, .T = T, .off = 0, .first = 0, .count = B * T };
-    grid g = { .n = B * T, .size = B * T, .n_buckets = 1, .tok = x, .bk = bk };
+    grid g = { .n = B * T, .size = B * T, .n_buckets = 1, .T = T, .tok = x, .bk = bk };
     if (x) {
         int *pos = ag_alloc(t, (size_t)B * T * sizeof *pos);
         for (int i = 0; i < B * T; i++) pos[i] = i % T;
@@ -463,11 +538,12 @@ static grid loss_grid(ag_tape *t, const ds_batch *b, const int **targets)
     const int n_seq = sort_by_length(b, len, order);
     const int n_buckets = (n_seq + TF_BUCKET_ROWS - 1) / TF_BUCKET_ROWS;
     bucket *bk = ag_alloc(t, (size_t)(n_buckets ? n_buckets : 1) * sizeof *bk);
-    grid g = { .tok = tok, .pos = pos, .rows = rows, .bk = bk, .n_buckets = n_buckets };
+    grid g = { .T = b->T, .tok = tok, .pos = pos, .rows = rows, .seq = order, .bk = bk,
+               .n_buckets = n_buckets };
     for (int j = 0; j < n_buckets; j++) {
         const int s0 = j * TF_BUCKET_ROWS, s1 = s0 + TF_BUCKET_ROWS < n_seq ? s0 + TF_BUCKET_ROWS : n_seq;
         bucket *k = &bk[j];
-        *k = (bucket){ .B = s1 - s0, .T = len[order[s1 - 1]], .off = g.size, .first = g.n };
+        *k = (bucket){ .B = s1 - s0, .T = len[order[s1 - 1]], .off = g.size, .first = g.n, .seq0 = s0 };
         for (int s = s0; s < s1; s++) {
             const int r = order[s];
             for (int i = 0; i < len[r]; i++, g.n++) {

@@ -25,6 +25,8 @@ run rnn-train --data "$T/names.txt" --layers 0
 expect_usage
 run rnn-train --data "$T/names.txt" --dropout 1.5
 expect_usage
+run rnn-train --data "$T/names.txt" --dropout-mode locked
+expect_usage
 run rnn-train --data "$T/names.txt" --window 8
 expect_usage
 expect_err "--window applies to --text only"
@@ -54,6 +56,23 @@ done
 run rnn-train $TINY --cell gru --layers 2 --dropout 0.3 --steps 10 -o "$T/drop.safetensors"
 expect_rc 0 "training with --dropout"
 expect_out "^rnn	[0-9]+	10	[0-9.]+	[0-9.]+	"
+standard=$(printf '%s\n' "$OUT" | sed -n 2p | cut -f4)
+
+# Variational dropout: in the config; standard, the default, is not written,
+# so giving it changes nothing, byte for byte.
+run rnn-train $TINY --cell gru --layers 2 --dropout 0.3 --dropout-mode variational --steps 10 -o "$T/var.safetensors"
+expect_rc 0 "training with --dropout-mode variational"
+check "config holds the mode" 'grep -q "dropout_mode[^a-z]*variational" "$T/var.safetensors"'
+check "other masks, another run" '[ "$(printf "%s\n" "$OUT" | sed -n 2p | cut -f4)" != "$standard" ]'
+run rnn-train $TINY --cell gru --layers 2 --dropout 0.3 --dropout-mode standard --steps 10 -o "$T/std.safetensors"
+check "--dropout-mode standard: the checkpoint of a run without it" 'cmp -s "$T/std.safetensors" "$T/drop.safetensors"'
+check "no dropout_mode member" '! grep -q dropout_mode "$T/std.safetensors"'
+run rnn-train --data "$T/names.txt" --resume "$T/drop.safetensors" --dropout-mode standard --steps 12 -o "$T/x.safetensors"
+expect_rc 0 "resume repeating the mode the checkpoint implies"
+run rnn-train --data "$T/names.txt" --resume "$T/drop.safetensors" --dropout-mode variational --steps 12 -o "$T/x.safetensors"
+expect_usage
+run rnn-train --data "$T/names.txt" --resume "$T/var.safetensors" --dropout-mode variational --steps 12 -o "$T/x.safetensors"
+expect_rc 0 "resume a variational model"
 
 # generate --score reproduces the trainer's validation loss.
 sed -n 401,440p data/villes.txt > "$T/val.txt"

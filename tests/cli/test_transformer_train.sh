@@ -23,6 +23,10 @@ run transformer-train --data "$T/names.txt" --d-model 0
 expect_usage
 run transformer-train --data "$T/names.txt" --dropout 1.5
 expect_usage
+run transformer-train --data "$T/names.txt" --attn-dropout 1
+expect_usage
+run transformer-train --data "$T/names.txt" --emb-dropout -0.1
+expect_usage
 run transformer-train $TINY --steps 5 --max-len 4 -o "$T/short.safetensors"
 expect_fail "max_len 4"
 check "no file after a failed start" '[ ! -e "$T/short.safetensors" ]'
@@ -59,6 +63,31 @@ check "resumed run ends where the straight run ends" '[ "$straight" = "$resumed"
 # A model flag that contradicts the checkpoint is a usage error.
 run transformer-train --data "$T/names.txt" --resume "$T/tf.safetensors" --d-model 32 --steps 30 -o "$T/x.safetensors"
 expect_usage
+# The checkpoint's config has no attn_dropout member: it is 0, which a flag may repeat.
+run transformer-train --data "$T/names.txt" --resume "$T/tf.safetensors" --attn-dropout 0.1 --steps 30 -o "$T/x.safetensors"
+expect_usage
+run transformer-train --data "$T/names.txt" --val-data "$T/val.txt" --resume "$T/tf.safetensors" --attn-dropout 0 --steps 30 -o "$T/x.safetensors"
+expect_rc 0 "resume with the rate the checkpoint implies"
+check "same run as without the flag" '[ "$(printf "%s\n" "$OUT" | sed -n 2p | cut -f3-5)" = "$resumed" ]'
+
+# The new rates at 0 change nothing: the same checkpoint byte for byte, and
+# a config without their members.
+run transformer-train $TINY --steps 20 --seed 3 --attn-dropout 0 --emb-dropout 0 -o "$T/zero.safetensors"
+expect_rc 0 "training with the rates at 0"
+check "rates at 0: the checkpoint of a run without them" 'cmp -s "$T/zero.safetensors" "$T/tf.safetensors"'
+check "no attn_dropout member" '! grep -q attn_dropout "$T/zero.safetensors"'
+
+# Attention and embedding dropout: in the config, and resumed exactly (the
+# masks come from the checkpointed rng).
+run transformer-train $TINY --steps 30 --seed 3 --attn-dropout 0.1 --emb-dropout 0.2 -o "$T/drop30.safetensors"
+expect_rc 0 "training with --attn-dropout --emb-dropout"
+check "config holds the rates" 'grep -q "attn_dropout[^0-9]*0\.1[0-9]*,[^0-9]*emb_dropout[^0-9]*0\.2" "$T/drop30.safetensors"'
+drop30=$(printf '%s\n' "$OUT" | sed -n 2p | cut -f3-5)
+check "dropout changes the run" '[ "$drop30" != "$straight" ]'
+run transformer-train $TINY --steps 20 --seed 3 --attn-dropout 0.1 --emb-dropout 0.2 -o "$T/drop20.safetensors"
+run transformer-train --data "$T/names.txt" --val-data "$T/val.txt" --resume "$T/drop20.safetensors" --steps 30 -o "$T/drop_resumed.safetensors"
+expect_rc 0 "resume with dropout"
+check "resumed dropout run ends where the straight one ends" '[ "$(printf "%s\n" "$OUT" | sed -n 2p | cut -f3-5)" = "$drop30" ]'
 # A checkpoint of another kind is rejected with one line.
 run transformer-train --data "$T/names.txt" --resume tests/data/fixtures/mlp.safetensors --steps 30 -o "$T/x.safetensors"
 expect_fail "mlp"

@@ -353,6 +353,51 @@ TEST(dropout_eval_identity_and_training_scale)
     CHECK(gradcheck(f_dropout, &p, in, 1, &seed) <= 1.0);
 }
 
+static tensor *f_mask(ag_tape *t, tensor **in, const void *c) { return op_mask(t, in[0], c); }
+
+/* op_mask multiplies by the caller's factors; op_keep draws them: 0 or
+ * 1/(1-p), about a fraction p of zeros, a function of (seed, index) only. */
+TEST(mask_and_keep)
+{
+    enum { N = 4000 };
+    static float keep[N];
+    int zeros = 0, bad = 0;
+    for (int i = 0; i < N; i++) {
+        keep[i] = op_keep(77, (uint64_t)i, 0.25f);
+        zeros += keep[i] == 0.0f;
+        bad += keep[i] != 0.0f && keep[i] != 1.0f / 0.75f;
+    }
+    CHECK(bad == 0 && zeros > 900 && zeros < 1100);   /* 1000 expected */
+    CHECK(op_keep(77, 123, 0.25f) == keep[123] && op_keep(77, 123, 0.0f) == 1.0f);
+    int same = 0;
+    for (int i = 0; i < N; i++) same += op_keep(78, (uint64_t)i, 0.25f) == keep[i];
+    CHECK(same < N * 3 / 4);   /* another seed, another mask (5/8 agree by chance) */
+
+    tensor *x = leaf(2, (const int[]){ 5, 4 }, 1.0f);
+    ag_tape t;
+    ag_init(&t, 0);
+    tensor *y = op_mask(&t, x, keep);
+    CHECK(y && y->data[3] == x->data[3] * keep[3] && y->data[19] == x->data[19] * keep[19]);
+    CHECK(op_mask(&t, x, NULL) == NULL);
+    ag_free(&t);
+    CHECK_GRADS(f_mask, keep, x);
+
+    /* seeds for such masks are drawn only when dropout applies */
+    uint64_t seed = 0;
+    ag_init(&t, 0);
+    rng r;
+    rng_seed(&r, 5);
+    t.rng = &r;
+    CHECK(op_dropout_seed(&t, 0.5f, &seed) == 0 && seed == 0);   /* not training */
+    t.training = true;
+    CHECK(op_dropout_seed(&t, 0.0f, &seed) == 0 && seed == 0);
+    CHECK(op_dropout_seed(&t, 0.5f, &seed) == 1 && seed != 0);
+    CHECK(op_dropout_seed(&t, 1.5f, &seed) == -1);
+    t.rng = NULL;
+    CHECK(op_dropout_seed(&t, 0.5f, &seed) == -1 && strstr(err_msg(), "without an rng"));
+    ag_free(&t);
+}
+
 /* ---- concat, time steps, broadcast ------------------------------------- */
 
 static tensor *f_concat(ag_tape *t, tensor **in, const void *c) { return op_concat(t, in[0], in[1]); }
@@ -467,16 +512,18 @@ TEST(cross_entropy_all_ignored_is_zero)
 
 /* ---- attention --------------------------------------------------------- */
 
-struct attn_dims { int B, T, H; };
+/* keep: (B, H, T, T) attention dropout factors or NULL */
+struct attn_dims { int B, T, H; const float *keep; };
 
 static tensor *f_attention(ag_tape *t, tensor **in, const void *c)
 {
     const struct attn_dims *a = c;
-    return op_attention(t, in[0], in[1], in[2], a->B, a->T, a->H);
+    return op_attention(t, in[0], in[1], in[2], a->B, a->T, a->H, a->keep);
 }
 
-/* Straightforward causal attention in double, for one output element. */
-static double naive_attention(const tensor *q, const tensor *k, const tensor *v,
+/* Straightforward causal attention in double, for one output element; the
+ * probabilities times keep (B, H, T, T) when it is not NULL. */
+static double naive_attention(const tensor *q, const tensor *k, const tensor *v, const float *keep,
                               int T, int H, int b, int i, int h, int e)
 {
     int C = tn_cols(q), dh = C / H;
@@ -489,32 +536,47 @@ static double naive_attention(const tensor *q, const tensor *k, const tensor *v,
         mx = fmax(mx, s[j]);
     }
     for (int j = 0; j <= i; j++) z += exp(s[j] - mx);
-    for (int j = 0; j <= i; j++) o += exp(s[j] - mx) / z * v->data[(b * T + j) * C + h * dh + e];
+    for (int j = 0; j <= i; j++) {
+        double m = keep ? keep[(((size_t)b * H + h) * T + i) * T + j] : 1.0;
+        o += exp(s[j] - mx) / z * m * v->data[(b * T + j) * C + h * dh + e];
+    }
     return o;
 }
 
-static void check_attention(int B, int T, int H, int dh)
+/* Attention dropout factors (B, H, T, T) at rate p from op_keep, the
+ * entries above the diagonal NaN (the op must not read them). */
+static float *attention_keep(int B, int H, int T, float p, uint64_t seed)
+{
+    size_t n = (size_t)B * H * T * T;
+    float *keep = malloc(n * sizeof *keep);
+    for (size_t a = 0; a < n; a++)
+        keep[a] = (int)(a % T) <= (int)(a / T % T) ? op_keep(seed, a, p) : NAN;
+    return keep;
+}
+
+static void check_attention(int B, int T, int H, int dh, float p)
 {
     const int shape[3] = { B, T, H * dh };
     tensor *q = leaf(3, shape, 1.0f), *k = leaf(3, shape, 1.0f), *v = leaf(3, shape, 1.0f);
-    struct attn_dims dims = { B, T, H };
+    float *keep = p > 0.0f ? attention_keep(B, H, T, p, 41) : NULL;
+    struct attn_dims dims = { B, T, H, keep };
     ag_tape t;
     ag_init(&t, 0);
-    tensor *o = op_attention(&t, q, k, v, B, T, H);
+    tensor *o = op_attention(&t, q, k, v, B, T, H, keep);
     CHECK(o != NULL);
     double worst = 0.0;
     for (int b = 0; o && b < B; b++)
         for (int i = 0; i < T; i++)
             for (int h = 0; h < H; h++)
                 for (int e = 0; e < dh; e++)
-                    worst = fmax(worst, fabs(naive_attention(q, k, v, T, H, b, i, h, e) -
+                    worst = fmax(worst, fabs(naive_attention(q, k, v, keep, T, H, b, i, h, e) -
                                              o->data[(b * T + i) * H * dh + h * dh + e]));
     CHECK(worst < 1e-5);
 
     /* causality: changing positions > s leaves outputs at <= s unchanged */
     for (int s = 0; o && s + 1 < T; s++) {
         ag_reset(&t);
-        tensor *before = op_attention(&t, q, k, v, B, T, H);
+        tensor *before = op_attention(&t, q, k, v, B, T, H, NULL);
         float *saved = malloc((size_t)q->n * 3 * sizeof(float));
         tensor *qkv[3] = { q, k, v };
         for (int m = 0; m < 3; m++) {
@@ -523,7 +585,7 @@ static void check_attention(int B, int T, int H, int dh)
                 for (int i = s + 1; i < T; i++)
                     for (int c = 0; c < H * dh; c++) qkv[m]->data[(b * T + i) * H * dh + c] += 3.0f;
         }
-        tensor *after = op_attention(&t, q, k, v, B, T, H);
+        tensor *after = op_attention(&t, q, k, v, B, T, H, NULL);
         int changed = 0;
         for (int b = 0; b < B; b++)
             for (int i = 0; i <= s; i++)
@@ -535,16 +597,41 @@ static void check_attention(int B, int T, int H, int dh)
         for (int m = 0; m < 3; m++) memcpy(qkv[m]->data, saved + m * q->n, (size_t)q->n * sizeof(float));
         free(saved);
     }
-    CHECK(op_attention(&t, q, k, v, B, T + 1, H) == NULL);
+    CHECK(op_attention(&t, q, k, v, B, T + 1, H, NULL) == NULL);
     ag_free(&t);
     CHECK_GRADS(f_attention, &dims, q, k, v);
+    free(keep);
 }
 
 TEST(attention_forward_causality_and_grads)
 {
-    check_attention(2, 5, 2, 3);
-    check_attention(3, 1, 1, 4);   /* T = 1 */
-    check_attention(1, 7, 3, 1);
+    check_attention(2, 5, 2, 3, 0.0f);
+    check_attention(3, 1, 1, 4, 0.0f);   /* T = 1 */
+    check_attention(1, 7, 3, 1, 0.0f);
+}
+
+/* Dropout on the attention probabilities: forward against the naive sum
+ * with the factors, gradients through the mask (fixed factors); T = 11
+ * spans a second block of 8 columns. */
+TEST(attention_dropout_forward_and_grads)
+{
+    check_attention(2, 5, 2, 3, 0.3f);
+    check_attention(1, 11, 2, 9, 0.5f);
+    check_attention(3, 1, 1, 4, 0.3f);
+}
+
+/* Factors of 1 everywhere give exactly the result without dropout. */
+TEST(attention_keep_of_ones_is_identity)
+{
+    const int B = 2, T = 6, H = 2, shape[3] = { B, T, H * 4 };
+    tensor *q = leaf(3, shape, 1.0f), *k = leaf(3, shape, 1.0f), *v = leaf(3, shape, 1.0f);
+    float *ones = attention_keep(B, H, T, 0.0f, 1);
+    ag_tape t;
+    ag_init(&t, 0);
+    tensor *a = op_attention(&t, q, k, v, B, T, H, NULL), *b = op_attention(&t, q, k, v, B, T, H, ones);
+    CHECK(a && b && memcmp(a->data, b->data, (size_t)a->n * sizeof *a->data) == 0);
+    ag_free(&t);
+    free(ones);
 }
 
 /* ---- GRU cell ---------------------------------------------------------- */
@@ -628,7 +715,7 @@ TEST(every_op_names_its_node)
 {
     static const char *const want[] = {
         "embedding", "linear", "tanh", "sigmoid", "silu", "relu", "add", "mul", "swiglu",
-        "dropout", "concat", "rmsnorm", "attention", "time_slice", "broadcast_rows",
+        "dropout", "mask", "concat", "rmsnorm", "attention", "time_slice", "broadcast_rows",
         "gru_cell", "time_stack", "cross_entropy",
     };
     enum { N_OPS = sizeof want / sizeof *want };
@@ -652,9 +739,10 @@ TEST(every_op_names_its_node)
     tensor *p = op_add(&t, a, b);
     tensor *q = op_mul(&t, u, v);
     tensor *g = op_dropout(&t, op_swiglu(&t, p, q), 0.5f);
+    g = op_mask(&t, g, g->data);
     tensor *c = op_concat(&t, g, x);                                    /* (2, 3, 8) */
     tensor *n = op_rmsnorm(&t, c, w, 1e-5f);
-    tensor *s = op_time_slice(&t, op_attention(&t, n, n, n, 2, 3, 2), 1);   /* (2, 8) */
+    tensor *s = op_time_slice(&t, op_attention(&t, n, n, n, 2, 3, 2, NULL), 1);   /* (2, 8) */
     tensor *h = op_broadcast_rows(&t, h0, 2);
     h = op_gru_cell(&t, s, h, Wg[0], NULL, Wg[1], NULL, Wg[2], NULL);
     tensor *st = op_time_stack(&t, (tensor *[]){ h, h }, 2);            /* (2, 2, 4) */

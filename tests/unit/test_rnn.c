@@ -119,7 +119,16 @@ TEST(rnn_config_json_roundtrip)
     CHECK(rnn_config_to_json(&c, &json) == ERR_OK);
     CHECK(json && strstr(json, "\"cell\":\"rnn\"") && strstr(json, "\"text\":true"));
     CHECK(rnn_config_from_json(&back, json) == ERR_OK && back.text && back.cell == RNN_CELL_RNN);
+    CHECK(back.dropout_mode == RNN_DROPOUT_STANDARD && !strstr(json, "dropout_mode"));
     free(json);
+    c.dropout_mode = RNN_DROPOUT_VARIATIONAL;
+    CHECK(rnn_config_to_json(&c, &json) == ERR_OK);
+    CHECK(json && strstr(json, "\"dropout\":0.1,\"dropout_mode\":\"variational\","));
+    CHECK(rnn_config_from_json(&back, json) == ERR_OK && back.dropout_mode == RNN_DROPOUT_VARIATIONAL);
+    free(json);
+    CHECK(rnn_config_from_json(&back, "{\"vocab_size\":46,\"cell\":\"gru\",\"d_model\":8,"
+                                      "\"n_layers\":1,\"dropout\":0,\"dropout_mode\":\"standard\"}") == ERR_OK);
+    CHECK(back.dropout_mode == RNN_DROPOUT_STANDARD);
 }
 
 TEST(rnn_config_rejects_bad_fields)
@@ -136,6 +145,10 @@ TEST(rnn_config_rejects_bad_fields)
                                    "\"n_layers\":1}") == ERR_FORMAT);
     CHECK(rnn_config_from_json(&c, "{\"vocab_size\":46,\"cell\":\"gru\",\"d_model\":8,"
                                    "\"n_layers\":1,\"dropout\":1}") == ERR_FORMAT);
+    CHECK(rnn_config_from_json(&c, "{\"vocab_size\":46,\"cell\":\"gru\",\"d_model\":8,"
+                                   "\"n_layers\":1,\"dropout\":0,\"dropout_mode\":\"locked\"}") == ERR_FORMAT);
+    CHECK(rnn_config_from_json(&c, "{\"vocab_size\":46,\"cell\":\"gru\",\"d_model\":8,"
+                                   "\"n_layers\":1,\"dropout\":0,\"dropout_mode\":1}") == ERR_FORMAT);
     CHECK(rnn_cell_parse("gru") == RNN_CELL_GRU && rnn_cell_parse("rnn") == RNN_CELL_RNN);
     CHECK(rnn_cell_parse("bogus") == -1 && rnn_cell_parse(NULL) == -1);
 }
@@ -227,9 +240,14 @@ TEST(rnn_fused_matches_engine_ops_saturated) {
 
 /* ---- finite differences ------------------------------------------------------ */
 
+/* The seed of a training tape's rng, drawn anew before every pass so that
+ * dropout draws the same masks in each. */
+enum { DROP_SEED = 21 };
+
 static double loss_of(rnn_model *m, ag_tape *t, const ds_batch *b, const float *h_in)
 {
     ag_reset(t);
+    if (t->rng) rng_seed(t->rng, DROP_SEED);
     t->grad = false;
     tensor *l = rnn_loss_state(m, t, b, h_in, NULL);
     t->grad = true;
@@ -237,26 +255,35 @@ static double loss_of(rnn_model *m, ag_tape *t, const ds_batch *b, const float *
 }
 
 /* For every parameter tensor, the directional derivative along a random
- * direction against the central difference of the loss. */
-static void check_finite_differences(rnn_cell cell, bool carried)
+ * direction against the central difference of the loss; with variational
+ * dropout, a training pass whose masks are the same in every evaluation. */
+static void check_finite_differences(rnn_cell cell, bool carried, bool variational)
 {
     enum { V = 9, D = 5, LAYERS = 2 };
     rnn_model m;
     small_model(&m, cell, V, D, LAYERS, 7);
     ds_batch b = test_batch(V, 5);
     float h_in[LAYERS * TB * D];
-    rng r;
+    rng r, drop;
     rng_seed(&r, 11);
     for (int i = 0; i < LAYERS * TB * D; i++) h_in[i] = 0.5f * rng_normal(&r);
     const float *state = carried ? h_in : NULL;
     ag_tape t;
     CHECK(ag_init(&t, 1 << 20) == ERR_OK);
+    if (variational) {
+        m.c.dropout = 0.4f;
+        m.c.dropout_mode = RNN_DROPOUT_VARIATIONAL;
+        t.training = true;
+        t.rng = &drop;
+        rng_seed(&drop, DROP_SEED);
+    }
     tn_params_zero_grad(&m.p);
     tensor *loss = rnn_loss_state(&m, &t, &b, state, NULL);
     CHECK(loss != NULL);
     ag_backward(&t, loss);
 
-    const float eps = 1e-2f;
+    /* dropout's 1/(1-p) makes the states larger and the loss more curved */
+    const float eps = variational ? 3e-3f : 1e-2f;
     for (int e = 0; e < m.p.count; e++) {
         tn_param_entry *pe = &m.p.e[e];
         float *w = m.p.data + pe->offset, *g = m.p.grad + pe->offset;
@@ -285,9 +312,58 @@ static void check_finite_differences(rnn_cell cell, bool carried)
     rnn_free(&m);
 }
 
-TEST(rnn_gradients_finite_differences_rnn) { check_finite_differences(RNN_CELL_RNN, false); }
-TEST(rnn_gradients_finite_differences_gru) { check_finite_differences(RNN_CELL_GRU, false); }
-TEST(rnn_gradients_finite_differences_carried) { check_finite_differences(RNN_CELL_GRU, true); }
+TEST(rnn_gradients_finite_differences_rnn) { check_finite_differences(RNN_CELL_RNN, false, false); }
+TEST(rnn_gradients_finite_differences_gru) { check_finite_differences(RNN_CELL_GRU, false, false); }
+TEST(rnn_gradients_finite_differences_carried) { check_finite_differences(RNN_CELL_GRU, true, false); }
+TEST(rnn_gradients_finite_differences_variational_rnn) { check_finite_differences(RNN_CELL_RNN, false, true); }
+TEST(rnn_gradients_finite_differences_variational_gru) { check_finite_differences(RNN_CELL_GRU, true, true); }
+
+/* Variational dropout: every "mask" node (each layer's input, the top
+ * output) holds one mask per sequence, the same at each of its steps, and
+ * different sequences get different masks; standard dropout's masks vary
+ * along a sequence. */
+static int masks_constant_per_sequence(rnn_dropout_mode mode)
+{
+    enum { V = 9, D = 16, LAYERS = 2 };
+    rnn_model m;
+    small_model(&m, RNN_CELL_GRU, V, D, LAYERS, 3);
+    m.c.dropout = 0.5f;
+    m.c.dropout_mode = mode;
+    ds_batch b = test_batch(V, 5);
+    ag_tape t;
+    CHECK(ag_init(&t, 1 << 20) == ERR_OK);
+    rng r;
+    rng_seed(&r, 4);
+    t.training = true;
+    t.rng = &r;
+    rnn_pack *p = rnn_pack_batch(&t, b.x, b.y, b.B, b.T);
+    CHECK(rnn_forward(&m, &t, p, NULL, NULL) != NULL);
+    int masks = 0, constant = 0, distinct = 0;
+    for (int i = 0; i < t.n_nodes; i++) {
+        const char *op = t.nodes[i].op;
+        if (strcmp(op, "mask") && strcmp(op, "dropout")) continue;
+        const float *mask = t.nodes[i].saved;
+        masks++;
+        bool same = true;
+        for (int row = 0; row < TB; row++)
+            for (int s = 1; s < lens[row]; s++)
+                same &= !memcmp(mask + (size_t)packed_row(p, row, s) * D,
+                                mask + (size_t)packed_row(p, row, 0) * D, D * sizeof *mask);
+        constant += same;
+        distinct += memcmp(mask + (size_t)packed_row(p, 0, 0) * D, mask + (size_t)packed_row(p, 1, 0) * D,
+                           D * sizeof *mask) != 0;
+    }
+    CHECK(masks == LAYERS + 1 && distinct == masks);
+    ag_free(&t);
+    rnn_free(&m);
+    return constant;
+}
+
+TEST(rnn_variational_masks_per_sequence)
+{
+    CHECK(masks_constant_per_sequence(RNN_DROPOUT_VARIATIONAL) == 3);
+    CHECK(masks_constant_per_sequence(RNN_DROPOUT_STANDARD) == 0);
+}
 
 /* ---- carried state -------------------------------------------------------------- */
 
@@ -466,6 +542,13 @@ static void check_fixture(const char *path)
 
     ag_tape t;
     CHECK(ag_init(&t, 1 << 20) == ERR_OK);
+    const ck_tensor *seed = ck_get(&f, "fixture.seed");   /* a training pass */
+    rng drop;
+    if (seed) {
+        rng_seed(&drop, (uint64_t)((const int *)seed->data)[0]);
+        t.training = true;
+        t.rng = &drop;
+    }
     tn_params_zero_grad(&m.p);
     rnn_pack *p = rnn_pack_batch(&t, x, y, B, T);
     tensor *logits = rnn_forward(&m, &t, p, NULL, NULL);
@@ -505,3 +588,7 @@ static void check_fixture(const char *path)
 
 TEST(rnn_parity_pytorch_rnn) { check_fixture(TEST_DATA("fixtures/rnn.safetensors")); }
 TEST(rnn_parity_pytorch_gru) { check_fixture(TEST_DATA("fixtures/gru.safetensors")); }
+TEST(rnn_parity_pytorch_gru_variational)
+{
+    check_fixture(TEST_DATA("fixtures/gru_variational.safetensors"));
+}

@@ -92,6 +92,17 @@ TEST(config_json_roundtrip)
     c.dropout = 0.25f;
     char *json = NULL;
     CHECK(tf_config_to_json(&c, &json) == ERR_OK);
+    /* rates at 0 are not written: the JSON of a config without them is as it was */
+    CHECK(json && strcmp(json, "{\"vocab_size\":11,\"d_model\":16,\"n_heads\":4,\"n_layers\":2,"
+                               "\"max_len\":9,\"dropout\":0.25}") == 0);
+    CHECK(tf_config_from_json(&back, json) == ERR_OK);
+    CHECK(memcmp(&c, &back, sizeof c) == 0);
+    free(json);
+    c.attn_dropout = 0.1f;
+    c.emb_dropout = 0.2f;
+    CHECK(tf_config_to_json(&c, &json) == ERR_OK);
+    CHECK(json && strstr(json, "\"dropout\":0.25,\"attn_dropout\":0.100000001,"
+                               "\"emb_dropout\":0.200000003}"));
     CHECK(tf_config_from_json(&back, json) == ERR_OK);
     CHECK(memcmp(&c, &back, sizeof c) == 0);
     free(json);
@@ -112,7 +123,17 @@ TEST(config_rejects_bad_values)
     c = tiny();
     c.dropout = 1.0f;
     CHECK(tf_config_check(&c) == ERR_ARG);
+    c = tiny();
+    c.attn_dropout = -0.1f;
+    CHECK(tf_config_check(&c) == ERR_ARG && strstr(err_msg(), "attn_dropout -0.1 out of range"));
+    c = tiny();
+    c.emb_dropout = 1.0f;
+    CHECK(tf_config_check(&c) == ERR_ARG && strstr(err_msg(), "emb_dropout 1 out of range"));
     tf_config back;
+    CHECK(tf_config_from_json(&back, "{\"vocab_size\":46,\"d_model\":64,\"n_heads\":8,"
+                                     "\"n_layers\":2,\"max_len\":49,\"attn_dropout\":\"0.1\"}") == ERR_FORMAT);
+    CHECK(tf_config_from_json(&back, "{\"vocab_size\":46,\"d_model\":64,\"n_heads\":8,"
+                                     "\"n_layers\":2,\"max_len\":49,\"emb_dropout\":1.5}") == ERR_FORMAT);
     CHECK(tf_config_from_json(&back, "[1]") == ERR_FORMAT);
     CHECK(tf_config_from_json(&back, "{\"vocab_size\":46,\"d_model\":64}") == ERR_FORMAT);
     CHECK(tf_config_from_json(&back, "{\"vocab_size\":46,\"d_model\":64.5,\"n_heads\":8,"
@@ -149,13 +170,13 @@ TEST(init_follows_reference)
 
 /* ---- PyTorch parity --------------------------------------------------------- */
 
-/* The PyTorch fixture: the file (its fixture.* tensors) in *f and its
+/* A PyTorch fixture: the file (its fixture.* tensors) in *f and its
  * model; NULL, the test failed and nothing to free, when either fails. */
-static tf_model *fixture_model(ck_file *f)
+static tf_model *load_fixture(const char *path, ck_file *f)
 {
     tf_model *m = malloc(sizeof *m);
-    if (m && ck_read(FIXTURE, f) == ERR_OK) {
-        if (tf_load(m, f, FIXTURE, false) == ERR_OK) return m;
+    if (m && ck_read(path, f) == ERR_OK) {
+        if (tf_load(m, f, path, false) == ERR_OK) return m;
         tf_free(m);
         ck_free(f);
     }
@@ -164,10 +185,21 @@ static tf_model *fixture_model(ck_file *f)
     return NULL;
 }
 
-TEST(parity_with_pytorch)
+static tf_model *fixture_model(ck_file *f) { return load_fixture(FIXTURE, f); }
+
+/* Before a pass on t: with the fixture's seed (a fixture of the dropouts),
+ * a training pass whose rng starts there, as the reference's did. */
+static void start_pass(ag_tape *t, const ck_file *f)
+{
+    const ck_tensor *seed = ck_get(f, "fixture.seed");
+    t->training = seed != NULL;
+    if (seed) rng_seed(t->rng, (uint64_t)((const int *)seed->data)[0]);
+}
+
+static void check_parity(const char *path)
 {
     ck_file f;
-    tf_model *m = fixture_model(&f);
+    tf_model *m = load_fixture(path, &f);
     if (!m) return;
     const ck_tensor *x = ck_get(&f, "fixture.x"), *y = ck_get(&f, "fixture.y");
     const ck_tensor *lg = ck_get(&f, "fixture.logits"), *ls = ck_get(&f, "fixture.loss");
@@ -181,10 +213,14 @@ TEST(parity_with_pytorch)
      * both against PyTorch. */
     ag_tape t;
     CHECK(ag_init(&t, 1 << 20) == ERR_OK);
+    rng r;
+    t.rng = &r;
+    start_pass(&t, &f);
     tensor *logits = tf_forward(m, &t, x->data, B, T);
     CHECK(max_abs_diff(logits->data, lg->data, lg->numel) <= 1e-4);
     CHECK_NEAR(op_cross_entropy(&t, logits, y->data, TOK_PAD)->data[0], ((const float *)ls->data)[0], 1e-5);
     ag_reset(&t);
+    start_pass(&t, &f);
     tn_params_zero_grad(&m->p);
     const ds_batch b = { .B = B, .T = T, .x = x->data, .y = y->data };
     tensor *loss = tf_loss(m, &t, &b);
@@ -209,22 +245,38 @@ out:
     ck_free(&f);
 }
 
+TEST(parity_with_pytorch) { check_parity(FIXTURE); }
+/* attention dropout and embedding dropout, masks drawn as the reference draws them */
+TEST(parity_with_pytorch_dropouts) { check_parity(TEST_DATA("fixtures/transformer_dropout.safetensors")); }
+
 /* ---- gradient wiring (independent of the fixture) ---------------------------- */
+
+/* The loss of batch b on a reset tape; a training pass's rng restarts at
+ * the same seed, so that dropout draws the same masks every time. */
+static double fresh_loss(const tf_model *m, ag_tape *t, const ds_batch *b)
+{
+    ag_reset(t);
+    if (t->training) rng_seed(t->rng, 17);
+    return tf_loss(m, t, b)->data[0];
+}
 
 /* A few entries of every parameter against central differences of the loss:
  * catches a block whose gradient does not reach a weight (the tied lm_head,
- * positions, norms). */
-TEST(gradients_match_finite_differences)
+ * positions, norms).  With the dropouts, a training pass with fixed masks. */
+static void check_finite_differences(const tf_config *c)
 {
-    tf_config c = tiny();
-    tf_model *m = random_model(&c, 5);
+    tf_model *m = random_model(c, 5);
     const int B = 2, T = 6;
-    int *x = random_rows(B, T, c.vocab_size, 9), *y = targets_of(x, B, T);
+    int *x = random_rows(B, T, c->vocab_size, 9), *y = targets_of(x, B, T);
     ds_batch b = { .B = B, .T = T, .x = x, .y = y };
     ag_tape t;
     CHECK(ag_init(&t, 1 << 20) == ERR_OK);
-    t.grad = true;
+    rng drop;
+    t.rng = &drop;
+    t.training = c->attn_dropout > 0.0f || c->emb_dropout > 0.0f;
+    ag_reset(&t);
     tn_params_zero_grad(&m->p);
+    if (t.training) rng_seed(&drop, 17);
     tensor *loss = tf_loss(m, &t, &b);
     ag_backward(&t, loss);
     t.grad = false;
@@ -234,14 +286,12 @@ TEST(gradients_match_finite_differences)
         tensor *p = &m->p.e[i].t;
         for (int k = 0; k < 3; k++) {
             int j = (int)rng_below(&r, (uint32_t)p->n);
-            if (p == m->emb) j = (x[1 + k] * c.d_model) + k;   /* a row that is used */
+            if (p == m->emb) j = (x[1 + k] * c->d_model) + k;   /* a row that is used */
             const float keep = p->data[j], h = 1e-2f;
             p->data[j] = keep + h;
-            ag_reset(&t);
-            double up = tf_loss(m, &t, &b)->data[0];
+            double up = fresh_loss(m, &t, &b);
             p->data[j] = keep - h;
-            ag_reset(&t);
-            double down = tf_loss(m, &t, &b)->data[0];
+            double down = fresh_loss(m, &t, &b);
             p->data[j] = keep;
             double fd = (up - down) / (2.0 * h);
             CHECK_NEAR(p->grad[j], fd, 2e-3 + 2e-2 * fabs(fd));
@@ -253,13 +303,31 @@ TEST(gradients_match_finite_differences)
     free_model(m);
 }
 
+/* tiny() with attention and embedding dropout at rate p */
+static tf_config with_dropouts(float p)
+{
+    tf_config c = tiny();
+    c.attn_dropout = p;
+    c.emb_dropout = p;
+    return c;
+}
+
+/* without, then with attention and embedding dropout */
+TEST(gradients_match_finite_differences)
+{
+    const tf_config plain = tiny(), dropouts = with_dropouts(0.3f);
+    check_finite_differences(&plain);
+    check_finite_differences(&dropouts);
+}
+
 /* The training loss computes sequences only up to their last target, in
  * buckets of similar lengths; loss and every gradient must equal those of
  * the whole padded batch.  40 sequences of random lengths (one empty) make
- * several buckets. */
-TEST(training_loss_matches_whole_batch_loss)
+ * several buckets.  The dropouts addressed by position drop the same
+ * entries in both (a training pass from the same rng state). */
+static void check_bucketed_loss(const tf_config *cfg)
 {
-    tf_config c = tiny();
+    tf_config c = *cfg;
     tf_model *m = random_model(&c, 81);
     const int B = 40, T = c.max_len;
     int *x = calloc((size_t)B * T, sizeof *x);
@@ -276,21 +344,73 @@ TEST(training_loss_matches_whole_batch_loss)
     float *want = malloc(n * sizeof *want);
     ag_tape t;
     CHECK(ag_init(&t, 1 << 20) == ERR_OK);
+    t.training = c.attn_dropout > 0.0f || c.emb_dropout > 0.0f;
+    t.rng = &r;
+    rng_seed(&r, 83);
     tn_params_zero_grad(&m->p);
     tensor *whole = op_cross_entropy(&t, tf_forward(m, &t, x, B, T), y, TOK_PAD);
     ag_backward(&t, whole);
     const double want_loss = whole->data[0];
     memcpy(want, m->p.grad, n * sizeof *want);
     ag_reset(&t);
+    rng_seed(&r, 83);
     tn_params_zero_grad(&m->p);
     tensor *loss = tf_loss(m, &t, &b);
     ag_backward(&t, loss);
     CHECK_NEAR(loss->data[0], want_loss, 1e-6);
     CHECK(max_abs_diff(m->p.grad, want, n) <= 1e-6);
+    ag_reset(&t);
+    rng_seed(&r, 84);   /* other masks, another loss */
+    if (t.training) CHECK(fabs(tf_loss(m, &t, &b)->data[0] - want_loss) > 1e-3);
     ag_free(&t);
     free(want);
     free(x);
     free(y);
+    free_model(m);
+}
+
+TEST(training_loss_matches_whole_batch_loss)
+{
+    const tf_config plain = tiny(), dropouts = with_dropouts(0.2f);
+    check_bucketed_loss(&plain);
+    check_bucketed_loss(&dropouts);
+}
+
+/* Embedding dropout drops token types: at layer 0 (token + position) each
+ * token's embedding is scaled by the same 0 or 1/(1-p) at all its
+ * occurrences, some tokens dropped and some kept. */
+TEST(embedding_dropout_drops_token_types)
+{
+    tf_config c = tiny();
+    c.emb_dropout = 0.5f;
+    tf_model *m = random_model(&c, 31);
+    const int B = 6, T = c.max_len, d = c.d_model;
+    int *x = random_rows(B, T, c.vocab_size, 32);
+    ag_tape t;
+    CHECK(ag_init(&t, 1 << 20) == ERR_OK);
+    rng r;
+    rng_seed(&r, 33);
+    t.rng = &r;
+    t.training = true;
+    const tensor *h = tf_residual(m, &t, x, B, T, 0);
+    float factor[64];
+    int seen[64] = { 0 }, bad = 0, dropped = 0, kept = 0;
+    for (int i = 0; h && i < B * T; i++) {
+        const int tok = x[i];
+        const float *e = m->emb->data + (size_t)tok * d, *p = m->pe->data + (size_t)(i % T) * d;
+        const float f = (h->data[(size_t)i * d] - p[0]) / e[0];   /* the factor this occurrence got */
+        if (fabsf(f) > 0.01f && fabsf(f - 2.0f) > 0.01f) bad++;
+        if (!seen[tok]++) {
+            factor[tok] = f;
+            dropped += fabsf(f) <= 0.01f;
+            kept += fabsf(f) > 0.01f;
+        } else if (fabsf(f - factor[tok]) > 0.01f) {
+            bad++;
+        }
+    }
+    CHECK(h && bad == 0 && dropped > 0 && kept > 0);
+    ag_free(&t);
+    free(x);
     free_model(m);
 }
 
