@@ -116,3 +116,4 @@ printf 'model\tnames_per_s\n'
 gen_speed "transformer d64, 4 layers (weights/transformer.safetensors)" weights/transformer.safetensors
 gen_speed "transformer d64, 2 layers (the transformer-64 row, 1000 steps)" "$T/transformer-64.safetensors"
 gen_speed "gru (weights/gru.safetensors)" weights/gru.safetensors
+gen_speed "mixture of 4 (weights/mix.safetensors, generate's default)" weights/mix.safetensors
