@@ -7,6 +7,8 @@
 #   make fuzz          libFuzzer targets (checkpoint reader, UTF-8 reader), bounded time
 #   make bench         speed and quality figures beside the PyTorch reference
 #   make demo          fit n-gram models on data/villes.txt and generate names
+#   make install       programs, weights, man pages, completion, headers, archives,
+#                      villes.pc under $(DESTDIR)$(PREFIX); make uninstall removes them
 #
 # Four floors, each built as its own archive and compiled with only the
 # public headers of itself and the floors below it, so that an include that
@@ -53,7 +55,7 @@ TEST_SRC := $(sort $(wildcard tests/unit/test_*.c))
 TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all test check-asan check-layers fuzz bench demo weights clean deps
+.PHONY: all test check-asan check-layers fuzz bench demo weights clean deps man install uninstall
 # Keep intermediate objects (test main.o), so parallel builds never race on them.
 .SECONDARY:
 all: $(LIBS) $(PROGS)
@@ -114,6 +116,27 @@ fuzz:
 	        || { tail -40 build-fuzz/$$name.log; exit 1; }; \
 	    tail -1 build-fuzz/$$name.log; \
 	done
+
+# Installation (tools/install.sh): man pages made by help2man from each
+# program's --help, bash completion from the same text (tools/completion.sh).
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+HELP2MAN ?= $(shell command -v help2man 2>/dev/null)
+MANS     := $(PROGS:$(BIN)/%=$(BUILD)/man/%.1)
+COMPLETIONS := $(PROGS:$(BIN)/%=$(BUILD)/completion/%)
+INSTALL_ENV = PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' BIN='$(BIN)' BUILD='$(BUILD)'
+
+$(BUILD)/man/%.1: $(BIN)/% README.md tools/manpage.sh
+	tools/manpage.sh $< $@
+$(BUILD)/completion/%: $(BIN)/% tools/completion.sh
+	@mkdir -p $(@D)
+	tools/completion.sh $< $@
+man: $(MANS)
+install: all $(COMPLETIONS) $(if $(HELP2MAN),$(MANS))
+	@$(if $(HELP2MAN),,echo "install: help2man not found: no man pages in man1 (Debian: apt-get install help2man)";) \
+	    $(INSTALL_ENV) MAN=$(if $(HELP2MAN),yes,no) tools/install.sh install
+uninstall:
+	@$(INSTALL_ENV) tools/install.sh uninstall
 
 bench: all
 	@tools/bench.sh

@@ -64,9 +64,13 @@ err_code cli_close(FILE *f, const char *path);
 void cli_set_threads(int n);
 
 /* The default weights shipped with villes, by file name
- * ("transformer.safetensors"): weights/NAME beside the bin/ directory of
- * the running program when it exists there, else weights/NAME relative to
- * the current directory.  Returns a static buffer. */
+ * ("transformer.safetensors"), searched in this order:
+ *   $VILLES_WEIGHTS/NAME when VILLES_WEIGHTS is set (even if missing there);
+ *   ../share/villes/weights/NAME from the running program's directory
+ *   (installed by make install: PREFIX/bin and PREFIX/share);
+ *   ../weights/NAME from it (the build tree: bin/ beside weights/);
+ *   weights/NAME in the current directory.
+ * The first readable one; the last when none is.  Returns a static buffer. */
 #define CLI_DEFAULT_MODEL "transformer.safetensors"   /* explore, steer, sae-train */
 #define CLI_DEFAULT_GENERATOR "mix.safetensors"       /* generate */
 #define CLI_DEFAULT_SAE   "sae.safetensors"

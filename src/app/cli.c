@@ -212,17 +212,34 @@ double cli_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* path = DIR/NAME when it fits; true when that file can be read. */
+static bool readable_in(char *path, size_t cap, const char *dir, const char *name)
+{
+    int len = snprintf(path, cap, "%s/%s", dir, name);
+    return len > 0 && (size_t)len < cap && access(path, R_OK) == 0;
+}
+
 const char *cli_default_weights(const char *name)
 {
     static char path[4096];
+    const char *env = getenv("VILLES_WEIGHTS");
+    if (env && *env) {   /* the user's choice stands, even when the file is missing */
+        snprintf(path, sizeof path, "%s/%s", env, name);
+        return path;
+    }
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) {
         exe[n] = '\0';
         char *slash = strrchr(exe, '/');   /* .../bin/generate -> .../bin */
         if (slash) *slash = '\0';
-        int len = snprintf(path, sizeof path, "%s/../weights/%s", exe, name);
-        if (len > 0 && (size_t)len < sizeof path && access(path, R_OK) == 0) return path;
+        /* installed (PREFIX/bin beside PREFIX/share), then a build tree (bin/ beside weights/) */
+        static const char *const beside[] = { "../share/villes/weights", "../weights" };
+        char dir[4200];
+        for (size_t i = 0; i < sizeof beside / sizeof *beside; i++) {
+            snprintf(dir, sizeof dir, "%s/%s", exe, beside[i]);
+            if (readable_in(path, sizeof path, dir, name)) return path;
+        }
     }
     snprintf(path, sizeof path, "weights/%s", name);
     return path;
