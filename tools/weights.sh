@@ -16,7 +16,7 @@ mkdir -p weights
 # the default SAE reads its residual stream.  Recipe: cosine schedule with
 # 200 warm-up steps to lr 2e-3, dropout 0.1, batch 64, 10,000 steps, the
 # state of lowest whole-set validation loss kept.  The training checkpoint
-# carries the AdamW moments (3x the model), so what ships is the model alone.
+# would carry the AdamW moments (3x the model): what ships is the model alone.
 transformer() {
     train_model_only weights/transformer.safetensors transformer-train \
         --d-model 64 --heads 8 --layers 4 --dropout 0.1 \
@@ -25,41 +25,18 @@ transformer() {
 }
 
 # train_model_only OUT PROG FLAGS...: train on data/villes.txt with one
-# thread, keep the best state, and ship it as the model alone.
+# thread, keep the best state, and ship it as the model alone
+# (--model-only: no optimiser moments, which only --resume needs).  Trained
+# in a directory beside OUT and renamed over it at the end, so an
+# interrupted run leaves the shipped file as it was.
 train_model_only() {
     local out=$1 prog=$2 tmp
     shift 2
-    tmp=$(mktemp -d)
-    "bin/$prog" --data data/villes.txt --threads 1 --keep-best "$@" -o "$tmp/model.safetensors"
-    model_only "$tmp/model.safetensors" "$out"
+    tmp=$(mktemp -d "$(dirname "$out")/.train.XXXXXX")
+    "bin/$prog" --data data/villes.txt --threads 1 --keep-best --model-only "$@" \
+        -o "$tmp/model.safetensors"
+    mv "$tmp/model.safetensors" "$out"
     rm -rf "$tmp"
-}
-
-# model_only IN OUT: copy a training checkpoint without its optimiser moments
-# (optim.* tensors) and loop state (rng, train_window), which only --resume
-# needs; written to a temporary file renamed into place.
-model_only() {
-    python3 - "$1" "$2" <<'EOF'
-import json, os, struct, sys
-src, dst = sys.argv[1], sys.argv[2]
-buf = open(src, "rb").read()
-(n,) = struct.unpack("<Q", buf[:8])
-header = json.loads(buf[8:8 + n])
-meta = {k: v for k, v in header.pop("__metadata__").items() if k not in ("rng", "train_window")}
-out, data = {"__metadata__": meta}, []
-for name, t in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
-    if name.startswith("optim."):
-        continue
-    b, e = t["data_offsets"]
-    start = sum(len(d) for d in data)
-    data.append(buf[8 + n + b:8 + n + e])
-    out[name] = dict(t, data_offsets=[start, start + e - b])
-head = json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()
-head += b" " * (-len(head) % 8)
-with open(dst + ".tmp", "wb") as fp:
-    fp.write(struct.pack("<Q", len(head)) + head + b"".join(data))
-os.replace(dst + ".tmp", dst)
-EOF
 }
 
 # The default GRU: d_model 256, one layer (406,272 parameters).  It
@@ -80,7 +57,7 @@ gru() {
 # letter, too dense to read.
 sae() {
     bin/sae-train -m weights/transformer.safetensors --threads 1 \
-        --topk 16 --features 256 --steps 20000 \
+        --topk 16 --features 256 --steps 20000 --model-only \
         -o weights/sae.safetensors
 }
 

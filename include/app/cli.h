@@ -20,7 +20,9 @@ enum { EXIT_USAGE = 2 };
 
 /* Set once at the start of main, before getopt: the program passes its own
  * name (not argv[0], so messages are stable), and argv[0] is set to it so
- * that getopt's own messages ("PROG: unrecognized option ...") match ours. */
+ * that getopt's own messages ("PROG: unrecognized option ...") match ours.
+ * It also starts the provenance of the checkpoints the program writes
+ * (prov.h: program, version, command line). */
 void cli_init(const char *prog, char **argv);
 const char *cli_prog(void);
 

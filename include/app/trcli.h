@@ -47,7 +47,7 @@ enum {
     TRC_OPT_DATA = 0x100, TRC_OPT_VAL_DATA, TRC_OPT_SEED, TRC_OPT_SPLIT_SEED, TRC_OPT_STEPS,
     TRC_OPT_BATCH_SIZE, TRC_OPT_LR, TRC_OPT_WEIGHT_DECAY, TRC_OPT_SCHEDULE, TRC_OPT_WARMUP,
     TRC_OPT_CLIP, TRC_OPT_EVAL_EVERY, TRC_OPT_LOG, TRC_OPT_RESUME, TRC_OPT_KEEP_BEST,
-    TRC_OPT_THREADS, TRC_OPT_DUMP_SPLIT, TRC_OPT_EMA,
+    TRC_OPT_THREADS, TRC_OPT_DUMP_SPLIT, TRC_OPT_EMA, TRC_OPT_MODEL_ONLY,
     TRC_OPT_END = 0x200
 };
 
@@ -94,7 +94,8 @@ void trc_print_usage(FILE *f, const tr_options *o);
 cJSON *trc_parse(int argc, char **argv, tr_options *o, const trc_flag *flags,
                  void (*usage)(const tr_options *o));
 
-/* tr_open with --threads applied; exit 1 with the message on error. */
+/* tr_open with --threads applied, the data files added to the provenance
+ * of the checkpoints (prov.h); exit 1 with the message on error. */
 void trc_open(tr_session *s, const tr_options *o);
 /* tr_load_names, then --dump-split DIR: DIR/train.txt and DIR/val.txt
  * (every row, one name per line); exit 1 on error. */

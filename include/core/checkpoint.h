@@ -101,6 +101,19 @@ err_code   ck_put(ck_writer *w, const char *name, ck_dtype dtype, int ndim,
                   const int64_t *shape, const void *data);
 err_code   ck_write(ck_writer *w, const char *path);
 
+/* Provenance: a JSON object (what made the file: program, version, data,
+ * command line) that every checkpoint this process writes afterwards
+ * carries as the metadata entry "provenance", unless the writer already
+ * has one.  Process-wide, copied; set by the program layer at start-up
+ * (before any thread); NULL clears it.  ERR_NOMEM only. */
+#define CK_PROVENANCE_KEY "provenance"
+err_code ck_set_provenance(const char *json);
+const char *ck_provenance(void);
+
+/* 64-bit FNV-1a: h (CK_FNV1A_BASIS to start) updated with n bytes. */
+#define CK_FNV1A_BASIS 0xcbf29ce484222325u
+uint64_t ck_fnv1a(uint64_t h, const void *data, size_t n);
+
 /* 64-bit FNV-1a hash of a file's bytes, as 16 hex digits (SAE <-> model pairing). */
 err_code ck_file_hash(const char *path, char out[17]);
 

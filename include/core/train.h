@@ -44,7 +44,9 @@
  *     when stopped;
  *   - with keep_best: out_path holds the state of lowest validation loss;
  *     the latest state is written to the "last" file (tr_last_path:
- *     x.safetensors -> x.last.safetensors) when stopped, so the best one is kept.
+ *     x.safetensors -> x.last.safetensors) when stopped, so the best one is kept;
+ *   - with model_only: as above, the model alone; when stopped, the whole
+ *     state goes to the "last" file, which --resume continues.
  * Stopping: when hooks->should_stop answers true after a step, that step's
  * evaluation (if due) is done, the checkpoint is written and tr_run returns
  * ERR_INTERRUPT ("interrupted at step N; ... --resume FILE").
@@ -102,6 +104,10 @@ typedef struct tr_options {
                                  average of the weights; 0 = off */
     int         threads;      /* --threads (0 = library default); set by the program */
     const char *dump_split;   /* --dump-split DIR (the program writes the two sides) */
+    bool        model_only;   /* --model-only: checkpoints hold the model alone (no
+                                 optimiser moments, rng, recent losses, source state):
+                                 smaller, not resumable; when stopped, the whole state
+                                 goes to the "last" file instead (tr_last_path) */
     unsigned    set;          /* TR_SET_* bits of the flags given */
 } tr_options;
 

@@ -4,6 +4,7 @@
  * what the user reads does not depend on how the program was invoked.
  */
 #include "cli.h"
+#include "prov.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -21,6 +22,7 @@ void cli_init(const char *prog, char **argv)
 {
     if (prog) prog_name = prog;
     if (argv && argv[0] && prog) argv[0] = (char *)prog;   /* getopt names argv[0] in its messages */
+    if (prv_start(prog_name, VILLES_VERSION, argv)) cli_die_err();
 }
 
 const char *cli_prog(void) { return prog_name; }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "prov.h"
 
 /* ---- common flags ------------------------------------------------------- */
 
@@ -52,6 +53,7 @@ bool trc_parse_option(tr_options *o, int code, const char *arg)
     case TRC_OPT_THREADS: o->threads = (int)cli_long("--threads", arg, 0, 1024); break;
     case TRC_OPT_DUMP_SPLIT: o->dump_split = arg; break;
     case TRC_OPT_EMA: o->ema = (float)cli_double("--ema", arg, 0, 0.999999); o->set |= TR_SET_EMA; break;
+    case TRC_OPT_MODEL_ONLY: o->model_only = true; break;
     default: return false;
     }
     return true;
@@ -93,7 +95,10 @@ void trc_print_usage(FILE *f, const tr_options *o)
 "      --log FILE         learning curve, TSV: step train_loss val_loss lr tokens_per_s\n"
 "                         (a row per evaluation; appended to on --resume)\n"
 "  -o, --output FILE      checkpoint, rewritten at every evaluation and at the end\n"
-"                         (default %s)\n"
+"                         (default %s in the current directory)\n"
+"      --model-only       FILE holds the model alone, without the optimiser state\n"
+"                         (a third of the size; not resumable: on Ctrl-C the whole\n"
+"                         state goes to FILE with .last before .safetensors)\n"
 "      --ema DECAY        evaluate and save an exponential moving average of the\n"
 "                         weights (e.g. 0.999; 0 = off, the default); the raw\n"
 "                         weights stay in the checkpoint for --resume\n"
@@ -166,6 +171,7 @@ static const struct option common_options[] = {
     { "threads",      required_argument, NULL, TRC_OPT_THREADS },
     { "dump-split",   required_argument, NULL, TRC_OPT_DUMP_SPLIT },
     { "ema",          required_argument, NULL, TRC_OPT_EMA },
+    { "model-only",   no_argument,       NULL, TRC_OPT_MODEL_ONLY },
     { "help",         no_argument,       NULL, 'h' },
     { "version",      no_argument,       NULL, 'V' },
 };
@@ -224,7 +230,7 @@ void trc_open(tr_session *s, const tr_options *o)
     tr_options with_env = *o;
     const char *check = getenv("VILLES_CHECK_NAN");
     with_env.check_finite = check && !strcmp(check, "1");
-    if (tr_open(s, &with_env)) cli_die_err();
+    if (tr_open(s, &with_env) || prv_add_data(o->data) || prv_add_data(o->val_data)) cli_die_err();
     cli_set_threads(o->threads);
 }
 

@@ -11,6 +11,7 @@
 #include "dataset.h"
 #include "kinds.h"
 #include "mix.h"
+#include "prov.h"
 
 enum { OPT_DEV = 0x100, OPT_DATA, OPT_MODE, OPT_BUCKETS, OPT_SPLIT_SEED, OPT_HALVES_SEED, OPT_THREADS };
 enum { AUTO = MIX_ANY };
@@ -126,6 +127,7 @@ static void load_dev(const options *o, const mdl *m, ds_corpus *c)
         if (ds_from_lines(&c->val, &lines, &m->vocab)) cli_die("%s: %s", o->dev, err_msg());
         txt_lines_free(&lines);
     }
+    if (prv_add_data(o->data ? o->data : o->dev)) cli_die_err();
     if (c->val.n < 2)
         cli_die("%s: fewer than two names to fit on", o->dev ? o->dev : o->data);
 }

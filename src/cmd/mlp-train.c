@@ -67,7 +67,7 @@ int main(int argc, char **argv)
 {
     cli_init("mlp-train", argv);
     tr_options o;
-    tr_options_init(&o, MLP_KIND, "weights/mlp.safetensors");
+    tr_options_init(&o, MLP_KIND, "mlp.safetensors");
     cJSON *given = trc_parse(argc, argv, &o, flags, usage);
     trc_check_args(&o, argc, argv, optind);
 

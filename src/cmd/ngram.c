@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "dataset.h"
 #include "ngram.h"
+#include "prov.h"
 
 enum { OPT_SMOOTHING = 0x100, OPT_K, OPT_DISCOUNT, OPT_DATA, OPT_VAL_DATA, OPT_SEED,
        OPT_SPLIT_SEED, OPT_THREADS };
@@ -104,7 +105,9 @@ int main(int argc, char **argv)
     parse(&o, argc, argv);
 
     ds_corpus corpus;
-    if (ds_load(&corpus, o.data, o.val_data, o.split_seed, VAL_FRACTION)) cli_die_err();
+    if (ds_load(&corpus, o.data, o.val_data, o.split_seed, VAL_FRACTION) || prv_add_data(o.data) ||
+        prv_add_data(o.val_data))
+        cli_die_err();
     double t0 = cli_now();
     ng_model *m;
     o.c.vocab_size = corpus.vocab.size;

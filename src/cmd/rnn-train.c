@@ -148,7 +148,7 @@ int main(int argc, char **argv)
 {
     cli_init("rnn-train", argv);
     tr_options o;
-    tr_options_init(&o, RNN_KIND, "weights/rnn.safetensors");
+    tr_options_init(&o, RNN_KIND, "rnn.safetensors");
     static const char *text;   /* static: reachable to the end */
     int window = 0;
     cJSON *given = parse_flags(argc, argv, &o, &text, &window);

@@ -148,7 +148,7 @@ int main(int argc, char **argv)
 {
     cli_init("sae-train", argv);
     tr_options o;
-    tr_options_init(&o, SAE_KIND, "weights/sae.safetensors");
+    tr_options_init(&o, SAE_KIND, "sae.safetensors");
     o.data = DEFAULT_DATA;
     o.batch_size = DEFAULT_BATCH;
     o.opt.weight_decay = 0.0f;

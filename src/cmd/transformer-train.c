@@ -101,7 +101,7 @@ int main(int argc, char **argv)
 {
     cli_init("transformer-train", argv);
     tr_options o;
-    tr_options_init(&o, TF_KIND, "weights/transformer.safetensors");
+    tr_options_init(&o, TF_KIND, "transformer.safetensors");
     o.steps = 10000;   /* the notebooks' Transformer recipe */
     cJSON *given = trc_parse(argc, argv, &o, flags, usage);
     trc_check_args(&o, argc, argv, optind);

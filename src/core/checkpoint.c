@@ -731,6 +731,21 @@ err_code ck_put(ck_writer *w, const char *name, ck_dtype dtype, int ndim, const 
     return ERR_OK;
 }
 
+/* ---------- provenance ---------- */
+
+static char *provenance;   /* ck_set_provenance's copy, NULL = none */
+
+err_code ck_set_provenance(const char *json)
+{
+    char *copy = json ? strdup(json) : NULL;
+    if (json && !copy) return err_set(ERR_NOMEM, "out of memory for the provenance");
+    free(provenance);
+    provenance = copy;
+    return ERR_OK;
+}
+
+const char *ck_provenance(void) { return provenance; }
+
 /* Append an exact integer (cJSON would print large doubles with exponents). */
 static int add_uint(cJSON *arr, uint64_t v)
 {
@@ -741,10 +756,12 @@ static int add_uint(cJSON *arr, uint64_t v)
 
 /* The header JSON: metadata first, then the tensors in insertion order with
  * contiguous offsets.  NULL when out of memory. */
-static char *header_json(const ck_writer *w)
+static char *header_json(ck_writer *w)
 {
     cJSON *root = cJSON_CreateObject();
     int ok = root != NULL;
+    if (ok && provenance && !cJSON_GetObjectItemCaseSensitive(w->meta, CK_PROVENANCE_KEY))
+        ok = ck_put_meta(w, CK_PROVENANCE_KEY, provenance) == ERR_OK;
     if (ok && w->meta->child) ok = cJSON_AddItemReferenceToObject(root, "__metadata__", w->meta);
     uint64_t at = 0;
     for (int i = 0; ok && i < w->n; i++) {
@@ -833,15 +850,21 @@ err_code ck_write(ck_writer *w, const char *path)
     return err;
 }
 
+uint64_t ck_fnv1a(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3u;   /* the FNV prime */
+    return h;
+}
+
 err_code ck_file_hash(const char *path, char out[17])
 {
     FILE *fp = fopen(path, "rb");
     if (!fp) return err_set(ERR_IO, "%s: %s", path, strerror(errno));
-    uint64_t h = 0xcbf29ce484222325u;   /* FNV-1a 64 offset basis */
+    uint64_t h = CK_FNV1A_BASIS;
     unsigned char buf[1 << 16];
     size_t got;
-    while ((got = fread(buf, 1, sizeof buf, fp)) > 0)
-        for (size_t i = 0; i < got; i++) h = (h ^ buf[i]) * 0x100000001b3u;   /* FNV prime */
+    while ((got = fread(buf, 1, sizeof buf, fp)) > 0) h = ck_fnv1a(h, buf, got);
     int bad = ferror(fp);
     int e = errno;
     fclose(fp);

@@ -167,6 +167,9 @@ static err_code restore_loop_state(tr_session *s)
               ck_meta(f, "rng") && rng_from_string(&s->rng, ck_meta(f, "rng")) == ERR_OK &&
               parse_window(s, ck_meta(f, "train_window")) && best;
     if (ok) s->best_val = strtod(best, &end);
+    if (!ok && ck_meta(f, "step") && !ck_meta(f, "rng"))
+        return err_set(ERR_FORMAT, "%s holds the model alone (written with --model-only): "
+                       "no training state to resume", s->o.resume_path);
     if (!ok || *end)
         return err_set(ERR_FORMAT, "%s: no valid training state (step, rng, train_window)",
                        s->o.resume_path);
@@ -200,7 +203,10 @@ static err_code restore_params(tr_session *s, tn_params *p)
                                    : ERR_OK;
 }
 
-err_code tr_save(const tr_session *s, const tr_model *m, const tr_source *src, const char *path)
+/* tr_save, with the training state (moments, rng, recent losses, the
+ * source's state) or without it (the model alone). */
+static err_code save_state(const tr_session *s, const tr_model *m, const tr_source *src,
+                           const char *path, bool state)
 {
     ck_writer *w = ck_writer_new();
     if (!w) return err_set(ERR_NOMEM, "out of memory writing %s", path);
@@ -218,14 +224,16 @@ err_code tr_save(const tr_session *s, const tr_model *m, const tr_source *src, c
     const char *meta[][2] = {
         { "format", CK_FORMAT }, { "format_version", CK_FORMAT_VERSION }, { "model", m->kind },
         { "config", config }, { "vocab", vocab }, { "step", num[0] }, { "split_seed", num[1] },
-        { "rng", rs }, { "train_config", train }, { "train_window", window },
-        { "best_val_loss", num[2] }, { "best_step", best_step },
+        { "train_config", train }, { "best_val_loss", num[2] }, { "best_step", best_step },
+        { "rng", rs }, { "train_window", window },   /* the last two: training state */
     };
-    for (size_t i = 0; !rc && i < sizeof meta / sizeof meta[0]; i++)
+    size_t n_meta = sizeof meta / sizeof meta[0] - (state ? 0 : 2);
+    for (size_t i = 0; !rc && i < n_meta; i++)
         rc = ck_put_meta(w, meta[i][0], meta[i][1]);
     if (!rc && m->put_meta) rc = m->put_meta(m->impl, w);
-    if (!rc && src && src->save) rc = src->save(src->ctx, w);
-    if (!rc) rc = save_params(s, m->params, w);
+    if (!rc && state && src && src->save) rc = src->save(src->ctx, w);
+    if (!rc && state) rc = save_params(s, m->params, w);
+    if (!rc && !state) rc = tn_params_save_buffer(m->params, w, "", s->ema ? s->ema : m->params->data);
     if (!rc) rc = ck_write(w, path);
     free(config);
     free(vocab);
@@ -233,6 +241,11 @@ err_code tr_save(const tr_session *s, const tr_model *m, const tr_source *src, c
     free(window);
     ck_writer_free(w);
     return rc;
+}
+
+err_code tr_save(const tr_session *s, const tr_model *m, const tr_source *src, const char *path)
+{
+    return save_state(s, m, src, path, !s->o.model_only);
 }
 
 /* ---- session ----------------------------------------------------------- */
@@ -482,9 +495,10 @@ static void log_row(loop *L, double val)
     L->log_seconds = L->t_train;
 }
 
-static err_code save(loop *L, const char *path)
+/* state: with the training state, else the model alone (tr_save's choice). */
+static err_code save(loop *L, const char *path, bool state)
 {
-    err_code rc = tr_save(L->s, L->m, L->src, path);
+    err_code rc = save_state(L->s, L->m, L->src, path, state);
     if (!rc) snprintf(L->last_saved, sizeof L->last_saved, "%.4096s (step %ld)", path, L->s->step);
     return rc;
 }
@@ -504,16 +518,16 @@ static err_code checkpoint(loop *L, double *val)
         s->best_step = s->step;
     }
     if (s->o.keep_best && !better) return ERR_OK;
-    return save(L, s->o.out_path);
+    return save(L, s->o.out_path, !s->o.model_only);
 }
 
 static err_code interrupted(loop *L)
 {
     tr_session *s = L->s;
     char path[4200];
-    if (s->o.keep_best) tr_last_path(s->o.out_path, path, sizeof path);
+    if (s->o.keep_best || s->o.model_only) tr_last_path(s->o.out_path, path, sizeof path);
     else snprintf(path, sizeof path, "%s", s->o.out_path);
-    err_code rc = save(L, path);
+    err_code rc = save(L, path, true);   /* resumable, whatever the flags */
     if (rc) return rc;
     return err_set(ERR_INTERRUPT, "interrupted at step %ld; checkpoint written to %s "
                    "(continue with --resume %s)", s->step, path, path);

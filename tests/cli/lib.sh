@@ -6,6 +6,7 @@
 #   expect_err "invalid UTF-8" # stderr matches
 #   expect_err_lines 1         # stderr has exactly N lines
 #   tiny_transformer           # $T/names.txt, $T/val.txt, $DATA, $T/tf.safetensors
+#   same_checkpoint A B        # same model and state, provenance aside
 #   finish                     # prints "N passed, N failed"; exit status
 set -u
 BIN="${BIN:-bin}"
@@ -60,6 +61,13 @@ tiny_transformer() {
     DATA="--data $T/names.txt --val-data $T/val.txt"
     "$BIN/transformer-train" $DATA --d-model 16 --heads 2 --layers 2 --batch-size 16 --steps 30 \
         --eval-every 0 --lr 3e-3 -o "$T/tf.safetensors" >/dev/null 2>&1
+}
+# same_checkpoint A B: the two files hold the same tensors (name, shape,
+# bytes) and metadata, provenance aside (it names the command that wrote them).
+same_checkpoint() {
+    local fields='^(file|bytes|provenance\.)'
+    [ "$("$BIN/inspect" --tsv "$1" | grep -Ev "$fields")" = "$("$BIN/inspect" --tsv "$2" | grep -Ev "$fields")" ] &&
+        [ "$("$BIN/inspect" --tensors "$1")" = "$("$BIN/inspect" --tensors "$2")" ]
 }
 finish() {
     echo "$PASSED passed, $FAILED failed"
