@@ -74,6 +74,13 @@ err_code tn_params_save(const tn_params *p, ck_writer *w, bool optim);
 /* Load values (and moments when optim) by name, checking every shape;
  * ERR_FORMAT naming the first missing or mis-shaped tensor, p untouched. */
 err_code tn_params_load(tn_params *p, const ck_file *f, bool optim);
+/* The same check on parameters declared but not allocated yet. */
+err_code tn_params_check(const tn_params *p, const ck_file *f, bool optim);
+/* What a model's P_load does with its declared parameters: tn_params_check,
+ * then tn_params_alloc and tn_params_load.  A checkpoint whose config asks
+ * for parameters it does not hold (hostile: a config claiming a huge model
+ * beside small tensors) is refused before anything is allocated. */
+err_code tn_params_alloc_load(tn_params *p, const ck_file *f, bool optim);
 /* The same for any buffer of p->n floats laid out like p->data (e.g. an
  * average of the weights), under "<prefix><name>". */
 err_code tn_params_save_buffer(const tn_params *p, ck_writer *w, const char *prefix,

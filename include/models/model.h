@@ -29,12 +29,16 @@
  *       Every parameter in p (one buffer: cheap AdamW, cheap saves); the
  *       tensor pointers are views into it, so a model is never moved.
  *   err_code P_init(P_model *m, const P_config *c);
- *       Check c, declare the parameters, allocate them zeroed.
+ *       Check c, declare the parameters (a static declare() in P.c),
+ *       then tn_params_alloc: allocated zeroed.
  *   void     P_init_weights(P_model *m, rng *r);
  *       The PyTorch reference's initialisation.
  *   err_code P_load(P_model *m, const ck_file *f, const char *path, bool optim);
  *       From a checkpoint already read: mdl_read_meta, P_config_from_json,
- *       P_init, the parameters (and the optimiser moments when optim).
+ *       declare(), then tn_params_alloc_load (the parameters, and the
+ *       optimiser moments when optim): every declared tensor is checked
+ *       against the file before anything is allocated, so a hostile config
+ *       (a huge model beside small tensors) costs nothing.
  *       Messages name path; on failure nothing is left to free.
  *   err_code P_save(const P_model *m, const txt_vocab *v, const char *path);
  *       The model alone (mdl_save_params); the training state is the

@@ -180,18 +180,37 @@ err_code tn_params_load_buffer(const tn_params *p, const ck_file *f, const char 
     return ERR_OK;
 }
 
-/* Two passes, as tn_params_load_buffer, over values and moments together. */
+/* One pass over values and moments together: checking only (NULL buffers) or copying. */
+static err_code load_all(const tn_params *p, const ck_file *f, bool optim, bool copy)
+{
+    for (int i = 0; i < p->count; i++) {
+        const tn_param_entry *e = &p->e[i];
+        err_code rc = load_one(e, f, "", copy ? p->data : NULL);
+        if (!rc && optim) rc = load_one(e, f, TN_MOMENT1_PREFIX, copy ? p->m : NULL);
+        if (!rc && optim) rc = load_one(e, f, TN_MOMENT2_PREFIX, copy ? p->v : NULL);
+        if (rc) return rc;
+    }
+    return ERR_OK;
+}
+
+err_code tn_params_check(const tn_params *p, const ck_file *f, bool optim)
+{
+    if (!p || !f) return err_set(ERR_ARG, "tn_params_check: NULL argument");
+    return load_all(p, f, optim, false);
+}
+
+/* Two passes, as tn_params_load_buffer: check everything, then copy. */
 err_code tn_params_load(tn_params *p, const ck_file *f, bool optim)
 {
     if (!p || !f) return err_set(ERR_ARG, "tn_params_load: NULL argument");
     if (!p->data) return err_set(ERR_ARG, "tn_params_load: parameters not allocated");
-    for (int copy = 0; copy < 2; copy++)
-        for (int i = 0; i < p->count; i++) {
-            const tn_param_entry *e = &p->e[i];
-            err_code rc = load_one(e, f, "", copy ? p->data : NULL);
-            if (!rc && optim) rc = load_one(e, f, TN_MOMENT1_PREFIX, copy ? p->m : NULL);
-            if (!rc && optim) rc = load_one(e, f, TN_MOMENT2_PREFIX, copy ? p->v : NULL);
-            if (rc) return rc;
-        }
-    return ERR_OK;
+    err_code rc = load_all(p, f, optim, false);
+    return rc ? rc : load_all(p, f, optim, true);
+}
+
+err_code tn_params_alloc_load(tn_params *p, const ck_file *f, bool optim)
+{
+    err_code rc = tn_params_check(p, f, optim);
+    if (!rc) rc = tn_params_alloc(p);
+    return rc ? rc : tn_params_load(p, f, optim);
 }

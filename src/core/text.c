@@ -463,6 +463,21 @@ static err_code vocab_from_array(txt_vocab *v, const cJSON *arr)
     return ERR_OK;
 }
 
+/* Commas outside strings + 1: at least the element count of a JSON array,
+ * counted without allocating (a hostile vocabulary of 10^7 tokens would
+ * cost cJSON gigabytes before its size could be checked). */
+static size_t json_elements_bound(const char *json)
+{
+    size_t n = 1;
+    bool in_string = false;
+    for (const char *p = json; *p; p++) {
+        if (in_string && *p == '\\' && p[1]) p++;
+        else if (*p == '"') in_string = !in_string;
+        else if (!in_string && *p == ',') n++;
+    }
+    return n;
+}
+
 err_code txt_vocab_from_json(txt_vocab *v, const char *json)
 {
     if (!v) return err_set(ERR_ARG, "txt_vocab_from_json: no output");
@@ -473,6 +488,8 @@ err_code txt_vocab_from_json(txt_vocab *v, const char *json)
     for (const char *p = strstr(json, "\\u"); p; p = strstr(p + 2, "\\u"))
         if (strncmp(p + 2, "0000", 4) == 0)
             return err_set(ERR_FORMAT, "vocabulary contains a NUL character");
+    if (json_elements_bound(json) > TXT_VOCAB_MAX)
+        return err_set(ERR_FORMAT, "vocabulary has more than %d tokens", TXT_VOCAB_MAX);
     cJSON *arr = cJSON_ParseWithOpts(json, NULL, 1);
     if (!arr) return err_set(ERR_FORMAT, "vocabulary is not valid JSON");
     err_code e = vocab_from_array(v, arr);

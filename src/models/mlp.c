@@ -59,7 +59,8 @@ err_code mlp_config_from_json(mlp_config *c, const char *json)
 
 /* ---- parameters ------------------------------------------------------ */
 
-err_code mlp_init(mlp_model *m, const mlp_config *c)
+/* Check c and declare the parameters (not allocated yet). */
+static err_code declare(mlp_model *m, const mlp_config *c)
 {
     memset(m, 0, sizeof *m);
     err_code rc = mlp_config_check(c);
@@ -72,8 +73,13 @@ err_code mlp_init(mlp_model *m, const mlp_config *c)
     m->b1 = tn_param(&m->p, "fc1.bias", false, 1, (int[]){ H });
     m->w2 = tn_param(&m->p, "fc2.weight", true, 2, (int[]){ V, H });
     m->b2 = tn_param(&m->p, "fc2.bias", false, 1, (int[]){ V });
-    if (!m->emb || !m->w1 || !m->b1 || !m->w2 || !m->b2) return ERR_ARG;
-    return tn_params_alloc(&m->p);
+    return !m->emb || !m->w1 || !m->b1 || !m->w2 || !m->b2 ? ERR_ARG : ERR_OK;
+}
+
+err_code mlp_init(mlp_model *m, const mlp_config *c)
+{
+    err_code rc = declare(m, c);
+    return rc ? rc : tn_params_alloc(&m->p);
 }
 
 static void fill_uniform(tensor *t, rng *r, float bound)
@@ -99,8 +105,8 @@ err_code mlp_load(mlp_model *m, const ck_file *f, const char *path, bool optim)
     mlp_config c;
     err_code rc = mdl_read_meta(f, path, MLP_KIND, &json, NULL);
     if (rc) return rc;
-    if ((rc = mlp_config_from_json(&c, json)) || (rc = mlp_init(m, &c)) ||
-        (rc = tn_params_load(&m->p, f, optim))) {
+    if ((rc = mlp_config_from_json(&c, json)) || (rc = declare(m, &c)) ||
+        (rc = tn_params_alloc_load(&m->p, f, optim))) {
         mlp_free(m);
         return err_prefix(rc, path);
     }

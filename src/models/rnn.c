@@ -166,7 +166,8 @@ static err_code declare_layer(rnn_model *m, int i)
     return ERR_OK;
 }
 
-err_code rnn_init(rnn_model *m, const rnn_config *c)
+/* Check c and declare the parameters (not allocated yet). */
+static err_code declare(rnn_model *m, const rnn_config *c)
 {
     memset(m, 0, sizeof *m);
     tn_params_init(&m->p);
@@ -178,9 +179,14 @@ err_code rnn_init(rnn_model *m, const rnn_config *c)
         return ERR_ARG;
     for (int i = 0; i < c->n_layers; i++)
         if ((rc = declare_layer(m, i))) return rc;
-    if (!(m->out_norm = tn_param(&m->p, "out_norm.weight", false, 1, (int[]){ d })))
-        return ERR_ARG;
-    return tn_params_alloc(&m->p);
+    return (m->out_norm = tn_param(&m->p, "out_norm.weight", false, 1, (int[]){ d })) ? ERR_OK
+                                                                                       : ERR_ARG;
+}
+
+err_code rnn_init(rnn_model *m, const rnn_config *c)
+{
+    err_code rc = declare(m, c);
+    return rc ? rc : tn_params_alloc(&m->p);
 }
 
 static void fill_uniform(tensor *t, rng *r, float bound)
@@ -214,8 +220,8 @@ err_code rnn_load(rnn_model *m, const ck_file *f, const char *path, bool optim)
     rnn_config c;
     err_code rc = mdl_read_meta(f, path, RNN_KIND, &json, NULL);
     if (rc) return rc;
-    if ((rc = rnn_config_from_json(&c, json)) || (rc = rnn_init(m, &c)) ||
-        (rc = tn_params_load(&m->p, f, optim))) {
+    if ((rc = rnn_config_from_json(&c, json)) || (rc = declare(m, &c)) ||
+        (rc = tn_params_alloc_load(&m->p, f, optim))) {
         rnn_free(m);
         return err_prefix(rc, path);
     }

@@ -91,7 +91,8 @@ int sae_aux_k(const sae_config *c)
 
 /* ---- Parameters --------------------------------------------------------- */
 
-err_code sae_init(sae_model *m, const sae_config *c)
+/* Check c and declare the parameters (not allocated yet). */
+static err_code declare(sae_model *m, const sae_config *c)
 {
     memset(m, 0, sizeof *m);
     err_code e = sae_config_check(c);
@@ -104,8 +105,13 @@ err_code sae_init(sae_model *m, const sae_config *c)
               (m->b_enc = tn_param(&m->p, "b_enc", false, 1, (const int[]){ F })) &&
               (m->W_dec = tn_param(&m->p, "W_dec", true, 2, (const int[]){ F, d })) &&
               (m->b_dec = tn_param(&m->p, "b_dec", false, 1, (const int[]){ d }));
-    if (!ok) return ERR_ARG;
-    return tn_params_alloc(&m->p);
+    return ok ? ERR_OK : ERR_ARG;
+}
+
+err_code sae_init(sae_model *m, const sae_config *c)
+{
+    err_code e = declare(m, c);
+    return e ? e : tn_params_alloc(&m->p);
 }
 
 void sae_init_weights(sae_model *m, rng *r)
@@ -126,8 +132,8 @@ err_code sae_load(sae_model *m, const ck_file *f, const char *path, bool optim)
     sae_config c;
     err_code e = mdl_read_meta(f, path, SAE_KIND, &json, NULL);
     if (e) return e;
-    if ((e = sae_config_from_json(&c, json)) || (e = sae_init(m, &c)) ||
-        (e = tn_params_load(&m->p, f, optim))) {
+    if ((e = sae_config_from_json(&c, json)) || (e = declare(m, &c)) ||
+        (e = tn_params_alloc_load(&m->p, f, optim))) {
         sae_free(m);
         return err_prefix(e, path);
     }

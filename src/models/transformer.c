@@ -110,9 +110,10 @@ static tensor *declare(tf_model *m, bool decay, int ndim, const int *shape, cons
     return tn_param(&m->p, name, decay, ndim, shape);
 }
 
-/* Matrices and embeddings decay (as llama2.c / the notebooks' configure_optimizers);
+/* Check c and declare the parameters (not allocated yet).  Matrices and
+ * embeddings decay (as llama2.c / the notebooks' configure_optimizers);
  * norm weights do not. */
-err_code tf_init(tf_model *m, const tf_config *c)
+static err_code declare_all(tf_model *m, const tf_config *c)
 {
     memset(m, 0, sizeof *m);
     err_code e = tf_config_check(c);
@@ -137,8 +138,13 @@ err_code tf_init(tf_model *m, const tf_config *c)
              (L->fc3 = declare(m, true, 2, hd, "core.layers.%d.mlp.fc_3.weight", i));
     }
     ok = ok && (m->out_norm = declare(m, false, 1, v1, "out_norm.weight", 0));
-    if (!ok) return ERR_ARG;   /* tn_param recorded the message */
-    return tn_params_alloc(&m->p);
+    return ok ? ERR_OK : ERR_ARG;   /* tn_param recorded the message */
+}
+
+err_code tf_init(tf_model *m, const tf_config *c)
+{
+    err_code e = declare_all(m, c);
+    return e ? e : tn_params_alloc(&m->p);
 }
 
 void tf_init_weights(tf_model *m, rng *r)
@@ -161,13 +167,6 @@ void tf_init_weights(tf_model *m, rng *r)
     tn_fill(m->out_norm, 1.0f);
 }
 
-/* Number of parameters of a (checked) config. */
-static size_t param_count(const tf_config *c)
-{
-    const size_t d = (size_t)c->d_model;
-    return ((size_t)c->vocab_size + (size_t)c->max_len + 1) * d + (size_t)c->n_layers * (16 * d * d + 2 * d);
-}
-
 err_code tf_load(tf_model *m, const ck_file *f, const char *path, bool optim)
 {
     memset(m, 0, sizeof *m);
@@ -176,14 +175,7 @@ err_code tf_load(tf_model *m, const ck_file *f, const char *path, bool optim)
     err_code e = mdl_read_meta(f, path, TF_KIND, &json, NULL);
     if (e) return e;
     if ((e = tf_config_from_json(&c, json))) return err_prefix(e, path);
-    /* A config that asks for more parameters than the file holds is
-     * refused before any allocation. */
-    size_t held = 0;
-    for (int i = 0; i < f->n; i++) held += f->t[i].numel;
-    if (param_count(&c) > held)
-        return err_set(ERR_FORMAT, "%s: the config asks for %zu parameters, the file holds %zu values",
-                       path, param_count(&c), held);
-    if ((e = tf_init(m, &c)) || (e = tn_params_load(&m->p, f, optim))) {
+    if ((e = declare_all(m, &c)) || (e = tn_params_alloc_load(&m->p, f, optim))) {
         tf_free(m);
         return err_prefix(e, path);
     }
