@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,10 @@ void cli_init(const char *prog, char **argv)
     if (prog) prog_name = prog;
     if (argv && argv[0] && prog) argv[0] = (char *)prog;   /* getopt names argv[0] in its messages */
     if (prv_start(prog_name, VILLES_VERSION, argv)) cli_die_err();
+    /* Past a file-size limit (ulimit -f) a write fails with EFBIG, which the
+     * writers report in one line and clean up after, instead of the signal
+     * killing the program with a temporary file left behind. */
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 const char *cli_prog(void) { return prog_name; }
