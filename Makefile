@@ -4,7 +4,8 @@
 #   make test          unit tests + CLI tests + the layer check; ends with "N passed, N failed"
 #   make check-asan    the same tests built with AddressSanitizer + UBSan
 #   make check-layers  the include arrows run core <- models <- app <- programs only
-#   make fuzz          libFuzzer targets (checkpoint reader, UTF-8 reader), bounded time
+#   make fuzz          libFuzzer targets (tests/fuzz/fuzz_*.c), FUZZ_SECONDS or FUZZ_RUNS each
+#   make fuzz-long     the same, 10 million executions each
 #   make bench         speed and quality figures beside the PyTorch reference
 #   make demo          fit n-gram models on data/villes.txt and generate names
 #   make install       programs, weights, man pages, completion, headers, archives,
@@ -55,7 +56,7 @@ TEST_SRC := $(sort $(wildcard tests/unit/test_*.c))
 TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all test check-asan check-layers fuzz bench demo weights clean deps man install uninstall
+.PHONY: all test check-asan check-layers fuzz fuzz-long bench demo weights clean deps man install uninstall
 # Keep intermediate objects (test main.o), so parallel builds never race on them.
 .SECONDARY:
 all: $(LIBS) $(PROGS)
@@ -100,22 +101,31 @@ check-asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan/bin OPT=-O1 \
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" test
 
-# Fuzzing with clang's libFuzzer, FUZZ_SECONDS per target.
+# Fuzzing with clang's libFuzzer, FUZZ_SECONDS per target, or FUZZ_RUNS
+# executions per target when set (make fuzz-long: 10 million each).  The
+# last line of each target's log (executions, exec/s) is printed.
 FUZZ_SECONDS ?= 30
+FUZZ_RUNS ?=
 FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_LIMIT = $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS),-max_total_time=$(FUZZ_SECONDS))
 fuzz:
 	@$(MAKE) --no-print-directory CC=clang BUILD=build-fuzz BIN=build-fuzz/bin OPT=-O1 \
-	    SAN="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libcore.a
+	    SAN="-fsanitize=fuzzer-no-link,address,undefined" $(LIBS:$(BUILD)/%=build-fuzz/%)
 	@set -e; for src in $(FUZZ_SRC); do \
 	    name=$$(basename $$src .c); \
-	    clang $(CFLAGS) $(INC_core) $(FUZZ_FLAGS) $$src build-fuzz/libcore.a $(LDLIBS) -o build-fuzz/$$name; \
+	    clang $(CFLAGS) $(INC_all) $(FUZZ_FLAGS) $$src $(LIBS:$(BUILD)/%=build-fuzz/%) $(LDLIBS) \
+	        -o build-fuzz/$$name; \
 	    mkdir -p build-fuzz/corpus-$$name; \
-	    echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
-	    build-fuzz/$$name -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    case $$name in fuzz_mix) len=16384 ;; *) len=4096 ;; esac; \
+	    echo "fuzz: $$name, $(FUZZ_LIMIT)"; \
+	    build-fuzz/$$name $(FUZZ_LIMIT) -max_len=$$len -print_final_stats=1 \
 	        build-fuzz/corpus-$$name tests/fuzz/seeds-$$name 2>build-fuzz/$$name.log \
 	        || { tail -40 build-fuzz/$$name.log; exit 1; }; \
-	    tail -1 build-fuzz/$$name.log; \
+	    grep -E '^stat::(number_of_executed_units|average_exec_per_sec)' build-fuzz/$$name.log \
+	        | tr '\n' ' '; echo; \
 	done
+fuzz-long:
+	@$(MAKE) --no-print-directory fuzz FUZZ_RUNS=10000000
 
 # Installation (tools/install.sh): man pages made by help2man from each
 # program's --help, bash completion from the same text (tools/completion.sh).
