@@ -83,7 +83,9 @@ int main(int argc, char **argv)
 C
 flags=$(PKG_CONFIG_PATH="$T/pc" pkg-config --cflags --libs villes 2>&1); RC=$?; OUT=$flags; LAST="pkg-config villes"
 expect_rc 0 "pkg-config --cflags --libs villes"
-OUT=$(${CC:-cc} -std=c11 "$T/prog.c" $flags -o "$T/prog" 2>&1); RC=$?; LAST="cc prog.c \$(pkg-config ...)"
+san=   # archives built by make check-asan need the sanitizers' run-time
+nm "$D/usr/lib/villes/libcore.a" 2>/dev/null | grep -q __asan_ && san="-fsanitize=address,undefined"
+OUT=$(${CC:-cc} -std=c11 $san "$T/prog.c" $flags -o "$T/prog" 2>&1); RC=$?; LAST="cc prog.c \$(pkg-config ...)"
 expect_rc 0 "a C program builds against villes.pc"
 OUT=$("$T/prog" "$D/usr/share/villes/weights/transformer.safetensors" 2>&1); RC=$?; LAST="prog transformer.safetensors"
 expect_out "^transformer [0-9]+$"
