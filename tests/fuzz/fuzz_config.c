@@ -36,31 +36,27 @@ static void vocab(const char *json)
     free(out);
 }
 
+/* Kind P's parser on json: a config it accepts passes its check. */
+#define PARSE(P)                                                                 \
+    do {                                                                         \
+        P##_config c_;                                                           \
+        err_code e_ = P##_config_from_json(&c_, json);                           \
+        if (!e_ && P##_config_check(&c_)) abort();                               \
+        one_line(e_);                                                            \
+    } while (0)
+
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
     char *json = malloc(size + 1);
     if (!json) return 0;
     memcpy(json, data, size);
     json[size] = '\0';
-    mlp_config mlp;
-    rnn_config rnn;
-    tf_config tf;
-    sae_config sae;
-    ng_config ng;
-    mix_config mix;
-    err_code e;
-    if (!(e = mlp_config_from_json(&mlp, json)) && mlp_config_check(&mlp)) abort();
-    one_line(e);
-    if (!(e = rnn_config_from_json(&rnn, json)) && rnn_config_check(&rnn)) abort();
-    one_line(e);
-    if (!(e = tf_config_from_json(&tf, json)) && tf_config_check(&tf)) abort();
-    one_line(e);
-    if (!(e = sae_config_from_json(&sae, json)) && sae_config_check(&sae)) abort();
-    one_line(e);
-    if (!(e = ng_config_from_json(&ng, json)) && ng_config_check(&ng)) abort();
-    one_line(e);
-    if (!(e = mix_config_from_json(&mix, json)) && mix_config_check(&mix)) abort();
-    one_line(e);
+    PARSE(mlp);
+    PARSE(rnn);
+    PARSE(tf);
+    PARSE(sae);
+    PARSE(ng);
+    PARSE(mix);
     vocab(json);
     free(json);
     return 0;

@@ -105,6 +105,15 @@ static void refused(const char *path, const char *why)
     }
 }
 
+/* Kind P's model of config cfg, initialised and saved to test_path(name). */
+#define SAVE_SMALL(P, cfg, name)                                                 \
+    do {                                                                         \
+        P##_model m_;                                                            \
+        CHECK(P##_init(&m_, &(cfg)) == ERR_OK);                                  \
+        CHECK(P##_save(&m_, v, test_path(name)) == ERR_OK);                      \
+        P##_free(&m_);                                                           \
+    } while (0)
+
 /* A small real model of each kind, saved to test_path(KIND.safetensors). */
 static void small_models(void)
 {
@@ -112,34 +121,23 @@ static void small_models(void)
     CHECK(ds_load(&c, TEST_DATA("gen_names.txt"), NULL, 0, 0.1) == ERR_OK);
     const txt_vocab *v = &c.vocab;
     int V = v->size;
-    mlp_model mlp;
-    CHECK(mlp_init(&mlp, &(mlp_config){ .vocab_size = V, .d_model = 4, .d_hidden = 8, .n_context = 3 }) == ERR_OK);
-    CHECK(mlp_save(&mlp, v, test_path("mlp.safetensors")) == ERR_OK);
-    mlp_free(&mlp);
+    mlp_config mc = { .vocab_size = V, .d_model = 4, .d_hidden = 8, .n_context = 3 };
+    SAVE_SMALL(mlp, mc, "mlp.safetensors");
     rnn_config rc = RNN_DEFAULTS;
     rc.vocab_size = V;
     rc.d_model = 8;
-    rnn_model rnn;
-    CHECK(rnn_init(&rnn, &rc) == ERR_OK);
-    CHECK(rnn_save(&rnn, v, test_path("rnn.safetensors")) == ERR_OK);
-    rnn_free(&rnn);
+    SAVE_SMALL(rnn, rc, "rnn.safetensors");
     tf_config tc = TF_DEFAULTS;
     tc.vocab_size = V;
     tc.d_model = 8;
     tc.n_heads = 2;
     tc.max_len = 16;
-    tf_model tf;
-    CHECK(tf_init(&tf, &tc) == ERR_OK);
-    CHECK(tf_save(&tf, v, test_path("transformer.safetensors")) == ERR_OK);
-    tf_free(&tf);
+    SAVE_SMALL(tf, tc, "transformer.safetensors");
     sae_config sc = SAE_DEFAULTS;
     sc.d_model = 8;
     sc.n_features = 16;
     sc.layer = 2;
-    sae_model sae;
-    CHECK(sae_init(&sae, &sc) == ERR_OK);
-    CHECK(sae_save(&sae, v, test_path("sae.safetensors")) == ERR_OK);
-    sae_free(&sae);
+    SAVE_SMALL(sae, sc, "sae.safetensors");
     ng_config nc = NG_DEFAULTS;
     nc.vocab_size = V;
     nc.order = 3;
