@@ -6,7 +6,8 @@
 # long and short flag, and whether it takes a value (an upper-case word right
 # after it, or --flag=WORD); a value named FILE, DIR, CHECKPOINT, MODEL or
 # OUT completes file names, any other value nothing.  A "Commands:" section
-# (explore) gives the words completed as the first argument.
+# (explore) gives the words completed as the first argument, and the flags
+# it names.
 set -euo pipefail
 prog=$1 out=$2
 name=$(basename "$prog")
@@ -20,7 +21,10 @@ options=$(printf '%s\n' "$help" | sed -nE \
            kind = a == "" ? "none" : a ~ /^(FILE|DIR|CHECKPOINT|MODEL|OUT)$/ ? "file" : "value"
            if (s != "") print "-" s, kind
            print "--" l, kind }')
-flags=$(printf '%s\n' "$options" | awk '{print $1}' | sort -u | tr '\n' ' ')
+# flags named only in the Commands section (explore's --sort, --summary) count too
+section_flags=$(printf '%s\n' "$help" | sed -n '/^Commands:/,/^$/p' | grep -oE -- '--[a-z][-a-z0-9]*' || true)
+flags=$( (printf '%s\n' "$options" | awk '{print $1}'; printf '%s\n' "$section_flags") | grep . | sort -u |
+        tr '\n' ' ')
 file_flags=$(printf '%s\n' "$options" | awk '$2 == "file" {print $1}' | sort -u | tr '\n' '|')
 file_flags=${file_flags:-_none_|}
 value_flags=$(printf '%s\n' "$options" | awk '$2 == "value" {print $1}' | sort -u | tr '\n' '|')

@@ -29,8 +29,8 @@
  *       Every parameter in p (one buffer: cheap AdamW, cheap saves); the
  *       tensor pointers are views into it, so a model is never moved.
  *   err_code P_init(P_model *m, const P_config *c);
- *       Check c, declare the parameters (a static declare() in P.c),
- *       then tn_params_alloc: allocated zeroed.
+ *       Check c, declare the parameters (a static function of P.c that
+ *       P_load shares), then tn_params_alloc: allocated zeroed.
  *   void     P_init_weights(P_model *m, rng *r);
  *       The PyTorch reference's initialisation.
  *   err_code P_load(P_model *m, const ck_file *f, const char *path, bool optim);

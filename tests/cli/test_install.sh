@@ -61,6 +61,8 @@ OUT=$(complete_words generate --temp); RC=$?; LAST="complete generate --temp"
 check "completion: generate --temp -> --temperature" '[ "$OUT" = "--temperature" ]'
 OUT=$(cd "$D/usr/share/villes/weights" && complete_words generate -m mi); LAST="complete generate -m mi"
 check "completion: generate -m mi -> mix.safetensors" '[ "$OUT" = "mix.safetensors" ]'
+OUT=$(complete_words explore freq --su); LAST="complete explore freq --su"
+check "completion: explore freq --su -> --summary" '[ "$OUT" = "--summary" ]'
 OUT=$(complete_words explore fea); LAST="complete explore fea"
 check "completion: explore fea -> features" '[ "$OUT" = "features" ]'
 OUT=$(complete_words transformer-train --d-); LAST="complete transformer-train --d-"
