@@ -137,6 +137,23 @@ void mdl_next(mdl_state *s, int tok, float *logits)
     s->m->kind->next(s->m->impl, s->st, tok, logits);
 }
 
+void mdl_next_batch(mdl_state *const *s, int n, const int *tok, float *logits)
+{
+    if (n <= 0) return;
+    const mdl *m = s[0]->m;
+    const size_t V = (size_t)mdl_vocab_size(m);
+    if (!m->kind->next_batch) {
+        for (int i = 0; i < n; i++) mdl_next(s[i], tok[i], logits + i * V);
+        return;
+    }
+    void *st[MDL_BATCH_MAX];
+    for (int first = 0; first < n; first += MDL_BATCH_MAX) {
+        const int count = n - first < MDL_BATCH_MAX ? n - first : MDL_BATCH_MAX;
+        for (int i = 0; i < count; i++) st[i] = s[first + i]->st;
+        m->kind->next_batch(m->impl, st, tok + first, count, logits + first * V);
+    }
+}
+
 /* max_chars within the model's limit. */
 static int char_limit(const mdl *m, int max_chars)
 {
