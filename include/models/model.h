@@ -265,6 +265,40 @@ void     mdl_next_batch(mdl_state *const *s, int n, const int *tok, float *logit
  * when the kind has none. */
 int      mdl_evidence(const mdl_state *s);
 
+/* A name sampled a step at a time, so that many names can share batched
+ * steps (mdl_next_batch): the tokens, random draws and logits are
+ * mdl_sample_name's.
+ *     int t = mdl_sampler_start(&sm, m, c, prefix, n_prefix, max_chars, tok);
+ *     mdl_start(st);
+ *     while (t >= 0) { mdl_next(st, t, logits); t = mdl_sampler_step(&sm, logits, r, scratch); }
+ * then t is MDL_NAME_DONE (sm.n characters in tok) or MDL_NAME_IMPOSSIBLE
+ * (every token has probability 0). */
+typedef struct mdl_sampler {
+    const smp_config *c;
+    const int        *prefix;
+    int               n_prefix, max_chars, V;
+    int              *tok;      /* the characters so far (max_chars) */
+    int               n;
+} mdl_sampler;
+
+enum { MDL_NAME_DONE = -1, MDL_NAME_IMPOSSIBLE = -2 };
+
+/* Set s up (max_chars cut to the model's limit); the first token to feed (<SOS>). */
+int mdl_sampler_start(mdl_sampler *s, const mdl *m, const smp_config *c, const int *prefix,
+                      int n_prefix, int max_chars, int *tok);
+/* Given the logits after the last token fed (overwritten): the next token
+ * to feed, or MDL_NAME_DONE / MDL_NAME_IMPOSSIBLE.  scratch holds 2 V floats. */
+int mdl_sampler_step(mdl_sampler *s, float *logits, rng *r, float *scratch);
+
+/* A name scored a step at a time, as mdl_score_name does it: after
+ *     int t = mdl_scorer_start(&sc, tok, n);  mdl_start(st);
+ *     while (t >= 0) { mdl_next(st, t, logits); t = mdl_scorer_step(&sc, V, logits); }
+ * sc.nll is the name's negative log-likelihood (n + 1 predictions).  The
+ * caller checks n against mdl_max_chars. */
+typedef struct mdl_scorer { const int *tok; int n, i; double nll; } mdl_scorer;
+int mdl_scorer_start(mdl_scorer *s, const int *tok, int n);
+int mdl_scorer_step(mdl_scorer *s, int V, float *logits);
+
 /* Sample one name: <SOS>, then the forced prefix tokens, then sampled
  * characters until <EOS> or max_chars characters.  <pad> and <SOS> are never
  * sampled.  tok receives the characters (no <SOS>/<EOS>); returns their
