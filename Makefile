@@ -4,7 +4,7 @@
 #   make test          unit tests + CLI tests + the layer check; ends with "N passed, N failed"
 #   make check-asan    the same tests built with AddressSanitizer + UBSan
 #   make check-layers  the include arrows run core <- models <- app <- programs only
-#   make fuzz          libFuzzer targets (checkpoint reader, UTF-8 reader), bounded time
+#   make fuzz          libFuzzer targets (checkpoint reader, UTF-8 reader, API queries), bounded time
 #   make bench         speed and quality figures beside the PyTorch reference
 #   make demo          fit n-gram models on data/villes.txt and generate names
 #
@@ -111,10 +111,10 @@ FUZZ_SECONDS ?= 30
 FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 fuzz:
 	@$(MAKE) --no-print-directory CC=clang BUILD=build-fuzz BIN=build-fuzz/bin OPT=-O1 \
-	    SAN="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libcore.a
+	    SAN="-fsanitize=fuzzer-no-link,address,undefined" $(LIBS:$(BUILD)/%=build-fuzz/%)
 	@set -e; for src in $(FUZZ_SRC); do \
 	    name=$$(basename $$src .c); \
-	    clang $(CFLAGS) $(INC_core) $(FUZZ_FLAGS) $$src build-fuzz/libcore.a $(LDLIBS) -o build-fuzz/$$name; \
+	    clang $(CFLAGS) $(INC_all) $(FUZZ_FLAGS) $$src $(LIBS:$(BUILD)/%=build-fuzz/%) $(LDLIBS) -o build-fuzz/$$name; \
 	    mkdir -p build-fuzz/corpus-$$name; \
 	    echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
 	    build-fuzz/$$name -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
