@@ -685,10 +685,18 @@ static void panel_full(float *const *y, const float *const *x, const float *pane
     panel_lanes(y, x, panel, in, o0, LANE_BLOCK, VECMAT_BLOCK, accumulate);
 }
 
+/* A whole panel for one lane (a batch of one: steer, the last names). */
+static void panel_one(float *const *y, const float *const *x, const float *panel, int in, int o0,
+                      bool accumulate)
+{
+    panel_lanes(y, x, panel, in, o0, 1, VECMAT_BLOCK, accumulate);
+}
+
 static void panel_part(float *const *y, const float *const *x, const float *panel, int in, int o0,
                        int lanes, int width, bool accumulate)
 {
-    panel_lanes(y, x, panel, in, o0, lanes, width, accumulate);
+    if (lanes == 1 && width == VECMAT_BLOCK) panel_one(y, x, panel, in, o0, accumulate);
+    else panel_lanes(y, x, panel, in, o0, lanes, width, accumulate);
 }
 
 /* y[j] (out) (+)= x[j] (in) . P for the n lanes j, P an (in, out) panel
