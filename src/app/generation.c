@@ -235,13 +235,18 @@ static err_code encode_prefix(const mdl *m, const char *s, int **tok, int *n)
 
 /* ---- lanes -------------------------------------------------------------- */
 
+enum { GEN_LANE_BYTES = 64 << 20 };   /* the lanes' job data on a thread, at most */
+
 /* The pool a run drives: o's lanes and threads on st's model, or st itself
  * (one lane, one thread) when o asks for no more, so that a program's hooks
  * on st (steer's) apply. */
 static err_code run_pool(ln_pool *p, mdl_state *st, const gen_options *o, size_t lane_size)
 {
     if (o->batch <= 1 && o->threads <= 1) return ln_pool_wrap(p, st, lane_size);
-    return ln_pool_new(p, st->m, o->batch, o->threads > 1 ? o->threads : 1, lane_size);
+    /* long names (--max-len of an unbounded model) take fewer lanes */
+    size_t fit = GEN_LANE_BYTES / lane_size;
+    int lanes = fit < (size_t)o->batch ? (fit ? (int)fit : 1) : o->batch;
+    return ln_pool_new(p, st->m, lanes, o->threads > 1 ? o->threads : 1, lane_size);
 }
 
 /* Items a round holds: the results wait there to be written in order. */
