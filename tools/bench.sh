@@ -118,7 +118,7 @@ gen_speed "transformer d64, 2 layers (the transformer-64 row, 1000 steps)" "$T/t
 gen_speed "gru (weights/gru.safetensors)" weights/gru.safetensors
 gen_speed "mixture of 4 (weights/mix.safetensors, generate's default)" weights/mix.safetensors
 
-# Batched generation (generate --batch, default 64 names in flight a thread)
+# Batched generation (generate --batch, default 96 names in flight a thread)
 # from the shipped Transformer against this core's single-thread sgemm peak,
 # measured now (tools/sgemm-peak.c: OpenBLAS, best over square and
 # generation-step shapes).  FLOPs per name: 2 (16 d^2 L + d V) a token fed

@@ -50,7 +50,8 @@ enum {
     GEN_DEFAULT_COUNT = 10,
     GEN_DEFAULT_MAX_CHARS = 50,   /* names from a model without a length limit */
     GEN_NOVEL_ATTEMPTS = 1000,    /* samples per name before --novel gives up */
-    GEN_DEFAULT_BATCH = 64,       /* names in flight on a thread */
+    GEN_DEFAULT_BATCH = 96,       /* names in flight on a thread (a multiple of the
+                                     Transformer's block of 6 lanes) */
     GEN_MAX_BATCH = 4096,
 };
 
