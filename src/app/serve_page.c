@@ -138,6 +138,7 @@ const char srv_page[] =
     "    const s = document.createElement('span');\n"
     "    s.textContent = p;\n"
     "    s.style.background = shade(p);\n"
+    "    if (p < 0.01) s.style.color = '#fff';\n"
     "    el.appendChild(s);\n"
     "  }\n"
     "}\n"
