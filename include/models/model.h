@@ -74,6 +74,9 @@
  *     Helpers: mdl_config_object and mdl_config_int (config parsers),
  *     mdl_read_meta (P_load), mdl_save_params (P_save).  P.c ends with
  *         MDL_KIND(P, P_KIND, P_model, P_state);
+ *     Optional: a batched step (mdl_kind.next_batch: the same logits, bit
+ *     for bit, as next), through MDL_KIND_FUNCS and a table of its own, as
+ *     transformer.c and mix.c do.
  *  2. src/models/kinds.c: #include "P.h" and one line &P_kind in kinds[].
  *     generate and mix then take it as it is (explore and steer open
  *     Transformers).
