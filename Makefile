@@ -26,6 +26,11 @@
 # (ops_internal.h) sit beside its sources.
 
 PKGS     := openblas libcjson libutf8proc
+# libmicrohttpd is optional: without it, generate --serve says it is not built in.
+HAVE_MHD := $(shell pkg-config --exists libmicrohttpd 2>/dev/null && echo yes)
+ifeq ($(HAVE_MHD),yes)
+PKGS     += libmicrohttpd
+endif
 BUILD    ?= build
 BIN      ?= bin
 OPT      ?= -O3 -march=native
@@ -37,6 +42,9 @@ CFLAGS   := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) $(SAN) -
             -Wall -Wextra -Wshadow -Wno-unused-parameter \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(EXTRA_CFLAGS)
 LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
+ifeq ($(HAVE_MHD),yes)
+CFLAGS   += -DVILLES_HAVE_MHD
+endif
 LDFLAGS  := $(SAN) $(EXTRA_LDFLAGS)
 
 INC_core   := -Iinclude/core

@@ -117,3 +117,38 @@ gen_speed "transformer d64, 4 layers (weights/transformer.safetensors)" weights/
 gen_speed "transformer d64, 2 layers (the transformer-64 row, 1000 steps)" "$T/transformer-64.safetensors"
 gen_speed "gru (weights/gru.safetensors)" weights/gru.safetensors
 gen_speed "mixture of 4 (weights/mix.safetensors, generate's default)" weights/mix.safetensors
+
+# Batched generation (generate --batch, default 96 names in flight a thread)
+# from the shipped Transformer against this core's single-thread sgemm peak,
+# measured now (tools/sgemm-peak.c: OpenBLAS, best over square and
+# generation-step shapes).  FLOPs per name: 2 (16 d^2 L + d V) a token fed
+# (the weight products; attention and sampling not counted) times the
+# tokens fed (<SOS> and each character), from the names generated.
+# Targets: 1 thread >= 60% of the peak; 2 threads >= 1.8x 1 thread.
+TF=weights/transformer.safetensors
+if [ -f "$TF" ] && cc -O2 tools/sgemm-peak.c $(pkg-config --cflags --libs openblas) \
+        -o "$T/sgemm-peak" 2>/dev/null; then
+    peak=$(OPENBLAS_NUM_THREADS=1 "$T/sgemm-peak")
+    cfg=$(head -c 65536 "$TF" | tr -d '\\\000')
+    d=$(printf '%s' "$cfg" | grep -a -o '"d_model":[0-9]*' | head -1 | cut -d: -f2)
+    L=$(printf '%s' "$cfg" | grep -a -o '"n_layers":[0-9]*' | head -1 | cut -d: -f2)
+    V=$(printf '%s' "$cfg" | grep -a -o '"vocab_size":[0-9]*' | head -1 | cut -d: -f2)
+    N=40000
+    bin/generate -m "$TF" -n $N --seed 1 > "$T/gen.txt"
+    chars=$(LC_ALL=C.UTF-8 wc -m < "$T/gen.txt")   # characters + one newline a name
+    flops=$(awk -v c="$chars" -v n=$N -v d="$d" -v L="$L" -v V="$V" \
+        'BEGIN { printf "%.0f", c / n * 2 * (16 * d * d * L + d * V) }')
+    echo "== batched generation, $TF (d $d, $L layers), $N names, best of $REPEAT; sgemm peak $peak GFLOP/s (1 thread, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(auto)})" >&2
+    printf 'threads\tnames_per_s\tmflop_per_name\tgflop_s\tsgemm_peak_gflop_s\tshare_of_peak\n'
+    for t in 1 2; do
+        best=0
+        for _ in $(seq "$REPEAT"); do
+            t0=$(date +%s.%N)
+            bin/generate -m "$TF" -n $N --seed 1 --threads $t >/dev/null
+            t1=$(date +%s.%N)
+            best=$(awk -v a="$t0" -v b="$t1" -v n=$N -v best="$best" 'BEGIN { r = n / (b - a); print (r > best ? r : best) }')
+        done
+        awk -v t=$t -v r="$best" -v f="$flops" -v p="$peak" 'BEGIN {
+            printf "%d\t%.0f\t%.2f\t%.1f\t%.1f\t%.2f\n", t, r, f / 1e6, r * f / 1e9, p, r * f / 1e9 / p }'
+    done
+fi

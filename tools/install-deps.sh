@@ -4,7 +4,7 @@
 #   tools/install-deps.sh --torch  also PyTorch (for tools/*.py and make bench)
 # Runs apt-get as root or through sudo; otherwise prints the command and fails.
 set -eu
-pkgs="build-essential pkg-config libopenblas-dev libcjson-dev libutf8proc-dev help2man"   # help2man: make install's man pages
+pkgs="build-essential pkg-config libopenblas-dev libcjson-dev libutf8proc-dev help2man libmicrohttpd-dev"   # help2man: make install's man pages; libmicrohttpd: generate --serve
 [ "${1:-}" = "--torch" ] && pkgs="$pkgs python3-torch python3-numpy"
 [ "${1:-}" = "--fuzz" ] && pkgs="$pkgs clang"
 

@@ -42,7 +42,7 @@
 enum {
     GEN_OPT_SEED = 0x100, GEN_OPT_TEMPERATURE, GEN_OPT_TOP_K, GEN_OPT_TOP_P, GEN_OPT_PREFIX,
     GEN_OPT_MAX_LEN, GEN_OPT_NOVEL, GEN_OPT_STATS, GEN_OPT_SCORE, GEN_OPT_CHARS,
-    GEN_OPT_THREADS,
+    GEN_OPT_THREADS, GEN_OPT_BATCH,
     GEN_OPT_END = 0x200
 };
 
@@ -50,6 +50,9 @@ enum {
     GEN_DEFAULT_COUNT = 10,
     GEN_DEFAULT_MAX_CHARS = 50,   /* names from a model without a length limit */
     GEN_NOVEL_ATTEMPTS = 1000,    /* samples per name before --novel gives up */
+    GEN_DEFAULT_BATCH = 96,       /* names in flight on a thread (a multiple of the
+                                     Transformer's block of 6 lanes) */
+    GEN_MAX_BATCH = 4096,
 };
 
 #define GEN_SHORT_OPTIONS "m:n:hV"
@@ -71,6 +74,7 @@ enum {
     { "score",       required_argument, NULL, GEN_OPT_SCORE },                \
     { "chars",       required_argument, NULL, GEN_OPT_CHARS },                \
     { "threads",     required_argument, NULL, GEN_OPT_THREADS },              \
+    { "batch",       required_argument, NULL, GEN_OPT_BATCH },                \
     { "help",        no_argument,       NULL, 'h' },                          \
     { "version",     no_argument,       NULL, 'V' }
 
@@ -86,6 +90,8 @@ typedef struct gen_options {
     const char *stats;    /* --stats FILE: a TSV line about the names, on the info stream */
     const char *score;    /* --score FILE ('-' = stdin): score its names instead */
     long        chars;    /* --chars N: running text instead of names; -1 = names */
+    int         batch;    /* --batch: names in flight on a thread (GEN_DEFAULT_BATCH) */
+    int         threads;  /* --threads (1) */
 } gen_options;
 
 void gen_options_init(gen_options *o);
@@ -101,7 +107,11 @@ void gen_check_args(gen_options *o, int argc, char **argv, int optind_);
 void gen_print_usage(FILE *f);
 
 /* Run on st what o asks for: names (one per line), running text (--chars)
- * or a score table (--score), to out; the --stats line and the --score mean
+ * or a score table (--score), to out.  Names and scores run on o->threads
+ * threads of o->batch streams of st's model each (lanes.h); with batch and
+ * threads 1, on st itself (its hooks apply).  Name i is drawn from its own
+ * random stream, seeded by o->seed and i, so the output does not depend on
+ * batch or threads; the --stats line and the --score mean
  * loss go to info.  The --novel / --stats / --score files are read before
  * anything is written.  Errors (unreadable file, a --prefix character not
  * in the vocabulary, --max-len past the model's limit, --novel giving up,

@@ -78,6 +78,9 @@
  *     Helpers: mdl_config_object and mdl_config_int (config parsers),
  *     mdl_read_meta (P_load), mdl_save_params (P_save).  P.c ends with
  *         MDL_KIND(P, P_KIND, P_model, P_state);
+ *     Optional: a batched step (mdl_kind.next_batch: the same logits, bit
+ *     for bit, as next), through MDL_KIND_FUNCS and a table of its own, as
+ *     transformer.c and mix.c do.
  *  2. src/models/kinds.c: #include "P.h" and one line &P_kind in kinds[].
  *     generate and mix then take it as it is (explore and steer open
  *     Transformers).
@@ -135,7 +138,18 @@ typedef struct mdl_kind {
      * longest order of context seen in training).  A mixture can weigh its
      * components by it. */
     int      (*evidence)(const void *impl, const void *st);
+    /* Optional (NULL: mdl_next_batch calls next for each stream): feed
+     * tok[i] to stream st[i] for i < n (n <= MDL_BATCH_MAX, distinct
+     * streams of this model) and write each one's logits into row i of
+     * logits (n, V) -- the very logits, bit for bit, that next would give
+     * it, whatever n and whichever streams share the call.  A kind that has
+     * one reads its weights once per step for all n streams. */
+    void     (*next_batch)(const void *impl, void *const *st, const int *tok, int n, float *logits);
 } mdl_kind;
+
+/* Most streams one next_batch call takes (mdl_next_batch cuts larger
+ * batches). */
+enum { MDL_BATCH_MAX = 256 };
 
 /* The interface glue, written once: in src/models/P.c, after the typed
  * functions of the contract,
@@ -149,8 +163,17 @@ typedef struct mdl_kind {
  *     const mdl_kind P_kind = { .name = P_KIND, .load = P_kind_load, ... };
  * MDL_KIND_TABLE(P, NAME) is the last line alone, for a kind that writes
  * its P_kind_* functions itself; MDL_KIND_MEMBERS(P, NAME) the members of
- * the vtable, for a kind (ngram) that adds an optional one. */
+ * the vtable, for a kind (ngram) that adds an optional one.
+ * MDL_KIND_FUNCS(P, MODEL, STATE, LOAD) is the wrappers alone, LOAD (P_load's
+ * signature) loading the model, for a kind that adds an optional member to
+ * the table:
+ *     MDL_KIND_FUNCS(tf, tf_model, tf_state, load_for_generation);
+ *     const mdl_kind tf_kind = { MDL_KIND_MEMBERS(tf, TF_KIND), .next_batch = ... }; */
 #define MDL_KIND(P, NAME, MODEL, STATE)                                                  \
+    MDL_KIND_FUNCS(P, MODEL, STATE, P##_load)                                            \
+    MDL_KIND_TABLE(P, NAME)
+
+#define MDL_KIND_FUNCS(P, MODEL, STATE, LOAD)                                            \
     static void P##_kind_free(void *impl)                                                \
     {                                                                                    \
         P##_free(impl);                                                                  \
@@ -159,7 +182,7 @@ typedef struct mdl_kind {
     static err_code P##_kind_load(const ck_file *f, const char *path, void **impl)       \
     {                                                                                    \
         MODEL *m = calloc(1, sizeof *m);                                                 \
-        err_code e = m ? P##_load(m, f, path, false)                                     \
+        err_code e = m ? LOAD(m, f, path, false)                                         \
                        : err_set(ERR_NOMEM, "%s: out of memory for the model", path);    \
         if (e) {   /* P_load left nothing to free but m */                               \
             free(m);                                                                     \
@@ -178,8 +201,7 @@ typedef struct mdl_kind {
     {                                                                                    \
         P##_state_next((STATE *)st, tok, logits);                                        \
     }                                                                                    \
-    static int P##_kind_max_len(const void *impl) { return P##_max_len(impl); }          \
-    MDL_KIND_TABLE(P, NAME)
+    static int P##_kind_max_len(const void *impl) { return P##_max_len(impl); }
 
 #define MDL_KIND_MEMBERS(P, NAME)                                                        \
     .name = NAME, .load = P##_kind_load, .free = P##_kind_free,                          \
@@ -242,9 +264,47 @@ err_code mdl_state_new(mdl_state *s, const mdl *m);
 void     mdl_state_free(mdl_state *s);
 void     mdl_start(mdl_state *s);
 void     mdl_next(mdl_state *s, int tok, float *logits);
+/* n streams at once: s[i] (streams of one model) fed tok[i], its logits
+ * into row i of logits (n, V); the logits mdl_next gives, bit for bit, with
+ * the kind's batched step when it has one. */
+void     mdl_next_batch(mdl_state *const *s, int n, const int *tok, float *logits);
 /* The kind's evidence for the next prediction (mdl_kind.evidence), or -1
  * when the kind has none. */
 int      mdl_evidence(const mdl_state *s);
+
+/* A name sampled a step at a time, so that many names can share batched
+ * steps (mdl_next_batch): the tokens, random draws and logits are
+ * mdl_sample_name's.
+ *     int t = mdl_sampler_start(&sm, m, c, prefix, n_prefix, max_chars, tok);
+ *     mdl_start(st);
+ *     while (t >= 0) { mdl_next(st, t, logits); t = mdl_sampler_step(&sm, logits, r, scratch); }
+ * then t is MDL_NAME_DONE (sm.n characters in tok) or MDL_NAME_IMPOSSIBLE
+ * (every token has probability 0). */
+typedef struct mdl_sampler {
+    const smp_config *c;
+    const int        *prefix;
+    int               n_prefix, max_chars, V;
+    int              *tok;      /* the characters so far (max_chars) */
+    int               n;
+} mdl_sampler;
+
+enum { MDL_NAME_DONE = -1, MDL_NAME_IMPOSSIBLE = -2 };
+
+/* Set s up (max_chars cut to the model's limit); the first token to feed (<SOS>). */
+int mdl_sampler_start(mdl_sampler *s, const mdl *m, const smp_config *c, const int *prefix,
+                      int n_prefix, int max_chars, int *tok);
+/* Given the logits after the last token fed (overwritten): the next token
+ * to feed, or MDL_NAME_DONE / MDL_NAME_IMPOSSIBLE.  scratch holds 2 V floats. */
+int mdl_sampler_step(mdl_sampler *s, float *logits, rng *r, float *scratch);
+
+/* A name scored a step at a time, as mdl_score_name does it: after
+ *     int t = mdl_scorer_start(&sc, tok, n);  mdl_start(st);
+ *     while (t >= 0) { mdl_next(st, t, logits); t = mdl_scorer_step(&sc, V, logits); }
+ * sc.nll is the name's negative log-likelihood (n + 1 predictions).  The
+ * caller checks n against mdl_max_chars. */
+typedef struct mdl_scorer { const int *tok; int n, i; double nll; } mdl_scorer;
+int mdl_scorer_start(mdl_scorer *s, const int *tok, int n);
+int mdl_scorer_step(mdl_scorer *s, int V, float *logits);
 
 /* Sample one name: <SOS>, then the forced prefix tokens, then sampled
  * characters until <EOS> or max_chars characters.  <pad> and <SOS> are never

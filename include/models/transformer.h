@@ -75,6 +75,9 @@ typedef struct tf_layer {
     tensor *fc2;                   /* (d, 4d) */
 } tf_layer;
 
+/* The weight matrices laid out for cached generation (transformer.c). */
+typedef struct tf_step tf_step;
+
 /* The tensors point into p's entries: a tf_model must not be moved or
  * copied once initialised. */
 typedef struct tf_model {
@@ -84,6 +87,9 @@ typedef struct tf_model {
     tensor   *pe;                  /* (max_len, d) */
     tensor   *out_norm;            /* (d) */
     tf_layer  layer[TF_MAX_LAYERS];
+    tf_step  *step;                /* built once when loaded through mdl_load (the
+                                      weights are final), shared by its states;
+                                      NULL otherwise */
 } tf_model;
 
 /* Declare and allocate the parameters (zeroed) for a checked config. */
@@ -147,8 +153,9 @@ typedef void (*tf_hook_fn)(void *ctx, int layer, int pos, float *x, int d);
 /* One generation stream: the keys and values of every layer for up to
  * max_len positions, and preallocated scratch, so a step allocates nothing
  * and never recomputes the prefix.  A state copies the model's weight
- * matrices when it is created (transposed, for one-position products):
- * create states once the weights are final. */
+ * matrices when it is created (transposed, for one-position products),
+ * unless the model was loaded through mdl_load (its states share one
+ * copy): create states once the weights are final. */
 typedef struct tf_state tf_state;
 
 tf_state *tf_state_new(const tf_model *m);   /* NULL with err_set */
@@ -159,6 +166,10 @@ void      tf_state_start(tf_state *s);
  * max_len positions nothing is computed and the logits allow only <EOS>
  * (every other entry -INFINITY), so a sampled name ends cleanly. */
 void      tf_state_next(tf_state *s, int tok, float *logits);
+/* n streams of one model at once: s[i] fed tok[i], its logits into row i
+ * of logits (n, V).  Each weight matrix is read once for all the streams;
+ * every stream gets the logits tf_state_next would give it, bit for bit. */
+void      tf_state_next_batch(tf_state *const *s, int n, const int *tok, float *logits);
 int       tf_state_pos(const tf_state *s);   /* tokens fed since start */
 /* Install (fn non-NULL) or remove (fn NULL) the hook; layer in
  * 0..n_layers, else ERR_ARG. */

@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "dataset.h"
+#include "lanes.h"
 #include "rng.h"
 #include "text.h"
 
@@ -17,7 +18,8 @@
 
 void gen_options_init(gen_options *o)
 {
-    *o = (gen_options){ .count = GEN_DEFAULT_COUNT, .smp = SMP_DEFAULTS, .chars = -1 };
+    *o = (gen_options){ .count = GEN_DEFAULT_COUNT, .smp = SMP_DEFAULTS, .chars = -1,
+                        .batch = GEN_DEFAULT_BATCH, .threads = 1 };
 }
 
 /* Invalid UTF-8 in --prefix is a usage error, found before any model is read. */
@@ -47,7 +49,11 @@ bool gen_parse_option(gen_options *o, int code, const char *arg)
     case GEN_OPT_STATS: o->stats = arg; break;
     case GEN_OPT_SCORE: o->score = arg; break;
     case GEN_OPT_CHARS: o->chars = cli_long("--chars", arg, 0, LONG_MAX); break;
-    case GEN_OPT_THREADS: cli_set_threads((int)cli_long("--threads", arg, 0, 1024)); break;
+    case GEN_OPT_THREADS:
+        o->threads = (int)cli_long("--threads", arg, 1, LN_MAX_THREADS);
+        cli_set_threads(o->threads);
+        break;
+    case GEN_OPT_BATCH: o->batch = (int)cli_long("--batch", arg, 1, GEN_MAX_BATCH); break;
     default: return false;
     }
     return true;
@@ -86,10 +92,15 @@ void gen_print_usage(FILE *f)
 "                        shorter than %d characters are skipped, '-' = stdin\n"
 "      --chars N         instead of names, N characters of running text after\n"
 "                        --prefix (default: after a newline)\n"
-"      --threads N       bound the threads used\n"
+"      --threads N       sample (or score) on N threads (default 1)\n"
+"      --batch N         names in flight on each thread, sharing each step's\n"
+"                        read of the weights (default %d, at most %d); the\n"
+"                        names do not depend on N or on --threads: each name\n"
+"                        has its own random stream, seeded by --seed and its\n"
+"                        index\n"
 "  -h, --help            show this help and exit\n"
 "  -V, --version         show the version and exit\n",
-            GEN_DEFAULT_COUNT, GEN_DEFAULT_MAX_CHARS, DS_MIN_NAME_LEN);
+            GEN_DEFAULT_COUNT, GEN_DEFAULT_MAX_CHARS, DS_MIN_NAME_LEN, GEN_DEFAULT_BATCH, GEN_MAX_BATCH);
 }
 
 /* ---- names as UTF-8 strings ------------------------------------------- */
@@ -222,27 +233,65 @@ static err_code encode_prefix(const mdl *m, const char *s, int **tok, int *n)
     return rc;
 }
 
+/* ---- lanes -------------------------------------------------------------- */
+
+enum { GEN_LANE_BYTES = 64 << 20 };   /* the lanes' job data on a thread, at most */
+
+/* The pool a run drives: o's lanes and threads on st's model, or st itself
+ * (one lane, one thread) when o asks for no more, so that a program's hooks
+ * on st (steer's) apply. */
+static err_code run_pool(ln_pool *p, mdl_state *st, const gen_options *o, size_t lane_size)
+{
+    if (o->batch <= 1 && o->threads <= 1) return ln_pool_wrap(p, st, lane_size);
+    /* long names (--max-len of an unbounded model) take fewer lanes */
+    size_t fit = GEN_LANE_BYTES / lane_size;
+    int lanes = fit < (size_t)o->batch ? (fit ? (int)fit : 1) : o->batch;
+    return ln_pool_new(p, st->m, lanes, o->threads > 1 ? o->threads : 1, lane_size);
+}
+
+/* Items a round holds: the results wait there to be written in order. */
+static long round_size(const gen_options *o) { return 4096L + 4L * o->batch * o->threads; }
+
 /* ---- names -------------------------------------------------------------- */
+
+/* What became of one name of a round. */
+typedef enum name_status { NAME_OK, NAME_IMPOSSIBLE, NAME_GAVE_UP, NAME_NOMEM } name_status;
+typedef struct name_slot { char *name; int n; name_status status; } name_slot;
 
 /* Everything sampling names needs, allocated before the first name. */
 typedef struct name_run {
-    mdl_state         *st;
+    const mdl         *m;
     const gen_options *o;
     int               *prefix, n_prefix;
     int                limit;        /* characters a name */
     name_set           novel, stats_file, generated;
-    int               *tok;          /* limit */
-    float             *scratch;      /* 3 V */
-    char              *name;         /* 4 limit + 1 */
+    name_slot         *slot;         /* (round_size) the names of this round */
+    long               round_first;  /* the index of slot[0] */
     double             total_chars;
-    rng                r;
 } name_run;
+
+/* A lane's data: a name in progress, then its buffers (lane_bytes). */
+typedef struct name_lane {
+    mdl_sampler sm;
+    rng         r;          /* the name's own stream */
+    long        item;
+    int         attempt;
+} name_lane;
+
+static size_t name_lane_bytes(int limit)
+{
+    size_t bytes = sizeof(name_lane) + (size_t)limit * sizeof(int) + 4 * (size_t)limit + 1;
+    return (bytes + 15) / 16 * 16;
+}
+
+static int *lane_tok(name_lane *l) { return (int *)(l + 1); }
+static char *lane_name(name_lane *l, int limit) { return (char *)(lane_tok(l) + limit); }
 
 /* The --max-len in effect: the flag, within the model's limit, or the default. */
 static err_code name_limit(name_run *R)
 {
     const gen_options *o = R->o;
-    int limit = mdl_max_chars(R->st->m);
+    int limit = mdl_max_chars(R->m);
     long n = o->max_len ? o->max_len : limit < INT_MAX ? limit : GEN_DEFAULT_MAX_CHARS;
     if (n > limit) return err_set(ERR_ARG, "--max-len %ld: %s takes at most %d characters", n,
                                            model_name(o), limit);
@@ -258,49 +307,98 @@ static void name_run_free(name_run *R)
     set_free(&R->generated);
     set_free(&R->stats_file);
     set_free(&R->novel);
-    free(R->name);
-    free(R->tok);
-    free(R->scratch);
+    free(R->slot);
     free(R->prefix);
 }
 
 /* Prefix, limit and the --novel / --stats files, before any name. */
-static err_code name_run_init(name_run *R, mdl_state *st, const gen_options *o)
+static err_code name_run_init(name_run *R, const mdl *m, const gen_options *o)
 {
-    *R = (name_run){ .st = st, .o = o };
-    const mdl *m = st->m;
+    *R = (name_run){ .m = m, .o = o };
     err_code rc = o->prefix ? encode_prefix(m, o->prefix, &R->prefix, &R->n_prefix) : ERR_OK;
     if (!rc) rc = name_limit(R);
     if (!rc && o->novel) rc = set_load(&R->novel, o->novel);
     if (!rc && o->stats) rc = set_load(&R->stats_file, o->stats);
     if (rc) return rc;
-    R->scratch = malloc(3 * (size_t)mdl_vocab_size(m) * sizeof *R->scratch);
-    R->tok = malloc((size_t)R->limit * sizeof *R->tok);
-    R->name = malloc(4 * (size_t)R->limit + 1);
-    if (!R->scratch || !R->tok || !R->name) return out_of_memory();
-    rng_seed(&R->r, o->seed);
+    R->slot = calloc((size_t)round_size(o), sizeof *R->slot);
+    return R->slot ? ERR_OK : out_of_memory();
+}
+
+static int name_start(name_run *R, name_lane *l, mdl_state *st)
+{
+    mdl_start(st);
+    return mdl_sampler_start(&l->sm, R->m, &R->o->smp, R->prefix, R->n_prefix, R->limit, lane_tok(l));
+}
+
+/* ln_job.begin: name i, on its own random stream. */
+static int name_begin(void *ctx, void *data, mdl_state *st, long i)
+{
+    name_run *R = ctx;
+    name_lane *l = data;
+    l->item = i;
+    l->attempt = 1;
+    rng_seed(&l->r, rng_at(R->o->seed, (uint64_t)i));
+    return name_start(R, l, st);
+}
+
+/* ln_job.step: the next token; a finished name goes to its slot, or is
+ * drawn again (same stream) when --novel refuses it. */
+static int name_step(void *ctx, void *data, mdl_state *st, float *logits, float *scratch)
+{
+    name_run *R = ctx;
+    name_lane *l = data;
+    int t = mdl_sampler_step(&l->sm, logits, &l->r, scratch);
+    if (t >= 0) return t;
+    name_slot *slot = &R->slot[l->item - R->round_first];
+    if (t == MDL_NAME_IMPOSSIBLE) {
+        slot->status = NAME_IMPOSSIBLE;
+        return t;
+    }
+    char *name = lane_name(l, R->limit);
+    toks_to_utf8(&R->m->vocab, lane_tok(l), l->sm.n, name);
+    if (R->o->novel && set_has(&R->novel, name)) {
+        if (l->attempt++ < GEN_NOVEL_ATTEMPTS) return name_start(R, l, st);
+        slot->status = NAME_GAVE_UP;
+        return MDL_NAME_DONE;
+    }
+    slot->name = strdup(name);
+    slot->status = slot->name ? NAME_OK : NAME_NOMEM;
+    slot->n = l->sm.n;
+    return MDL_NAME_DONE;
+}
+
+static err_code slot_error(const name_run *R, const name_slot *slot)
+{
+    const gen_options *o = R->o;
+    switch (slot->status) {
+    case NAME_IMPOSSIBLE:
+        return err_set(ERR_ARG, "the model gives probability 0 to every continuation%s%s",
+                       o->prefix ? " of the prefix " : "", o->prefix ? o->prefix : "");
+    case NAME_GAVE_UP:
+        return err_set(ERR_ARG, "gave up after %d names in a row that are all in %s",
+                       GEN_NOVEL_ATTEMPTS, o->novel);
+    case NAME_NOMEM: return out_of_memory();
+    case NAME_OK: break;
+    }
     return ERR_OK;
 }
 
-/* The next name into R->name: with --novel, the first sample not in the file. */
-static err_code next_name(name_run *R)
+/* The names of the round [first, last), in order, up to the first failed one. */
+static err_code write_round(name_run *R, long first, long last, FILE *out)
 {
-    const gen_options *o = R->o;
-    for (int attempt = 1;; attempt++) {
-        int n = mdl_sample_name(R->st, &o->smp, &R->r, R->prefix, R->n_prefix, R->limit, R->tok,
-                                R->scratch);
-        if (n < 0)
-            return err_set(ERR_ARG, "the model gives probability 0 to every continuation%s%s",
-                           o->prefix ? " of the prefix " : "", o->prefix ? o->prefix : "");
-        toks_to_utf8(&R->st->m->vocab, R->tok, n, R->name);
-        if (!o->novel || !set_has(&R->novel, R->name)) {
-            R->total_chars += n;
-            return ERR_OK;
+    err_code rc = ERR_OK;
+    for (long i = first; i < last; i++) {
+        name_slot *slot = &R->slot[i - first];
+        if (!rc) rc = slot_error(R, slot);
+        if (!rc) {
+            fprintf(out, "%s\n", slot->name);
+            R->total_chars += slot->n;
+            if (R->o->stats) rc = set_add(&R->generated, slot->name);
         }
-        if (attempt == GEN_NOVEL_ATTEMPTS)
-            return err_set(ERR_ARG, "gave up after %d names in a row that are all in %s",
-                           GEN_NOVEL_ATTEMPTS, o->novel);
+        free(slot->name);
+        *slot = (name_slot){ 0 };
     }
+    return rc;
 }
 
 static err_code print_stats(name_run *R, FILE *info)
@@ -322,13 +420,18 @@ static err_code print_stats(name_run *R, FILE *info)
 static err_code sample_names(mdl_state *st, const gen_options *o, FILE *out, FILE *info)
 {
     name_run R;
-    err_code rc = name_run_init(&R, st, o);
-    for (long i = 0; !rc && i < o->count && !ferror(out); i++) {
-        rc = next_name(&R);
-        if (!rc) fprintf(out, "%s\n", R.name);
-        if (!rc && o->stats) rc = set_add(&R.generated, R.name);
+    ln_pool pool = { 0 };
+    err_code rc = name_run_init(&R, st->m, o);
+    if (!rc) rc = run_pool(&pool, st, o, name_lane_bytes(R.limit));
+    const ln_job job = { .ctx = &R, .begin = name_begin, .step = name_step };
+    for (long first = 0; !rc && first < o->count && !ferror(out); first += round_size(o)) {
+        long last = o->count - first < round_size(o) ? o->count : first + round_size(o);
+        R.round_first = first;
+        ln_pool_run(&pool, &job, first, last);
+        rc = write_round(&R, first, last, out);
     }
     if (!rc && o->stats) rc = print_stats(&R, info);
+    ln_pool_free(&pool);
     name_run_free(&R);
     return rc;
 }
@@ -377,40 +480,112 @@ static err_code sample_text(mdl_state *st, const gen_options *o, FILE *out)
 
 /* ---- scoring ------------------------------------------------------------ */
 
-/* The TSV rows of the names of lines (those long enough); the totals. */
+/* The names of a --score file, encoded, and their losses. */
+typedef struct score_run {
+    const mdl    *m;
+    size_t        n;        /* names (lines long enough, before the first bad one) */
+    size_t       *line;     /* (n) each name's line */
+    size_t       *first;    /* (n + 1) where each name's tokens start in tok */
+    int          *tok;
+    double       *nll;      /* (n) */
+} score_run;
+
+typedef struct score_lane { mdl_scorer sc; long item; } score_lane;
+
+static int score_begin(void *ctx, void *data, mdl_state *st, long i)
+{
+    score_run *S = ctx;
+    score_lane *l = data;
+    l->item = i;
+    mdl_start(st);
+    return mdl_scorer_start(&l->sc, S->tok + S->first[i], (int)(S->first[i + 1] - S->first[i]));
+}
+
+static int score_step(void *ctx, void *data, mdl_state *st, float *logits, float *scratch)
+{
+    score_run *S = ctx;
+    score_lane *l = data;
+    int t = mdl_scorer_step(&l->sc, mdl_vocab_size(S->m), logits);
+    if (t < 0) S->nll[l->item] = l->sc.nll;
+    return t;
+}
+
+static void score_run_free(score_run *S)
+{
+    free(S->line);
+    free(S->first);
+    free(S->tok);
+    free(S->nll);
+}
+
+/* Line i as tokens into tok (its length); the error names the line. */
+static err_code encode_line(const mdl *m, const gen_options *o, const txt_lines *lines, size_t i,
+                            int *tok)
+{
+    const int32_t *cp = lines->cp + lines->start[i];
+    size_t len = lines->start[i + 1] - lines->start[i];
+    const char *path = file_name(o->score);
+    err_code rc = txt_vocab_encode(&m->vocab, cp, len, tok);
+    if (rc) return err_set(rc, "%s:%zu: %s", path, i + 1, err_msg());
+    if (len > (size_t)mdl_max_chars(m))
+        return err_set(ERR_ARG, "%s:%zu: %zu characters, more than the %d %s takes", path, i + 1,
+                       len, mdl_max_chars(m), model_name(o));
+    return ERR_OK;
+}
+
+/* The names of lines up to the first bad line (*bad, lines->n when none). */
+static err_code score_run_init(score_run *S, const mdl *m, const gen_options *o,
+                               const txt_lines *lines, size_t *bad)
+{
+    *S = (score_run){ .m = m };
+    S->line = malloc((lines->n + 1) * sizeof *S->line);
+    S->first = malloc((lines->n + 1) * sizeof *S->first);
+    S->tok = malloc((lines->start[lines->n] + 1) * sizeof *S->tok);
+    S->nll = malloc((lines->n + 1) * sizeof *S->nll);
+    if (!S->line || !S->first || !S->tok || !S->nll) return out_of_memory();
+    S->first[0] = 0;
+    for (*bad = 0; *bad < lines->n; ++*bad) {
+        size_t len = lines->start[*bad + 1] - lines->start[*bad];
+        if (len < DS_MIN_NAME_LEN) continue;
+        if (encode_line(m, o, lines, *bad, S->tok + S->first[S->n])) break;
+        S->line[S->n] = *bad;
+        S->first[S->n + 1] = S->first[S->n] + len;
+        S->n++;
+    }
+    return ERR_OK;
+}
+
+/* The TSV rows of the names of lines (those long enough); the totals;
+ * then the first bad line's error. */
 static err_code score_lines(mdl_state *st, const gen_options *o, const txt_lines *lines, FILE *out,
                             double *total, size_t *n_pred_total, size_t *n_names)
 {
-    const mdl *m = st->m;
-    const char *path = file_name(o->score);
-    int limit = mdl_max_chars(m);
+    score_run S;
+    ln_pool pool = { 0 };
+    size_t bad = lines->n;
+    err_code rc = score_run_init(&S, st->m, o, lines, &bad);
     size_t longest = longest_line(lines);
-    float *scratch = malloc((size_t)mdl_vocab_size(m) * sizeof *scratch);
-    int *tok = malloc((longest + 1) * sizeof *tok);
-    char *name = malloc(4 * longest + 1);
-    err_code rc = scratch && tok && name ? ERR_OK : out_of_memory();
-    if (!rc) fprintf(out, "name\tchars\ttotal_loss\tloss_per_char\n");
-    for (size_t i = 0; !rc && i < lines->n; i++) {
-        const int32_t *cp = lines->cp + lines->start[i];
-        int len = (int)(lines->start[i + 1] - lines->start[i]), n_pred;
-        if (len < DS_MIN_NAME_LEN) continue;
-        if ((rc = txt_vocab_encode(&m->vocab, cp, (size_t)len, tok))) {
-            rc = err_set(rc, "%s:%zu: %s", path, i + 1, err_msg());
-        } else if (len > limit) {
-            rc = err_set(ERR_ARG, "%s:%zu: %d characters, more than the %d %s takes", path, i + 1,
-                         len, limit, model_name(o));
-        } else {
-            double nll = mdl_score_name(st, tok, len, &n_pred, scratch);
-            cps_to_utf8(cp, (size_t)len, name);
-            fprintf(out, "%s\t%d\t%.6f\t%.6f\n", name, len, nll, nll / n_pred);
-            *total += nll;
-            *n_pred_total += (size_t)n_pred;
-            ++*n_names;
-        }
+    char *name = rc ? NULL : malloc(4 * longest + 1);
+    if (!rc && !name) rc = out_of_memory();
+    if (!rc) rc = run_pool(&pool, st, o, sizeof(score_lane));
+    if (!rc) {
+        const ln_job job = { .ctx = &S, .begin = score_begin, .step = score_step };
+        ln_pool_run(&pool, &job, 0, (long)S.n);
+        fprintf(out, "name\tchars\ttotal_loss\tloss_per_char\n");
     }
+    for (size_t i = 0; !rc && i < S.n; i++) {
+        size_t line = S.line[i];
+        int len = (int)(S.first[i + 1] - S.first[i]);
+        cps_to_utf8(lines->cp + lines->start[line], (size_t)len, name);
+        fprintf(out, "%s\t%d\t%.6f\t%.6f\n", name, len, S.nll[i], S.nll[i] / (len + 1));
+        *total += S.nll[i];
+        *n_pred_total += (size_t)len + 1;
+        ++*n_names;
+    }
+    if (!rc && bad < lines->n) rc = encode_line(st->m, o, lines, bad, S.tok);   /* its message */
+    ln_pool_free(&pool);
     free(name);
-    free(tok);
-    free(scratch);
+    score_run_free(&S);
     return rc;
 }
 

@@ -29,6 +29,7 @@ static _Noreturn void usage(void)
            "edited (the reconstruction error is kept); the rest of the pass follows.\n"
            "The sampling flags are generate's; with no --clamp or --add the output is\n"
            "generate's with the same flags.  --score scores names under the steered model.\n"
+"Names are sampled one at a time (--batch and --threads do not apply).\n"
            "\n"
            "  -m, --model FILE      the Transformer; default: the one shipped in\n"
            "                        weights/transformer.safetensors\n"
@@ -89,6 +90,10 @@ static void parse(options *o, int argc, char **argv)
         }
     }
     gen_check_args(&o->gen, argc, argv, optind);
+    /* The SAE hook sits on one stream and its scratch serves one name at a
+     * time: names one after another, on that stream (the same names). */
+    o->gen.batch = 1;
+    o->gen.threads = 1;
 }
 
 int main(int argc, char **argv)

@@ -277,17 +277,38 @@ void mix_state_start(mix_state *s)
     for (int k = 0; k < s->m->c.n_components; k++) mdl_start(&s->st[k]);
 }
 
-/* Every component advances its own state; the mixture combines them. */
-void mix_state_next(mix_state *s, int tok, float *logits)
+/* The components' logits are in s->lp: floor them, combine them. */
+static void mix_lane(mix_state *s, float *logits)
 {
     const mix_model *m = s->m;
     const int K = m->c.n_components, V = m->c.vocab_size;
-    for (int k = 0; k < K; k++) {
-        mdl_next(&s->st[k], tok, s->lp + (size_t)k * V);
-        floored_log_softmax(s->lp + (size_t)k * V, V);
-    }
+    for (int k = 0; k < K; k++) floored_log_softmax(s->lp + (size_t)k * V, V);
     mix_where w = { s->pos++, s->evidence < 0 ? -1 : mdl_evidence(&s->st[s->evidence]) };
     combine(&m->c, m->w + (size_t)mix_bucket(&m->c, w) * K, s->lp, V, logits);
+}
+
+/* Every component advances its own state; the mixture combines them. */
+void mix_state_next(mix_state *s, int tok, float *logits)
+{
+    const int V = s->m->c.vocab_size;
+    for (int k = 0; k < s->m->c.n_components; k++) mdl_next(&s->st[k], tok, s->lp + (size_t)k * V);
+    mix_lane(s, logits);
+}
+
+/* n streams: each component takes its n states in one batched step (its
+ * logits lent the output rows), then each stream combines its own. */
+static void mix_kind_next_batch(const void *impl, void *const *st, const int *tok, int n, float *logits)
+{
+    const mix_model *m = impl;
+    const size_t V = (size_t)m->c.vocab_size;
+    mdl_state *comp[MDL_BATCH_MAX];
+    for (int k = 0; k < m->c.n_components; k++) {
+        for (int i = 0; i < n; i++) comp[i] = &((mix_state *)st[i])->st[k];
+        mdl_next_batch(comp, n, tok, logits);
+        for (int i = 0; i < n; i++)
+            memcpy(((mix_state *)st[i])->lp + k * V, logits + i * V, V * sizeof *logits);
+    }
+    for (int i = 0; i < n; i++) mix_lane(st[i], logits + i * V);
 }
 
 /* The shortest limit of the components (0 = none has one). */
@@ -301,7 +322,8 @@ int mix_max_len(const mix_model *m)
     return best;
 }
 
-MDL_KIND(mix, MIX_KIND, mix_model, mix_state);
+MDL_KIND_FUNCS(mix, mix_model, mix_state, mix_load)
+const mdl_kind mix_kind = { MDL_KIND_MEMBERS(mix, MIX_KIND), .next_batch = mix_kind_next_batch };
 
 /* ---- the data the weights are fitted on ----------------------------------------------- */
 

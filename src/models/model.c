@@ -137,6 +137,23 @@ void mdl_next(mdl_state *s, int tok, float *logits)
     s->m->kind->next(s->m->impl, s->st, tok, logits);
 }
 
+void mdl_next_batch(mdl_state *const *s, int n, const int *tok, float *logits)
+{
+    if (n <= 0) return;
+    const mdl *m = s[0]->m;
+    const size_t V = (size_t)mdl_vocab_size(m);
+    if (!m->kind->next_batch) {
+        for (int i = 0; i < n; i++) mdl_next(s[i], tok[i], logits + i * V);
+        return;
+    }
+    void *st[MDL_BATCH_MAX];
+    for (int first = 0; first < n; first += MDL_BATCH_MAX) {
+        const int count = n - first < MDL_BATCH_MAX ? n - first : MDL_BATCH_MAX;
+        for (int i = 0; i < count; i++) st[i] = s[first + i]->st;
+        m->kind->next_batch(m->impl, st, tok + first, count, logits + first * V);
+    }
+}
+
 /* max_chars within the model's limit. */
 static int char_limit(const mdl *m, int max_chars)
 {
@@ -144,46 +161,75 @@ static int char_limit(const mdl *m, int max_chars)
     return max_chars > limit ? limit : max_chars;
 }
 
+int mdl_sampler_start(mdl_sampler *s, const mdl *m, const smp_config *c, const int *prefix,
+                      int n_prefix, int max_chars, int *tok)
+{
+    *s = (mdl_sampler){ .c = c, .prefix = prefix, .n_prefix = n_prefix,
+                        .max_chars = char_limit(m, max_chars), .V = mdl_vocab_size(m), .tok = tok };
+    return TOK_SOS;
+}
+
+/* The next token to feed after character t, or the end of the name. */
+static int fed_next(const mdl_sampler *s, int t) { return s->n < s->max_chars ? t : MDL_NAME_DONE; }
+
+int mdl_sampler_step(mdl_sampler *s, float *logits, rng *r, float *scratch)
+{
+    if (s->n < s->n_prefix && s->n < s->max_chars) {   /* forced: the logits are not used */
+        s->tok[s->n] = s->prefix[s->n];
+        s->n++;
+        return fed_next(s, s->tok[s->n - 1]);
+    }
+    if (s->n >= s->max_chars) return MDL_NAME_DONE;
+    logits[TOK_PAD] = logits[TOK_SOS] = -INFINITY;
+    int t = smp_sample(logits, s->V, s->c, r, scratch);
+    if (t < 0) return MDL_NAME_IMPOSSIBLE;
+    if (t == TOK_EOS) return MDL_NAME_DONE;
+    s->tok[s->n++] = t;
+    return fed_next(s, t);
+}
+
 int mdl_sample_name(mdl_state *s, const smp_config *c, rng *r, const int *prefix,
                     int n_prefix, int max_chars, int *tok, float *scratch)
 {
-    float *logits = scratch, *smp_scratch = scratch + mdl_vocab_size(s->m);
-    max_chars = char_limit(s->m, max_chars);
+    mdl_sampler sm;
+    float *logits = scratch;
+    int t = mdl_sampler_start(&sm, s->m, c, prefix, n_prefix, max_chars, tok);
     mdl_start(s);
-    mdl_next(s, TOK_SOS, logits);
-    int n = 0;
-    for (; n < n_prefix && n < max_chars; n++) {
-        tok[n] = prefix[n];
-        if (n + 1 < max_chars) mdl_next(s, prefix[n], logits);
+    while (t >= 0) {
+        mdl_next(s, t, logits);
+        t = mdl_sampler_step(&sm, logits, r, scratch + sm.V);
     }
-    while (n < max_chars) {
-        logits[TOK_PAD] = logits[TOK_SOS] = -INFINITY;
-        int t = smp_sample(logits, mdl_vocab_size(s->m), c, r, smp_scratch);
-        if (t < 0) return -1;   /* every token has probability 0 */
-        if (t == TOK_EOS) break;
-        tok[n++] = t;
-        if (n < max_chars) mdl_next(s, t, logits);
-    }
-    return n;
+    return t == MDL_NAME_DONE ? sm.n : -1;
+}
+
+int mdl_scorer_start(mdl_scorer *s, const int *tok, int n)
+{
+    *s = (mdl_scorer){ .tok = tok, .n = n };
+    return TOK_SOS;
+}
+
+int mdl_scorer_step(mdl_scorer *s, int V, float *logits)
+{
+    int target = s->i < s->n ? s->tok[s->i] : TOK_EOS;
+    /* The whole softmax, <pad> and <SOS> included, as the trainers' loss. */
+    smp_log_softmax(logits, V, logits);
+    s->nll -= logits[target];
+    return s->i++ < s->n ? target : MDL_NAME_DONE;
 }
 
 double mdl_score_name(mdl_state *s, const int *tok, int n, int *n_pred, float *scratch)
 {
-    int V = mdl_vocab_size(s->m);
     if (n != char_limit(s->m, n)) {   /* longer than the model can take */
         *n_pred = 0;
         return NAN;
     }
+    mdl_scorer sc;
+    int t = mdl_scorer_start(&sc, tok, n);
     mdl_start(s);
-    mdl_next(s, TOK_SOS, scratch);
-    double nll = 0;
-    for (int i = 0; i <= n; i++) {
-        int target = i < n ? tok[i] : TOK_EOS;
-        /* The whole softmax, <pad> and <SOS> included, as the trainers' loss. */
-        smp_log_softmax(scratch, V, scratch);
-        nll -= scratch[target];
-        if (i < n) mdl_next(s, tok[i], scratch);
+    while (t >= 0) {
+        mdl_next(s, t, scratch);
+        t = mdl_scorer_step(&sc, mdl_vocab_size(s->m), scratch);
     }
     *n_pred = n + 1;
-    return nll;
+    return sc.nll;
 }

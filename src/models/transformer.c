@@ -182,9 +182,14 @@ err_code tf_load(tf_model *m, const ck_file *f, const char *path, bool optim)
     return ERR_OK;
 }
 
+static void step_free(tf_step *w);
+
 void tf_free(tf_model *m)
 {
-    if (m) tn_params_free(&m->p);
+    if (!m) return;
+    tn_params_free(&m->p);
+    step_free(m->step);
+    m->step = NULL;
 }
 
 err_code tf_save(const tf_model *m, const txt_vocab *v, const char *path)
@@ -587,13 +592,14 @@ const float *tf_embedding(const tf_model *m) { return m ? m->emb->data : NULL; }
 
 /* ---- Cached generation -------------------------------------------------- */
 
-/* The matrices of one layer in "panels" for one-vector products: a matrix
- * seen as (in, out) = W^T is cut into panels of VECMAT_BLOCK output columns
- * (the last one narrower), each stored contiguously row by row, so that a
- * product streams through memory once and keeps a panel's outputs in
- * registers.  Q, K, V side by side, and fc_1, fc_3 side by side, so that
- * each group reads its input once. */
-enum { VECMAT_BLOCK = 64 };
+/* The matrices of one layer in "panels" for products with a few vectors (the
+ * lanes): a matrix seen as (in, out) = W^T is cut into panels of
+ * VECMAT_BLOCK output columns (the last one narrower), each stored
+ * contiguously row by row, so that a product streams through a panel once
+ * for LANE_BLOCK lanes and keeps their outputs in registers.  Q, K, V side
+ * by side, and fc_1, fc_3 side by side, so that each group reads its input
+ * once. */
+enum { VECMAT_BLOCK = 64, LANE_BLOCK = 6 };
 
 typedef struct step_layer {
     float *qkv;    /* (d, 3d): columns q | k | v */
@@ -602,17 +608,25 @@ typedef struct step_layer {
     float *fc2;    /* (4d, d) */
 } step_layer;
 
+/* Every matrix of a step in panels: built once for a model loaded for
+ * generation (shared by its states), or by each state of another model. */
+struct tf_step {
+    step_layer layer[TF_MAX_LAYERS];
+    float     *emb_t;    /* (d, V) the lm_head */
+    float     *mem;      /* the one allocation behind the above */
+};
+
 struct tf_state {
     const tf_model *m;
+    const tf_step  *w;         /* the model's panels, or own */
+    tf_step        *own;       /* NULL when the model's are shared */
     int    pos;                /* tokens fed since start */
-    step_layer layer[TF_MAX_LAYERS];
-    float *emb_t;              /* (d, V) the lm_head */
     float *k, *v;              /* (n_layers, max_len, d) cached keys and values */
     float *x, *xn, *att;       /* (d) residual, normed residual, attention output */
     float *qkv;                /* (3d) query, key, value of the current position */
     float *h13;                /* (8d) fc_1 | fc_3 outputs */
-    float *w;                  /* (max_len) attention weights of one head */
-    float *mem;                /* the one allocation behind all the above */
+    float *w_att;              /* (max_len) attention weights of one head */
+    float *mem;                /* the one allocation behind the buffers */
     tf_hook_fn hook;
     void      *hook_ctx;
     int        hook_layer;
@@ -635,29 +649,68 @@ static void panel_put(float *P, int out, int col, const tensor *W)
         for (int i = 0; i < in; i++) P[panel_at(in, out, i, col + r)] = W->data[(size_t)r * in + i];
 }
 
-/* y (out) (+)= x (in) . P, P an (in, out) panel matrix. */
-static void vecmat(float *restrict y, const float *restrict x, const float *restrict P, int in,
-                   int out, bool accumulate)
+/* y[r][o0 + o] (+)= sum_i x[r][i] P[i][o] for `lanes` lanes and `width`
+ * columns of one panel.  Every output is one chain of fmaf over i in
+ * order, from 0 or from y: the same bits whatever the lanes beside it, so
+ * a name's logits do not depend on the batch it is computed in. */
+static inline void panel_lanes(float *const *y, const float *const *x, const float *restrict panel,
+                               int in, int o0, int lanes, int width, bool accumulate)
 {
-    int o0 = 0;
-    for (; o0 + VECMAT_BLOCK <= out; o0 += VECMAT_BLOCK) {
-        const float *restrict panel = P + (size_t)o0 * in;
-        float acc[VECMAT_BLOCK];
-        for (int o = 0; o < VECMAT_BLOCK; o++) acc[o] = accumulate ? y[o0 + o] : 0.0f;
-        for (int i = 0; i < in; i++)
-            for (int o = 0; o < VECMAT_BLOCK; o++)
-                acc[o] = fmaf(x[i], panel[(size_t)i * VECMAT_BLOCK + o], acc[o]);
-        memcpy(y + o0, acc, sizeof acc);
+    float acc[LANE_BLOCK][VECMAT_BLOCK];
+    for (int r = 0; r < lanes; r++)
+        for (int o = 0; o < width; o++) acc[r][o] = accumulate ? y[r][o0 + o] : 0.0f;
+    for (int i = 0; i < in; i++) {
+        const float *restrict p = panel + (size_t)i * width;
+        for (int r = 0; r < lanes; r++) {
+            const float xi = x[r][i];
+            for (int o = 0; o < width; o++) acc[r][o] = fmaf(xi, p[o], acc[r][o]);
+        }
     }
-    const int width = out - o0;
-    if (width == 0) return;
-    const float *restrict panel = P + (size_t)o0 * in;
-    if (!accumulate) memset(y + o0, 0, (size_t)width * sizeof *y);
-    for (int i = 0; i < in; i++)
-        for (int o = 0; o < width; o++) y[o0 + o] = fmaf(x[i], panel[(size_t)i * width + o], y[o0 + o]);
+    for (int r = 0; r < lanes; r++) memcpy(y[r] + o0, acc[r], (size_t)width * sizeof acc[r][0]);
 }
 
-/* Hand out n floats of the state's allocation. */
+/* A whole panel for LANE_BLOCK lanes: the constants let the compiler keep
+ * the outputs in registers. */
+static void panel_full(float *const *y, const float *const *x, const float *panel, int in, int o0,
+                       bool accumulate)
+{
+    panel_lanes(y, x, panel, in, o0, LANE_BLOCK, VECMAT_BLOCK, accumulate);
+}
+
+/* A whole panel for one lane (a batch of one: steer, the last names). */
+static void panel_one(float *const *y, const float *const *x, const float *panel, int in, int o0,
+                      bool accumulate)
+{
+    panel_lanes(y, x, panel, in, o0, 1, VECMAT_BLOCK, accumulate);
+}
+
+static void panel_part(float *const *y, const float *const *x, const float *panel, int in, int o0,
+                       int lanes, int width, bool accumulate)
+{
+    if (lanes == 1 && width == VECMAT_BLOCK) panel_one(y, x, panel, in, o0, accumulate);
+    else panel_lanes(y, x, panel, in, o0, lanes, width, accumulate);
+}
+
+/* y[j] (out) (+)= x[j] (in) . P for the n lanes j, P an (in, out) panel
+ * matrix read once per step: each panel, kept in cache, serves every lane. */
+static void lanes_vecmat(float *const *y, float *const *x, int n, const float *P, int in, int out,
+                         bool accumulate)
+{
+    const float *const *xc = (const float *const *)x;
+    for (int o0 = 0; o0 < out; o0 += VECMAT_BLOCK) {
+        const int width = out - o0 < VECMAT_BLOCK ? out - o0 : VECMAT_BLOCK;
+        const float *panel = P + (size_t)o0 * in;
+        for (int r = 0; r < n; r += LANE_BLOCK) {
+            const int lanes = n - r < LANE_BLOCK ? n - r : LANE_BLOCK;
+            if (lanes == LANE_BLOCK && width == VECMAT_BLOCK)
+                panel_full(y + r, xc + r, panel, in, o0, accumulate);
+            else
+                panel_part(y + r, xc + r, panel, in, o0, lanes, width, accumulate);
+        }
+    }
+}
+
+/* Hand out n floats of an allocation. */
 static float *take(float **cursor, size_t n)
 {
     float *p = *cursor;
@@ -665,24 +718,28 @@ static float *take(float **cursor, size_t n)
     return p;
 }
 
-tf_state *tf_state_new(const tf_model *m)
+static void step_free(tf_step *w)
+{
+    if (!w) return;
+    free(w->mem);
+    free(w);
+}
+
+/* The panels of m's current weights; NULL with err_set. */
+static tf_step *step_new(const tf_model *m)
 {
     const size_t d = (size_t)m->c.d_model, L = (size_t)m->c.n_layers, V = (size_t)m->c.vocab_size;
-    const size_t cache = L * m->c.max_len * d;
-    const size_t n = L * 16 * d * d + d * V + 2 * cache + 3 * d + 3 * d + 8 * d + (size_t)m->c.max_len;
-    tf_state *s = calloc(1, sizeof *s);
-    float *mem = calloc(n, sizeof *mem);
-    if (!s || !mem) {
-        free(s);
-        free(mem);
-        err_set(ERR_NOMEM, "out of memory for a transformer state");
+    tf_step *w = calloc(1, sizeof *w);
+    float *mem = w ? malloc((L * 16 * d * d + d * V) * sizeof *mem) : NULL;
+    if (!mem) {
+        free(w);
+        err_set(ERR_NOMEM, "out of memory for a transformer's generation weights");
         return NULL;
     }
-    s->m = m;
-    s->mem = mem;
+    w->mem = mem;
     for (size_t l = 0; l < L; l++) {
         const tf_layer *W = &m->layer[l];
-        step_layer *S = &s->layer[l];
+        step_layer *S = &w->layer[l];
         S->qkv = take(&mem, 3 * d * d);
         S->o = take(&mem, d * d);
         S->fc13 = take(&mem, 8 * d * d);
@@ -695,8 +752,28 @@ tf_state *tf_state_new(const tf_model *m)
         panel_put(S->fc13, 8 * (int)d, 4 * (int)d, W->fc3);
         panel_put(S->fc2, (int)d, 0, W->fc2);
     }
-    s->emb_t = take(&mem, d * V);
-    panel_put(s->emb_t, (int)V, 0, m->emb);
+    w->emb_t = take(&mem, d * V);
+    panel_put(w->emb_t, (int)V, 0, m->emb);
+    return w;
+}
+
+tf_state *tf_state_new(const tf_model *m)
+{
+    const size_t d = (size_t)m->c.d_model, L = (size_t)m->c.n_layers;
+    const size_t cache = L * m->c.max_len * d;
+    const size_t n = 2 * cache + 3 * d + 3 * d + 8 * d + (size_t)m->c.max_len;
+    tf_state *s = calloc(1, sizeof *s);
+    float *mem = s ? calloc(n, sizeof *mem) : NULL;
+    if (s) s->own = mem && !m->step ? step_new(m) : NULL;
+    if (!mem || (!m->step && !s->own)) {
+        free(s);
+        free(mem);
+        err_set(ERR_NOMEM, "out of memory for a transformer state");
+        return NULL;
+    }
+    s->m = m;
+    s->w = m->step ? m->step : s->own;
+    s->mem = mem;
     s->k = take(&mem, cache);
     s->v = take(&mem, cache);
     s->x = take(&mem, d);
@@ -704,13 +781,14 @@ tf_state *tf_state_new(const tf_model *m)
     s->att = take(&mem, d);
     s->qkv = take(&mem, 3 * d);
     s->h13 = take(&mem, 8 * d);
-    s->w = take(&mem, (size_t)m->c.max_len);
+    s->w_att = take(&mem, (size_t)m->c.max_len);
     return s;
 }
 
 void tf_state_free(tf_state *s)
 {
     if (!s) return;
+    step_free(s->own);
     free(s->mem);
     free(s);
 }
@@ -734,6 +812,7 @@ static void attend(tf_state *s, const float *q, const float *k, const float *v, 
 {
     const int d = s->m->c.d_model, H = s->m->c.n_heads, dh = d / H;
     const float scale = 1.0f / sqrtf((float)dh);
+    float *w = s->w_att;
     for (int h = 0; h < H; h++) {
         const float *qh = q + h * dh;
         float mx = -INFINITY, sum = 0.0f;
@@ -741,77 +820,156 @@ static void attend(tf_state *s, const float *q, const float *k, const float *v, 
             const float *kt = k + (size_t)t * d + h * dh;
             float dot = 0.0f;
             for (int i = 0; i < dh; i++) dot += qh[i] * kt[i];
-            s->w[t] = dot * scale;
-            if (s->w[t] > mx) mx = s->w[t];
+            w[t] = dot * scale;
+            if (w[t] > mx) mx = w[t];
         }
         for (int t = 0; t <= pos; t++) {
-            s->w[t] = vec_expf(s->w[t] - mx);
-            sum += s->w[t];
+            w[t] = vec_expf(w[t] - mx);
+            sum += w[t];
         }
         float *o = s->att + h * dh;
         memset(o, 0, (size_t)dh * sizeof *o);
         for (int t = 0; t <= pos; t++) {
-            const float *vt = v + (size_t)t * d + h * dh, wt = s->w[t] / sum;
+            const float *vt = v + (size_t)t * d + h * dh, wt = w[t] / sum;
             for (int i = 0; i < dh; i++) o[i] += wt * vt[i];
         }
     }
 }
 
-/* One block on the residual s->x at position pos, caching its key and value. */
-static void block_step(tf_state *s, int l, int pos)
+/* The streams of one batched step that compute (the others have no room
+ * left), and the rows of their buffers, for lanes_vecmat. */
+enum { TF_LANES = MDL_BATCH_MAX };
+typedef struct lanes {
+    int       n;
+    tf_state *s[TF_LANES];
+    float    *x[TF_LANES], *xn[TF_LANES], *att[TF_LANES], *qkv[TF_LANES], *h13[TF_LANES];
+    float    *logits[TF_LANES];
+} lanes;
+
+static void run_hooks(const lanes *B, int layer)
 {
-    const tf_model *m = s->m;
-    const tf_layer *L = &m->layer[l];
-    const step_layer *W = &s->layer[l];
-    const int d = m->c.d_model, h = 4 * d;
-    float *k = s->k + (size_t)l * m->c.max_len * d, *v = s->v + (size_t)l * m->c.max_len * d;
-
-    vec_rmsnorm(s->xn, s->x, L->attn_norm->data, d, TF_NORM_EPS);
-    vecmat(s->qkv, s->xn, W->qkv, d, 3 * d, false);
-    memcpy(k + (size_t)pos * d, s->qkv + d, (size_t)d * sizeof *k);
-    memcpy(v + (size_t)pos * d, s->qkv + 2 * d, (size_t)d * sizeof *v);
-    attend(s, s->qkv, k, v, pos);
-    vecmat(s->x, s->att, W->o, d, d, true);                /* x += c_proj(att) */
-
-    vec_rmsnorm(s->xn, s->x, L->mlp_norm->data, d, TF_NORM_EPS);
-    vecmat(s->h13, s->xn, W->fc13, d, 2 * h, false);
-    for (int i = 0; i < h; i++) {
-        const float a = s->h13[i];
-        s->h13[i] = a * vec_sigmoidf(a) * s->h13[h + i];   /* silu(fc_1 n) * fc_3 n */
+    for (int j = 0; j < B->n; j++) {
+        tf_state *s = B->s[j];
+        if (s->hook && s->hook_layer == layer)
+            s->hook(s->hook_ctx, layer, s->pos - 1, s->x, s->m->c.d_model);
     }
-    vecmat(s->x, s->h13, W->fc2, h, d, true);              /* x += fc_2(...) */
 }
 
-static void run_hook(tf_state *s, int layer, int pos)
+static void norm_lanes(const lanes *B, const tensor *weight)
 {
-    if (s->hook && s->hook_layer == layer)
-        s->hook(s->hook_ctx, layer, pos, s->x, s->m->c.d_model);
+    for (int j = 0; j < B->n; j++)
+        vec_rmsnorm(B->xn[j], B->x[j], weight->data, B->s[j]->m->c.d_model, TF_NORM_EPS);
 }
 
-void tf_state_next(tf_state *s, int tok, float *logits)
+/* Block l on every lane's residual at its position, caching keys and values. */
+static void block_lanes(const lanes *B, int l)
+{
+    const tf_model *m = B->s[0]->m;
+    const tf_layer *L = &m->layer[l];
+    const step_layer *W = &B->s[0]->w->layer[l];
+    const int d = m->c.d_model, h = 4 * d, n = B->n;
+
+    norm_lanes(B, L->attn_norm);
+    lanes_vecmat(B->qkv, B->xn, n, W->qkv, d, 3 * d, false);
+    for (int j = 0; j < n; j++) {
+        tf_state *s = B->s[j];
+        const int pos = s->pos - 1;
+        float *k = s->k + (size_t)l * m->c.max_len * d, *v = s->v + (size_t)l * m->c.max_len * d;
+        memcpy(k + (size_t)pos * d, s->qkv + d, (size_t)d * sizeof *k);
+        memcpy(v + (size_t)pos * d, s->qkv + 2 * d, (size_t)d * sizeof *v);
+        attend(s, s->qkv, k, v, pos);
+    }
+    lanes_vecmat(B->x, B->att, n, W->o, d, d, true);              /* x += c_proj(att) */
+
+    norm_lanes(B, L->mlp_norm);
+    lanes_vecmat(B->h13, B->xn, n, W->fc13, d, 2 * h, false);
+    for (int j = 0; j < n; j++) {
+        float *h13 = B->h13[j];
+        for (int i = 0; i < h; i++) {
+            const float a = h13[i];
+            h13[i] = a * vec_sigmoidf(a) * h13[h + i];   /* silu(fc_1 n) * fc_3 n */
+        }
+    }
+    lanes_vecmat(B->x, B->h13, n, W->fc2, h, d, true);            /* x += fc_2(...) */
+}
+
+/* Lane s fed tok: its embedded input in s->x, true; or, with no room left
+ * (or no such token), logits that allow only <EOS>, false. */
+static bool embed_lane(tf_state *s, int tok, float *logits)
 {
     const tf_model *m = s->m;
     const int d = m->c.d_model, V = m->c.vocab_size, pos = s->pos++;
     if (pos >= m->c.max_len || tok < 0 || tok >= V) {
-        /* No room (or no such token): only <EOS> remains possible. */
         for (int i = 0; i < V; i++) logits[i] = -INFINITY;
         logits[TOK_EOS] = 0.0f;
-        return;
+        return false;
     }
     const float *e = m->emb->data + (size_t)tok * d, *p = m->pe->data + (size_t)pos * d;
     for (int i = 0; i < d; i++) s->x[i] = e[i] + p[i];
-    run_hook(s, 0, pos);
-    for (int l = 0; l < m->c.n_layers; l++) {
-        block_step(s, l, pos);
-        run_hook(s, l + 1, pos);
-    }
-    vec_rmsnorm(s->xn, s->x, m->out_norm->data, d, TF_NORM_EPS);
-    vecmat(logits, s->xn, s->emb_t, d, V, false);
+    return true;
 }
+
+/* At most TF_LANES streams. */
+static void next_lanes(tf_state *const *s, int n, const int *tok, float *logits)
+{
+    const tf_model *m = s[0]->m;
+    const int d = m->c.d_model, V = m->c.vocab_size;
+    lanes B;
+    B.n = 0;
+    for (int i = 0; i < n; i++) {
+        if (!embed_lane(s[i], tok[i], logits + (size_t)i * V)) continue;
+        const int j = B.n++;
+        B.s[j] = s[i];
+        B.x[j] = s[i]->x;
+        B.xn[j] = s[i]->xn;
+        B.att[j] = s[i]->att;
+        B.qkv[j] = s[i]->qkv;
+        B.h13[j] = s[i]->h13;
+        B.logits[j] = logits + (size_t)i * V;
+    }
+    if (!B.n) return;
+    run_hooks(&B, 0);
+    for (int l = 0; l < m->c.n_layers; l++) {
+        block_lanes(&B, l);
+        run_hooks(&B, l + 1);
+    }
+    norm_lanes(&B, m->out_norm);
+    lanes_vecmat(B.logits, B.xn, B.n, B.s[0]->w->emb_t, d, V, false);
+}
+
+void tf_state_next_batch(tf_state *const *s, int n, const int *tok, float *logits)
+{
+    const size_t V = n > 0 ? (size_t)s[0]->m->c.vocab_size : 0;
+    for (int first = 0; first < n; first += TF_LANES)
+        next_lanes(s + first, n - first < TF_LANES ? n - first : TF_LANES, tok + first,
+                   logits + first * V);
+}
+
+void tf_state_next(tf_state *s, int tok, float *logits) { tf_state_next_batch(&s, 1, &tok, logits); }
 
 /* ---- The generic model interface ---------------------------------------- */
 
-MDL_KIND(tf, TF_KIND, tf_model, tf_state);
+/* A model loaded through the registry is for generation: its weights are
+ * final, so its states share one copy of the panels. */
+static err_code load_for_generation(tf_model *m, const ck_file *f, const char *path, bool optim)
+{
+    err_code e = tf_load(m, f, path, optim);
+    if (!e && !(m->step = step_new(m))) {
+        tf_free(m);
+        e = ERR_NOMEM;
+    }
+    return e;
+}
+
+static void tf_kind_next_batch(const void *impl, void *const *st, const int *tok, int n, float *logits)
+{
+    tf_state *s[MDL_BATCH_MAX];
+    for (int i = 0; i < n; i++) s[i] = st[i];
+    tf_state_next_batch(s, n, tok, logits);
+}
+
+MDL_KIND_FUNCS(tf, tf_model, tf_state, load_for_generation)
+const mdl_kind tf_kind = { MDL_KIND_MEMBERS(tf, TF_KIND), .next_batch = tf_kind_next_batch };
 
 const tf_model *tf_of_mdl(const mdl *m)
 {

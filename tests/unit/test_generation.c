@@ -106,8 +106,8 @@ TEST(gen_names_are_the_model_samples)
     int tok[GEN_DEFAULT_MAX_CHARS];
     char want[16384] = "", *p = want, utf8[8];
     rng r2;
-    rng_seed(&r2, 11);
     for (int i = 0; i < 6; i++) {
+        rng_seed(&r2, rng_at(11, (uint64_t)i));   /* each name its own stream */
         int n = mdl_sample_name(&l.st, &l.o.smp, &r2, prefix, 2, GEN_DEFAULT_MAX_CHARS, tok, scratch);
         CHECK(n >= 2);
         for (int j = 0; j < n; j++) p += sprintf(p, "%s", txt_token_str(&l.m.vocab, tok[j], utf8));
@@ -117,6 +117,11 @@ TEST(gen_names_are_the_model_samples)
     free(scratch);
 
     output again;
+    CHECK(run(&l, &again) == ERR_OK && !strcmp(again.out, r.out));
+    l.o.batch = 1;   /* on l.st itself */
+    CHECK(run(&l, &again) == ERR_OK && !strcmp(again.out, r.out));
+    l.o.batch = 4;
+    l.o.threads = 2;
     CHECK(run(&l, &again) == ERR_OK && !strcmp(again.out, r.out));
     l.o.count = 0;
     CHECK(run(&l, &again) == ERR_OK && again.out[0] == 0);
