@@ -235,37 +235,88 @@ static inline float silu_grad(float x)
     return s * (1.0f + x * (1.0f - s));
 }
 
-/* PyTorch's softplus (beta 1, threshold 20). */
-static inline float softplus(float x) { return x > 20.0f ? x : log1pf(vec_expf(x)); }
-
-/* A (e, N) = -exp(A_log). */
-static void decay_rates(float *A, const tensor *A_log)
+/* log(x) for a positive normal x, vectorisable: Cephes' logf (mantissa
+ * in [sqrt(1/2), sqrt(2)), degree-9 polynomial, within 2 ulp). */
+static inline float log_pos(float x)
 {
-    for (int i = 0; i < A_log->n; i++) A[i] = -expf(A_log->data[i]);
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    int ex = (int)((bits >> 23) & 0xff) - 126;          /* x = m 2^ex, m in [0.5, 1) */
+    bits = (bits & 0x007fffffu) | 0x3f000000u;
+    float m;
+    memcpy(&m, &bits, sizeof m);
+    const bool low = m < 0.70710678f;
+    ex = low ? ex - 1 : ex;
+    m = low ? m + m - 1.0f : m - 1.0f;
+    const float z = m * m, e = (float)ex;
+    float y = 7.0376836292e-2f;
+    y = y * m - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z - 2.12194440e-4f * e - 0.5f * z;
+    return m + y + 0.693359375f * e;
 }
 
-/* One step of the selective scan over e channels:
- *   a = exp(dt A),  h_out = a * h_in + dt u Bt,  y = h_out Ct + D u
- * h_in, h_out (e, N) (may be the same buffer); dt, u, y (e); Bt, Ct (N);
- * A (e, N); D (e).  a (e, N) receives the decay factors unless NULL. */
-static void scan_step(float *h_out, const float *h_in, float *y, const float *u,
-                      const float *dt, const float *Bt, const float *Ct, const float *A,
-                      const float *D, float *a, int e, int N)
+/* PyTorch's softplus (beta 1, threshold 20), as max(x, 0) + log1p(exp(-|x|))
+ * with log1p(w) = log(1 + w) w / ((1 + w) - 1), accurate for small w too,
+ * and vectorisable (libm's log1pf took a tenth of the training time). */
+static inline float softplus(float x)
 {
-    for (int c = 0; c < e; c++) {
-        const float dtc = dt[c], du = dtc * u[c];
-        const float *restrict Ac = A + (size_t)c * N, *restrict hi = h_in + (size_t)c * N;
-        float *restrict ho = h_out + (size_t)c * N;
-        float ac[MAMBA_MAX_STATE];
-        for (int n = 0; n < N; n++) {
-            ac[n] = vec_expf(dtc * Ac[n]);
-            ho[n] = ac[n] * hi[n] + du * Bt[n];
+    const float w = vec_expf(-fabsf(x)), v = 1.0f + w, d = v - 1.0f;
+    /* both sides of every select run (no division by 0), so that GCC
+     * if-converts the loops that call this */
+    const float q = log_pos(v) * (w / (d == 0.0f ? 1.0f : d));
+    const float r = (x > 0.0f ? x : 0.0f) + (d == 0.0f ? w : q);
+    return x > 20.0f ? x : r;
+}
+
+/* A (N, e) = -exp(A_log^T), A_log (e, N): the scan runs along channels. */
+static void decay_rates(float *A, const tensor *A_log)
+{
+    const int e = A_log->shape[0], N = A_log->shape[1];
+    for (int c = 0; c < e; c++)
+        for (int n = 0; n < N; n++) A[(size_t)n * e + c] = -expf(A_log->data[(size_t)c * N + n]);
+}
+
+/* One step of the selective scan over e channels, state laid out (N, e) so
+ * that every loop runs along the channels:
+ *   a = exp(dt A),  h_out = a * h_in + dt u Bt,  y = h_out Ct + D u
+ * h_in, h_out (N, e) (may be the same buffer); dt, u, y (e); Bt, Ct (N);
+ * A (N, e); D (e); a (N, e) receives the decay factors. */
+static void scan_step(float *h_out, const float *h_in, float *restrict y, const float *restrict u,
+                      const float *restrict dt, const float *Bt, const float *Ct,
+                      const float *A, const float *restrict D, float *a, int e, int N)
+{
+    for (int c = 0; c < e; c++) y[c] = D[c] * u[c];
+    for (int n = 0; n < N; n++) {
+        const float bn = Bt[n], cn = Ct[n];
+        const float *restrict An = A + (size_t)n * e, *hi = h_in + (size_t)n * e;
+        float *ho = h_out + (size_t)n * e, *restrict an = a + (size_t)n * e;
+        for (int c = 0; c < e; c++) {
+            an[c] = vec_expf(dt[c] * An[c]);
+            ho[c] = an[c] * hi[c] + dt[c] * u[c] * bn;
+            y[c] += cn * ho[c];
         }
-        float s = 0.0f;
-        for (int n = 0; n < N; n++) s += Ct[n] * ho[n];
-        y[c] = s + D[c] * u[c];
-        if (a) memcpy(a + (size_t)c * N, ac, (size_t)N * sizeof *a);
     }
+}
+
+/* sum of a[i] b[i], in 8 partial sums so that it vectorises without
+ * -ffast-math. */
+static float dot(const float *restrict a, const float *restrict b, int n)
+{
+    float acc[8] = { 0 };
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
+    float s = 0.0f;
+    for (; i < n; i++) s += a[i] * b[i];
+    for (int k = 0; k < 8; k++) s += acc[k];
+    return s;
 }
 
 /* The shapes of one op. */
@@ -327,17 +378,18 @@ typedef struct ssm_op {
     float *A, *wT;            /* (e, N), (K, e) */
     float *xc, *u, *pre, *dt, *y;   /* (B, T, e) */
     float *dbc;               /* (B, T, P) */
-    float *h;                 /* (e, N) the forward scan's state */
+    float *h, *a;             /* (N, e) the forward scan's state, decay factors */
     /* backward */
     float *gy, *gu, *gdt;     /* (B, T, e) */
     float *gdbc;              /* (B, T, P) */
-    float *hs, *as;           /* (T, e, N) one row's h and decay factors */
-    float *gh, *gA;           /* (e, N) */
+    float *hs, *as;           /* (T, N, e) one row's h and decay factors */
+    float *gh, *gA;           /* (N, e) */
+    float *du, *gdu, *ghc;    /* (e) one step's dt u, its gradient, gh + gy C */
     float *gwT;               /* (K, e) */
 } ssm_op;
 
 /* The scan of row b from h = 0 (o->h), forward: y rows written; with hs
- * and as, h_t and exp(dt_t A) of every step kept there ((T, e, N), for
+ * and as, h_t and exp(dt_t A) of every step kept there ((T, N, e), for
  * the backward). */
 static void scan_row(const ssm_op *o, int b, float *hs, float *as)
 {
@@ -351,47 +403,76 @@ static void scan_row(const ssm_op *o, int b, float *hs, float *as)
         float *h_out = hs ? hs + t * eN : h;
         const float *h_in = hs && t ? hs + (t - 1) * eN : h;
         scan_step(h_out, h_in, o->y + r * s.e, o->u + r * s.e, o->dt + r * s.e, Bt, Bt + s.N,
-                  o->A, o->L->D->data, as ? as + t * eN : NULL, s.e, s.N);
+                  o->A, o->L->D->data, as ? as + t * eN : o->a, s.e, s.N);
+    }
+}
+
+/* One (t, n) of the reverse sweep along the channels: gh (the gradient of
+ * h_t[n], in) becomes that of h_{t-1}[n]; ghc receives gh + gy C[n].
+ * (Restrict parameters, so that the loop vectorises.) */
+static void scan_back_row(float *restrict gh, float *restrict ghc, float *restrict gdt,
+                          float *restrict gA, float *restrict gdu, const float *restrict gy,
+                          const float *restrict hp, const float *restrict an,
+                          const float *restrict An, const float *restrict dt, float cn,
+                          float bn, int e)
+{
+    for (int c = 0; c < e; c++) {
+        ghc[c] = gh[c] + gy[c] * cn;
+        const float gexp = ghc[c] * hp[c] * an[c];   /* d/d(dt A) */
+        gdt[c] += gexp * An[c];
+        gA[c] += gexp * dt[c];
+        gdu[c] += ghc[c] * bn;                       /* d/d(dt u) */
+        gh[c] = ghc[c] * an[c];
+    }
+}
+
+/* What step t sends to u, D and (through dt u) to dt, around the sweep
+ * over n: before (gdu == NULL: du = dt u, and the D term), after (the
+ * gradient gdu of dt u). */
+static void scan_back_step(float *restrict du, float *restrict gu, float *restrict gdt,
+                           float *restrict gD, const float *restrict gdu,
+                           const float *restrict dt, const float *restrict u,
+                           const float *restrict gy, const float *restrict D, int e)
+{
+    if (!gdu) {
+        for (int c = 0; c < e; c++) {
+            du[c] = dt[c] * u[c];
+            gu[c] += gy[c] * D[c];
+            gD[c] += gy[c] * u[c];
+        }
+        return;
+    }
+    for (int c = 0; c < e; c++) {
+        gdt[c] += gdu[c] * u[c];
+        gu[c] += gdu[c] * dt[c];
     }
 }
 
 /* The reverse sweep of row b (see the top of this file), after scan_row
- * filled o->hs and o->as. */
+ * filled o->hs and o->as; gh, hs, as, A (N, e) along the channels. */
 static void scan_row_backward(ssm_op *o, int b, float *gD)
 {
     const ssm_dims s = o->s;
     const int e = s.e, N = s.N;
     const size_t eN = (size_t)e * N;
-    const float *D = o->L->D->data;
     memset(o->gh, 0, eN * sizeof *o->gh);
     for (int t = o->len[b] - 1; t >= 0; t--) {
         const size_t r = (size_t)b * s.T + t;
-        const float *restrict Bt = o->dbc + r * s.P + s.R, *restrict Ct = Bt + N;
-        float *restrict gBt = o->gdbc + r * s.P + s.R, *restrict gCt = gBt + N;
+        const float *Bt = o->dbc + r * s.P + s.R, *Ct = Bt + N;
+        float *gBt = o->gdbc + r * s.P + s.R, *gCt = gBt + N;
         const float *u = o->u + r * e, *dt = o->dt + r * e, *gy = o->gy + r * e;
         float *gu = o->gu + r * e, *gdt = o->gdt + r * e;
-        for (int c = 0; c < e; c++) {
-            const float g = gy[c], dtc = dt[c], uc = u[c];
-            const float *restrict hc = o->hs + t * eN + (size_t)c * N;
-            const float *restrict hp = t ? hc - eN : NULL;
-            const float *restrict ac = o->as + t * eN + (size_t)c * N;
-            const float *restrict Ac = o->A + (size_t)c * N;
-            float *restrict ghc = o->gh + (size_t)c * N, *restrict gAc = o->gA + (size_t)c * N;
-            float sdt = 0.0f, sb = 0.0f;
-            for (int n = 0; n < N; n++) {
-                ghc[n] += g * Ct[n];
-                gCt[n] += g * hc[n];
-                const float gexp = hp ? ghc[n] * hp[n] * ac[n] : 0.0f;   /* d/d(dt A) */
-                sdt += gexp * Ac[n];
-                gAc[n] += gexp * dtc;
-                sb += ghc[n] * Bt[n];
-                gBt[n] += ghc[n] * dtc * uc;
-                ghc[n] *= ac[n];
-            }
-            gdt[c] += sdt + sb * uc;
-            gu[c] += g * D[c] + sb * dtc;
-            gD[c] += g * uc;
+        scan_back_step(o->du, gu, gdt, gD, NULL, dt, u, gy, o->L->D->data, e);
+        memset(o->gdu, 0, (size_t)e * sizeof *o->gdu);
+        for (int n = 0; n < N; n++) {
+            const float *hc = o->hs + t * eN + (size_t)n * e;
+            scan_back_row(o->gh + (size_t)n * e, o->ghc, gdt, o->gA + (size_t)n * e, o->gdu, gy,
+                          t ? hc - eN : o->h /* zeros */, o->as + t * eN + (size_t)n * e,
+                          o->A + (size_t)n * e, dt, Ct[n], Bt[n], e);
+            gCt[n] += dot(gy, hc, e);
+            gBt[n] += dot(o->ghc, o->du, e);
         }
+        scan_back_step(o->du, gu, gdt, gD, o->gdu, dt, u, gy, NULL, e);
     }
 }
 
@@ -496,7 +577,9 @@ static void ssm_backward(ag_node *nd)
     add_to(gcb, gbias, e);
     for (int c = 0; gcw && c < e; c++)
         for (int k = 0; k < s.K; k++) gcw[(size_t)c * s.K + k] += o->gwT[(size_t)k * e + c];
-    for (int i = 0; gAl && i < e * s.N; i++) gAl[i] += o->gA[i] * o->A[i];
+    for (int c = 0; gAl && c < e; c++)   /* gA, A (N, e); A_log (e, N) */
+        for (int n = 0; n < s.N; n++)
+            gAl[(size_t)c * s.N + n] += o->gA[(size_t)n * e + c] * o->A[(size_t)n * e + c];
     add_to(ag_grad(L->D), gD, e);
 }
 
@@ -519,6 +602,9 @@ static void ssm_alloc_backward(ag_tape *t, ssm_op *o)
     o->as = floats(t, (size_t)s.T * eN);
     o->gh = floats(t, eN + (size_t)s.e);            /* + gD */
     o->gA = floats(t, eN);
+    o->du = floats(t, (size_t)s.e);
+    o->gdu = floats(t, (size_t)s.e);
+    o->ghc = floats(t, (size_t)s.e);
     o->gwT = floats(t, (size_t)(s.K + 1) * s.e);    /* + the conv bias's gradient */
 }
 
@@ -550,6 +636,7 @@ tensor *mamba_ssm(ag_tape *t, const mamba_layer *L, tensor *xz, int B, int T, co
     o->y = floats(t, bte);
     o->dbc = floats(t, (size_t)B * T * s.P);
     o->h = floats(t, (size_t)s.e * s.N);
+    o->a = floats(t, (size_t)s.e * s.N);
     ssm_forward(o);
     gate_forward(out->data, o);
     ag_node *nd = ag_record(t, "mamba_ssm", ssm_backward, out);
@@ -614,8 +701,9 @@ tensor *mamba_loss(const mamba_model *m, ag_tape *t, const ds_batch *b)
 struct mamba_state {
     const mamba_model *m;
     float *win;    /* (n_layers, K - 1, e) the last conv inputs, oldest first */
-    float *h;      /* (n_layers, e, N) */
-    float *A;      /* (n_layers, e, N) -exp(A_log) */
+    float *h;      /* (n_layers, N, e) */
+    float *A;      /* (n_layers, N, e) -exp(A_log)^T */
+    float *a;      /* (N, e) decay factors of a step */
     float *x, *xn; /* (d) residual, normed residual */
     float *xz;     /* (2e) */
     float *u, *dt, *y;   /* (e) */
@@ -631,7 +719,8 @@ mamba_state *mamba_state_new(const mamba_model *m)
     const mamba_config *c = &m->c;
     const size_t d = (size_t)c->d_model, e = (size_t)c->expand_factor * d, N = (size_t)c->d_state;
     const size_t layers = (size_t)c->n_layers, P = (size_t)c->dt_rank + 2 * N;
-    const size_t n = layers * ((size_t)(c->d_conv - 1) * e + 2 * e * N) + 2 * d + 2 * e + 3 * e + P;
+    const size_t n = layers * ((size_t)(c->d_conv - 1) * e + 2 * e * N) + e * N + 2 * d + 2 * e +
+                     3 * e + P;
     mamba_state *s = malloc(sizeof *s);
     float *mem = malloc(n * sizeof *mem);
     if (!s || !mem) {
@@ -643,7 +732,8 @@ mamba_state *mamba_state_new(const mamba_model *m)
     *s = (mamba_state){ .m = m, .win = mem };
     s->h = s->win + layers * (size_t)(c->d_conv - 1) * e;
     s->A = s->h + layers * e * N;
-    s->x = s->A + layers * e * N;
+    s->a = s->A + layers * e * N;
+    s->x = s->a + e * N;
     s->xn = s->x + d;
     s->xz = s->xn + d;
     s->u = s->xz + 2 * e;
@@ -712,7 +802,7 @@ static void layer_step(mamba_state *s, int l)
     for (int i = 0; i < e; i++) s->dt[i] = softplus(s->dt[i]);
     float *h = s->h + (size_t)l * eN;
     scan_step(h, h, s->y, s->u, s->dt, s->dbc + R, s->dbc + R + N, s->A + (size_t)l * eN,
-              L->D->data, NULL, e, N);
+              L->D->data, s->a, e, N);
     for (int i = 0; i < e; i++) s->y[i] *= silu(s->xz[e + i]);
     gemv(s->x, L->out_proj, s->y, 1.0f);
 }
