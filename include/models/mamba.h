@@ -109,15 +109,17 @@ void     mamba_free(mamba_model *m);
 
 /* ---- Training graph (on tape t) ------------------------------------------ */
 
-/* The mixer's inner part, one fused op: xz (B, T, 2e) from in_proj ->
- * y * silu(z) (B, T, e), the layer's conv, x_proj, dt_proj, A_log and D as
- * inputs.  len (B) (NULL: all T): the positions computed per row, the
- * later ones being 0 (the scan is causal: nothing before them changes).
- * NULL with err_set on a shape mismatch. */
-tensor *mamba_ssm(ag_tape *t, const mamba_layer *L, tensor *xz, int B, int T, const int *len);
-/* Next-token logits (B, T, V) of a (B, T) batch of tokens, at the
- * positions up to each row's last non-pad token (the later ones are
- * computed from a mixer output of 0). */
+/* A batch runs packed: each row (B, T) keeps its positions up to its last
+ * non-pad token, sequence b at rows off[b] .. off[b + 1] - 1, so no work
+ * is spent on padding (the scan is causal: the positions dropped change
+ * nothing before them). */
+
+/* The mixer's inner part, one fused op: xz (n, 2e) from in_proj ->
+ * y * silu(z) (n, e), the layer's conv, x_proj, dt_proj, A_log and D as
+ * inputs; off (B + 1), off[0] = 0, off[B] = n.  NULL with err_set on a
+ * shape mismatch. */
+tensor *mamba_ssm(ag_tape *t, const mamba_layer *L, tensor *xz, int B, const int *off);
+/* Next-token logits (n, V) of a (B, T) batch of tokens, packed rows. */
 tensor *mamba_forward(const mamba_model *m, ag_tape *t, const int *x, int B, int T);
 /* Mean cross-entropy over the non-pad targets of a batch (scalar). */
 tensor *mamba_loss(const mamba_model *m, ag_tape *t, const ds_batch *b);

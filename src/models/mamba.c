@@ -2,16 +2,17 @@
  * with its hand-written backward, the training graph and generation in
  * recurrent form; see mamba.h.
  *
- * The op "mamba_ssm" of one layer, on rows r = (b, t) of a (B, T) batch,
- * P = R + 2N columns of x_proj's output:
- *   forward   xc = conv(xi) + bias                  (B, T, e)   conv_forward
+ * The op "mamba_ssm" of one layer, on the packed rows r = off[b] + t of a
+ * batch (each sequence up to its last non-pad token, so no work is spent
+ * on padding), P = R + 2N columns of x_proj's output:
+ *   forward   xc = conv(xi) + bias                  (n, e)      conv_forward
  *             u  = silu(xc)
- *             dbc = u x_proj^T                      (B, T, P)   one GEMM
+ *             dbc = u x_proj^T                      (n, P)      one GEMM
  *             pre = dtr dt_w^T + dt_b,  dt = softplus(pre)     one GEMM
  *             h, y by scan_step, t = 0 .. len_b - 1 (sequential)
  *             out = y * silu(z)
  *   backward  gy = g * silu(z),  gz = g * y * silu'(z)
- *             scan_backward per row b: the scan replayed into (T, e, N)
+ *             scan_row_backward per sequence b: the scan replayed into (Tmax, N, e)
  *             buffers of h and exp(dt A), then t = len_b - 1 .. 0 with gh
  *             the gradient of h_t (what later steps sent back included):
  *               gh  += gy_t Ct_t;       gCt += gy_t h_t;   gu += gy_t D
@@ -22,9 +23,9 @@
  *             gu += gdbc x_proj (and x_proj's gradient), gxc = gu silu'(xc)
  *             conv_backward -> gxi, conv weight and bias
  *             gA_log = gA * A.
- * Positions after a row's last non-pad input are not computed (their out
- * is 0): the scan is causal, so nothing before them depends on them, and
- * no loss reads them.
+ * The whole graph runs on the packed rows: the positions after a row's
+ * last non-pad input are never computed (the scan is causal: nothing
+ * before them depends on them, and no loss reads them).
  */
 #include "mamba.h"
 
@@ -320,27 +321,25 @@ static float dot(const float *restrict a, const float *restrict b, int n)
 }
 
 /* The shapes of one op. */
-typedef struct ssm_dims { int B, T, e, N, R, P, K; } ssm_dims;
+/* B sequences packed into n rows (row off[b] + t is position t of
+ * sequence b), the longest Tmax positions long. */
+typedef struct ssm_dims { int B, n, Tmax, e, N, R, P, K; } ssm_dims;
 
-/* xc (B, T, e) = bias + sum_k wT[k] * xi at time t - K + 1 + k, xi the
- * first e columns of xz (B, T, 2e); wT (K, e) the conv weight transposed.
- * Rows t >= len[b] are set to 0. */
+/* xc (n, e) = bias + sum_k wT[k] * xi at time t - K + 1 + k of the same
+ * sequence, xi the first e columns of xz (n, 2e); wT (K, e) the conv
+ * weight transposed. */
 static void conv_forward(float *xc, const float *xz, const float *wT, const float *bias,
-                         const int *len, ssm_dims s)
+                         const int *off, ssm_dims s)
 {
     const int e = s.e;
     for (int b = 0; b < s.B; b++)
-        for (int t = 0; t < s.T; t++) {
-            float *restrict out = xc + ((size_t)b * s.T + t) * e;
-            if (t >= len[b]) {
-                memset(out, 0, (size_t)e * sizeof *out);
-                continue;
-            }
+        for (int t = 0; t < off[b + 1] - off[b]; t++) {
+            float *restrict out = xc + ((size_t)off[b] + t) * e;
             memcpy(out, bias, (size_t)e * sizeof *out);
             for (int k = 0; k < s.K; k++) {
                 const int src = t - s.K + 1 + k;
                 if (src < 0) continue;
-                const float *restrict x = xz + ((size_t)b * s.T + src) * 2 * e;
+                const float *restrict x = xz + ((size_t)off[b] + src) * 2 * e;
                 const float *restrict w = wT + (size_t)k * e;
                 for (int c = 0; c < e; c++) out[c] += w[c] * x[c];
             }
@@ -349,17 +348,17 @@ static void conv_forward(float *xc, const float *xz, const float *wT, const floa
 
 /* gxz[:, :e] += conv^T gxc, gwT (K, e) and gbias += their gradients. */
 static void conv_backward(float *gxz, float *gwT, float *gbias, const float *gxc,
-                          const float *xz, const float *wT, const int *len, ssm_dims s)
+                          const float *xz, const float *wT, const int *off, ssm_dims s)
 {
     const int e = s.e;
     for (int b = 0; b < s.B; b++)
-        for (int t = 0; t < len[b]; t++) {
-            const float *restrict g = gxc + ((size_t)b * s.T + t) * e;
+        for (int t = 0; t < off[b + 1] - off[b]; t++) {
+            const float *restrict g = gxc + ((size_t)off[b] + t) * e;
             for (int c = 0; c < e; c++) gbias[c] += g[c];
             for (int k = 0; k < s.K; k++) {
                 const int src = t - s.K + 1 + k;
                 if (src < 0) continue;
-                const size_t row = ((size_t)b * s.T + src) * 2 * e;
+                const size_t row = ((size_t)off[b] + src) * 2 * e;
                 const float *restrict x = xz + row, *restrict w = wT + (size_t)k * e;
                 float *restrict gw = gwT + (size_t)k * e;
                 if (gxz)
@@ -372,17 +371,17 @@ static void conv_backward(float *gxz, float *gwT, float *gbias, const float *gxc
 /* Forward values, and the backward's scratch (NULL in inference). */
 typedef struct ssm_op {
     ssm_dims s;
-    const int *len;           /* (B) positions computed per row */
+    const int *off;           /* (B + 1) first row of each sequence; off[B] = n */
     const mamba_layer *L;
     tensor *xz;
     float *A, *wT;            /* (e, N), (K, e) */
-    float *xc, *u, *pre, *dt, *y;   /* (B, T, e) */
-    float *dbc;               /* (B, T, P) */
+    float *xc, *u, *pre, *dt, *y;   /* (n, e) */
+    float *dbc;               /* (n, P) */
     float *h, *a;             /* (N, e) the forward scan's state, decay factors */
     /* backward */
-    float *gy, *gu, *gdt;     /* (B, T, e) */
-    float *gdbc;              /* (B, T, P) */
-    float *hs, *as;           /* (T, N, e) one row's h and decay factors */
+    float *gy, *gu, *gdt;     /* (n, e) */
+    float *gdbc;              /* (n, P) */
+    float *hs, *as;           /* (Tmax, N, e) one sequence's h and decay factors */
     float *gh, *gA;           /* (N, e) */
     float *du, *gdu, *ghc;    /* (e) one step's dt u, its gradient, gh + gy C */
     float *gwT;               /* (K, e) */
@@ -397,8 +396,8 @@ static void scan_row(const ssm_op *o, int b, float *hs, float *as)
     const size_t eN = (size_t)s.e * s.N;
     float *h = o->h;
     memset(h, 0, eN * sizeof *h);
-    for (int t = 0; t < o->len[b]; t++) {
-        const size_t r = (size_t)b * s.T + t;
+    for (int t = 0; t < o->off[b + 1] - o->off[b]; t++) {
+        const size_t r = (size_t)o->off[b] + t;
         const float *Bt = o->dbc + r * s.P + s.R;
         float *h_out = hs ? hs + t * eN : h;
         const float *h_in = hs && t ? hs + (t - 1) * eN : h;
@@ -456,8 +455,8 @@ static void scan_row_backward(ssm_op *o, int b, float *gD)
     const int e = s.e, N = s.N;
     const size_t eN = (size_t)e * N;
     memset(o->gh, 0, eN * sizeof *o->gh);
-    for (int t = o->len[b] - 1; t >= 0; t--) {
-        const size_t r = (size_t)b * s.T + t;
+    for (int t = o->off[b + 1] - o->off[b] - 1; t >= 0; t--) {
+        const size_t r = (size_t)o->off[b] + t;
         const float *Bt = o->dbc + r * s.P + s.R, *Ct = Bt + N;
         float *gBt = o->gdbc + r * s.P + s.R, *gCt = gBt + N;
         const float *u = o->u + r * e, *dt = o->dt + r * e, *gy = o->gy + r * e;
@@ -482,9 +481,9 @@ static float *floats(ag_tape *t, size_t n) { return ag_alloc(t, (n ? n : 1) * si
 static void ssm_forward(ssm_op *o)
 {
     const ssm_dims s = o->s;
-    const int BT = s.B * s.T, e = s.e;
+    const int BT = s.n, e = s.e;
     const float *xz = o->xz->data;
-    conv_forward(o->xc, xz, o->wT, o->L->conv_b->data, o->len, s);
+    conv_forward(o->xc, xz, o->wT, o->L->conv_b->data, o->off, s);
     for (size_t i = 0; i < (size_t)BT * e; i++) o->u[i] = silu(o->xc[i]);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BT, s.P, e, 1.0f, o->u, e,
                 o->L->x_proj->data, e, 0.0f, o->dbc, s.P);
@@ -493,7 +492,6 @@ static void ssm_forward(ssm_op *o)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BT, e, s.R, 1.0f, o->dbc, s.P,
                 o->L->dt_w->data, s.R, 1.0f, o->pre, e);
     for (size_t i = 0; i < (size_t)BT * e; i++) o->dt[i] = softplus(o->pre[i]);
-    memset(o->y, 0, (size_t)BT * e * sizeof *o->y);
     for (int b = 0; b < s.B; b++) scan_row(o, b, NULL, NULL);
 }
 
@@ -501,7 +499,7 @@ static void ssm_forward(ssm_op *o)
 static void gate_forward(float *out, const ssm_op *o)
 {
     const int e = o->s.e;
-    for (size_t r = 0; r < (size_t)o->s.B * o->s.T; r++) {
+    for (size_t r = 0; r < (size_t)o->s.n; r++) {
         const float *z = o->xz->data + r * 2 * e + e, *y = o->y + r * e;
         for (int c = 0; c < e; c++) out[r * e + c] = y[c] * silu(z[c]);
     }
@@ -511,7 +509,7 @@ static void gate_forward(float *out, const ssm_op *o)
 static void gate_backward(ssm_op *o, const float *g, float *gxz)
 {
     const int e = o->s.e;
-    for (size_t r = 0; r < (size_t)o->s.B * o->s.T; r++) {
+    for (size_t r = 0; r < (size_t)o->s.n; r++) {
         const float *z = o->xz->data + r * 2 * e + e, *y = o->y + r * e, *gr = g + r * e;
         float *gy = o->gy + r * e;
         for (int c = 0; c < e; c++) gy[c] = gr[c] * silu(z[c]);
@@ -531,7 +529,7 @@ static void add_to(float *dst, const float *src, int n)
 static void dt_proj_backward(ssm_op *o)
 {
     const ssm_dims s = o->s;
-    const int BT = s.B * s.T, e = s.e;
+    const int BT = s.n, e = s.e;
     float *ga = o->gdt, *gw = ag_grad(o->L->dt_w), *gb = ag_grad(o->L->dt_b);
     for (size_t i = 0; i < (size_t)BT * e; i++) ga[i] *= vec_sigmoidf(o->pre[i]);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BT, s.R, e, 1.0f, ga, e,
@@ -549,7 +547,7 @@ static void ssm_backward(ag_node *nd)
     ssm_op *o = nd->saved;
     const ssm_dims s = o->s;
     const mamba_layer *L = o->L;
-    const int BT = s.B * s.T, e = s.e;
+    const int BT = s.n, e = s.e;
     float *gxz = ag_grad(o->xz), *gD = o->gh + (size_t)e * s.N;   /* gD: (e) after gh */
     gate_backward(o, ag_grad(nd->out), gxz);
     memset(o->gu, 0, (size_t)BT * e * sizeof(float));
@@ -573,7 +571,7 @@ static void ssm_backward(ag_node *nd)
     float *gcb = ag_grad(L->conv_b), *gcw = ag_grad(L->conv_w), *gAl = ag_grad(L->A_log);
     float *gbias = o->gwT + (size_t)s.K * e;   /* (e) scratch after gwT */
     memset(gbias, 0, (size_t)e * sizeof(float));
-    conv_backward(gxz, o->gwT, gbias, o->gu, o->xz->data, o->wT, o->len, s);
+    conv_backward(gxz, o->gwT, gbias, o->gu, o->xz->data, o->wT, o->off, s);
     add_to(gcb, gbias, e);
     for (int c = 0; gcw && c < e; c++)
         for (int k = 0; k < s.K; k++) gcw[(size_t)c * s.K + k] += o->gwT[(size_t)k * e + c];
@@ -587,19 +585,19 @@ static bool ssm_shapes_ok(const mamba_layer *L, const tensor *xz, ssm_dims s)
 {
     return s.N <= MAMBA_MAX_STATE && s.P == s.R + 2 * s.N && L->A_log->shape[0] == s.e &&
            L->dt_w->shape[0] == s.e && L->x_proj->shape[1] == s.e && L->conv_w->n == s.e * s.K &&
-           xz->n == s.B * s.T * 2 * s.e && s.B > 0 && s.T > 0;
+           xz->n == s.n * 2 * s.e && s.B > 0;
 }
 
 static void ssm_alloc_backward(ag_tape *t, ssm_op *o)
 {
     const ssm_dims s = o->s;
-    const size_t bte = (size_t)s.B * s.T * s.e, eN = (size_t)s.e * s.N;
+    const size_t bte = (size_t)s.n * s.e, eN = (size_t)s.e * s.N;
     o->gy = floats(t, bte);
     o->gu = floats(t, bte);
     o->gdt = floats(t, bte);
-    o->gdbc = floats(t, (size_t)s.B * s.T * s.P);
-    o->hs = floats(t, (size_t)s.T * eN);
-    o->as = floats(t, (size_t)s.T * eN);
+    o->gdbc = floats(t, (size_t)s.n * s.P);
+    o->hs = floats(t, (size_t)s.Tmax * eN);
+    o->as = floats(t, (size_t)s.Tmax * eN);
     o->gh = floats(t, eN + (size_t)s.e);            /* + gD */
     o->gA = floats(t, eN);
     o->du = floats(t, (size_t)s.e);
@@ -608,22 +606,30 @@ static void ssm_alloc_backward(ag_tape *t, ssm_op *o)
     o->gwT = floats(t, (size_t)(s.K + 1) * s.e);    /* + the conv bias's gradient */
 }
 
-tensor *mamba_ssm(ag_tape *t, const mamba_layer *L, tensor *xz, int B, int T, const int *len)
+/* off (B + 1) from 0, non-decreasing; *Tmax the longest sequence. */
+static bool offsets_ok(const int *off, int B, int *Tmax)
 {
-    if (!t || !L || !xz) return NULL;
-    ssm_dims s = { .B = B, .T = T, .e = L->D->n, .N = L->A_log->shape[1],
+    *Tmax = 0;
+    for (int b = 0; b < B; b++) {
+        if (off[b + 1] < off[b]) return false;
+        if (off[b + 1] - off[b] > *Tmax) *Tmax = off[b + 1] - off[b];
+    }
+    return off[0] == 0;
+}
+
+tensor *mamba_ssm(ag_tape *t, const mamba_layer *L, tensor *xz, int B, const int *off)
+{
+    if (!t || !L || !xz || !off || B < 1) return NULL;
+    ssm_dims s = { .B = B, .n = off[B], .e = L->D->n, .N = L->A_log->shape[1],
                    .R = L->dt_w->shape[1], .P = L->x_proj->shape[0], .K = L->conv_w->shape[2] };
-    if (!ssm_shapes_ok(L, xz, s)) {
-        err_set(ERR_ARG, "mamba_ssm: xz (B, T, 2e) and the layer's shapes disagree");
+    if (!offsets_ok(off, B, &s.Tmax) || !ssm_shapes_ok(L, xz, s)) {
+        err_set(ERR_ARG, "mamba_ssm: xz (n, 2e), the offsets and the layer's shapes disagree");
         return NULL;
     }
-    tensor *out = ag_tensor(t, 3, (const int[]){ B, T, s.e });
+    tensor *out = ag_tensor(t, 2, (const int[]){ s.n, s.e });
     ssm_op *o = ag_alloc(t, sizeof *o);
-    const size_t bte = (size_t)B * T * s.e;
-    *o = (ssm_op){ .s = s, .L = L, .xz = xz };
-    int *lens = ag_alloc(t, (size_t)B * sizeof *lens);
-    for (int b = 0; b < B; b++) lens[b] = len ? (len[b] < T ? len[b] : T) : T;
-    o->len = lens;
+    const size_t bte = (size_t)s.n * s.e;
+    *o = (ssm_op){ .s = s, .L = L, .xz = xz, .off = ag_ints(t, off, (size_t)B + 1) };
     o->A = floats(t, (size_t)s.e * s.N);
     decay_rates(o->A, L->A_log);
     o->wT = floats(t, (size_t)s.K * s.e);
@@ -634,7 +640,7 @@ tensor *mamba_ssm(ag_tape *t, const mamba_layer *L, tensor *xz, int B, int T, co
     o->pre = floats(t, bte);
     o->dt = floats(t, bte);
     o->y = floats(t, bte);
-    o->dbc = floats(t, (size_t)B * T * s.P);
+    o->dbc = floats(t, (size_t)s.n * s.P);
     o->h = floats(t, (size_t)s.e * s.N);
     o->a = floats(t, (size_t)s.e * s.N);
     ssm_forward(o);
@@ -652,32 +658,40 @@ tensor *mamba_ssm(ag_tape *t, const mamba_layer *L, tensor *xz, int B, int T, co
 
 /* ---- training graph -------------------------------------------------- */
 
-/* Positions to compute per row: 1 + its last non-pad input. */
-static int *row_lengths(ag_tape *t, const int *x, int B, int T)
+/* The (B + 1) offsets of the packed rows: a row of x (B, T) keeps its
+ * positions up to its last non-pad token. */
+static int *row_offsets(ag_tape *t, const int *x, int B, int T)
 {
-    int *len = ag_alloc(t, (size_t)B * sizeof *len);
+    int *off = ag_alloc(t, ((size_t)B + 1) * sizeof *off);
+    off[0] = 0;
     for (int b = 0; b < B; b++) {
-        len[b] = 0;
+        int len = 0;
         for (int s = 0; s < T; s++)
-            if (x[(size_t)b * T + s] != TOK_PAD) len[b] = s + 1;
+            if (x[(size_t)b * T + s] != TOK_PAD) len = s + 1;
+        off[b + 1] = off[b] + len;
     }
-    return len;
+    return off;
 }
 
-tensor *mamba_forward(const mamba_model *m, ag_tape *t, const int *x, int B, int T)
+/* tok (B, T) packed by off into the arena. */
+static int *pack(ag_tape *t, const int *tok, int B, int T, const int *off)
 {
-    if (!m || !t || !x || B < 1 || T < 1) {
-        err_set(ERR_ARG, "mamba_forward: NULL argument or empty batch");
-        return NULL;
-    }
-    const int d = m->c.d_model;
-    const int *len = row_lengths(t, x, B, T);
-    tensor *h = op_embedding(t, m->emb, x, B * T, 3, (const int[]){ B, T, d });
+    int *out = ag_alloc(t, ((size_t)off[B] + 1) * sizeof *out);
+    for (int b = 0; b < B; b++)
+        memcpy(out + off[b], tok + (size_t)b * T, (size_t)(off[b + 1] - off[b]) * sizeof *out);
+    return out;
+}
+
+/* Logits (n, V) of the packed tokens xs. */
+static tensor *forward_packed(const mamba_model *m, ag_tape *t, const int *xs, int B,
+                              const int *off)
+{
+    tensor *h = op_embedding(t, m->emb, xs, off[B], 0, NULL);
     for (int l = 0; l < m->c.n_layers; l++) {
         const mamba_layer *L = &m->layer[l];
-        tensor *n = op_rmsnorm(t, h, L->norm, MAMBA_NORM_EPS);
-        tensor *xz = op_linear(t, n, L->in_proj, NULL);
-        tensor *g = mamba_ssm(t, L, xz, B, T, len);
+        tensor *nx = op_rmsnorm(t, h, L->norm, MAMBA_NORM_EPS);
+        tensor *xz = op_linear(t, nx, L->in_proj, NULL);
+        tensor *g = mamba_ssm(t, L, xz, B, off);
         tensor *o = g ? op_linear(t, g, L->out_proj, NULL) : NULL;
         h = o ? op_add(t, h, o) : NULL;
         if (!h) return NULL;
@@ -686,14 +700,30 @@ tensor *mamba_forward(const mamba_model *m, ag_tape *t, const int *x, int B, int
     return h ? op_linear(t, h, m->emb, NULL) : NULL;
 }
 
-tensor *mamba_loss(const mamba_model *m, ag_tape *t, const ds_batch *b)
+/* The offsets of batch x (B, T), NULL with err_set when it holds nothing. */
+static const int *batch_offsets(ag_tape *t, const int *x, int B, int T)
 {
-    if (!b) {
-        err_set(ERR_ARG, "mamba_loss: NULL batch");
+    if (!t || !x || B < 1 || T < 1) {
+        err_set(ERR_ARG, "mamba: NULL argument or empty batch");
         return NULL;
     }
-    tensor *logits = mamba_forward(m, t, b->x, b->B, b->T);
-    return logits ? op_cross_entropy(t, logits, b->y, TOK_PAD) : NULL;
+    const int *off = row_offsets(t, x, B, T);
+    if (off[B] > 0) return off;
+    err_set(ERR_ARG, "mamba: a batch without any token");
+    return NULL;
+}
+
+tensor *mamba_forward(const mamba_model *m, ag_tape *t, const int *x, int B, int T)
+{
+    const int *off = m ? batch_offsets(t, x, B, T) : NULL;
+    return off ? forward_packed(m, t, pack(t, x, B, T, off), B, off) : NULL;
+}
+
+tensor *mamba_loss(const mamba_model *m, ag_tape *t, const ds_batch *b)
+{
+    const int *off = m && b ? batch_offsets(t, b->x, b->B, b->T) : NULL;
+    tensor *logits = off ? forward_packed(m, t, pack(t, b->x, b->B, b->T, off), b->B, off) : NULL;
+    return logits ? op_cross_entropy(t, logits, pack(t, b->y, b->B, b->T, off), TOK_PAD) : NULL;
 }
 
 /* ---- generation in recurrent form ------------------------------------ */
