@@ -14,16 +14,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static double max_abs_diff(const float *a, const float *b, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double dd = fabs((double)a[i] - (double)b[i]);
-        if (!(dd <= m)) m = dd;   /* NaN propagates */
-    }
-    return m;
-}
-
 /* A small model with weights away from their initial values (the 0.02
  * matrices would leave the scan's gradients tiny), moderate so that the
  * loss is not too curved for finite differences: matrices normal with std
@@ -61,20 +51,8 @@ static const int lens[TB] = { 4, 7, 2 };
 static ds_batch test_batch(int V, uint64_t seed)
 {
     static int x[TB * TT], y[TB * TT];
-    rng r;
-    rng_seed(&r, seed);
-    ds_batch b = { .B = TB, .T = TT, .x = x, .y = y };
-    memset(x, 0, sizeof x);
-    memset(y, 0, sizeof y);
-    for (int i = 0; i < TB; i++) {
-        x[i * TT] = TOK_SOS;
-        for (int s = 0; s < lens[i]; s++) {
-            int c = s + 1 < lens[i] ? TOK_FIRST + (int)rng_below(&r, (uint32_t)(V - TOK_FIRST)) : TOK_EOS;
-            y[i * TT + s] = c;
-            if (s + 1 < lens[i]) x[i * TT + s + 1] = c;
-        }
-        b.n_tokens += (size_t)lens[i];
-    }
+    ds_batch b;
+    test_names_batch(&b, x, y, TB, TT, lens, V, seed);
     return b;
 }
 
@@ -140,12 +118,15 @@ TEST(mamba_init_is_the_notebooks)
 
 /* ---- finite differences ------------------------------------------------------ */
 
-static double loss_of(mamba_model *m, ag_tape *t, const ds_batch *b)
+typedef struct fd_ctx { mamba_model *m; ag_tape *t; const ds_batch *b; } fd_ctx;
+
+static double loss_of(void *ctx)
 {
-    ag_reset(t);
-    t->grad = false;
-    tensor *l = mamba_loss(m, t, b);
-    t->grad = true;
+    fd_ctx *c = ctx;
+    ag_reset(c->t);
+    c->t->grad = false;
+    tensor *l = mamba_loss(c->m, c->t, c->b);
+    c->t->grad = true;
     return l ? l->data[0] : NAN;
 }
 
@@ -167,30 +148,14 @@ TEST(mamba_gradients_finite_differences)
 
     rng r;
     rng_seed(&r, 11);
-    const float eps = 3e-3f;
+    fd_ctx ctx = { &m, &t, &b };
     for (int e = 0; e < m.p.count; e++) {
-        tn_param_entry *pe = &m.p.e[e];
-        float *w = m.p.data + pe->offset, *g = m.p.grad + pe->offset;
-        float *dir = malloc((size_t)pe->t.n * sizeof *dir), *w0 = malloc((size_t)pe->t.n * sizeof *w0);
-        double analytic = 0;
-        for (int i = 0; i < pe->t.n; i++) {
-            dir[i] = rng_normal(&r);
-            analytic += (double)g[i] * dir[i];
-            w0[i] = w[i];
-        }
-        for (int i = 0; i < pe->t.n; i++) w[i] = w0[i] + eps * dir[i];
-        double up = loss_of(&m, &t, &b);
-        for (int i = 0; i < pe->t.n; i++) w[i] = w0[i] - eps * dir[i];
-        double down = loss_of(&m, &t, &b);
-        memcpy(w, w0, (size_t)pe->t.n * sizeof *w);
-        double numeric = (up - down) / (2.0 * eps);
+        double analytic, numeric = test_param_fd(&m.p, e, loss_of, &ctx, 3e-3f, &r, &analytic);
         double tol = 2e-4 + 1e-2 * fabs(numeric);
         if (!(fabs(numeric - analytic) <= tol))
-            fprintf(stderr, "  %s: numeric %.6g analytic %.6g\n", pe->name, numeric, analytic);
+            fprintf(stderr, "  %s: numeric %.6g analytic %.6g\n", m.p.e[e].name, numeric, analytic);
         CHECK(fabs(numeric - analytic) <= tol);
         CHECK(analytic != 0.0);   /* every parameter is reached */
-        free(dir);
-        free(w0);
     }
     ag_free(&t);
     mamba_free(&m);
@@ -229,11 +194,11 @@ TEST(mamba_padding_and_steps_match_forward)
     for (int i = 0, off = 0; logits && s && i < TB; off += lens[i++]) {
         row_alone(&m, &b, i, alone);
         const float *batched = logits->data + (size_t)off * V;
-        CHECK(max_abs_diff(batched, alone, (size_t)lens[i] * V) <= 1e-5);
+        CHECK(test_max_abs_diff(batched, alone, (size_t)lens[i] * V) <= 1e-5);
         mamba_state_start(s);
         for (int k = 0; k < lens[i]; k++) {
             mamba_state_next(s, b.x[i * TT + k], step);
-            CHECK(max_abs_diff(step, batched + (size_t)k * V, V) <= 1e-4);
+            CHECK(test_max_abs_diff(step, batched + (size_t)k * V, V) <= 1e-4);
         }
     }
     mamba_state_free(s);
@@ -325,7 +290,7 @@ TEST(mamba_parity_pytorch)
     int compared = 0;
     for (int i = 0; i < B * T; i++) {
         if (y[i] == TOK_PAD) continue;
-        double dd = max_abs_diff(logits->data + (size_t)compared * V,
+        double dd = test_max_abs_diff(logits->data + (size_t)compared * V,
                                  (const float *)fl->data + (size_t)i * V, V);
         if (!(dd <= worst)) worst = dd;
         compared++;
@@ -339,7 +304,7 @@ TEST(mamba_parity_pytorch)
         const ck_tensor *g = ck_get(&f, name);
         CHECK(g && g->numel == (size_t)pe->t.n);
         if (!g || g->numel != (size_t)pe->t.n) continue;
-        double dd = max_abs_diff(m.p.grad + pe->offset, g->data, g->numel);
+        double dd = test_max_abs_diff(m.p.grad + pe->offset, g->data, g->numel);
         if (!(dd <= 1e-4)) fprintf(stderr, "  %s differs by %g\n", name, dd);
         CHECK(dd <= 1e-4);
     }
