@@ -24,9 +24,10 @@
  * own init), conv1d as nn.Conv1d (uniform +-1/sqrt(K), weight and bias),
  * A_log = log(1..N) in every row, D = 1, norms 1; dt_proj.bias the inverse
  * softplus of dt drawn log-uniform in [0.001, 0.1] (floored at 1e-4), as
- * the Mamba paper means (the notebooks' LM zeroes it, by an oversight its
- * comment admits).  Weight decay on the tensors of 2 dimensions or more
- * (the notebooks' configure_optimizers).
+ * mamba.py's own init and the Mamba paper (the notebooks' LM._init_weights
+ * then zeroes it: the marker that would keep it is commented out).  Weight
+ * decay on the tensors of 2 dimensions or more (the notebooks'
+ * configure_optimizers).
  *
  * Training runs one fused op per layer ("mamba_ssm": conv, silu, x_proj,
  * dt_proj, softplus, the sequential selective scan and the gate) with a

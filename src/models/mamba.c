@@ -374,7 +374,7 @@ typedef struct ssm_op {
     const int *off;           /* (B + 1) first row of each sequence; off[B] = n */
     const mamba_layer *L;
     tensor *xz;
-    float *A, *wT;            /* (e, N), (K, e) */
+    float *A, *wT;            /* (N, e) -exp(A_log)^T, (K, e) the conv weight^T */
     float *xc, *u, *pre, *dt, *y;   /* (n, e) */
     float *dbc;               /* (n, P) */
     float *h, *a;             /* (N, e) the forward scan's state, decay factors */
@@ -387,9 +387,9 @@ typedef struct ssm_op {
     float *gwT;               /* (K, e) */
 } ssm_op;
 
-/* The scan of row b from h = 0 (o->h), forward: y rows written; with hs
- * and as, h_t and exp(dt_t A) of every step kept there ((T, N, e), for
- * the backward). */
+/* The scan of sequence b from h = 0 (o->h), forward: its y rows written;
+ * with hs and as, h_t and exp(dt_t A) of every step kept there ((Tmax,
+ * N, e), for the backward; o->h then stays 0). */
 static void scan_row(const ssm_op *o, int b, float *hs, float *as)
 {
     const ssm_dims s = o->s;
