@@ -284,6 +284,15 @@ static void decay_rates(float *A, const tensor *A_log)
         for (int n = 0; n < N; n++) A[(size_t)n * e + c] = -expf(A_log->data[(size_t)c * N + n]);
 }
 
+/* wT (K, e) = conv1d.weight (e, 1, K) transposed, so that the conv's
+ * loops run along the channels. */
+static void conv_transpose(float *wT, const tensor *conv_w)
+{
+    const int e = conv_w->shape[0], K = conv_w->shape[2];
+    for (int c = 0; c < e; c++)
+        for (int k = 0; k < K; k++) wT[(size_t)k * e + c] = conv_w->data[(size_t)c * K + k];
+}
+
 /* One step of the selective scan over e channels, state laid out (N, e) so
  * that every loop runs along the channels:
  *   a = exp(dt A),  h_out = a * h_in + dt u Bt,  y = h_out Ct + D u
@@ -633,8 +642,7 @@ tensor *mamba_ssm(ag_tape *t, const mamba_layer *L, tensor *xz, int B, const int
     o->A = floats(t, (size_t)s.e * s.N);
     decay_rates(o->A, L->A_log);
     o->wT = floats(t, (size_t)s.K * s.e);
-    for (int c = 0; c < s.e; c++)
-        for (int k = 0; k < s.K; k++) o->wT[(size_t)k * s.e + c] = L->conv_w->data[(size_t)c * s.K + k];
+    conv_transpose(o->wT, L->conv_w);
     o->xc = floats(t, bte);
     o->u = floats(t, bte);
     o->pre = floats(t, bte);
@@ -734,6 +742,7 @@ struct mamba_state {
     float *h;      /* (n_layers, N, e) */
     float *A;      /* (n_layers, N, e) -exp(A_log)^T */
     float *a;      /* (N, e) decay factors of a step */
+    float *wT;     /* (n_layers, K, e) the conv weights transposed */
     float *x, *xn; /* (d) residual, normed residual */
     float *xz;     /* (2e) */
     float *u, *dt, *y;   /* (e) */
@@ -749,8 +758,8 @@ mamba_state *mamba_state_new(const mamba_model *m)
     const mamba_config *c = &m->c;
     const size_t d = (size_t)c->d_model, e = (size_t)c->expand_factor * d, N = (size_t)c->d_state;
     const size_t layers = (size_t)c->n_layers, P = (size_t)c->dt_rank + 2 * N;
-    const size_t n = layers * ((size_t)(c->d_conv - 1) * e + 2 * e * N) + e * N + 2 * d + 2 * e +
-                     3 * e + P;
+    const size_t K = (size_t)c->d_conv;
+    const size_t n = layers * ((K - 1) * e + 2 * e * N + K * e) + e * N + 2 * d + 2 * e + 3 * e + P;
     mamba_state *s = malloc(sizeof *s);
     float *mem = malloc(n * sizeof *mem);
     if (!s || !mem) {
@@ -763,14 +772,18 @@ mamba_state *mamba_state_new(const mamba_model *m)
     s->h = s->win + layers * (size_t)(c->d_conv - 1) * e;
     s->A = s->h + layers * e * N;
     s->a = s->A + layers * e * N;
-    s->x = s->a + e * N;
+    s->wT = s->a + e * N;
+    s->x = s->wT + layers * K * e;
     s->xn = s->x + d;
     s->xz = s->xn + d;
     s->u = s->xz + 2 * e;
     s->dt = s->u + e;
     s->y = s->dt + e;
     s->dbc = s->y + e;
-    for (size_t l = 0; l < layers; l++) decay_rates(s->A + l * e * N, m->layer[l].A_log);
+    for (size_t l = 0; l < layers; l++) {
+        decay_rates(s->A + l * e * N, m->layer[l].A_log);
+        conv_transpose(s->wT + l * K * e, m->layer[l].conv_w);
+    }
     mamba_state_start(s);
     return s;
 }
@@ -793,15 +806,13 @@ void mamba_state_start(mamba_state *s)
 
 /* u (e) = silu(conv of the window and the new input xi (e)), then the
  * window moves on by one. */
-static void conv_step(float *u, float *win, const float *xi, const mamba_layer *L, int e, int K)
+static void conv_step(float *restrict u, float *restrict win, const float *restrict xi,
+                      const float *restrict wT, const float *restrict bias, int e, int K)
 {
-    const float *w = L->conv_w->data, *bias = L->conv_b->data;
-    for (int c = 0; c < e; c++) {
-        float acc = bias[c];
-        for (int k = 0; k + 1 < K; k++) acc += w[(size_t)c * K + k] * win[(size_t)k * e + c];
-        acc += w[(size_t)c * K + K - 1] * xi[c];
-        u[c] = silu(acc);
-    }
+    memcpy(u, bias, (size_t)e * sizeof *u);
+    for (int k = 0; k + 1 < K; k++)
+        for (int c = 0; c < e; c++) u[c] += wT[(size_t)k * e + c] * win[(size_t)k * e + c];
+    for (int c = 0; c < e; c++) u[c] = silu(u[c] + wT[(size_t)(K - 1) * e + c] * xi[c]);
     if (K > 1) {
         memmove(win, win + e, (size_t)(K - 2) * e * sizeof *win);
         memcpy(win + (size_t)(K - 2) * e, xi, (size_t)e * sizeof *win);
@@ -824,7 +835,8 @@ static void layer_step(mamba_state *s, int l)
     const size_t eN = (size_t)e * N;
     vec_rmsnorm(s->xn, s->x, L->norm->data, d, MAMBA_NORM_EPS);
     gemv(s->xz, L->in_proj, s->xn, 0.0f);
-    conv_step(s->u, s->win + (size_t)l * (c->d_conv - 1) * e, s->xz, L, e, c->d_conv);
+    conv_step(s->u, s->win + (size_t)l * (c->d_conv - 1) * e, s->xz,
+              s->wT + (size_t)l * c->d_conv * e, L->conv_b->data, e, c->d_conv);
     gemv(s->dbc, L->x_proj, s->u, 0.0f);
     memcpy(s->dt, L->dt_b->data, (size_t)e * sizeof(float));
     cblas_sgemv(CblasRowMajor, CblasNoTrans, e, R, 1.0f, L->dt_w->data, R, s->dbc, 1, 1.0f,
