@@ -76,6 +76,8 @@ row gru-256 rnn-train --steps 200 --cell gru --d-model 256 --layers 1 --batch-si
 row rnn-64 rnn-train --steps 3000 --cell rnn --d-model 64 --layers 1 --batch-size 64
 row transformer-64 transformer-train --steps 1000 --d-model 64 --heads 8 --layers 2 --batch-size 64 --max-len 49
 cp "$T/bench.safetensors" "$T/transformer-64.safetensors"   # its names/s below
+row mamba-64 mamba-train --steps 300 --d-model 64 --layers 1 --batch-size 64
+cp "$T/bench.safetensors" "$T/mamba-64.safetensors"   # its names/s below
 row transformer-512 transformer-train --steps 12 --d-model 512 --heads 16 --layers 2 --batch-size 128 --max-len 49
 # SAE (sae-train): d 64, 256 features, batch 16 names, on the last residual
 # stream of a transformer-64 of 2 layers (untrained, as bench_torch's).
@@ -116,6 +118,7 @@ printf 'model\tnames_per_s\n'
 gen_speed "transformer d64, 4 layers (weights/transformer.safetensors)" weights/transformer.safetensors
 gen_speed "transformer d64, 2 layers (the transformer-64 row, 1000 steps)" "$T/transformer-64.safetensors"
 gen_speed "gru (weights/gru.safetensors)" weights/gru.safetensors
+gen_speed "mamba d64, 1 layer (the mamba-64 row, 300 steps)" "$T/mamba-64.safetensors"
 gen_speed "mixture of 4 (weights/mix.safetensors, generate's default)" weights/mix.safetensors
 
 # Batched generation (generate --batch, default 96 names in flight a thread)

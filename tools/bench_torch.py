@@ -21,6 +21,9 @@ Configurations (the ones villes benches):
   transformer-512  d 512, 16 heads, --layers layers, max_len 49, batch 128
   gru-256          GRU, d 256, 1 layer, batch 128
   rnn-64           tanh RNN, d 64, 1 layer, batch 64
+  mamba-64         Mamba, d 64, 1 layer, d_state 16, expand 2, d_conv 4, batch 64
+                   (villes_torch.Mamba: its scan is a Python loop over time, as
+                   the notebooks' selective_scan_seq)
   sae              L1 SAE, d 64, 256 features, on the last-layer activations
                    of a transformer-64 over 16 names per step (the
                    transformer's no-grad forward is part of the step, as in
@@ -48,6 +51,7 @@ CONFIGS = {
     "transformer-512": {"kind": "transformer", "d": 512, "heads": 16, "batch": 128},
     "gru-256":         {"kind": "rnn", "cell": "gru", "d": 256, "layers": 1, "batch": 128},
     "rnn-64":          {"kind": "rnn", "cell": "rnn", "d": 64, "layers": 1, "batch": 64},
+    "mamba-64":        {"kind": "mamba", "d": 64, "layers": 1, "batch": 64},
     "sae":             {"kind": "sae", "d": 64, "heads": 8, "features": 256, "batch": 16},
 }
 
@@ -58,6 +62,8 @@ def build(cfg, V, n_layers):
         return vt.MLP(V, cfg["d"], cfg["hidden"], cfg["context"])
     if k == "rnn":
         return vt.RNNLM(V, cfg["cell"], cfg["d"], cfg["layers"])
+    if k == "mamba":
+        return vt.Mamba(V, cfg["d"], cfg["layers"])
     return vt.Transformer(V, cfg["d"], cfg["heads"], n_layers, MAX_LEN)
 
 

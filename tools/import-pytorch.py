@@ -2,7 +2,7 @@
 """import-pytorch - convert a PyTorch state_dict into a villes checkpoint.
 
     import-pytorch.py STATE_DICT.pth --data NAMES.txt -o OUT.safetensors
-                      [--kind transformer|rnn|gru|mlp] [--heads N]
+                      [--kind transformer|rnn|gru|mlp|mamba] [--heads N]
     import-pytorch.py SAE.pth --kind sae --model MODEL.safetensors -o OUT.safetensors
                       [--layer L]
 
@@ -24,7 +24,7 @@ import sys
 
 PROG = "import-pytorch"
 VERSION = "0.1.0"
-KINDS = ("transformer", "rnn", "gru", "mlp", "sae")
+KINDS = ("transformer", "rnn", "gru", "mlp", "mamba", "sae")
 
 
 class Failure(Exception):
@@ -56,7 +56,7 @@ def parse_args(argv):
                     help="the names the model was trained on (builds the vocabulary; "
                          "required except for --kind sae)")
     ap.add_argument("--kind", metavar="KIND",
-                    help="transformer, rnn, gru, mlp or sae (default: detected from the keys)")
+                    help="transformer, rnn, gru, mlp, mamba or sae (default: detected from the keys)")
     ap.add_argument("--heads", type=int, metavar="N",
                     help="number of attention heads (required for a transformer)")
     ap.add_argument("--model", metavar="MODEL.safetensors",
@@ -105,6 +105,8 @@ def detect_kind(sd, path):
         return "sae"
     if "core.PE.weight" in sd:
         return "transformer"
+    if "core.layers.0.mixer.A_log" in sd:
+        return "mamba"
     if "core.layers.0.cell.fc_z.weight" in sd:
         return "gru"
     if "core.layers.0.cell.fc.weight" in sd:
@@ -166,6 +168,8 @@ def lm_spec(kind, sd, V, heads):
         spec["out_norm.weight"] = (d,)
         return "rnn", {"vocab_size": V, "cell": kind, "d_model": d, "n_layers": L,
                        "dropout": 0}, spec
+    if kind == "mamba":
+        return mamba_spec(sd, V, d, L, spec)
     if heads is None:
         raise Failure("a transformer needs --heads N (the number of attention heads)")
     if heads <= 0 or d % heads:
@@ -186,6 +190,31 @@ def lm_spec(kind, sd, V, heads):
     spec["out_norm.weight"] = (d,)
     return "transformer", {"vocab_size": V, "d_model": d, "n_heads": heads, "n_layers": L,
                            "max_len": pe[0], "dropout": 0}, spec
+
+
+def mamba_spec(sd, V, d, L, spec):
+    """The notebooks' Mamba LM: sizes read from layer 0's mixer."""
+    p = "core.layers.0.mixer."
+    in_proj, conv = shape_of(sd, p + "in_proj.weight"), shape_of(sd, p + "conv1d.weight")
+    A_log, dt_w = shape_of(sd, p + "A_log"), shape_of(sd, p + "dt_proj.weight")
+    if len(in_proj) != 2 or in_proj[0] % (2 * d):
+        raise Failure("%sin_proj.weight has shape %s: its rows are not 2 * expand * %d"
+                      % (p, fmt_shape(in_proj), d))
+    e = in_proj[0] // 2
+    if len(conv) != 3 or len(A_log) != 2 or len(dt_w) != 2:
+        raise Failure("conv1d.weight, A_log and dt_proj.weight must be (e,1,K), (e,N), (e,R)")
+    K, N, R = conv[2], A_log[1], dt_w[1]
+    for i in range(L):
+        p = "core.layers.%d." % i
+        spec[p + "norm.weight"] = (d,)
+        spec.update({p + "mixer." + k: s for k, s in (
+            ("in_proj.weight", (2 * e, d)), ("conv1d.weight", (e, 1, K)), ("conv1d.bias", (e,)),
+            ("x_proj.weight", (R + 2 * N, e)), ("dt_proj.weight", (e, R)),
+            ("dt_proj.bias", (e,)), ("A_log", (e, N)), ("D", (e,)),
+            ("out_proj.weight", (d, e)))})
+    spec["out_norm.weight"] = (d,)
+    return "mamba", {"vocab_size": V, "d_model": d, "n_layers": L, "d_state": N,
+                     "expand_factor": e // d, "d_conv": K, "dt_rank": R}, spec
 
 
 def sae_spec(sd):

@@ -7,7 +7,8 @@
 
 Writes, deterministically (fixed seeds, one thread), into tests/data/fixtures/:
 
-  mlp.safetensors, rnn.safetensors, gru.safetensors, transformer.safetensors
+  mlp.safetensors, rnn.safetensors, gru.safetensors, transformer.safetensors,
+  mamba.safetensors
       Each is a valid villes checkpoint of that model (metadata format=villes,
       format_version=1, model, config JSON, vocab = the 46 tokens of
       data/villes.txt) with small random weights (norm weights, biases and h0
@@ -43,19 +44,20 @@ Writes, deterministically (fixed seeds, one thread), into tests/data/fixtures/:
         fixture.grad.<param>        the raw gradients (W_dec's NOT projected
                                     onto the rows' tangent space)
 
-  import_transformer.pth, import_gru.pth, import_sae.pth
+  import_transformer.pth, import_gru.pth, import_mamba.pth, import_sae.pth
       PyTorch state_dicts (notebook key names; the transformer one also holds
       a tied lm_head.weight) of small models briefly trained on villes.txt,
       for tools/import-pytorch.py.  Import them with --data data/villes.txt
       (the transformer with --heads 4).
-  import_transformer.safetensors, import_gru.safetensors, import_sae.safetensors
+  import_transformer.safetensors, import_gru.safetensors, import_mamba.safetensors,
+  import_sae.safetensors
       Those files converted by tools/import-pytorch.py (run from the
       repository root; the SAE with --model
       tests/data/fixtures/import_transformer.safetensors), so that a test
       without PyTorch can score names with them.
   import_names.txt   50 real names
   import_expected.tsv
-      model, file, converted, names, targets, loss: for transformer and gru the mean
+      model, file, converted, names, targets, loss: for transformer, gru and mamba the mean
       cross-entropy over all non-pad targets of import_names.txt (what
       `generate --score` should report); for sae the L1 loss (l1 = 0.0003, the
       importer's default) averaged over the activations after block 2 of the
@@ -94,6 +96,8 @@ def small_configs(V):
         "gru": ("rnn", {"vocab_size": V, "cell": "gru", "d_model": 12, "n_layers": 2, "dropout": 0}),
         "transformer": ("transformer", {"vocab_size": V, "d_model": 16, "n_heads": 4,
                                         "n_layers": 2, "max_len": 12, "dropout": 0}),
+        "mamba": ("mamba", {"vocab_size": V, "d_model": 16, "n_layers": 2, "d_state": 4,
+                            "expand_factor": 2, "d_conv": 4, "dt_rank": 2}),
     }
 
 
@@ -287,6 +291,14 @@ def make_import_fixtures(names, vocab):
     torch.save(gru.state_dict(), os.path.join(OUT, "import_gru.pth"))
     rows.append(("gru", "import_gru.pth") + mean_lm_loss(gru, eval_names, vocab))
 
+    torch.manual_seed(303)
+    mamba = vt.Mamba(V, 16, 2)
+    print("train mamba: loss %.3f" % train_lm(mamba, names, vocab, 150))
+    sd = mamba.state_dict()
+    sd["lm_head.weight"] = sd["embedding.weight"]      # tied, as the notebooks' LM saves it
+    torch.save(sd, os.path.join(OUT, "import_mamba.pth"))
+    rows.append(("mamba", "import_mamba.pth") + mean_lm_loss(mamba, eval_names, vocab))
+
     torch.manual_seed(302)
     sae = vt.SAE(32, 64, IMPORT_L1, 2)
     print("train sae: loss %.3f" % train_sae(sae, tr, names, vocab, 300))
@@ -316,7 +328,8 @@ def import_pth(model, pth, out):
     if model == "sae":
         cmd += ["--kind", "sae", "--model", os.path.join(OUT_REL, converted_name("transformer"))]
     else:
-        cmd += ["--data", os.path.join("data", "villes.txt"), "--heads", "4"]
+        cmd += ["--data", os.path.join("data", "villes.txt")]
+        cmd += ["--heads", "4"] if model == "transformer" else []
     subprocess.run(cmd, check=True, cwd=ROOT, stderr=subprocess.DEVNULL)
 
 
@@ -401,7 +414,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.check:
-        ok = all([check_fixture(n) for n in ("mlp", "rnn", "gru", "transformer", "sae",
+        ok = all([check_fixture(n) for n in ("mlp", "rnn", "gru", "transformer", "mamba", "sae",
                                              "transformer_dropout", "gru_variational")])
         ok &= check_imports()
         sys.exit(0 if ok else 1)

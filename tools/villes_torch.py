@@ -20,9 +20,15 @@ keys are exactly the tensor names of a villes .safetensors file:
                core.layers.{i}.mlp_norm.weight,
                core.layers.{i}.mlp.fc_1.weight (4d,d), fc_2.weight (d,4d), fc_3.weight (4d,d),
                out_norm.weight (d)
+  mamba        embedding.weight (V,d); core.layers.{i}.norm.weight (d);
+               core.layers.{i}.mixer.in_proj.weight (2e,d), conv1d.weight (e,1,K),
+               conv1d.bias (e), x_proj.weight (R+2N,e), dt_proj.weight (e,R),
+               dt_proj.bias (e), A_log (e,N), D (e), out_proj.weight (d,e);
+               out_norm.weight (d)   (e = expand_factor*d, N = d_state,
+               R = dt_rank, K = d_conv: the notebooks' models/mamba names)
   sae          W_enc (d,F), b_enc (F), W_dec (F,d), b_dec (d)
 
-The lm_head of rnn/gru/transformer is tied: logits = h @ embedding.weight.T.
+The lm_head of rnn/gru/transformer/mamba is tied: logits = h @ embedding.weight.T.
 
 Dropout: the reference runs without it, except for the masks villes
 addresses by position (ops.h, op_keep), which it reproduces exactly when a
@@ -438,6 +444,101 @@ class Transformer(nn.Module):
         return self.out_norm(self.residual(x, rng=rng)) @ self.embedding.weight.t()
 
 
+
+class MambaMixer(nn.Module):
+    """The selective SSM block of the notebooks' mamba.py, its scan run
+    sequentially: in_proj -> [x, z]; x -> causal depthwise conv -> silu ->
+    x_proj -> (dt, B, C); dt = softplus(dt_proj(dt)); A = -exp(A_log);
+    h_t = exp(dt A) h_{t-1} + dt B_t x_t; y_t = C_t.h_t + D x_t;
+    out_proj(y * silu(z))."""
+
+    def __init__(self, d, d_state, expand_factor, d_conv, dt_rank):
+        super().__init__()
+        e = expand_factor * d
+        self.e, self.d_state, self.dt_rank = e, d_state, dt_rank
+        self.in_proj = nn.Linear(d, 2 * e, bias=False)
+        self.conv1d = nn.Conv1d(e, e, d_conv, groups=e, padding=d_conv - 1)
+        self.x_proj = nn.Linear(e, dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(dt_rank, e)
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)
+                                            .repeat(e, 1)))
+        self.D = nn.Parameter(torch.ones(e))
+        self.out_proj = nn.Linear(e, d, bias=False)
+
+    def forward(self, x):                               # (B,T,d) -> (B,T,d)
+        T = x.size(1)
+        xi, z = self.in_proj(x).chunk(2, dim=-1)
+        u = F.silu(self.conv1d(xi.transpose(1, 2))[:, :, :T].transpose(1, 2))
+        dt, Bm, Cm = torch.split(self.x_proj(u), [self.dt_rank, self.d_state, self.d_state], -1)
+        dt = F.softplus(self.dt_proj(dt))               # (B,T,e)
+        A = -torch.exp(self.A_log)                      # (e,N)
+        h = x.new_zeros(x.size(0), self.e, self.d_state)
+        ys = []
+        for t in range(T):
+            h = torch.exp(dt[:, t, :, None] * A) * h + (dt[:, t] * u[:, t])[..., None] * Bm[:, t, None]
+            ys.append((h * Cm[:, t, None]).sum(-1) + self.D * u[:, t])
+        return self.out_proj(torch.stack(ys, 1) * F.silu(z))
+
+
+class MambaLayer(nn.Module):
+    def __init__(self, d, *mixer_args):
+        super().__init__()
+        self.norm = RMSNorm(d)
+        self.mixer = MambaMixer(d, *mixer_args)
+
+    def forward(self, x):
+        return x + self.mixer(self.norm(x))
+
+
+class MambaCore(nn.Module):
+    def __init__(self, d, n_layers, *mixer_args):
+        super().__init__()
+        self.layers = nn.ModuleList([MambaLayer(d, *mixer_args) for _ in range(n_layers)])
+
+
+class Mamba(nn.Module):
+    """The notebooks' LM with a Mamba core: embedding, residual blocks
+    x + mixer(RMSNorm(x)), RMSNorm, tied lm_head."""
+    kind = "mamba"
+
+    def __init__(self, vocab_size, d_model, n_layers, d_state=16, expand_factor=2, d_conv=4,
+                 dt_rank=0):
+        super().__init__()
+        dt_rank = dt_rank or math.ceil(d_model / 16)
+        self.vocab_size, self.d_model, self.n_layers = vocab_size, d_model, n_layers
+        self.d_state, self.expand_factor, self.d_conv, self.dt_rank = \
+            d_state, expand_factor, d_conv, dt_rank
+        self.embedding = nn.Embedding(vocab_size, d_model)
+        self.core = MambaCore(d_model, n_layers, d_state, expand_factor, d_conv, dt_rank)
+        self.out_norm = RMSNorm(d_model)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """As villes (mamba.h): embedding and linear weights normal(0, 0.02),
+        conv1d as nn.Conv1d, dt_proj.bias the inverse softplus of dt
+        log-uniform in [0.001, 0.1], A_log log(1..N), D and norms 1."""
+        for name, p in self.named_parameters():
+            if name.endswith("dt_proj.bias"):
+                dt = torch.exp(torch.rand_like(p) * (math.log(0.1) - math.log(0.001))
+                               + math.log(0.001)).clamp(min=1e-4)
+                with torch.no_grad():
+                    p.copy_(dt + torch.log(-torch.expm1(-dt)))
+            elif name == "embedding.weight" or (name.endswith(".weight") and p.dim() == 2):
+                nn.init.normal_(p, 0.0, 0.02)
+
+    def config(self):
+        return {"vocab_size": self.vocab_size, "d_model": self.d_model,
+                "n_layers": self.n_layers, "d_state": self.d_state,
+                "expand_factor": self.expand_factor, "d_conv": self.d_conv,
+                "dt_rank": self.dt_rank}
+
+    def forward(self, x):
+        h = self.embedding(x)
+        for layer in self.core.layers:
+            h = layer(h)
+        return self.out_norm(h) @ self.embedding.weight.t()
+
+
 class SAE(nn.Module):
     """f = relu((x - b_dec) W_enc + b_enc), x_hat = f W_dec + b_dec.
     L1 loss = mean over rows of sum_d (x - x_hat)^2 + l1 * mean over rows of sum_f |f|."""
@@ -491,6 +592,9 @@ def model_from_config(kind, cfg):
         return Transformer(cfg["vocab_size"], cfg["d_model"], cfg["n_heads"],
                            cfg["n_layers"], cfg["max_len"],
                            cfg.get("attn_dropout", 0), cfg.get("emb_dropout", 0))
+    if kind == "mamba":
+        return Mamba(cfg["vocab_size"], cfg["d_model"], cfg["n_layers"], cfg["d_state"],
+                     cfg["expand_factor"], cfg["d_conv"], cfg["dt_rank"])
     if kind == "sae":
         return SAE(cfg["d_model"], cfg["n_features"], cfg["l1"], cfg["layer"])
     raise ValueError("unknown model kind %r" % kind)

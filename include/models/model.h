@@ -3,7 +3,7 @@
  *
  * generate, explore and steer load a checkpoint with mdl_load() (kinds.h)
  * and drive it through mdl_start() / mdl_next() without knowing its kind.
- * Each kind (ngram, mlp, rnn, transformer, mix) supplies an mdl_kind
+ * Each kind (ngram, mlp, rnn, transformer, mamba, mix) supplies an mdl_kind
  * vtable; the state carries whatever makes the next step cheap (the n-1
  * previous tokens, an RNN's hidden state, a Transformer's key/value cache),
  * so producing a name never recomputes its prefix.

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "mamba.h"
 #include "mix.h"
 #include "mlp.h"
 #include "ngram.h"
@@ -17,6 +18,7 @@ static const mdl_kind *const kinds[] = {
     &mlp_kind,
     &rnn_kind,
     &tf_kind,
+    &mamba_kind,
     &mix_kind,
 };
 

@@ -10,7 +10,7 @@ expected_loss() { awk -F'\t' -v m="$1" '$1 == m { print $6 }' "$F/import_expecte
 mean_loss() { printf '%s\n' "$ERR" | sed -n 's/^mean loss: \([0-9.]*\) nats\/char.*/\1/p'; }
 close_to() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; exit !(a != "" && d < 1e-5 && d > -1e-5) }'; }
 
-for kind in transformer gru; do
+for kind in transformer gru mamba; do
     run generate -m "$F/import_$kind.safetensors" --score "$F/import_names.txt"
     expect_rc 0 "score under the imported $kind"
     check "imported $kind: villes loss $(mean_loss) = PyTorch $(expected_loss $kind)" \
@@ -44,7 +44,7 @@ run steer "${M[@]}" "${S[@]}" -n 5 --seed 4 --clamp 58=5
 expect_rc 0 "steer --clamp on the imported model"
 
 if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-    for kind in transformer gru; do
+    for kind in transformer gru mamba; do
         heads=(); [ "$kind" = transformer ] && heads=(--heads 4)
         /usr/bin/python3 tools/import-pytorch.py "$F/import_$kind.pth" --data data/villes.txt \
             -o "$T/$kind.safetensors" "${heads[@]}" 2>"$T/err"; RC=$?; LAST="import-pytorch.py $kind"

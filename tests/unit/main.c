@@ -5,6 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataset.h"
+#include "rng.h"
+#include "tensor.h"
+#include "text.h"
+
 enum { MAX_TESTS = 512 };
 struct test { const char *name; void (*fn)(void); };
 static struct test tests[MAX_TESTS];
@@ -62,6 +67,61 @@ bool test_same_file(const char *a, const char *b)
     if (fa) fclose(fa);
     if (fb) fclose(fb);
     return same;
+}
+
+double test_max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double dd = fabs((double)a[i] - (double)b[i]);
+        if (!(dd <= m)) m = dd;   /* NaN propagates */
+    }
+    return m;
+}
+
+void test_names_batch(ds_batch *b, int *x, int *y, int B, int T, const int *lens, int V,
+                      uint64_t seed)
+{
+    rng r;
+    rng_seed(&r, seed);
+    *b = (ds_batch){ .B = B, .T = T, .x = x, .y = y };
+    memset(x, 0, (size_t)B * T * sizeof *x);
+    memset(y, 0, (size_t)B * T * sizeof *y);
+    for (int i = 0; i < B; i++) {
+        x[i * T] = TOK_SOS;
+        for (int s = 0; s < lens[i]; s++) {
+            int c = s + 1 < lens[i] ? TOK_FIRST + (int)rng_below(&r, (uint32_t)(V - TOK_FIRST)) : TOK_EOS;
+            y[i * T + s] = c;
+            if (s + 1 < lens[i]) x[i * T + s + 1] = c;
+        }
+        b->n_tokens += (size_t)lens[i];
+    }
+}
+
+double test_param_fd(tn_params *p, int e, double (*loss)(void *ctx), void *ctx, float eps, rng *r,
+                     double *analytic)
+{
+    tn_param_entry *pe = &p->e[e];
+    float *w = p->data + pe->offset, *g = p->grad + pe->offset;
+    float *dir = malloc((size_t)pe->t.n * sizeof *dir), *w0 = malloc((size_t)pe->t.n * sizeof *w0);
+    if (!dir || !w0) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    *analytic = 0;
+    for (int i = 0; i < pe->t.n; i++) {
+        dir[i] = rng_normal(r);
+        *analytic += (double)g[i] * dir[i];
+        w0[i] = w[i];
+    }
+    for (int i = 0; i < pe->t.n; i++) w[i] = w0[i] + eps * dir[i];
+    double up = loss(ctx);
+    for (int i = 0; i < pe->t.n; i++) w[i] = w0[i] - eps * dir[i];
+    double down = loss(ctx);
+    memcpy(w, w0, (size_t)pe->t.n * sizeof *w);
+    free(dir);
+    free(w0);
+    return (up - down) / (2.0 * eps);
 }
 
 int main(int argc, char **argv)

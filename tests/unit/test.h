@@ -9,6 +9,8 @@
 
 #include <math.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 void test_register(const char *name, void (*fn)(void));
@@ -40,6 +42,26 @@ extern int test_checks_failed;
 const char *test_path(const char *name);
 /* The two files exist and have the same bytes. */
 bool test_same_file(const char *a, const char *b);
+
+/* max |a[i] - b[i]|; NaN when a difference is NaN. */
+double test_max_abs_diff(const float *a, const float *b, size_t n);
+
+/* A batch of B names in x, y (B * T ints each, the caller's), as
+ * ds_batch_fill makes them: row i holds <SOS> then lens[i] - 1 letters
+ * drawn from [TOK_FIRST, V) with seed, its targets the letters then
+ * <EOS>, <pad> after. */
+struct ds_batch;
+void test_names_batch(struct ds_batch *b, int *x, int *y, int B, int T, const int *lens, int V,
+                      uint64_t seed);
+
+/* Finite differences for parameter e of p, whose gradients hold d loss:
+ * the central difference of loss(ctx) along a random direction (normal,
+ * from r) at step eps, returned; *analytic receives the directional
+ * derivative the gradients give.  p's values are left as they were. */
+struct tn_params;
+struct rng;
+double test_param_fd(struct tn_params *p, int e, double (*loss)(void *ctx), void *ctx, float eps,
+                     struct rng *r, double *analytic);
 
 /* Path of a test data file under tests/data (tests run from the repo root). */
 #define TEST_DATA(f) "tests/data/" f

@@ -40,20 +40,8 @@ static const int lens[TB] = { 4, 7, 2, 7 };
 static ds_batch test_batch(int V, uint64_t seed)
 {
     static int x[TB * TT], y[TB * TT];
-    rng r;
-    rng_seed(&r, seed);
-    ds_batch b = { .B = TB, .T = TT, .x = x, .y = y };
-    memset(x, 0, sizeof x);
-    memset(y, 0, sizeof y);
-    for (int i = 0; i < TB; i++) {
-        x[i * TT] = TOK_SOS;
-        for (int s = 0; s < lens[i]; s++) {
-            int c = s + 1 < lens[i] ? TOK_FIRST + (int)rng_below(&r, (uint32_t)(V - TOK_FIRST)) : TOK_EOS;
-            y[i * TT + s] = c;
-            if (s + 1 < lens[i]) x[i * TT + s + 1] = c;
-        }
-        b.n_tokens += (size_t)lens[i];
-    }
+    ds_batch b;
+    test_names_batch(&b, x, y, TB, TT, lens, V, seed);
     return b;
 }
 
@@ -87,16 +75,6 @@ static int packed_row(const rnn_pack *p, int b, int s)
     for (int k = 0; k < p->B; k++)
         if (p->row[k] == b) return s < p->len[k] ? p->off[s] + k : -1;
     return -1;
-}
-
-static double max_abs_diff(const float *a, const float *b, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double dd = fabs((double)a[i] - (double)b[i]);
-        if (!(dd <= m)) m = dd;   /* NaN propagates */
-    }
-    return m;
 }
 
 /* ---- config --------------------------------------------------------------- */
@@ -212,7 +190,7 @@ static void check_against_engine_ops(rnn_cell cell, float scale)
     double worst = 0;
     for (int i = 0; i < TB; i++)
         for (int s = 0; s < lens[i]; s++) {
-            double dd = max_abs_diff(logits->data + (size_t)packed_row(p, i, s) * V,
+            double dd = test_max_abs_diff(logits->data + (size_t)packed_row(p, i, s) * V,
                                      ref_logits + ((size_t)i * TT + s) * V, V);
             if (!(dd <= worst)) worst = dd;
         }
@@ -220,7 +198,7 @@ static void check_against_engine_ops(rnn_cell cell, float scale)
     for (int e = 0; e < m.p.count; e++) {
         const tn_param_entry *pe = &m.p.e[e];
         const float *ref_g = ref_grad + pe->offset;
-        double dd = max_abs_diff(m.p.grad + pe->offset, ref_g, (size_t)pe->t.n), big = 1;
+        double dd = test_max_abs_diff(m.p.grad + pe->offset, ref_g, (size_t)pe->t.n), big = 1;
         for (int i = 0; i < pe->t.n; i++) big = fmax(big, fabs(ref_g[i]));
         if (!(dd <= 1e-5 * big)) fprintf(stderr, "  %s: grad differs by %g (largest %g)\n", pe->name, dd, big);
         CHECK(dd <= 1e-5 * big);   /* relative to the largest entry, when above 1 */
@@ -244,13 +222,16 @@ TEST(rnn_fused_matches_engine_ops_saturated) {
  * dropout draws the same masks in each. */
 enum { DROP_SEED = 21 };
 
-static double loss_of(rnn_model *m, ag_tape *t, const ds_batch *b, const float *h_in)
+typedef struct fd_ctx { rnn_model *m; ag_tape *t; const ds_batch *b; const float *h_in; } fd_ctx;
+
+static double loss_of(void *ctx)
 {
-    ag_reset(t);
-    if (t->rng) rng_seed(t->rng, DROP_SEED);
-    t->grad = false;
-    tensor *l = rnn_loss_state(m, t, b, h_in, NULL);
-    t->grad = true;
+    fd_ctx *c = ctx;
+    ag_reset(c->t);
+    if (c->t->rng) rng_seed(c->t->rng, DROP_SEED);
+    c->t->grad = false;
+    tensor *l = rnn_loss_state(c->m, c->t, c->b, c->h_in, NULL);
+    c->t->grad = true;
     return l ? l->data[0] : NAN;
 }
 
@@ -284,29 +265,15 @@ static void check_finite_differences(rnn_cell cell, bool carried, bool variation
 
     /* dropout's 1/(1-p) makes the states larger and the loss more curved */
     const float eps = variational ? 3e-3f : 1e-2f;
+    fd_ctx ctx = { &m, &t, &b, state };
     for (int e = 0; e < m.p.count; e++) {
-        tn_param_entry *pe = &m.p.e[e];
-        float *w = m.p.data + pe->offset, *g = m.p.grad + pe->offset;
-        float *dir = malloc((size_t)pe->t.n * sizeof *dir), *w0 = malloc((size_t)pe->t.n * sizeof *w0);
-        double analytic = 0;
-        for (int i = 0; i < pe->t.n; i++) {
-            dir[i] = rng_normal(&r);
-            analytic += (double)g[i] * dir[i];
-            w0[i] = w[i];
-        }
-        for (int i = 0; i < pe->t.n; i++) w[i] = w0[i] + eps * dir[i];
-        double up = loss_of(&m, &t, &b, state);
-        for (int i = 0; i < pe->t.n; i++) w[i] = w0[i] - eps * dir[i];
-        double down = loss_of(&m, &t, &b, state);
-        memcpy(w, w0, (size_t)pe->t.n * sizeof *w);
-        double numeric = (up - down) / (2.0 * eps);
+        const char *name = m.p.e[e].name;
+        double analytic, numeric = test_param_fd(&m.p, e, loss_of, &ctx, eps, &r, &analytic);
         double tol = 2e-4 + 1e-2 * fabs(numeric);
         if (!(fabs(numeric - analytic) <= tol))
-            fprintf(stderr, "  %s: numeric %.6g analytic %.6g\n", pe->name, numeric, analytic);
+            fprintf(stderr, "  %s: numeric %.6g analytic %.6g\n", name, numeric, analytic);
         CHECK(fabs(numeric - analytic) <= tol);
-        if (carried && strstr(pe->name, ".h0")) CHECK(analytic == 0.0);   /* state is a constant */
-        free(dir);
-        free(w0);
+        if (carried && strstr(name, ".h0")) CHECK(analytic == 0.0);   /* state is a constant */
     }
     ag_free(&t);
     rnn_free(&m);
@@ -397,9 +364,9 @@ static void check_carried_state(rnn_cell cell)
     tensor *second = rnn_forward(&m, &t, pb, state, state);   /* in and out alias */
     CHECK(whole && first && second);
     /* all rows have the same length: packed rows are time-major, rank = row */
-    CHECK_NEAR(max_abs_diff(whole->data, first->data, (size_t)B * W * V), 0, 1e-6);
-    CHECK_NEAR(max_abs_diff(whole->data + (size_t)B * W * V, second->data, (size_t)B * W * V), 0, 1e-5);
-    CHECK_NEAR(max_abs_diff(h_end, state, LAYERS * B * D), 0, 1e-6);
+    CHECK_NEAR(test_max_abs_diff(whole->data, first->data, (size_t)B * W * V), 0, 1e-6);
+    CHECK_NEAR(test_max_abs_diff(whole->data + (size_t)B * W * V, second->data, (size_t)B * W * V), 0, 1e-5);
+    CHECK_NEAR(test_max_abs_diff(h_end, state, LAYERS * B * D), 0, 1e-6);
     ag_free(&t);
     rnn_free(&m);
 }
@@ -430,7 +397,7 @@ static void check_next_matches_forward(rnn_cell cell)
         rnn_state_start(s);
         for (int k = 0; k < lens[i]; k++) {
             rnn_state_next(s, b.x[i * TT + k], out);
-            double dd = max_abs_diff(out, logits->data + (size_t)packed_row(p, i, k) * V, V);
+            double dd = test_max_abs_diff(out, logits->data + (size_t)packed_row(p, i, k) * V, V);
             if (!(dd <= worst)) worst = dd;
         }
     }
@@ -564,7 +531,7 @@ static void check_fixture(const char *path)
         for (int s = 0; s < T; s++) {
             int r = packed_row(p, b, s);
             if (r < 0) continue;
-            double dd = max_abs_diff(logits->data + (size_t)r * V, want + ((size_t)b * T + s) * V, V);
+            double dd = test_max_abs_diff(logits->data + (size_t)r * V, want + ((size_t)b * T + s) * V, V);
             if (!(dd <= worst)) worst = dd;
             compared++;
         }
@@ -577,7 +544,7 @@ static void check_fixture(const char *path)
         const ck_tensor *g = ck_get(&f, name);
         CHECK(g && g->numel == (size_t)pe->t.n);
         if (!g || g->numel != (size_t)pe->t.n) continue;
-        double dd = max_abs_diff(m.p.grad + pe->offset, g->data, g->numel);
+        double dd = test_max_abs_diff(m.p.grad + pe->offset, g->data, g->numel);
         if (!(dd <= 1e-4)) fprintf(stderr, "  %s: %s differs by %g\n", path, name, dd);
         CHECK(dd <= 1e-4);
     }
