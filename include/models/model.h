@@ -84,6 +84,8 @@
  *     (trc_config_finish, P_config_from_json), then P_init, P_init_weights with
  *     the seed, tr_model { .kind = P_KIND, .params = &net.p, .loss,
  *     .config_json } and trc_run.  The Makefile builds every src/cmd/X.c.
+ *     A sequence model also trains on running text (--text, BPE) with the
+ *     few lines of include/app/trtext.h (see transformer-train.c).
  *  4. tools/villes_torch.py: the PyTorch reference (a class with kind =
  *     P_KIND, config(), state_dict names = the checkpoint's) and its case
  *     in model_from_config();

@@ -27,6 +27,12 @@ TINY="--d-model 16 --heads 2 --layers 1 --batch-size 4 --window 16 --eval-every 
 col() { printf '%s\n' "$OUT" | sed -n 2p | cut -f"$1"; }
 # Characters of the last output, its final newline excluded.
 out_chars() { echo $(( $(LC_ALL=C.UTF-8 wc -m < "$T/out") - 1 )); }
+# generate --chars N from MODEL: exactly N characters.
+expect_chars() {
+    run generate -m "$1" --chars "$2" --seed 2
+    expect_rc 0 "--chars $2"
+    check "exactly $2 characters" '[ "$(out_chars)" = '"$2"' ]'
+}
 
 # ---- usage errors -------------------------------------------------------------
 run transformer-train --help
@@ -87,9 +93,7 @@ expect_fail "text_invalid.txt:3: invalid UTF-8"
 check "nothing written" '[ ! -e "$T/x.safetensors" ]'
 
 # ---- generation and scoring -----------------------------------------------------
-run generate -m "$T/c.safetensors" --chars 100 --seed 2
-expect_rc 0 "--chars past the window (16): it slides"
-check "exactly 100 characters" '[ "$(out_chars)" = 100 ]'
+expect_chars "$T/c.safetensors" 100   # past the window (16): it slides
 run generate -m "$T/c.safetensors" --chars 10 --prefix "Le petit"
 expect_out "^Le petit"
 head -c 300 "$T/book.txt" > "$T/some.txt"
@@ -105,9 +109,7 @@ expect_rc 0 "--tokenizer bpe"
 check "fewer tokens than characters" '[ "$(col 11)" -lt "$(col 12)" ] && [ "$(col 12)" -ge 97 ]'
 check "merges in the checkpoint" 'head -c 20000 "$T/b.safetensors" | grep -q "\"tokenizer\":\"bpe\""'
 check "vocab_size 60 in the config" 'head -c 20000 "$T/b.safetensors" | grep -q "vocab_size[^0-9]*60,"'
-run generate -m "$T/b.safetensors" --chars 77 --seed 5
-expect_rc 0 "generate --chars from subwords"
-check "exactly 77 characters" '[ "$(out_chars)" = 77 ]'
+expect_chars "$T/b.safetensors" 77    # subwords, the last one cut
 run generate -m "$T/b.safetensors" --chars 12 --prefix "Qu'il est"
 expect_out "^Qu'il est"
 run generate -m "$T/b.safetensors" --score "$T/some.txt"
@@ -130,7 +132,6 @@ expect_err "running-text model"
 # The GRU takes the same flags.
 run rnn-train --text "$T/book.txt" --tokenizer bpe --vocab-size 60 --d-model 16 --batch-size 4 --window 16 --steps 4 -o "$T/r.safetensors"
 expect_rc 0 "rnn-train --tokenizer bpe"
-run generate -m "$T/r.safetensors" --chars 30
-check "30 characters from the GRU" '[ "$(out_chars)" = 30 ]'
+expect_chars "$T/r.safetensors" 30
 
 finish

@@ -29,6 +29,29 @@ static void chars_of(const char *s, txt_vocab *v, int **tok, size_t *n)
     free(cp);
 }
 
+/* A text's characters and the tokenizer learned from them. */
+typedef struct fixture {
+    txt_vocab v;
+    int      *tok;   /* (n) character tokens */
+    size_t    n;
+    bpe       b;
+} fixture;
+
+/* Learn at most `merges` merges from text. */
+static void learn(fixture *f, const char *text, int merges)
+{
+    chars_of(text, &f->v, &f->tok, &f->n);
+    CHECK(bpe_init(&f->b, &f->v) == ERR_OK);
+    CHECK(bpe_learn(&f->b, f->tok, f->n, f->v.size + merges) == ERR_OK);
+}
+
+static void fixture_free(fixture *f)
+{
+    free(f->tok);
+    bpe_free(&f->b);
+    txt_vocab_free(&f->v);
+}
+
 /* Decode tokens back to UTF-8 into out. */
 static void decode(const bpe *b, const int *tok, size_t n, char *out)
 {
@@ -41,14 +64,10 @@ TEST(merges_by_hand)
     /* Words "abab", " abab", " ab" (tokens ' ' 3, a 4, b 5).  (a,b) occurs
      * 5 times: token 6.  Then (' ',6) and (6,6) both twice: the tie goes to
      * the pair first in token order, (3,6): token 7.  Then no pair occurs
-     * twice, so learning stops below the 100 asked for. */
-    txt_vocab v;
-    int *tok;
-    size_t n;
-    chars_of("abab abab ab", &v, &tok, &n);
-    bpe b;
-    CHECK(bpe_init(&b, &v) == ERR_OK);
-    CHECK(bpe_learn(&b, tok, n, 100) == ERR_OK);
+     * twice, so learning stops below the 90 merges asked for. */
+    fixture f;
+    learn(&f, "abab abab ab", 90);
+    const bpe b = f.b;
     CHECK(b.n_merges == 2 && bpe_n_tokens(&b) == 8);
     CHECK(b.left[0] == 4 && b.right[0] == 5);
     CHECK(b.left[1] == 3 && b.right[1] == 6);
@@ -57,7 +76,7 @@ TEST(merges_by_hand)
     CHECK(!strcmp(json, "[[4,5],[3,6]]"));
     int *enc;
     size_t m;
-    CHECK(bpe_encode(&b, tok, n, &enc, &m) == ERR_OK);
+    CHECK(bpe_encode(&b, f.tok, f.n, &enc, &m) == ERR_OK);
     const int want[] = { 6, 6, 7, 6, 7 };
     CHECK(m == 5 && !memcmp(enc, want, sizeof want));
     char s[64];
@@ -65,44 +84,28 @@ TEST(merges_by_hand)
     CHECK(bpe_token_chars(&b, 7) == 3 && bpe_token_chars(&b, TOK_EOS) == 0);
     free(enc);
     free(json);
-    free(tok);
-    bpe_free(&b);
-    txt_vocab_free(&v);
+    fixture_free(&f);
 }
 
 TEST(vocab_size_stops_learning)
 {
-    txt_vocab v;
-    int *tok;
-    size_t n;
-    chars_of("abab abab ab", &v, &tok, &n);
-    bpe b;
-    CHECK(bpe_init(&b, &v) == ERR_OK);
-    CHECK(bpe_learn(&b, tok, n, v.size + 1) == ERR_OK);
-    CHECK(b.n_merges == 1);
-    CHECK(bpe_learn(&b, tok, n, v.size - 1) == ERR_ARG);
-    free(tok);
-    bpe_free(&b);
-    txt_vocab_free(&v);
+    fixture f;
+    learn(&f, "abab abab ab", 1);
+    CHECK(f.b.n_merges == 1);
+    CHECK(bpe_learn(&f.b, f.tok, f.n, f.v.size - 1) == ERR_ARG);
+    fixture_free(&f);
 }
 
 TEST(no_merge_across_words)
 {
     /* "e." and ". " and "\n\n" are frequent but cross word classes. */
-    txt_vocab v;
-    int *tok;
-    size_t n;
-    chars_of("le.\n\nle.\n\nle.\n\nle.\n\n", &v, &tok, &n);
-    bpe b;
-    CHECK(bpe_init(&b, &v) == ERR_OK);
-    CHECK(bpe_learn(&b, tok, n, 50) == ERR_OK);
-    CHECK(b.n_merges == 1);   /* only (l, e) */
+    fixture f;
+    learn(&f, "le.\n\nle.\n\nle.\n\nle.\n\n", 40);
+    CHECK(f.b.n_merges == 1);   /* only (l, e) */
     char s[64];
-    bpe_token_utf8(&b, b.n_base, s);
+    bpe_token_utf8(&f.b, f.b.n_base, s);
     CHECK(!strcmp(s, "le"));
-    free(tok);
-    bpe_free(&b);
-    txt_vocab_free(&v);
+    fixture_free(&f);
 }
 
 /* Random text from an alphabet of one- to four-byte characters, spaces,
@@ -155,32 +158,27 @@ TEST(deterministic_and_json_round_trip)
 {
     const char *text = "Le petit chat dort. Le petit chien dort aussi, et le chat rit.\n"
                        "Qu'il est doux de ne rien faire quand tout s'agite autour de nous !\n";
-    txt_vocab v;
-    int *tok;
-    size_t n;
-    chars_of(text, &v, &tok, &n);
-    bpe a, b, c;
-    CHECK(bpe_init(&a, &v) == ERR_OK && bpe_init(&b, &v) == ERR_OK);
-    CHECK(bpe_learn(&a, tok, n, v.size + 30) == ERR_OK);
-    CHECK(bpe_learn(&b, tok, n, v.size + 30) == ERR_OK);
+    fixture f, g;
+    learn(&f, text, 30);
+    learn(&g, text, 30);
     char *ja, *jb;
-    CHECK(bpe_to_json(&a, &ja) == ERR_OK && bpe_to_json(&b, &jb) == ERR_OK);
+    CHECK(bpe_to_json(&f.b, &ja) == ERR_OK && bpe_to_json(&g.b, &jb) == ERR_OK);
     CHECK(!strcmp(ja, jb));
-    CHECK(bpe_from_json(&c, &v, ja) == ERR_OK);
-    CHECK(c.n_merges == a.n_merges);
+    bpe c;
+    CHECK(bpe_from_json(&c, &f.v, ja) == ERR_OK);
+    CHECK(c.n_merges == f.b.n_merges);
     int *ea, *ec;
     size_t na, nc;
-    CHECK(bpe_encode(&a, tok, n, &ea, &na) == ERR_OK && bpe_encode(&c, tok, n, &ec, &nc) == ERR_OK);
+    CHECK(bpe_encode(&f.b, f.tok, f.n, &ea, &na) == ERR_OK);
+    CHECK(bpe_encode(&c, f.tok, f.n, &ec, &nc) == ERR_OK);
     CHECK(na == nc && !memcmp(ea, ec, na * sizeof *ea));
     free(ea);
     free(ec);
     free(ja);
     free(jb);
-    free(tok);
-    bpe_free(&a);
-    bpe_free(&b);
     bpe_free(&c);
-    txt_vocab_free(&v);
+    fixture_free(&f);
+    fixture_free(&g);
 }
 
 TEST(json_rejects)
