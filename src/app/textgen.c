@@ -124,8 +124,8 @@ err_code tg_sample(mdl_state *st, const gen_options *o, FILE *out)
         logits[TOK_PAD] = logits[TOK_SOS] = logits[TOK_EOS] = -INFINITY;
         int t = smp_sample(logits, V, &o->smp, &r, logits + V);
         if (t < 0) {
-            rc = err_set(ERR_ARG, "the model gives probability 0 to every token after %ld characters",
-                         o->chars - left);
+            rc = err_set(ERR_ARG, "the model gives probability 0 to every token after %ld "
+                         "characters", o->chars - left);
             break;
         }
         put_token(&m->tokens, t, &left, out);

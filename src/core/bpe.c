@@ -197,7 +197,8 @@ static err_code check_chars(const bpe *b, const int *tok, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (tok[i] < 0 || tok[i] >= b->n_base)
-            return err_set(ERR_ARG, "token %d at %zu is not a character of the vocabulary", tok[i], i);
+            return err_set(ERR_ARG, "token %d at %zu is not a character of the vocabulary",
+                           tok[i], i);
     return ERR_OK;
 }
 

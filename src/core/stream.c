@@ -166,7 +166,8 @@ static err_code tokenize(stm_corpus *c, const stm_text_options *o, const int32_t
     if (!rc) rc = tokenizer(c, o, ca, na);
     if (!rc) rc = bpe_encode(&c->tok, ca, na, &c->train, &c->n_train);
     if (!rc) rc = bpe_encode(&c->tok, cb, nb, &c->val, &c->n_val);
-    if (!rc && c->n_val < 2) rc = err_set(ERR_ARG, "%s: the validation stream is too short", val_name);
+    if (!rc && c->n_val < 2)
+        rc = err_set(ERR_ARG, "%s: the validation stream is too short", val_name);
     if (!rc) c->val_chars = predicted_chars(c);
     free(ca);
     free(cb);
@@ -434,7 +435,8 @@ static err_code load(void *ctx, const ck_file *f)
     if (s->m.state_layers && ck_get_f32(f, "source.state", 3, shape, &state))
         return err_set(ERR_ARG, "the checkpoint carries no state for %d tracks: keep its "
                        "--batch-size and --text file", s->tracks.B);
-    if (s->m.state_layers) memcpy(s->state, state, state_floats(&s->m, s->tracks.B) * sizeof *state);
+    if (s->m.state_layers)
+        memcpy(s->state, state, state_floats(&s->m, s->tracks.B) * sizeof *state);
     s->pos = p;
     return ERR_OK;
 }

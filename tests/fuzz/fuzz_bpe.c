@@ -36,7 +36,8 @@ static int *check_encode(const bpe *b, const int *tok, size_t n, size_t *m)
     for (size_t i = 0; i < *m; i++) {
         size_t len = bpe_token_chars(b, enc[i]);
         require(len >= 1 && k + len <= n);
-        for (size_t j = 0; j < len; j++) require(b->cp[b->start[enc[i]] + j] == b->cp[b->start[tok[k + j]]]);
+        for (size_t j = 0; j < len; j++)
+            require(b->cp[b->start[enc[i]] + j] == b->cp[b->start[tok[k + j]]]);
         k += len;
     }
     require(k == n);
