@@ -64,6 +64,7 @@ void trt_take(trt_text *t, cJSON *given, tr_options *o)
     if (!t->on) return;
     if (o->data) cli_usage("give --data (names) or --text (running text), not both");
     if (o->val_data) cli_usage("--val-data is for names: give --val-text FILE");
+    if (o->dump_split) cli_usage("--dump-split applies to names only");
     o->data = t->books[0];
 }
 
