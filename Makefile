@@ -4,7 +4,7 @@
 #   make test          unit tests + CLI tests + the layer check; ends with "N passed, N failed"
 #   make check-asan    the same tests built with AddressSanitizer + UBSan
 #   make check-layers  the include arrows run core <- models <- app <- programs only
-#   make fuzz          libFuzzer targets (checkpoint reader, UTF-8 reader), bounded time
+#   make fuzz          libFuzzer targets (checkpoint, UTF-8, BPE merges readers), bounded time
 #   make bench         speed and quality figures beside the PyTorch reference
 #   make demo          fit n-gram models on data/villes.txt and generate names
 #
