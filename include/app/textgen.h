@@ -11,9 +11,10 @@
  * every prediction sees as much context as the model takes (it costs
  * max_len steps a token from then on).  Scoring cuts the text into windows
  * of max_len tokens, each seen afresh, as transformer-train evaluates
- * (with one track: its figure can differ a little from the trainer's
- * val_loss, which walks --batch-size tracks).  A model with a state (an RNN)
- * carries it through the whole text.
+ * (with one track: the figure is the trainer's val_loss when it ran with
+ * --batch-size 1, and can differ a little otherwise, the trainer walking
+ * --batch-size tracks).  A model with a state (an RNN) carries it through
+ * the whole text.
  */
 #ifndef VILLES_TEXTGEN_H
 #define VILLES_TEXTGEN_H

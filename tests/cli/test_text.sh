@@ -103,6 +103,19 @@ expect_out "^tokens	chars	total_loss	loss_per_token	loss_per_char$"
 expect_out "^299	299	"
 expect_err "^mean loss: [0-9.]+ nats/char over 299 characters"
 
+# With one track (--batch-size 1) the trainer walks the validation text as
+# --score does: the same loss, per token and per character.
+tail -c 400 "$T/book.txt" > "$T/held.txt"
+for t in "transformer-train --heads 2 --layers 1 --tokenizer bpe --vocab-size 60" "rnn-train"; do
+    run $t --text "$T/book.txt" --val-text "$T/held.txt" --d-model 16 --window 16 --batch-size 1 \
+        --steps 5 --eval-every 0 -o "$T/one.safetensors"
+    expect_rc 0 "one track: ${t%% *}"
+    want="$(col 5)	$(col 13)"
+    run generate -m "$T/one.safetensors" --score "$T/held.txt"
+    check "--score = the trainer's val_loss, val_loss_per_char (${t%% *}: $want)" \
+        '[ "$(printf "%s\n" "$OUT" | sed -n 2p | cut -f4,5)" = "$want" ]'
+done
+
 # ---- BPE subwords --------------------------------------------------------------
 run transformer-train --text "$T/book.txt" --tokenizer bpe --vocab-size 60 $TINY --steps 8 -o "$T/b.safetensors"
 expect_rc 0 "--tokenizer bpe"
