@@ -58,6 +58,8 @@ typedef enum trc_type {
     TRC_REAL,    /* a number in [min, max] -> JSON number */
     TRC_WORD,    /* one of words -> JSON string */
     TRC_STRING,  /* any text (a file name) -> JSON string */
+    TRC_LIST,    /* any text, the flag repeatable -> JSON array of strings */
+    TRC_SWITCH,  /* no value -> JSON true */
 } trc_type;
 
 /* One model flag (build rows with the macros below); a table ends with a
@@ -75,6 +77,8 @@ typedef struct trc_flag {
 #define TRC_REAL_FLAG(name, key, lo, hi) { name, key, TRC_REAL, lo, hi, NULL, 0 }
 #define TRC_WORD_FLAG(name, key, words)  { name, key, TRC_WORD, 0, 0, words, 0 }
 #define TRC_STRING_FLAG(name, key, letter) { name, key, TRC_STRING, 0, 0, NULL, letter }
+#define TRC_LIST_FLAG(name, key)         { name, key, TRC_LIST, 0, 0, NULL, 0 }
+#define TRC_SWITCH_FLAG(name, key)       { name, key, TRC_SWITCH, 0, 0, NULL, 0 }
 #define TRC_END_FLAGS                    { NULL, NULL, TRC_INT, 0, 0, NULL, 0 }
 
 /* Handle one getopt_long code of a common flag (cli_usage() on a bad
@@ -117,7 +121,8 @@ cJSON *trc_config(const tr_session *s, const char *defaults_json, const cJSON *g
 void trc_config_fresh(const tr_session *s, cJSON *config, const cJSON *given, const char *key,
                       double value);
 /* The config as text for a kind's X_config_from_json, after
- * trc_config_fresh of vocab_size from the session's vocabulary; config is
+ * trc_config_fresh of vocab_size from the session's vocabulary (unless the
+ * program set it already, e.g. to a subword vocabulary's size); config is
  * deleted.  Exit 1 when out of memory.  The caller frees the text. */
 char *trc_config_finish(const tr_session *s, cJSON *config, const cJSON *given);
 /* X_config_from_json refused it: on --resume "FILE: message" (exit 1),

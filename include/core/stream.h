@@ -2,10 +2,12 @@
  * cut into windows, a sequence model's state carried from one window to
  * the next (rnn-train --text; next the Transformer and Mamba on text).
  *
- * The corpus: the training file is one stream of characters (no <SOS> /
- * <EOS> per line); its last 10% is the validation stream unless a
- * validation file is given.  The vocabulary is the characters of both
- * streams, or a given one (a checkpoint's, on --resume).
+ * The corpus: the training files are one stream of characters (no <SOS> /
+ * <EOS> per line), Project Gutenberg's header and footer dropped; its last
+ * 10% is the validation stream unless a validation file is given.  The
+ * tokens are characters, or BPE subwords learned from the training stream
+ * (bpe.h); the vocabulary and tokenizer can also be a checkpoint's (on
+ * --resume).
  *
  * The walk: the training stream is cut into B tracks of equal length (B =
  * the batch size), walked side by side one window of W characters per
@@ -15,10 +17,13 @@
  * pass over the tracks.  The validation stream is walked the same way (min(B,
  * n_val - 1) tracks), its every character predicted once.
  *
- * The model plugs in with a loss that takes and returns a state:
+ * A model without a state (the Transformer: state_layers 0) sees each
+ * window afresh.  The model plugs in with a loss that takes and returns a
+ * state:
  *
  *   stm_corpus c;                       // vocabulary and the two streams
- *   stm_corpus_load(&c, "moliere.txt", NULL, NULL);
+ *   const char *books[] = { "moliere.txt" };
+ *   stm_corpus_load(&c, &(stm_text_options){ .books = books, .n_books = 1 });
  *   ... build the model on c.vocab.size tokens ...
  *   stm_model sm = { .kind = "rnn", .params = &net.p, .impl = &net,
  *                    .loss_state = net_loss_state, .config_json = net_config,
@@ -31,14 +36,23 @@
  *
  * Checkpoints keep the walk: metadata source.pos (windows of the current
  * pass already trained) and source.window (W), and the tensor source.state
- * (state_layers, B, state_width), so that --resume continues exactly.
+ * (state_layers, B, state_width) when there is a state, so that --resume
+ * continues exactly; and the tokenizer (stm_put_tokenizer).
+ *
+ * Losses: the loop's are per token; the source also keeps the last
+ * evaluation's total, so that the summary adds val_chars and
+ * val_loss_per_char (total nats / characters predicted), which compare
+ * across tokenizers.
  */
 #ifndef VILLES_STREAM_H
 #define VILLES_STREAM_H
 
 #include <stddef.h>
 
+#include <stdbool.h>
+
 #include "autograd.h"
+#include "bpe.h"
 #include "checkpoint.h"
 #include "dataset.h"
 #include "error.h"
@@ -50,21 +64,59 @@ enum { STM_DEFAULT_WINDOW = 128, STM_MAX_WINDOW = 1 << 16 };
 
 /* ---- the corpus ---------------------------------------------------------- */
 
+/* How the running text is prepared (stm_corpus_load). */
+typedef struct stm_text_options {
+    const char *const *books;   /* the training files, read in order and joined */
+    int                n_books;
+    const char        *val_path;   /* a whole file held out; NULL = the last 10%
+                                      of the training characters validate */
+    bool               keep_gutenberg;   /* false: drop Project Gutenberg's header
+                                            and footer (stm_strip_gutenberg) */
+    int                vocab_size;   /* 0: characters; else a BPE tokenizer of
+                                        this many tokens learned (bpe.h) */
+    const bpe         *given;   /* a tokenizer to use instead (a checkpoint's, on
+                                   --resume: stm_read_tokenizer), NULL = none */
+} stm_text_options;
+
 typedef struct stm_corpus {
-    txt_vocab vocab;
+    txt_vocab vocab;            /* the characters of every stream */
+    bpe       tok;              /* the tokenizer (no merges: characters) */
+    bool      subwords;         /* tokenizer "bpe" (else "char") */
     int      *train, *val;      /* (n_train), (n_val) tokens */
     size_t    n_train, n_val;
+    size_t    val_chars;        /* characters of the validation tokens predicted
+                                   (all but the first token's) */
 } stm_corpus;
 
-/* Read path (and val_path, NULL = the last 10% of path validates) with
- * txt_read_stream (invalid UTF-8 names the file, line and byte).  vocab
- * NULL = the characters of both streams; else a copy of vocab, a character
- * outside it an error naming the file.  A validation stream of fewer than 2
- * characters is an error ("FILE: the validation stream is too short").
- * On error c is left empty. */
-err_code stm_corpus_load(stm_corpus *c, const char *path, const char *val_path,
-                         const txt_vocab *vocab);
+/* Read the books and the validation file with txt_read_stream (BOM
+ * skipped, CRLF read as LF, NFC; invalid UTF-8 an error naming the file,
+ * line and byte), drop each one's Gutenberg header and footer unless
+ * keep_gutenberg, join the books, split off the last 10% unless val_path,
+ * then tokenize: the vocabulary is the characters of all the text; with
+ * vocab_size, BPE merges learned from the training text only.  With
+ * o->given, its characters and merges instead (a character outside them an
+ * error naming the file).  A validation stream of fewer than 2 tokens is an
+ * error ("FILE: the validation stream is too short").  On error c is left
+ * empty. */
+err_code stm_corpus_load(stm_corpus *c, const stm_text_options *o);
 void     stm_corpus_free(stm_corpus *c);
+
+/* Drop a Project Gutenberg header and footer from the code points cp (*n):
+ * everything up to the end of the line that starts with "*** START OF",
+ * and from the line that starts with "*** END OF" on (each only when
+ * present; spaces after the asterisks optional).  Returns how many of the
+ * two markers were found. */
+int stm_strip_gutenberg(int32_t *cp, size_t *n);
+
+/* The checkpoint's metadata of a running-text model: "tokenizer" ("char"
+ * or "bpe") and, for "bpe", "merges" (JSON). */
+err_code stm_put_tokenizer(ck_writer *w, const stm_corpus *c);
+/* Whether f is a running-text model (metadata "tokenizer"). */
+bool     stm_is_text_model(const ck_file *f);
+/* The tokenizer of checkpoint f (read from path): its vocabulary with the
+ * merges of metadata "merges" when "tokenizer" is "bpe", none otherwise;
+ * ERR_FORMAT naming path on a bad vocabulary or merges. */
+err_code stm_read_tokenizer(const ck_file *f, const char *path, bpe *b);
 
 /* ---- tracks and windows -------------------------------------------------- */
 
@@ -123,6 +175,7 @@ typedef struct stm_source {
     size_t            pos;      /* windows of the current pass already trained */
     float            *state;    /* (state_layers, B, state_width) carried state */
     const float      *h_in;     /* state of the next training loss (NULL = initial) */
+    double            val_nats; /* the last evaluation: total loss */
 } stm_source;
 
 /* The walk of c's training stream in batch_size tracks of windows of
@@ -131,7 +184,9 @@ err_code stm_source_init(stm_source *s, const stm_model *m, const stm_corpus *c,
                          int batch_size);
 void     stm_source_free(stm_source *s);
 /* The model as the loop sees it: its loss is m->loss_state from the
- * carried state of the current window (set by the source's next). */
+ * carried state of the current window (set by the source's next); it puts
+ * the tokenizer in the checkpoint, and the summary columns val_chars and
+ * val_loss_per_char. */
 tr_model  stm_tr_model(stm_source *s);
 /* next: the next window (a new pass after the last one; the loop's rng is
  * not used); eval: the whole validation stream; save / load: source.pos,

@@ -91,6 +91,8 @@
  *     (trc_config_finish, P_config_from_json), then P_init, P_init_weights with
  *     the seed, tr_model { .kind = P_KIND, .params = &net.p, .loss,
  *     .config_json } and trc_run.  The Makefile builds every src/cmd/X.c.
+ *     A sequence model also trains on running text (--text, BPE) with the
+ *     few lines of include/app/trtext.h (see transformer-train.c).
  *  4. tools/villes_torch.py: the PyTorch reference (a class with kind =
  *     P_KIND, config(), state_dict names = the checkpoint's) and its case
  *     in model_from_config();
@@ -112,6 +114,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 
+#include "bpe.h"
 #include "checkpoint.h"
 #include "error.h"
 #include "rng.h"
@@ -226,7 +229,8 @@ err_code mdl_config_int(const struct cJSON *config, const char *what, const char
  * it lives as long as f) and a vocabulary that parses (into *v unless v is
  * NULL; the caller frees it) and has the config's vocab_size tokens when
  * the config has one.  ERR_FORMAT (ERR_MISMATCH for another kind) naming
- * path otherwise. */
+ * path otherwise.  A subword tokenizer's merges (metadata "tokenizer" bpe,
+ * "merges"; bpe.h) count among the config's tokens. */
 err_code mdl_read_meta(const ck_file *f, const char *path, const char *kind,
                        const char **config, txt_vocab *v);
 
@@ -246,7 +250,9 @@ err_code mdl_save_params(const char *path, const char *kind, const char *config,
 typedef struct mdl {
     const mdl_kind *kind;
     void           *impl;
-    txt_vocab       vocab;
+    txt_vocab       vocab;    /* the characters */
+    bpe             tokens;   /* the tokenizer: the characters and, for a model of
+                                 running text with subwords, the merges (bpe.h) */
     ck_file         file;     /* the checkpoint, kept for metadata look-ups */
 } mdl;
 
@@ -254,6 +260,7 @@ typedef struct mdl_state { const mdl *m; void *st; } mdl_state;
 
 /* mdl_load and the registry of kinds are above the kinds: kinds.h. */
 void     mdl_free(mdl *m);
+/* Tokens: the vocabulary's and the tokenizer's merges. */
 int      mdl_vocab_size(const mdl *m);
 int      mdl_max_len(const mdl *m);
 /* Most characters a name may have: max_len - 1 (<SOS> takes a position);

@@ -13,6 +13,7 @@
 #include "lanes.h"
 #include "rng.h"
 #include "text.h"
+#include "textgen.h"
 
 /* ---- flags ------------------------------------------------------------- */
 
@@ -89,9 +90,13 @@ void gen_print_usage(FILE *f)
 "                        (name, chars, total_loss, loss_per_char: nats, <EOS>\n"
 "                        counted as a character) and, on stderr, the mean loss\n"
 "                        over FILE, as the trainers report val_loss; lines\n"
-"                        shorter than %d characters are skipped, '-' = stdin\n"
+"                        shorter than %d characters are skipped, '-' = stdin.\n"
+"                        A model of running text (--text) scores FILE as one\n"
+"                        text instead: a TSV row tokens, chars, total_loss,\n"
+"                        loss_per_token, loss_per_char\n"
 "      --chars N         instead of names, N characters of running text after\n"
-"                        --prefix (default: after a newline)\n"
+"                        --prefix (default: after a newline); a model of limited\n"
+"                        context (a Transformer) slides its window\n"
 "      --threads N       sample (or score) on N threads (default 1)\n"
 "      --batch N         names in flight on each thread, sharing each step's\n"
 "                        read of the weights (default %d, at most %d); the\n"
@@ -436,48 +441,6 @@ static err_code sample_names(mdl_state *st, const gen_options *o, FILE *out, FIL
     return rc;
 }
 
-/* ---- running text ------------------------------------------------------- */
-
-/* Feed the prefix (or a newline, or <SOS> when the vocabulary has no
- * newline) and sample characters only, never a special token. */
-static err_code sample_text(mdl_state *st, const gen_options *o, FILE *out)
-{
-    const mdl *m = st->m;
-    int V = mdl_vocab_size(m), n_feed = 0, L = mdl_max_len(m), *prefix = NULL;
-    int newline = txt_vocab_token(&m->vocab, '\n');
-    int start[1] = { newline >= 0 ? newline : TOK_SOS };
-    err_code rc = o->prefix ? encode_prefix(m, o->prefix, &prefix, &n_feed) : ERR_OK;
-    const int *feed = n_feed ? prefix : start;
-    if (feed == start) n_feed = 1;
-    if (!rc && L > 0 && n_feed + o->chars > L)
-        rc = err_set(ERR_ARG, "--chars %ld: %s takes at most %d positions", o->chars, model_name(o), L);
-    float *logits = rc ? NULL : malloc(3 * (size_t)V * sizeof *logits);
-    if (!rc && !logits) rc = out_of_memory();
-    if (rc) {
-        free(prefix);
-        return rc;
-    }
-    rng r;
-    rng_seed(&r, o->seed);
-    mdl_start(st);
-    for (int i = 0; i < n_feed; i++) mdl_next(st, feed[i], logits);
-    if (prefix) fputs(o->prefix, out);
-    char utf8[8];
-    for (long i = 0; !rc && i < o->chars && !ferror(out); i++) {
-        logits[TOK_PAD] = logits[TOK_SOS] = logits[TOK_EOS] = -INFINITY;
-        int t = smp_sample(logits, V, &o->smp, &r, logits + V);
-        if (t < 0) rc = err_set(ERR_ARG, "the model gives probability 0 to every character after %ld", i);
-        else {
-            fputs(txt_token_str(&m->vocab, t, utf8), out);
-            mdl_next(st, t, logits);
-        }
-    }
-    if (!rc) fputc('\n', out);
-    free(logits);
-    free(prefix);
-    return rc;
-}
-
 /* ---- scoring ------------------------------------------------------------ */
 
 /* The names of a --score file, encoded, and their losses. */
@@ -611,7 +574,11 @@ static err_code score_names(mdl_state *st, const gen_options *o, FILE *out, FILE
 err_code gen_run(mdl_state *st, const gen_options *o, FILE *out, FILE *info)
 {
     if (!st || !st->m || !o || !out || !info) return err_set(ERR_ARG, "gen_run: NULL argument");
+    if (o->score && tg_is_text_model(st->m)) return tg_score(st, o, out, info);
     if (o->score) return score_names(st, o, out, info);
-    if (o->chars >= 0) return sample_text(st, o, out);
+    if (o->chars >= 0) return tg_sample(st, o, out);
+    if (st->m->tokens.n_merges)   /* subwords: a name's letters are not tokens */
+        return err_set(ERR_ARG, "%s is a model of running text in subwords: give --chars N or "
+                       "--score FILE", model_name(o));
     return sample_names(st, o, out, info);
 }

@@ -143,7 +143,8 @@ static cJSON *flag_value(const trc_flag *f, const char *arg)
     case TRC_INT: return cJSON_CreateNumber((double)cli_long(flag, arg, (long)f->min, (long)f->max));
     case TRC_REAL: return cJSON_CreateNumber(cli_double(flag, arg, f->min, f->max));
     case TRC_WORD: return cJSON_CreateString(f->words[cli_choice(flag, arg, f->words)]);
-    case TRC_STRING: return cJSON_CreateString(arg);
+    case TRC_STRING: case TRC_LIST: return cJSON_CreateString(arg);
+    case TRC_SWITCH: return cJSON_CreateTrue();
     }
     return NULL;
 }
@@ -196,7 +197,8 @@ cJSON *trc_parse(int argc, char **argv, tr_options *o, const trc_flag *flags,
     memcpy(opts, common_options, sizeof common_options);
     for (; flags && flags[n].name; n++) {
         if (n == TRC_MAX_FLAGS) cli_die("too many model flags");   /* a programming error */
-        opts[N_COMMON + n] = (struct option){ flags[n].name, required_argument, NULL, TRC_OPT_END + n };
+        int arg = flags[n].type == TRC_SWITCH ? no_argument : required_argument;
+        opts[N_COMMON + n] = (struct option){ flags[n].name, arg, NULL, TRC_OPT_END + n };
         if (flags[n].short_name) {
             size_t len = strlen(shorts);
             shorts[len] = flags[n].short_name;
@@ -212,6 +214,12 @@ cJSON *trc_parse(int argc, char **argv, tr_options *o, const trc_flag *flags,
         if (f) {
             cJSON *v = flag_value(f, optarg);
             if (!v) out_of_memory();
+            if (f->type == TRC_LIST) {   /* every one counts, in order */
+                cJSON *list = cJSON_GetObjectItemCaseSensitive(given, f->key);
+                if (!list && !(list = cJSON_AddArrayToObject(given, f->key))) out_of_memory();
+                cJSON_AddItemToArray(list, v);
+                continue;
+            }
             cJSON_DeleteItemFromObjectCaseSensitive(given, f->key);   /* the last one counts */
             cJSON_AddItemToObject(given, f->key, v);
             continue;
@@ -335,7 +343,9 @@ void trc_config_fresh(const tr_session *s, cJSON *config, const cJSON *given, co
 
 char *trc_config_finish(const tr_session *s, cJSON *config, const cJSON *given)
 {
-    trc_config_fresh(s, config, given, "vocab_size", s->vocab->size);
+    const cJSON *size = cJSON_GetObjectItemCaseSensitive(config, "vocab_size");
+    if (!cJSON_IsNumber(size) || size->valuedouble <= 0)
+        trc_config_fresh(s, config, given, "vocab_size", s->vocab->size);
     char *text = cJSON_PrintUnformatted(config);
     if (!text) out_of_memory();
     cJSON_Delete(config);

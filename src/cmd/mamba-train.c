@@ -76,7 +76,7 @@ int main(int argc, char **argv)
 {
     cli_init("mamba-train", argv);
     tr_options o;
-    tr_options_init(&o, MAMBA_KIND, "weights/mamba.safetensors");
+    tr_options_init(&o, MAMBA_KIND, "mamba.safetensors");
     o.steps = 10000;
     cJSON *given = trc_parse(argc, argv, &o, flags, usage);
     trc_check_args(&o, argc, argv, optind);

@@ -1,14 +1,13 @@
 /* rnn-train - train the recurrent LM (plain tanh RNN or GRU cells) on names,
- * or with --text on running text, with the shared training loop (train.h).
+ * or with --text on running text (trtext.h), with the shared training loop
+ * (train.h).
  *
- * Running text: the file is one stream of characters (no <SOS>/<EOS> per
- * line); its last 10% is the validation stream.  The training stream is cut
- * into batch-size tracks of equal length, walked side by side one window of
- * --window characters per step; each track's hidden state is carried from
- * one window to the next (truncated backpropagation: gradients stop at the
- * window boundary) and starts from the learned h0 at the beginning of every
- * pass over the tracks.  The validation stream is walked the same way, its
- * every character predicted once. */
+ * Running text: the training stream is cut into batch-size tracks of equal
+ * length, walked side by side one window of --window tokens per step; each
+ * track's hidden state is carried from one window to the next (truncated
+ * backpropagation: gradients stop at the window boundary) and starts from
+ * the learned h0 at the beginning of every pass over the tracks.  The
+ * validation stream is walked the same way, its every token predicted once. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -19,8 +18,7 @@
 #include "rnn.h"
 #include "stream.h"
 #include "trcli.h"
-
-enum { DEFAULT_WINDOW = STM_DEFAULT_WINDOW, MAX_WINDOW = STM_MAX_WINDOW };
+#include "trtext.h"
 
 _Noreturn static void usage(const tr_options *o)
 {
@@ -39,17 +37,10 @@ _Noreturn static void usage(const tr_options *o)
            "      --dropout-mode M  standard: masks per element (the default); variational:\n"
            "                      one mask per sequence, the same at every time step\n"
            "On --resume the model is the checkpoint's; model flags must agree with it.\n"
-           "\n"
-           "Running text:\n"
-           "      --text FILE     train on FILE as one stream of characters instead of\n"
-           "                      names (replaces --data; its last 10%% is the validation\n"
-           "                      stream unless --val-data gives one).  The stream is cut\n"
-           "                      into --batch-size tracks walked one window per step, the\n"
-           "                      hidden state carried from window to window.  Then\n"
-           "                      'generate -m MODEL --chars N' prints running text.\n"
-           "      --window N      characters per window (default %d)\n"
            "\n",
-           rnn_cell_name(c.cell), c.d_model, c.n_layers, (double)c.dropout, DEFAULT_WINDOW);
+           rnn_cell_name(c.cell), c.d_model, c.n_layers, (double)c.dropout);
+    trt_print_usage(stdout);
+    printf("On running text the hidden state is carried from window to window.\n\n");
     trc_print_usage(stdout, o);
     exit(0);
 }
@@ -70,16 +61,6 @@ static char *config_json(const void *impl)
     return json;
 }
 
-/* The vocabulary (the checkpoint's on --resume, else the streams') and the streams. */
-static void load_text(const tr_session *s, stm_corpus *c)
-{
-    txt_vocab given = { 0 };
-    if (s->resuming && txt_vocab_from_json(&given, ck_meta(&s->resume, "vocab")))
-        cli_die("%s: no valid vocabulary", s->o.resume_path);
-    if (stm_corpus_load(c, s->o.data, s->o.val_data, s->resuming ? &given : NULL)) cli_die_err();
-    txt_vocab_free(&given);
-}
-
 /* ---- main ----------------------------------------------------------------- */
 
 static const char *const cells[] = { "rnn", "gru", NULL };
@@ -91,35 +72,11 @@ static const trc_flag flags[] = {
     TRC_INT_FLAG("layers", "n_layers", 1, RNN_MAX_LAYERS),
     TRC_REAL_FLAG("dropout", "dropout", 0, 0.99),
     TRC_WORD_FLAG("dropout-mode", "dropout_mode", dropout_modes),
-    TRC_STRING_FLAG("text", "text", 0),
-    TRC_INT_FLAG("window", "window", 1, MAX_WINDOW),
+    TRT_FLAGS,
     TRC_END_FLAGS
 };
 
-/* Take member key (a string or a number) out of the flags given. */
-static cJSON *take(cJSON *given, const char *key) { return cJSON_DetachItemFromObject(given, key); }
-
-/* The flags: --text replaces --data; the running-text ones are taken out of given. */
-static cJSON *parse_flags(int argc, char **argv, tr_options *o, const char **text, int *window)
-{
-    cJSON *given = trc_parse(argc, argv, o, flags, usage);
-    cJSON *t = take(given, "text"), *w = take(given, "window");
-    *text = t ? strdup(t->valuestring) : NULL;
-    *window = w ? w->valueint : 0;
-    cJSON_Delete(t);
-    cJSON_Delete(w);
-    if (*text) {
-        if (o->data) cli_usage("give --data (names) or --text (running text), not both");
-        o->data = *text;
-    } else if (*window) {
-        cli_usage("--window applies to --text only");
-    }
-    trc_check_args(o, argc, argv, optind);
-    return given;
-}
-
-/* The config: the flags on the defaults, or the checkpoint's, which must
- * be a model of the same data kind (checked before any data is read). */
+/* The config: the flags on the defaults, or the checkpoint's. */
 static cJSON *start_config(const tr_session *s, const cJSON *given, bool text)
 {
     rnn_config c = RNN_DEFAULTS;
@@ -128,9 +85,6 @@ static cJSON *start_config(const tr_session *s, const cJSON *given, bool text)
     if (rnn_config_to_json(&c, &defaults)) cli_die_err();
     cJSON *config = trc_config(s, defaults, given, flags);
     free(defaults);
-    if (s->resuming && cJSON_IsTrue(cJSON_GetObjectItem(config, "text")) != text)
-        cli_usage("%s is a %s model: resume it with %s", s->o.resume_path,
-                  text ? "names" : "running-text", text ? "--data FILE" : "--text FILE");
     return config;
 }
 
@@ -149,23 +103,20 @@ int main(int argc, char **argv)
     cli_init("rnn-train", argv);
     tr_options o;
     tr_options_init(&o, RNN_KIND, "rnn.safetensors");
-    static const char *text;   /* static: reachable to the end */
-    int window = 0;
-    cJSON *given = parse_flags(argc, argv, &o, &text, &window);
-
     /* static: an exit on an error below leaves nothing unreachable */
+    static trt_text text;
     static tr_session s;
     static rnn_model net;
-    static stm_corpus corpus;
-    static stm_source walk;
+    cJSON *given = trc_parse(argc, argv, &o, flags, usage);
+    trt_take(&text, given, &o);
+    trc_check_args(&o, argc, argv, optind);
+
     trc_open(&s, &o);
-    cJSON *config = start_config(&s, given, text != NULL);
-    if (text) {
-        load_text(&s, &corpus);
-        s.vocab = &corpus.vocab;
-    } else {
-        trc_load_names(&s);
-    }
+    trt_check_resume(&text, &s);
+    cJSON *config = start_config(&s, given, text.on);
+    if (text.on) trt_load(&text, &s);
+    else trc_load_names(&s);
+    trt_config(&text, &s, config, given);
     rnn_config cfg = finish_config(&s, config, given);
     cJSON_Delete(given);
     if (rnn_init(&net, &cfg)) cli_die_err();
@@ -176,20 +127,15 @@ int main(int argc, char **argv)
     tr_model m = { .kind = RNN_KIND, .params = &net.p, .impl = &net, .loss = loss_fn,
                    .config_json = config_json };
     tr_source src;
-    if (text) {
+    if (text.on) {
         stm_model sm = { .kind = RNN_KIND, .params = &net.p, .impl = &net,
                          .loss_state = rnn_loss_carried, .config_json = config_json,
                          .state_layers = cfg.n_layers, .state_width = cfg.d_model };
-        if (stm_source_init(&walk, &sm, &corpus, stm_window(s.resuming ? &s.resume : NULL, window),
-                            s.o.batch_size))
-            cli_die_err();
-        m = stm_tr_model(&walk);
-        src = stm_tr_source(&walk);
+        trt_start(&text, &s, &sm, &m, &src);
     }
-    err_code e = trc_run(&s, &m, text ? &src : NULL);
+    err_code e = trc_run(&s, &m, text.on ? &src : NULL);
     tr_close(&s);
-    stm_source_free(&walk);
-    stm_corpus_free(&corpus);
+    trt_free(&text);
     rnn_free(&net);
     return trc_exit_status(e);
 }

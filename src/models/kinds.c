@@ -6,6 +6,7 @@
 
 #include "mamba.h"
 #include "mix.h"
+#include "stream.h"
 #include "mlp.h"
 #include "ngram.h"
 #include "rnn.h"
@@ -70,6 +71,7 @@ err_code mdl_load_file(mdl *m, ck_file *f, const char *path)
     err_code e = ck_expect_model(&m->file, path, name ? name : "");
     if (!e && !(m->kind = mdl_find_kind(name))) e = unknown_kind(path, name);
     if (!e) e = mdl_read_meta(&m->file, path, name, NULL, &m->vocab);
+    if (!e) e = stm_read_tokenizer(&m->file, path, &m->tokens);
     if (!e) e = m->kind->load(&m->file, path, &m->impl);
     if (e) {
         m->impl = NULL;

@@ -118,6 +118,9 @@ err_code mix_init(mix_model *m, const mix_config *c, mdl *components)
 {
     memset(m, 0, sizeof *m);
     err_code e = mix_config_check(c);
+    for (int k = 0; !e && k < c->n_components; k++)   /* their logits are not characters' */
+        if (components[k].tokens.n_merges)
+            e = err_set(ERR_MISMATCH, "component %d is a model of running text in subwords", k);
     for (int k = 1; !e && k < c->n_components; k++)
         if (!same_vocab(&components[k].vocab, &components[0].vocab))
             e = err_set(ERR_MISMATCH, "component %d has another vocabulary than component 0 "

@@ -23,6 +23,19 @@ static bool config_vocab_size(const char *config, double *size)
     return has;
 }
 
+/* Tokens beyond the characters v: the merges of a subword tokenizer. */
+static err_code merge_count(const ck_file *f, const txt_vocab *v, int *n)
+{
+    *n = 0;
+    const char *tokenizer = ck_meta(f, "tokenizer");
+    if (!tokenizer || strcmp(tokenizer, "bpe")) return ERR_OK;
+    bpe b;
+    err_code e = bpe_from_json(&b, v, ck_meta(f, "merges"));
+    if (!e) *n = b.n_merges;
+    bpe_free(&b);
+    return e;
+}
+
 err_code mdl_read_meta(const ck_file *f, const char *path, const char *kind,
                        const char **config, txt_vocab *v)
 {
@@ -35,9 +48,11 @@ err_code mdl_read_meta(const ck_file *f, const char *path, const char *kind,
     txt_vocab parsed;
     if ((e = txt_vocab_from_json(&parsed, vocab))) return err_prefix(e, path);
     double size;
-    if (config_vocab_size(cfg, &size) && size != parsed.size)
+    int merges = 0;
+    if ((e = merge_count(f, &parsed, &merges))) e = err_prefix(e, path);
+    else if (config_vocab_size(cfg, &size) && size != parsed.size + merges)
         e = err_set(ERR_FORMAT, "%s: the config says %g tokens, the vocabulary has %d", path,
-                    size, parsed.size);
+                    size, parsed.size + merges);
     if (!e && v) *v = parsed;
     else txt_vocab_free(&parsed);
     if (!e && config) *config = cfg;
@@ -96,11 +111,12 @@ void mdl_free(mdl *m)
     if (!m) return;
     if (m->kind && m->impl) m->kind->free(m->impl);
     txt_vocab_free(&m->vocab);
+    bpe_free(&m->tokens);
     ck_free(&m->file);
     *m = (mdl){ 0 };
 }
 
-int mdl_vocab_size(const mdl *m) { return m ? m->vocab.size : 0; }
+int mdl_vocab_size(const mdl *m) { return m ? m->vocab.size + m->tokens.n_merges : 0; }
 
 int mdl_max_len(const mdl *m) { return m && m->kind ? m->kind->max_len(m->impl) : 0; }
 

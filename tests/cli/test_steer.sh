@@ -82,8 +82,9 @@ run steer $P --chars 20 --seed 4 --add 5=10
 expect_rc 0 "--chars with an addition"
 check "--chars: one line of text" '[ -n "$OUT" ] && [ "$(printf "%s\n" "$OUT" | wc -l)" -eq 1 ]'
 check "--chars: the addition changes the text" '[ "$OUT" != "$plain" ]'
-run steer $P --chars 100
-expect_fail "takes at most 32 positions"
+run steer $P --chars 100 --add 5=10
+expect_rc 0 "--chars past the 32 positions: the window slides, the hook stays"
+check "--chars 100: 100 characters" '[ "$(($(LC_ALL=C.UTF-8 wc -m < "$T/out") - 1))" -eq 100 ]'
 run steer $P -n 10 --top-k 1 --prefix sa --max-len 5 --clamp 3=20
 expect_rc 0 "--top-k --prefix --max-len with a clamp"
 check "top-k 1: one name" '[ "$(printf "%s\n" "$OUT" | sort -u | wc -l)" -eq 1 ]'

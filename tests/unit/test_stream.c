@@ -124,11 +124,24 @@ static double toy_track_loss(const toy *m, const int *tok, size_t len)
 
 /* ---- the corpus --------------------------------------------------------- */
 
+/* stm_corpus_load of one book, a validation file or NULL, a given
+ * character vocabulary or NULL. */
+static err_code load(stm_corpus *c, const char *path, const char *val, const txt_vocab *vocab)
+{
+    bpe given;
+    if (vocab) CHECK(bpe_init(&given, vocab) == ERR_OK);
+    stm_text_options o = { .books = &path, .n_books = 1, .val_path = val,
+                           .given = vocab ? &given : NULL };
+    err_code rc = stm_corpus_load(c, &o);
+    if (vocab) bpe_free(&given);
+    return rc;
+}
+
 TEST(corpus_last_tenth_validates)
 {
     const char *path = write_text("c.txt", 1005, 1);
     stm_corpus c;
-    CHECK(stm_corpus_load(&c, path, NULL, NULL) == ERR_OK);
+    CHECK(load(&c, path, NULL, NULL) == ERR_OK);
     CHECK(c.n_val == 100 && c.n_train == 905);
     CHECK(c.vocab.size == TOK_FIRST + 11);
     /* the validation stream is the tail of the file, in order */
@@ -148,21 +161,21 @@ TEST(corpus_vocabulary_from_both_streams_or_given)
     const char *train = write_file("t.txt", "aaaa bbbb aaaa");
     const char *val = write_file("v.txt", "zz\r\nab");
     stm_corpus c;
-    CHECK(stm_corpus_load(&c, train, val, NULL) == ERR_OK);
+    CHECK(load(&c, train, val, NULL) == ERR_OK);
     CHECK(c.n_train == 14 && c.n_val == 5);   /* CRLF read as "\n" */
     CHECK(c.vocab.size == TOK_FIRST + 5);     /* "\n", " ", a, b, z */
     CHECK(txt_vocab_token(&c.vocab, 'z') >= TOK_FIRST && c.val[0] == txt_vocab_token(&c.vocab, 'z'));
     /* a given vocabulary is used as it is (a copy) */
     stm_corpus d;
     const char *few = write_file("few.txt", "ab ab ab ab ab ab ab ab ab ab");   /* no z, no \n */
-    CHECK(stm_corpus_load(&d, few, NULL, &c.vocab) == ERR_OK);
+    CHECK(load(&d, few, NULL, &c.vocab) == ERR_OK);
     CHECK(d.vocab.size == c.vocab.size && d.vocab.cp && d.vocab.cp != c.vocab.cp);
     CHECK(d.vocab.cp && !memcmp(d.vocab.cp, c.vocab.cp, (size_t)c.vocab.size * sizeof *c.vocab.cp));
     stm_corpus_free(&d);
     /* a character outside it names the file */
     stm_corpus e;
     const char *other = write_file("o.txt", "aaaa qqqq aaaa bbbb aaaa");
-    CHECK(stm_corpus_load(&e, other, NULL, &c.vocab) == ERR_ARG);
+    CHECK(load(&e, other, NULL, &c.vocab) == ERR_ARG);
     CHECK(!strncmp(err_msg(), other, strlen(other)) && strstr(err_msg(), "'q'"));
     CHECK(e.train == NULL && e.vocab.cp == NULL);   /* left empty */
     stm_corpus_free(&c);
@@ -174,19 +187,98 @@ TEST(corpus_errors)
     char want[256];
     /* 19 characters: the last 10% is one character */
     const char *shortish = write_file("s.txt", "abcdefghijabcdefghi");
-    CHECK(stm_corpus_load(&c, shortish, NULL, NULL) == ERR_ARG);
+    CHECK(load(&c, shortish, NULL, NULL) == ERR_ARG);
     snprintf(want, sizeof want, "%s: the validation stream is too short", shortish);
     CHECK(!strcmp(err_msg(), want));
     const char *train = write_text("t2.txt", 200, 2), *one = write_file("one.txt", "a");
-    CHECK(stm_corpus_load(&c, train, one, NULL) == ERR_ARG);
+    CHECK(load(&c, train, one, NULL) == ERR_ARG);
     snprintf(want, sizeof want, "%s: the validation stream is too short", one);
     CHECK(!strcmp(err_msg(), want));
-    CHECK(stm_corpus_load(&c, TEST_DATA("text_invalid.txt"), NULL, NULL) == ERR_UTF8);
+    CHECK(load(&c, TEST_DATA("text_invalid.txt"), NULL, NULL) == ERR_UTF8);
     CHECK(strstr(err_msg(), "text_invalid.txt:") && strstr(err_msg(), "invalid UTF-8 at byte"));
-    CHECK(stm_corpus_load(&c, train, TEST_DATA("text_invalid.txt"), NULL) == ERR_UTF8);
+    CHECK(load(&c, train, TEST_DATA("text_invalid.txt"), NULL) == ERR_UTF8);
     CHECK(strstr(err_msg(), "text_invalid.txt:") != NULL);
-    CHECK(stm_corpus_load(&c, test_path("missing.txt"), NULL, NULL) == ERR_IO);
-    CHECK(stm_corpus_load(&c, TEST_DATA("text_empty.txt"), NULL, NULL) == ERR_ARG);
+    CHECK(load(&c, test_path("missing.txt"), NULL, NULL) == ERR_IO);
+    CHECK(load(&c, TEST_DATA("text_empty.txt"), NULL, NULL) == ERR_ARG);
+}
+
+TEST(gutenberg_header_and_footer)
+{
+    const char *book = "The Project Gutenberg eBook\nlicence\n"
+                       "*** START OF THE PROJECT GUTENBERG EBOOK TARTUFFE ***\n"
+                       "Acte premier.\nScene 1.\n"
+                       "***END OF THE PROJECT GUTENBERG EBOOK TARTUFFE ***\nmore licence\n";
+    const char *path = write_file("g.txt", book);
+    int32_t *cp;
+    size_t n;
+    CHECK(txt_read_stream(path, &cp, &n) == ERR_OK);
+    CHECK(stm_strip_gutenberg(cp, &n) == 2);
+    const char *want = "Acte premier.\nScene 1.\n";
+    CHECK(n == strlen(want));
+    bool same = n == strlen(want);
+    for (size_t i = 0; same && i < n; i++) same = cp[i] == want[i];
+    CHECK(same);
+    CHECK(stm_strip_gutenberg(cp, &n) == 0 && n == strlen(want));   /* nothing else to drop */
+    free(cp);
+    /* a footer alone: only the footer goes */
+    const char *tail = write_file("g2.txt", "abc\n*** END OF IT\nxyz");
+    CHECK(txt_read_stream(tail, &cp, &n) == ERR_OK);
+    CHECK(stm_strip_gutenberg(cp, &n) == 1 && n == 4);
+    free(cp);
+}
+
+TEST(corpus_books_joined_gutenberg_dropped_or_kept)
+{
+    const char *a = write_file("a.txt", "x\n*** START OF A\naaaa aaaa aaaa\n*** END OF A\nx\n");
+    const char *b = write_file("b.txt", "bbbb bbbb bbbb bbbb bbbb\n");
+    const char *val = write_file("bv.txt", "ab ba ab");
+    const char *books[] = { a, b };
+    stm_corpus c;
+    stm_text_options o = { .books = books, .n_books = 2, .val_path = val };
+    CHECK(stm_corpus_load(&c, &o) == ERR_OK);
+    CHECK(c.n_train == 15 + 25 && c.n_val == 8 && c.val_chars == 7);
+    CHECK(txt_vocab_token(&c.vocab, 'x') < 0 && txt_vocab_token(&c.vocab, '*') < 0);
+    CHECK(c.train[15] == txt_vocab_token(&c.vocab, 'b'));   /* b.txt after a.txt */
+    stm_corpus_free(&c);
+    o.keep_gutenberg = true;
+    CHECK(stm_corpus_load(&c, &o) == ERR_OK);
+    CHECK(txt_vocab_token(&c.vocab, '*') >= TOK_FIRST && c.n_train > 40);
+    stm_corpus_free(&c);
+    o.n_books = 0;
+    CHECK(stm_corpus_load(&c, &o) == ERR_ARG);
+}
+
+/* BPE: learned from the training stream only (a pair frequent only in the
+ * validation file is no merge), the characters per token counted. */
+TEST(corpus_subwords)
+{
+    const char *train = write_file("st.txt", "le chat le chien le chat le rat le chat\n");
+    const char *val = write_file("sv.txt", "zz zz zz zz le chat");
+    const char *books[] = { train };
+    stm_corpus c;
+    stm_text_options o = { .books = books, .n_books = 1, .val_path = val, .vocab_size = 200 };
+    CHECK(stm_corpus_load(&c, &o) == ERR_OK);
+    CHECK(c.subwords && c.tok.n_merges > 0);
+    CHECK(c.n_train < 40);
+    char s[4 * BPE_MAX_CHARS + 1];
+    bool zz = false;
+    for (int t = c.tok.n_base; t < bpe_n_tokens(&c.tok); t++) {
+        bpe_token_utf8(&c.tok, t, s);
+        zz |= strstr(s, "zz") != NULL;
+    }
+    CHECK(!zz);
+    CHECK(c.val_chars == 19 - bpe_token_chars(&c.tok, c.val[0]));
+    /* too small a vocabulary */
+    stm_corpus d;
+    o.vocab_size = 5;
+    CHECK(stm_corpus_load(&d, &o) == ERR_ARG);
+    /* the tokenizer given (a checkpoint's): the same tokens */
+    o.vocab_size = 0;
+    o.given = &c.tok;
+    CHECK(stm_corpus_load(&d, &o) == ERR_OK);
+    CHECK(d.subwords && d.n_train == c.n_train && !memcmp(d.train, c.train, c.n_train * sizeof *c.train));
+    stm_corpus_free(&d);
+    stm_corpus_free(&c);
 }
 
 /* ---- tracks and windows ------------------------------------------------- */
@@ -286,7 +378,7 @@ static bool fixture_init(fixture *f, size_t n, int B, int W)
 {
     memset(f, 0, sizeof *f);
     const char *path = write_text("f.txt", n, 7);
-    if (stm_corpus_load(&f->c, path, NULL, NULL)) return false;
+    if (load(&f->c, path, NULL, NULL)) return false;
     toy_init(&f->m, f->c.vocab.size, 3);
     stm_model sm = toy_stm(&f->m);
     return stm_source_init(&f->s, &sm, &f->c, W, B) == ERR_OK;
@@ -476,7 +568,7 @@ static run_result run(const tr_options *o, int given)
     memset(&st, 0, sizeof st);
     memset(&m, 0, sizeof m);
     r.rc = tr_open(&s, o);
-    if (!r.rc) r.rc = stm_corpus_load(&c, o->data, NULL, NULL);
+    if (!r.rc) r.rc = load(&c, o->data, NULL, NULL);
     if (r.rc) {
         tr_close(&s);
         return r;
