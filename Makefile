@@ -7,6 +7,7 @@
 #   make fuzz          libFuzzer targets (checkpoint reader, UTF-8 reader), bounded time
 #   make bench         speed and quality figures beside the PyTorch reference
 #   make demo          fit n-gram models on data/villes.txt and generate names
+#   make figures       the README's figures (figures/*.png) from one study run
 #
 # Four floors, each built as its own archive and compiled with only the
 # public headers of itself and the floors below it, so that an include that
@@ -53,7 +54,7 @@ TEST_SRC := $(sort $(wildcard tests/unit/test_*.c))
 TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all test check-asan check-layers fuzz bench demo weights clean deps
+.PHONY: all test check-asan check-layers fuzz bench demo weights figures clean deps
 # Keep intermediate objects (test main.o), so parallel builds never race on them.
 .SECONDARY:
 all: $(LIBS) $(PROGS)
@@ -123,6 +124,9 @@ weights: all
 
 demo: all
 	@tools/demo.sh
+
+figures: all
+	@tools/figures.sh
 
 clean:
 	rm -rf build build-asan build-fuzz bin
