@@ -17,7 +17,7 @@ tools/plot curves "$STUDY"/mlp-{64,256,1024,2048}.log.tsv -o figures/learning-cu
 tools/plot copied "$STUDY"/mlp-{64,256,1024,2048}.log.tsv -o figures/copied.png \
     --title "Share of 200 sampled names that are training names, as training goes on"
 tools/plot params "$STUDY/summary.tsv" -o figures/params.png \
-    --title "Best validation loss against parameters (4,000 steps; n-gram orders 1 to 7)"
+    --title "Best validation loss against parameters (short runs; n-gram orders 1 to 7)"
 bin/explore embeddings -m "$STUDY/transformer-64.safetensors" >"$STUDY/embeddings.tsv"
 tools/plot embeddings "$STUDY/embeddings.tsv" -o figures/embeddings.png \
     --title "Letter embeddings of the d64 Transformer (PCA)"
