@@ -44,7 +44,8 @@ typedef struct trs_sampler {
 /* For m (the kind must be in the registry and generate names) trained on
  * s's names: ERR_ARG "KIND does not generate names" otherwise. */
 err_code trs_init(trs_sampler *t, const tr_session *s, const tr_model *m, long n);
-/* Sample t->n names with an rng seeded from (seed, step); fill the shares. */
+/* Sample t->n names with an rng seeded from (seed, step); fill the shares
+ * (NaN when it fails). */
 err_code trs_sample(trs_sampler *t, uint64_t seed, long step);
 /* The first names of the last round, UTF-8, ", " between them, cut to at
  * most width bytes of out (width < cap). */

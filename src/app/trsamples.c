@@ -1,6 +1,7 @@
 /* trsamples.c - names sampled during training; see trsamples.h. */
 #include "trsamples.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,6 +59,7 @@ static err_code measure(trs_sampler *t)
 
 err_code trs_sample(trs_sampler *t, uint64_t seed, long step)
 {
+    t->copied = t->distinct = t->mean_len = NAN;   /* what the log says if this fails */
     rng r;   /* its own: the training rng is never drawn from */
     rng_seed(&r, rng_at(seed ^ 0x73616d706c6573u, (uint64_t)step));
     /* a fresh state each round: the weights changed since the last one */
