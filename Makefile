@@ -10,6 +10,7 @@
 #   make demo          fit n-gram models on data/villes.txt and generate names
 #   make install       programs, weights, man pages, completion, headers, archives,
 #                      villes.pc under $(DESTDIR)$(PREFIX); make uninstall removes them
+#   make figures       the README's figures (figures/*.png) from one study run
 #
 # Four floors, each built as its own archive and compiled with only the
 # public headers of itself and the floors below it, so that an include that
@@ -64,7 +65,7 @@ TEST_SRC := $(sort $(wildcard tests/unit/test_*.c))
 TESTS    := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all test check-asan check-layers fuzz fuzz-long bench demo weights clean deps man install uninstall
+.PHONY: all test check-asan check-layers fuzz fuzz-long bench demo weights figures clean deps man install uninstall
 # Keep intermediate objects (test main.o), so parallel builds never race on them.
 .SECONDARY:
 all: $(LIBS) $(PROGS)
@@ -164,6 +165,9 @@ weights: all
 
 demo: all
 	@tools/demo.sh
+
+figures: all
+	@tools/figures.sh
 
 clean:
 	rm -rf build build-asan build-fuzz bin

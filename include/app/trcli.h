@@ -47,7 +47,7 @@ enum {
     TRC_OPT_DATA = 0x100, TRC_OPT_VAL_DATA, TRC_OPT_SEED, TRC_OPT_SPLIT_SEED, TRC_OPT_STEPS,
     TRC_OPT_BATCH_SIZE, TRC_OPT_LR, TRC_OPT_WEIGHT_DECAY, TRC_OPT_SCHEDULE, TRC_OPT_WARMUP,
     TRC_OPT_CLIP, TRC_OPT_EVAL_EVERY, TRC_OPT_LOG, TRC_OPT_RESUME, TRC_OPT_KEEP_BEST,
-    TRC_OPT_THREADS, TRC_OPT_DUMP_SPLIT, TRC_OPT_EMA, TRC_OPT_MODEL_ONLY,
+    TRC_OPT_THREADS, TRC_OPT_DUMP_SPLIT, TRC_OPT_EMA, TRC_OPT_MODEL_ONLY, TRC_OPT_SAMPLES,
     TRC_OPT_END = 0x200
 };
 
@@ -136,7 +136,10 @@ _Noreturn void trc_config_error(const tr_session *s);
  *   model params steps train_loss val_loss best_val_loss best_step seconds
  *   steps_per_s tokens_per_s
  * followed by m->summary_columns' columns, if any (an error there is the
- * run's: no summary). */
+ * run's: no summary).  With --samples N (o.samples), N names sampled at each
+ * evaluation (trsamples.h) add their columns to the --log and are shown
+ * under the progress line; a model that does not generate names (or a
+ * custom source: running text) makes --samples a usage error. */
 err_code trc_run(tr_session *s, const tr_model *m, const tr_source *src);
 
 /* Exit status for trc_run's result, printing "PROG: message" on error:

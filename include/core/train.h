@@ -108,6 +108,8 @@ typedef struct tr_options {
                                  optimiser moments, rng, recent losses, source state):
                                  smaller, not resumable; when stopped, the whole state
                                  goes to the "last" file instead (tr_last_path) */
+    long        samples;      /* --samples N: names the program samples at each
+                                 evaluation (trcli.h); the loop ignores it */
     unsigned    set;          /* TR_SET_* bits of the flags given */
 } tr_options;
 
@@ -225,8 +227,15 @@ typedef struct tr_hooks {
     /* After every optimiser step: the batch loss, and the seconds spent in
      * training steps so far in this run (for speeds and an ETA). */
     void (*on_step)(void *ctx, const tr_session *s, float loss, double train_seconds);
-    /* After every evaluation of the whole validation set. */
+    /* After every evaluation of the whole validation set, before its --log
+     * row, with the weights evaluated in the model (the average with --ema). */
     void (*on_eval)(void *ctx, const tr_session *s, double val_loss);
+    /* Optional more columns of the --log learning curve: their header names,
+     * each after a tab ("\tcopied\tdistinct"), and at each row log_values
+     * writes their values, each after a tab.  Appending to a log (--resume)
+     * whose header differs is an error. */
+    const char *log_columns;
+    void (*log_values)(void *ctx, const tr_session *s, FILE *log);
     /* Polled after every step: true = write the checkpoint and return
      * ERR_INTERRUPT (e.g. on Ctrl-C). */
     bool (*should_stop)(void *ctx);

@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "prov.h"
+#include "trsamples.h"
 
 /* ---- common flags ------------------------------------------------------- */
 
@@ -52,6 +53,7 @@ bool trc_parse_option(tr_options *o, int code, const char *arg)
     case TRC_OPT_KEEP_BEST: o->keep_best = true; break;
     case TRC_OPT_THREADS: o->threads = (int)cli_long("--threads", arg, 0, 1024); break;
     case TRC_OPT_DUMP_SPLIT: o->dump_split = arg; break;
+    case TRC_OPT_SAMPLES: o->samples = cli_long("--samples", arg, 0, 1000000); break;
     case TRC_OPT_EMA: o->ema = (float)cli_double("--ema", arg, 0, 0.999999); o->set |= TR_SET_EMA; break;
     case TRC_OPT_MODEL_ONLY: o->model_only = true; break;
     default: return false;
@@ -94,6 +96,11 @@ void trc_print_usage(FILE *f, const tr_options *o)
 "                         and at the end; 0 = only at the end (default %ld)\n"
 "      --log FILE         learning curve, TSV: step train_loss val_loss lr tokens_per_s\n"
 "                         (a row per evaluation; appended to on --resume)\n"
+"      --samples N        at each evaluation sample N names (an rng of their own: the\n"
+"                         training is the same with or without); --log gains\n"
+"                         copied (share already in the training names), distinct\n"
+"                         (share of distinct names) and mean_len; a few are shown\n"
+"                         under the progress line (default 0 = none)\n"
 "  -o, --output FILE      checkpoint, rewritten at every evaluation and at the end\n"
 "                         (default %s in the current directory)\n"
 "      --model-only       FILE holds the model alone, without the optimiser state\n"
@@ -173,6 +180,7 @@ static const struct option common_options[] = {
     { "dump-split",   required_argument, NULL, TRC_OPT_DUMP_SPLIT },
     { "ema",          required_argument, NULL, TRC_OPT_EMA },
     { "model-only",   no_argument,       NULL, TRC_OPT_MODEL_ONLY },
+    { "samples",      required_argument, NULL, TRC_OPT_SAMPLES },
     { "help",         no_argument,       NULL, 'h' },
     { "version",      no_argument,       NULL, 'V' },
 };
@@ -400,6 +408,13 @@ int trc_exit_status(err_code e)
 
 static bool stop_requested(void *ctx) { return stop_signal != 0; }
 
+/* What the hooks share: the progress line's clock, and the samples (NULL
+ * without --samples) with the line shown under the progress line. */
+typedef struct run_view {
+    double       last_progress;
+    trs_sampler *samples;
+    bool         shown;            /* a samples line is on the screen */
+} run_view;
 
 static void format_duration(double sec, char *out, size_t cap)
 {
@@ -411,9 +426,10 @@ static void format_duration(double sec, char *out, size_t cap)
 /* The \r-rewritten progress line, at most five times a second. */
 static void show_progress(void *ctx, const tr_session *s, float loss, double train_seconds)
 {
-    double *last = ctx, t = cli_now();
-    if (t - *last < 0.2) return;
-    *last = t;
+    run_view *v = ctx;
+    double t = cli_now();
+    if (t - v->last_progress < 0.2) return;
+    v->last_progress = t;
     double rate = train_seconds > 0 ? (double)s->sum.run_steps / train_seconds : 0;
     char eta[32] = "?";
     if (rate > 0) format_duration((double)(s->o.steps - s->step) / rate, eta, sizeof eta);
@@ -422,12 +438,31 @@ static void show_progress(void *ctx, const tr_session *s, float loss, double tra
     fflush(stderr);
 }
 
-static void clear_progress(void)
+/* --samples: sample at each evaluation; on a terminal, the line under the
+ * progress line shows the step's names (cursor back up on the progress line). */
+static void sample_names(void *ctx, const tr_session *s, double val_loss)
 {
-    if (cli_progress_enabled()) fputs("\r\033[K", stderr);
+    run_view *v = ctx;
+    if (trs_sample(v->samples, s->o.seed, s->step) || !cli_progress_enabled()) return;
+    char line[160], names[128];
+    trs_show(v->samples, names, sizeof names, 80);
+    snprintf(line, sizeof line, "step %ld  val %.4f  copied %.0f%%: %s", s->step, val_loss,
+             100 * v->samples->copied, names);
+    fprintf(stderr, "\n\r\033[K%s\033[A\r", line);
+    fflush(stderr);
+    v->shown = true;
 }
 
+static void log_samples(void *ctx, const tr_session *s, FILE *log)
+{
+    trs_log_values(((run_view *)ctx)->samples, log);
+}
 
+static void clear_progress(const run_view *v)
+{
+    if (!cli_progress_enabled()) return;
+    fputs(v->shown ? "\r\033[K\n\033[K\033[A\r" : "\r\033[K", stderr);
+}
 
 /* The summary columns of m->summary_columns: its output (malloc'ed, in
  * *text), cut into the header and the values without their newlines. */
@@ -478,13 +513,25 @@ static err_code print_summary(const tr_session *s, const tr_model *m)
 
 err_code trc_run(tr_session *s, const tr_model *m, const tr_source *src)
 {
-    double last_progress = 0;
-    tr_hooks hooks = { .ctx = &last_progress, .should_stop = stop_requested,
+    run_view view = { 0 };
+    tr_hooks hooks = { .ctx = &view, .should_stop = stop_requested,
                        .on_step = cli_progress_enabled() ? show_progress : NULL };
+    trs_sampler samples;
+    if (s->o.samples > 0) {
+        if (src) cli_usage("--samples: this training has no names to sample");
+        err_code e = trs_init(&samples, s, m, s->o.samples);
+        if (e == ERR_ARG) cli_usage("%s", err_msg());
+        if (e) cli_die_err();
+        view.samples = &samples;
+        hooks.on_eval = sample_names;
+        hooks.log_columns = TRS_LOG_COLUMNS;
+        hooks.log_values = log_samples;
+    }
     saved_handlers old;
     catch_signals(&old);
     err_code rc = tr_run(s, m, src, &hooks);
     restore_signals(&old);
-    clear_progress();
+    clear_progress(&view);
+    if (view.samples) trs_free(view.samples);
     return rc ? rc : print_summary(s, m);
 }

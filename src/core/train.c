@@ -469,6 +469,19 @@ static err_code train_step(loop *L, float *loss_out)
     return ERR_OK;
 }
 
+#define LOG_HEADER "step\ttrain_loss\tval_loss\tlr\ttokens_per_s"
+
+/* The first line of the log at path is LOG_HEADER followed by extra. */
+static bool same_header(const char *path, const char *extra)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024], want[1024];
+    snprintf(want, sizeof want, LOG_HEADER "%s\n", extra);
+    bool same = f && fgets(line, sizeof line, f) && !strcmp(line, want);
+    if (f) fclose(f);
+    return same;
+}
+
 static err_code open_log(loop *L)
 {
     const tr_session *s = L->s;
@@ -477,9 +490,13 @@ static err_code open_log(loop *L)
     FILE *old = s->resuming ? fopen(s->o.log_path, "r") : NULL;
     bool append = old && fgetc(old) != EOF;
     if (old) fclose(old);
+    const char *extra = L->hooks->log_columns ? L->hooks->log_columns : "";
+    if (append && !same_header(s->o.log_path, extra))
+        return err_set(ERR_ARG, "%s: its columns are not those of this run (--samples?); "
+                       "give another --log", s->o.log_path);
     L->log = fopen(s->o.log_path, append ? "a" : "w");
     if (!L->log) return err_set(ERR_IO, "cannot write %s", s->o.log_path);
-    if (!append) fprintf(L->log, "step\ttrain_loss\tval_loss\tlr\ttokens_per_s\n");
+    if (!append) fprintf(L->log, LOG_HEADER "%s\n", extra);
     return ERR_OK;
 }
 
@@ -488,8 +505,10 @@ static void log_row(loop *L, double val)
     if (!L->log) return;
     tr_session *s = L->s;
     double dt = L->t_train - L->log_seconds;
-    fprintf(L->log, "%ld\t%.6f\t%.6f\t%.6g\t%.0f\n", s->step, window_mean(s), val,
+    fprintf(L->log, "%ld\t%.6f\t%.6f\t%.6g\t%.0f", s->step, window_mean(s), val,
             (double)opt_lr_at(&L->opt, s->step > 0 ? s->step : 1), dt > 0 ? L->log_tokens / dt : 0.0);
+    if (L->hooks->log_values) L->hooks->log_values(L->hooks->ctx, s, L->log);
+    fputc('\n', L->log);
     fflush(L->log);
     L->log_tokens = 0;
     L->log_seconds = L->t_train;
@@ -510,8 +529,12 @@ static err_code checkpoint(loop *L, double *val)
     err_code rc = evaluate(s, L->m, L->src, &L->tape, val);
     if (rc == ERR_NAN) return nan_error(L, "the validation loss", *val, s->step);
     if (rc) return rc;
+    if (L->hooks->on_eval) {   /* the hook sees the weights evaluated */
+        swap_average(s, L->m->params);
+        L->hooks->on_eval(L->hooks->ctx, s, *val);
+        swap_average(s, L->m->params);
+    }
     log_row(L, *val);
-    if (L->hooks->on_eval) L->hooks->on_eval(L->hooks->ctx, s, *val);
     bool better = *val < s->best_val;
     if (better) {
         s->best_val = *val;
