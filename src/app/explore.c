@@ -98,7 +98,8 @@ void xp_print_usage(FILE *f)
                "  lens              layer position input next rank prediction probability\n"
                "  attribute         part id activation dla act_x_grad ablation_dlogp\n"
                "  sae-stats         l0 explained_var mse ce_clean ce_sae ce_zero ce_score\n"
-               "                    dead_frac dense_frac  (--histogram: log10_lo log10_hi features)\n"
+               "                    dead_frac dense_frac kl_sae kl_zero kl_score cos_sim l2_ratio\n"
+               "                    (--histogram: log10_lo log10_hi features)\n"
                "\n"
                "Exit status: 0 on success, 1 on a runtime error (unreadable files, an SAE\n"
                "trained on another model, a feature or position out of range), 2 on a usage\n"
@@ -819,6 +820,9 @@ static void stats_text(const ctx *c, const sae_stats *st, size_t n_val)
     printf("  loss clean / SAE / zero-ablated    %.4f / %.4f / %.4f nats/char\n", st->ce_clean,
            st->ce_sae, st->ce_zero);
     printf("  CE loss score                      %.4f\n", st->ce_score);
+    printf("  KL from clean, SAE / zero-ablated  %.4f / %.4f nats/char\n", st->kl_sae, st->kl_zero);
+    printf("  KL-divergence score                %.4f\n", st->kl_score);
+    printf("  cosine(x, x^), |x^| / |x|          %.4f, %.4f\n", st->cos_sim, st->l2_ratio);
     printf("  dead features                      %d (%.1f%%)\n", st->n_dead, 100 * st->dead_frac);
     printf("  dense features (> %d%% of positions) %d (%.1f%%)\n\n", SAE_DENSE_PERCENT,
            st->n_dense, 100 * st->dense_frac);

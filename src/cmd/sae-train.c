@@ -58,7 +58,8 @@ _Noreturn static void usage(const tr_options *o)
     trc_print_usage(stdout, o);
     printf("\nThe summary goes on with the SAE evaluated on the validation names with the\n"
            "final weights (explore sae-stats describes them):\n"
-           "  l0 explained_var mse ce_clean ce_sae ce_zero ce_score dead_frac dense_frac\n");
+           "  l0 explained_var mse ce_clean ce_sae ce_zero ce_score dead_frac dense_frac\n"
+           "  kl_sae kl_zero kl_score cos_sim l2_ratio\n");
     exit(fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
 }
 
