@@ -24,7 +24,7 @@
  * once warm), AdamW with the schedule and optional clipping (optim.h),
  * whole-validation-set evaluation without gradients every eval_every
  * steps and at the end (mean over all non-pad targets, not a mean of batch
- * means), the --log TSV learning curve, keep_best, atomic checkpoints
+ * means), the --log TSV learning curve (the model may add columns), keep_best, atomic checkpoints
  * (ck_write).
  *
  * Weight averaging (o.ema > 0): an exponential moving average of the
@@ -138,6 +138,10 @@ typedef struct tr_model {
      * program prints its columns after the common ones, in the one summary
      * (trcli.h), after tr_run. */
     err_code  (*summary_columns)(const void *impl, FILE *f);
+    /* Optional: more columns for the --log learning curve, after the
+     * common ones, each written as a tab then the text: their names when
+     * header is true, else their values after the evaluation just done. */
+    void      (*log_columns)(const void *impl, FILE *f, bool header);
 } tr_model;
 
 /* Where batches and the validation loss come from.  NULL in tr_run = the

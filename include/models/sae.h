@@ -12,7 +12,7 @@
  * renormalises the rows after every update (sae_normalize_decoder).
  *
  * Loss over N rows (activation vectors):
- *   l1:   mean_rows sum_d (x - x^)^2 + l1 * mean_rows sum_f |f|
+ *   l1:   mean_rows sum_d (x - x^)^2 + l1 * l1_ramp * mean_rows sum_f |f|
  *   topk: mean_rows sum_d (x - x^)^2 + SAE_AUX_COEF * AuxK, where AuxK (Gao et
  *         al. 2024) = mean_rows sum_d (e - e^)^2, e = x - x^ (a constant),
  *         e^ = ReLU(TopK_kaux(pre restricted to the dead features)) . W_dec,
@@ -87,6 +87,8 @@ typedef struct sae_model {
     tensor    *W_enc, *b_enc, *W_dec, *b_dec;
     char      *model_file;        /* metadata model_file (malloc'ed), NULL if none */
     char       model_hash[17];    /* metadata model_hash, "" if none */
+    float      l1_ramp;           /* share of c.l1 sae_loss applies: 1, or less during
+                                     a training warm-up of the coefficient */
 } sae_model;
 
 err_code sae_init(sae_model *m, const sae_config *c);

@@ -101,8 +101,7 @@ static void cps_to_utf8(const int32_t *cp, size_t n, char *out)
     *out = 0;
 }
 
-/* Character tokens to UTF-8 into out (>= 4 n + 1 bytes). */
-static void toks_to_utf8(const txt_vocab *v, const int *tok, int n, char *out)
+void gen_toks_utf8(const txt_vocab *v, const int *tok, int n, char *out)
 {
     for (int i = 0; i < n; i++) out += txt_encode_cp(v->cp[tok[i]], out);
     *out = 0;
@@ -292,7 +291,7 @@ static err_code next_name(name_run *R)
         if (n < 0)
             return err_set(ERR_ARG, "the model gives probability 0 to every continuation%s%s",
                            o->prefix ? " of the prefix " : "", o->prefix ? o->prefix : "");
-        toks_to_utf8(&R->st->m->vocab, R->tok, n, R->name);
+        gen_toks_utf8(&R->st->m->vocab, R->tok, n, R->name);
         if (!o->novel || !set_has(&R->novel, R->name)) {
             R->total_chars += n;
             return ERR_OK;
@@ -439,4 +438,29 @@ err_code gen_run(mdl_state *st, const gen_options *o, FILE *out, FILE *info)
     if (o->score) return score_names(st, o, out, info);
     if (o->chars >= 0) return sample_text(st, o, out);
     return sample_names(st, o, out, info);
+}
+
+/* ---- name sets for other programs -------------------------------------------- */
+
+struct gen_names { name_set set; };
+
+err_code gen_names_load(gen_names **out, const char *path)
+{
+    *out = calloc(1, sizeof **out);
+    if (!*out) return out_of_memory();
+    err_code rc = set_load(&(*out)->set, path);
+    if (rc) {
+        gen_names_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+bool gen_names_has(const gen_names *g, const char *name) { return set_has(&g->set, name); }
+
+void gen_names_free(gen_names *g)
+{
+    if (!g) return;
+    set_free(&g->set);
+    free(g);
 }

@@ -28,6 +28,7 @@ typedef struct model_flags {
     const char *model;     /* NULL = the shipped Transformer */
     int    layer, features, topk;
     double expansion, l1;
+    long   l1_warmup, resample_every;   /* -1 = not given */
 } model_flags;
 
 _Noreturn static void usage(const tr_options *o)
@@ -72,6 +73,8 @@ static const trc_flag flags[] = {
     TRC_REAL_FLAG("expansion", "expansion", 1e-3, 1e4),
     TRC_REAL_FLAG("l1", "l1", 0, 1e6),
     TRC_INT_FLAG("topk", "k", 1, SAE_MAX_FEATURES),
+    TRC_INT_FLAG("l1-warmup", "l1_warmup", 0, 1000000000),
+    TRC_INT_FLAG("resample-every", "resample_every", 0, 1000000000),
     TRC_END_FLAGS
 };
 
@@ -83,14 +86,21 @@ static model_flags parse(int argc, char **argv, tr_options *o)
     const cJSON *m = cJSON_GetObjectItem(given, "model"), *layer = cJSON_GetObjectItem(given, "layer"),
                 *features = cJSON_GetObjectItem(given, "n_features"),
                 *expansion = cJSON_GetObjectItem(given, "expansion"),
-                *l1 = cJSON_GetObjectItem(given, "l1"), *k = cJSON_GetObjectItem(given, "k");
+                *l1 = cJSON_GetObjectItem(given, "l1"), *k = cJSON_GetObjectItem(given, "k"),
+                *warm = cJSON_GetObjectItem(given, "l1_warmup"),
+                *every = cJSON_GetObjectItem(given, "resample_every");
     model_flags f = { .model = m ? strdup(m->valuestring) : NULL, .layer = layer ? layer->valueint : -1,
                       .features = features ? features->valueint : 0,
                       .expansion = expansion ? expansion->valuedouble : 0,
-                      .l1 = l1 ? l1->valuedouble : -1, .topk = k ? k->valueint : 0 };
+                      .l1 = l1 ? l1->valuedouble : -1, .topk = k ? k->valueint : 0,
+                      .l1_warmup = warm ? warm->valueint : -1,
+                      .resample_every = every ? every->valueint : -1 };
     cJSON_Delete(given);
     if (f.features && f.expansion > 0) cli_usage("give --features or --expansion, not both");
-    if (f.topk && f.l1 >= 0) cli_usage("--l1 applies to the l1 variant, not to --topk");
+    if (f.topk && (f.l1 >= 0 || f.l1_warmup >= 0 || f.resample_every >= 0))
+        cli_usage("--l1, --l1-warmup and --resample-every apply to the l1 variant, not to --topk");
+    if (o->resume_path && (f.l1 >= 0 || f.l1_warmup >= 0 || f.resample_every >= 0))
+        cli_usage("--l1, --l1-warmup and --resample-every are the checkpoint's on --resume");
     return f;
 }
 
@@ -103,8 +113,7 @@ static sae_config resolve_config(const tr_session *s, const model_flags *f, cons
         if (sae_config_from_json(&c, ck_meta(&s->resume, "config")))
             cli_die("%s: %s", s->o.resume_path, err_msg());
         if ((f->layer >= 0 && f->layer != c.layer) || (f->features && f->features != c.n_features) ||
-            (f->topk && (c.variant != SAE_TOPK || f->topk != c.k)) ||
-            (f->l1 >= 0 && (c.variant != SAE_L1 || (float)f->l1 != c.l1)) || f->expansion > 0)
+            (f->topk && (c.variant != SAE_TOPK || f->topk != c.k)) || f->expansion > 0)
             cli_usage("SAE flags differ from the configuration in %s", s->o.resume_path);
         return c;
     }
@@ -173,6 +182,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "activations of %zu names after layer %d...\r", s.corpus.train.n + s.corpus.val.n,
                 cfg.layer);
     if (sat_init(&tr, &cfg, tf, f.model, &s.corpus.train, &s.corpus.val, s.o.seed)) cli_die_err();
+    tr.step = &s.step;
+    if (!s.resuming && cfg.variant == SAE_L1) {   /* --l1 is for normalised activations */
+        tr.sae.c.l1 = (float)(cfg.l1 / sat_l1_scale(&tr));
+        tr.l1_warmup = f.l1_warmup >= 0 ? f.l1_warmup : 0;
+        tr.resample_every = f.resample_every >= 0 ? f.resample_every : 0;
+    }
     tr_model m = sat_tr_model(&tr);
     tr_source src = sat_tr_source(&tr);
     err_code e = trc_run(&s, &m, &src);

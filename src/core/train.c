@@ -466,7 +466,10 @@ static err_code open_log(loop *L)
     if (old) fclose(old);
     L->log = fopen(s->o.log_path, append ? "a" : "w");
     if (!L->log) return err_set(ERR_IO, "cannot write %s", s->o.log_path);
-    if (!append) fprintf(L->log, "step\ttrain_loss\tval_loss\tlr\ttokens_per_s\n");
+    if (append) return ERR_OK;
+    fprintf(L->log, "step\ttrain_loss\tval_loss\tlr\ttokens_per_s");
+    if (L->m->log_columns) L->m->log_columns(L->m->impl, L->log, true);
+    fputc('\n', L->log);
     return ERR_OK;
 }
 
@@ -475,8 +478,10 @@ static void log_row(loop *L, double val)
     if (!L->log) return;
     tr_session *s = L->s;
     double dt = L->t_train - L->log_seconds;
-    fprintf(L->log, "%ld\t%.6f\t%.6f\t%.6g\t%.0f\n", s->step, window_mean(s), val,
+    fprintf(L->log, "%ld\t%.6f\t%.6f\t%.6g\t%.0f", s->step, window_mean(s), val,
             (double)opt_lr_at(&L->opt, s->step > 0 ? s->step : 1), dt > 0 ? L->log_tokens / dt : 0.0);
+    if (L->m->log_columns) L->m->log_columns(L->m->impl, L->log, false);
+    fputc('\n', L->log);
     fflush(L->log);
     L->log_tokens = 0;
     L->log_seconds = L->t_train;

@@ -97,6 +97,7 @@ err_code sae_init(sae_model *m, const sae_config *c)
     err_code e = sae_config_check(c);
     if (e) return e;
     m->c = *c;
+    m->l1_ramp = 1.0f;
     tn_params_init(&m->p);
     const int d = c->d_model, F = c->n_features;
     /* the matrices may take AdamW's decay (sae-train defaults it to 0: Adam) */
@@ -445,7 +446,7 @@ tensor *sae_loss(const sae_model *m, ag_tape *t, tensor *x, const uint8_t *dead,
     sae_decode(m, f, N, xhat);
 
     double loss = N ? sq_dist(x->data, xhat, nd_) / N : 0.0;
-    const float l1 = m->c.variant == SAE_L1 ? m->c.l1 : 0.0f;
+    const float l1 = m->c.variant == SAE_L1 ? m->c.l1 * m->l1_ramp : 0.0f;
     if (l1 > 0.0f && N) {
         double sum = 0.0;
         for (size_t i = 0; i < nf; i++) sum += f[i];
