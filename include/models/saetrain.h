@@ -81,6 +81,10 @@ void     sat_free(sat_trainer *tr);
 
 /* The normalisation factor of the L1 coefficient (above). */
 double sat_l1_scale(const sat_trainer *tr);
+/* A fresh l1 SAE's recipe: the coefficient l1 for normalised activations
+ * (the config gets l1 / sat_l1_scale), the warm-up and the resampling
+ * period in steps (negative = 0 = off). */
+void   sat_set_l1(sat_trainer *tr, double l1, long warmup, long resample_every);
 
 /* The SAE as the loop sees it: loss over a batch's activation rows
  * (training batches also update the firing counts, AuxK uses the dead

@@ -90,6 +90,13 @@ double sat_l1_scale(const sat_trainer *tr)
     return sq > 0 ? sqrt((double)a->d * (double)a->n_rows / sq) : 1.0;
 }
 
+void sat_set_l1(sat_trainer *tr, double l1, long warmup, long resample_every)
+{
+    tr->sae.c.l1 = (float)(l1 / sat_l1_scale(tr));
+    tr->l1_warmup = warmup > 0 ? warmup : 0;
+    tr->resample_every = resample_every > 0 ? resample_every : 0;
+}
+
 /* Dead: no activation on the last SAE_DEAD_ROWS rows. */
 void sat_track_firing(sat_trainer *tr, const float *f, int N)
 {
