@@ -1,6 +1,6 @@
 /* test_saetrain.c - the SAE trainer's model and source: initialisation,
- * batches of whole names, the whole-validation-set loss, AuxK's firing
- * bookkeeping and its checkpoint round trip, and training through tr_run
+ * batches of whole names, the whole-validation-set loss, the firing
+ * bookkeeping and its checkpoint round trip, resampling, and training through tr_run
  * with an exact resume, on the fixture Transformer (d_model 16, 2 layers). */
 #include "saetrain.h"
 #include "test.h"
@@ -92,9 +92,9 @@ TEST(init_activations_and_b_dec)
     CHECK(sat_row(&tr, (int)rows) == tr.val.x && sat_row(&tr, 2) == tr.train.x + 2 * 16);
     CHECK(tr.sae.model_file && !strcmp(tr.sae.model_file, TF_FIXTURE) && tr.sae.model_hash[0]);
     sat_free(&tr);
-    /* the l1 variant keeps no firing counts */
+    /* the l1 variant keeps firing counts too (resampling) */
     CHECK(start(&tr, &f, SAE_L1, 24));
-    CHECK(!tr.since && !tr.dead);
+    CHECK(tr.since && tr.dead && tr.val_active && tr.l1_warmup == 0 && tr.resample_every == 0);
     sat_free(&tr);
     /* an SAE that does not fit the Transformer */
     sae_config c = config(SAE_L1, 24);
