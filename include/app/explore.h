@@ -24,7 +24,10 @@ enum {
     XP_DEFAULT_TOP = 10,        /* names per unit (features, neurons) */
     XP_LENS_TOP = 3,            /* predictions per cell (lens) */
     XP_DEFAULT_NEIGHBOURS = 3,  /* embeddings */
+    XP_SYNTH_BEAM = 16,         /* synth: partial names kept */
+    XP_SYNTH_COUNT = 10,        /* synth: names printed */
 };
+#define XP_SYNTH_WEIGHT 8.0     /* synth: nats for reaching the feature's top activation */
 
 typedef struct xp_options {
     const char *model, *sae;      /* the Transformer, the SAE; NULL = the shipped
@@ -41,6 +44,8 @@ typedef struct xp_options {
     int         id;               /* one feature or neuron; -1 = all (logits needs one) */
     int         pos;              /* attribute: the position (0 = after <SOS>) */
     int         neighbours;       /* embeddings: neighbours per token */
+    int         beam, count;      /* synth: beam width, names printed; 0 = the defaults */
+    double      weight;           /* synth: nats per a_max of activation; 0 = the default */
     bool        by_freq;          /* freq: most frequent first (else by id) */
     bool        summary;          /* freq: only the counts below 10%, 1%, 0.1%, 0.01% */
     bool        histogram;        /* sae-stats: the activation frequencies in log10 bins */
@@ -68,5 +73,7 @@ void xp_lens(const xp_options *o);
 void xp_attribute(const xp_options *o);
 /* The SAE's evaluation on the validation names. */
 void xp_sae_stats(const xp_options *o);
+/* New names that make feature o->id fire strongly while staying probable (synth.h). */
+void xp_synth(const xp_options *o);
 
 #endif

@@ -36,6 +36,7 @@
 #include "error.h"
 #include "model.h"
 #include "sampling.h"
+#include "text.h"
 
 /* getopt_long codes of the shared flags; a program's own flags use codes
  * >= GEN_OPT_END. */
@@ -118,5 +119,15 @@ void gen_print_usage(FILE *f);
  * probability 0 everywhere) are returned with err_set; the output written
  * so far stays.  The caller checks out for write errors (cli_close). */
 err_code gen_run(mdl_state *st, const gen_options *o, FILE *out, FILE *info);
+
+/* Character tokens to UTF-8 into out (>= 4 n + 1 bytes). */
+void gen_toks_utf8(const txt_vocab *v, const int *tok, int n, char *out);
+
+/* The lines of a file (after NFC, whatever their length), for membership
+ * tests such as "copied from the training data". */
+typedef struct gen_names gen_names;
+err_code gen_names_load(gen_names **out, const char *path);
+bool     gen_names_has(const gen_names *g, const char *name);
+void     gen_names_free(gen_names *g);
 
 #endif

@@ -24,7 +24,7 @@
  * once warm), AdamW with the schedule and optional clipping (optim.h),
  * whole-validation-set evaluation without gradients every eval_every
  * steps and at the end (mean over all non-pad targets, not a mean of batch
- * means), the --log TSV learning curve, keep_best, atomic checkpoints
+ * means), the --log TSV learning curve (the model may add columns), keep_best, atomic checkpoints
  * (ck_write).
  *
  * Weight averaging (o.ema > 0): an exponential moving average of the
@@ -146,6 +146,12 @@ typedef struct tr_model {
      * program prints its columns after the common ones, in the one summary
      * (trcli.h), after tr_run. */
     err_code  (*summary_columns)(const void *impl, FILE *f);
+    /* Optional: more columns of the --log learning curve (e.g. an SAE's L0),
+     * before the hooks' ones: their names, each after a tab ("\tl0"), and at
+     * each row log_values writes their values after the evaluation just
+     * done, each after a tab. */
+    const char *log_columns;
+    void      (*log_values)(const void *impl, FILE *f);
 } tr_model;
 
 /* Where batches and the validation loss come from.  NULL in tr_run = the

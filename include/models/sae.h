@@ -12,7 +12,7 @@
  * renormalises the rows after every update (sae_normalize_decoder).
  *
  * Loss over N rows (activation vectors):
- *   l1:   mean_rows sum_d (x - x^)^2 + l1 * mean_rows sum_f |f|
+ *   l1:   mean_rows sum_d (x - x^)^2 + l1 * l1_ramp * mean_rows sum_f |f|
  *   topk: mean_rows sum_d (x - x^)^2 + SAE_AUX_COEF * AuxK, where AuxK (Gao et
  *         al. 2024) = mean_rows sum_d (e - e^)^2, e = x - x^ (a constant),
  *         e^ = ReLU(TopK_kaux(pre restricted to the dead features)) . W_dec,
@@ -87,6 +87,8 @@ typedef struct sae_model {
     tensor    *W_enc, *b_enc, *W_dec, *b_dec;
     char      *model_file;        /* metadata model_file (malloc'ed), NULL if none */
     char       model_hash[17];    /* metadata model_hash, "" if none */
+    float      l1_ramp;           /* share of c.l1 sae_loss applies: 1, or less during
+                                     a training warm-up of the coefficient */
 } sae_model;
 
 err_code sae_init(sae_model *m, const sae_config *c);
@@ -171,6 +173,12 @@ typedef struct sae_stats {
     double ce_score;        /* (ce_zero - ce_sae) / (ce_zero - ce_clean) */
     int    n_dead, n_dense; /* features never active / active on > 10% of rows */
     double dead_frac, dense_frac;
+    /* KL(p_clean || p) per target, p the next-letter distribution with x^
+     * spliced in (kl_sae) or the residual zero-ablated (kl_zero), nats */
+    double kl_sae, kl_zero;
+    double kl_score;        /* 1 - kl_sae / kl_zero (1 = x^ changes nothing) */
+    double cos_sim;         /* mean over rows of cos(x, x^) */
+    double l2_ratio;        /* mean over rows of |x^| / |x| (< 1: shrinkage) */
 } sae_stats;
 
 /* Evaluate on names (batches of batch_size names, tape without gradients).
@@ -178,7 +186,9 @@ typedef struct sae_stats {
 err_code sae_evaluate(const sae_model *s, const tf_model *tf, const ds_names *names,
                       int batch_size, sae_stats *out, double *freq);
 /* The two-line TSV (header, values) of sae-train and explore sae-stats:
- * l0 explained_var mse ce_clean ce_sae ce_zero ce_score dead_frac dense_frac */
+ * SAE_STATS_COLUMNS */
+#define SAE_STATS_COLUMNS "l0 explained_var mse ce_clean ce_sae ce_zero ce_score dead_frac " \
+    "dense_frac kl_sae kl_zero kl_score cos_sim l2_ratio"
 void     sae_stats_write_tsv(FILE *f, const sae_stats *s);
 /* Bin i > 0 counts the features of frequency in [10^lo, 10^hi), the last
  * bin including 1; bin 0 counts the dead ones (frequency 0) and anything

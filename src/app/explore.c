@@ -14,9 +14,11 @@
 
 #include "checkpoint.h"
 #include "dataset.h"
+#include "generation.h"
 #include "interp.h"
 #include "kinds.h"
 #include "sae.h"
+#include "synth.h"
 #include "text.h"
 #include "transformer.h"
 
@@ -63,6 +65,12 @@ void xp_print_usage(FILE *f)
                "                   spliced in / with the residual zero-ablated, CE loss score,\n"
                "                   dead and dense (> 10%% of positions) fractions\n"
                "                   (--histogram: activation frequencies in log10 bins)\n"
+               "  synth --id N     new names (not in --data) that make feature N fire strongly\n"
+               "                   while staying probable: beam search (--beam W, default %d)\n"
+               "                   for the -n best (default %d) by X a / a_max - nll (--weight\n"
+               "                   X, default %g): a the feature's highest activation over\n"
+               "                   the letters, a_max its highest on --data, nll the name's\n"
+               "                   loss (nats, <EOS> included)\n"
                "\n"
                "Options:\n"
                "  -m, --model FILE      the Transformer (default %s)\n"
@@ -80,6 +88,9 @@ void xp_print_usage(FILE *f)
                "      --target C        attribute: the token to explain, a character or <EOS>\n"
                "                        (default: the predicted one)\n"
                "      --neighbours K    embeddings: neighbours per token (default %d)\n"
+               "      --beam W          synth: partial names kept at each length\n"
+               "  -n, --count K         synth: names printed\n"
+               "      --weight X        synth: nats a name may lose for reaching a_max\n"
                "      --html FILE       features, attribute: write a self-contained HTML page\n"
                "                        to FILE ('-' = stdout) instead of the table\n"
                "      --format F        tsv or text (default: text on a terminal, else tsv)\n"
@@ -98,13 +109,16 @@ void xp_print_usage(FILE *f)
                "  lens              layer position input next rank prediction probability\n"
                "  attribute         part id activation dla act_x_grad ablation_dlogp\n"
                "  sae-stats         l0 explained_var mse ce_clean ce_sae ce_zero ce_score\n"
-               "                    dead_frac dense_frac  (--histogram: log10_lo log10_hi features)\n"
+               "                    dead_frac dense_frac kl_sae kl_zero kl_score cos_sim l2_ratio\n"
+               "                    (--histogram: log10_lo log10_hi features)\n"
+               "  synth             name activation position loss_per_char score\n"
                "\n"
                "Exit status: 0 on success, 1 on a runtime error (unreadable files, an SAE\n"
                "trained on another model, a feature or position out of range), 2 on a usage\n"
                "error (unknown command or flag).\n"
                "\n"
                "Example: explore features --top 20 > features.tsv\n",
+               XP_SYNTH_BEAM, XP_SYNTH_COUNT, XP_SYNTH_WEIGHT,
                "weights/" CLI_DEFAULT_MODEL, "weights/" CLI_DEFAULT_SAE, XP_DEFAULT_DATA,
                XP_DEFAULT_TOP, XP_LENS_TOP, XP_DEFAULT_NEIGHBOURS);
 }
@@ -777,6 +791,60 @@ void xp_attribute(const xp_options *o)
     close_ctx(&c);
 }
 
+/* ---- synth ------------------------------------------------------------------------- */
+
+/* synth's keep: names absent from the data. */
+typedef struct novel_ctx { const ctx *c; gen_names *data; char *buf; } novel_ctx;
+
+static bool is_novel(void *p, const int *tok, int n)
+{
+    const novel_ctx *nc = p;
+    return !gen_names_has(nc->data, name_str(nc->c, tok, n, nc->buf));
+}
+
+/* The feature's highest activation on the names of --data (1 if it never fires). */
+static double feature_top(const ctx *c, int id)
+{
+    ds_names names;
+    ip_scan sc;
+    scan_names(c, &c->sae, c->sae.c.layer, 1, id, &names, &sc);
+    double top = ip_top_count(&sc, id) > 0 ? ip_top_score(&sc, id, 0) : 0.0;
+    ip_scan_free(&sc);
+    ds_free(&names);
+    return top > 0 ? top : 1.0;
+}
+
+void xp_synth(const xp_options *o)
+{
+    ctx c;
+    open_ctx(&c, o, true);
+    if (o->id >= c.sae.c.n_features)
+        cli_die("feature %d out of range [0, %d)", o->id, c.sae.c.n_features);
+    novel_ctx nc = { .c = &c, .buf = malloc(4 * (size_t)tf_max_len(c.tf) + 1) };
+    if (!nc.buf) cli_die("out of memory");
+    if (gen_names_load(&nc.data, o->data)) cli_die_err();
+    syn_config cfg = { .feature = o->id, .beam = o->beam > 0 ? o->beam : XP_SYNTH_BEAM,
+                       .count = o->count > 0 ? o->count : XP_SYNTH_COUNT, .weight = o->weight > 0 ? o->weight : XP_SYNTH_WEIGHT,
+                       .act_ref = feature_top(&c, o->id), .keep = is_novel, .keep_ctx = &nc };
+    syn_name *best;
+    int n;
+    if (syn_search(&c.sae, c.tf, &cfg, &best, &n)) cli_die_err();
+    if (o->format == VW_TSV) printf("name\tactivation\tposition\tloss_per_char\tscore\n");
+    else printf("feature %d (top activation on %s: %.3f)\n%-24s %10s %8s %13s\n", o->id, o->data,
+                cfg.act_ref, "name", "activation", "position", "loss_per_char");
+    for (int i = 0; i < n; i++) {
+        const syn_name *b = &best[i];
+        name_str(&c, b->tok, b->n, nc.buf);
+        if (o->format == VW_TSV)
+            printf("%s\t%.4f\t%d\t%.4f\t%.4f\n", nc.buf, (double)b->act, b->at, b->nll / (b->n + 1), b->score);
+        else printf("%-24s %10.3f %8d %13.3f\n", nc.buf, (double)b->act, b->at, b->nll / (b->n + 1));
+    }
+    syn_names_free(best, n);
+    gen_names_free(nc.data);
+    free(nc.buf);
+    close_ctx(&c);
+}
+
 /* ---- sae-stats ---------------------------------------------------------------------------- */
 
 static void hist_tsv(const int hist[SAE_HIST_BINS])
@@ -819,6 +887,9 @@ static void stats_text(const ctx *c, const sae_stats *st, size_t n_val)
     printf("  loss clean / SAE / zero-ablated    %.4f / %.4f / %.4f nats/char\n", st->ce_clean,
            st->ce_sae, st->ce_zero);
     printf("  CE loss score                      %.4f\n", st->ce_score);
+    printf("  KL from clean, SAE / zero-ablated  %.4f / %.4f nats/char\n", st->kl_sae, st->kl_zero);
+    printf("  KL-divergence score                %.4f\n", st->kl_score);
+    printf("  cosine(x, x^), |x^| / |x|          %.4f, %.4f\n", st->cos_sim, st->l2_ratio);
     printf("  dead features                      %d (%.1f%%)\n", st->n_dead, 100 * st->dead_frac);
     printf("  dense features (> %d%% of positions) %d (%.1f%%)\n\n", SAE_DENSE_PERCENT,
            st->n_dense, 100 * st->dense_frac);

@@ -117,8 +117,7 @@ static void cps_to_utf8(const int32_t *cp, size_t n, char *out)
     *out = 0;
 }
 
-/* Character tokens to UTF-8 into out (>= 4 n + 1 bytes). */
-static void toks_to_utf8(const txt_vocab *v, const int *tok, int n, char *out)
+void gen_toks_utf8(const txt_vocab *v, const int *tok, int n, char *out)
 {
     for (int i = 0; i < n; i++) out += txt_encode_cp(v->cp[tok[i]], out);
     *out = 0;
@@ -360,7 +359,7 @@ static int name_step(void *ctx, void *data, mdl_state *st, float *logits, float 
         return t;
     }
     char *name = lane_name(l, R->limit);
-    toks_to_utf8(&R->m->vocab, lane_tok(l), l->sm.n, name);
+    gen_toks_utf8(&R->m->vocab, lane_tok(l), l->sm.n, name);
     if (R->o->novel && set_has(&R->novel, name)) {
         if (l->attempt++ < GEN_NOVEL_ATTEMPTS) return name_start(R, l, st);
         slot->status = NAME_GAVE_UP;
@@ -581,4 +580,29 @@ err_code gen_run(mdl_state *st, const gen_options *o, FILE *out, FILE *info)
         return err_set(ERR_ARG, "%s is a model of running text in subwords: give --chars N or "
                        "--score FILE", model_name(o));
     return sample_names(st, o, out, info);
+}
+
+/* ---- name sets for other programs -------------------------------------------- */
+
+struct gen_names { name_set set; };
+
+err_code gen_names_load(gen_names **out, const char *path)
+{
+    *out = calloc(1, sizeof **out);
+    if (!*out) return out_of_memory();
+    err_code rc = set_load(&(*out)->set, path);
+    if (rc) {
+        gen_names_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+bool gen_names_has(const gen_names *g, const char *name) { return set_has(&g->set, name); }
+
+void gen_names_free(gen_names *g)
+{
+    if (!g) return;
+    set_free(&g->set);
+    free(g);
 }

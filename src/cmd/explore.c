@@ -23,7 +23,7 @@
  * command lists the flags it takes (-m, --format, --color, --threads: all). */
 enum { OPT_SAE = 0x100, OPT_DATA, OPT_VAL_DATA, OPT_SPLIT_SEED, OPT_LAYER, OPT_TOP, OPT_ID,
        OPT_POS, OPT_TARGET, OPT_HTML, OPT_SORT, OPT_SUMMARY, OPT_HISTOGRAM, OPT_NEIGHBOURS,
-       OPT_FORMAT, OPT_COLOR, OPT_THREADS };
+       OPT_FORMAT, OPT_COLOR, OPT_THREADS, OPT_BEAM, OPT_COUNT, OPT_WEIGHT };
 #define F(X) (1u << (OPT_##X - OPT_SAE))
 #define F_COMMON (F(FORMAT) | F(COLOR) | F(THREADS))
 
@@ -43,6 +43,7 @@ static const command commands[] = {
     { "lens", F(TOP), true, xp_lens },
     { "attribute", F(SAE) | F(POS) | F(TARGET) | F(HTML), true, xp_attribute },
     { "sae-stats", F(SAE) | F(DATA) | F(VAL_DATA) | F(SPLIT_SEED) | F(HISTOGRAM), false, xp_sae_stats },
+    { "synth", F(SAE) | F(DATA) | F(ID) | F(BEAM) | F(COUNT) | F(WEIGHT), false, xp_synth },
 };
 
 static _Noreturn void usage(void)
@@ -70,6 +71,9 @@ static const struct option longs[] = {
     { "format", required_argument, NULL, OPT_FORMAT },
     { "color", required_argument, NULL, OPT_COLOR },
     { "threads", required_argument, NULL, OPT_THREADS },
+    { "beam", required_argument, NULL, OPT_BEAM },
+    { "count", required_argument, NULL, OPT_COUNT },
+    { "weight", required_argument, NULL, OPT_WEIGHT },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { 0 },
@@ -78,7 +82,7 @@ static const struct option longs[] = {
 /* The command argv[1] names; usage error when none. */
 static const command *find_command(int argc, char **argv)
 {
-    static const char list[] = "(features, neurons, freq, logits, embeddings, lens, attribute, sae-stats)";
+    static const char list[] = "(features, neurons, freq, logits, embeddings, lens, attribute, sae-stats, synth)";
     if (argc < 2) cli_usage("no command given %s", list);
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) usage();
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) cli_version();
@@ -90,7 +94,7 @@ static const command *find_command(int argc, char **argv)
 /* A usage error unless flag ch applies to cmd. */
 static void check_applies(int ch, const command *cmd)
 {
-    unsigned bit = ch >= OPT_SAE && ch <= OPT_THREADS ? 1u << (ch - OPT_SAE) : 0;
+    unsigned bit = ch >= OPT_SAE && ch <= OPT_WEIGHT ? 1u << (ch - OPT_SAE) : 0;
     if (!(bit & ~(cmd->flags | F_COMMON))) return;
     for (const struct option *l = longs; l->name; l++)
         if (l->val == ch) cli_usage("--%s does not apply to 'explore %s'", l->name, cmd->name);
@@ -101,7 +105,8 @@ static void parse(xp_options *o, int argc, char **argv, const command *cmd)
     static const char *const sorts[] = { "id", "freq", NULL };
     int ch;
     optind = 2;
-    while ((ch = getopt_long(argc, argv, "m:hV", longs, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "m:n:hV", longs, NULL)) != -1) {
+        if (ch == 'n') ch = OPT_COUNT;
         check_applies(ch, cmd);
         switch (ch) {
         case 'm': o->model = optarg; break;
@@ -125,6 +130,9 @@ static void parse(xp_options *o, int argc, char **argv, const command *cmd)
         case OPT_FORMAT: o->format = vw_format_flag(optarg); break;
         case OPT_COLOR: o->color = cli_color_flag(optarg); break;
         case OPT_THREADS: cli_set_threads((int)cli_long("--threads", optarg, 0, 1024)); break;
+        case OPT_BEAM: o->beam = (int)cli_long("--beam", optarg, 1, 4096); break;
+        case OPT_COUNT: o->count = (int)cli_long("-n", optarg, 1, 100000); break;
+        case OPT_WEIGHT: o->weight = cli_double("--weight", optarg, 1e-3, 1e6); break;
         case 'h': usage();
         case 'V': cli_version();
         default: cli_bad_flag();
@@ -136,6 +144,7 @@ static void parse(xp_options *o, int argc, char **argv, const command *cmd)
     }
     if (optind < argc) cli_usage("unexpected argument '%s'", argv[optind]);
     if (cmd->run == xp_logits && o->id < 0) cli_usage("'explore logits' needs --id N");
+    if (cmd->run == xp_synth && o->id < 0) cli_usage("'explore synth' needs --id N");
     if (cmd->run == xp_attribute && o->pos < 0) cli_usage("'explore attribute' needs --pos I");
 }
 

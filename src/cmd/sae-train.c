@@ -1,10 +1,7 @@
 /* sae-train - train a sparse autoencoder (sae.h) on the residual stream of
- * a trained Transformer, with the shared training loop (train.h).
- *
- * The Transformer is frozen, so its activations are computed once, for
- * every real position of every training and validation name (36k names x
- * ~12 positions x 64 floats is about 100 MB), and a batch is the rows of
- * batch_size names drawn at random: a step costs the SAE alone.
+ * a trained Transformer, with the shared training loop (train.h) and the
+ * SAE's model and source (saetrain.h: activations computed once).  The
+ * default is TopK, k = 16: the table in README.md says why.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -21,13 +18,14 @@
 
 #define DEFAULT_DATA "data/villes.txt"
 
-enum { DEFAULT_EXPANSION = 4, DEFAULT_BATCH = 16 };
+enum { DEFAULT_EXPANSION = 4, DEFAULT_BATCH = 16, DEFAULT_TOPK = 16 };
 
 /* Model flags given on the command line (negative / 0 = not given). */
 typedef struct model_flags {
     const char *model;     /* NULL = the shipped Transformer */
     int    layer, features, topk;
     double expansion, l1;
+    long   l1_warmup, resample_every;   /* -1 = not given */
 } model_flags;
 
 _Noreturn static void usage(const tr_options *o)
@@ -45,20 +43,27 @@ _Noreturn static void usage(const tr_options *o)
            "                        (default: the last, the input of the final norm)\n"
            "      --features N      number of features (default: --expansion x d_model)\n"
            "      --expansion X     features per residual dimension (default %d)\n"
-           "      --l1 X            L1 coefficient: loss = mean sum (x - x^)^2 + X mean sum |f|\n"
-           "                        (default %g)\n"
-           "      --topk K          TopK variant instead: keep the K largest pre-activations,\n"
+           "      --topk K          TopK: keep the K largest pre-activations (default %d),\n"
            "                        plus the AuxK loss (coefficient 1/32) that revives\n"
            "                        features dead for %d rows\n"
+           "      --l1 X            the L1 variant instead: loss = mean sum (x - x^)^2 +\n"
+           "                        X mean sum |f| for activations scaled to mean |x|^2 =\n"
+           "                        d_model (SAELens' normalisation; the checkpoint holds\n"
+           "                        the coefficient for the raw ones); 1 gives L0 ~ 10 on\n"
+           "                        the shipped Transformer\n"
+           "      --l1-warmup N     with --l1: the coefficient ramps up from 0 over N steps\n"
+           "      --resample-every N  with --l1: every N steps, the features dead for %d\n"
+           "                        rows restart on badly reconstructed inputs\n"
            "On --resume the SAE is the checkpoint's; SAE flags must agree with it.\n"
            "The split seed defaults to the Transformer's, --batch-size counts names, and\n"
            "--weight-decay defaults to 0 (Adam, the reference recipe).\n"
            "\n",
-           DEFAULT_EXPANSION, (double)SAE_L1_DEFAULT, SAE_DEAD_ROWS);
+           DEFAULT_EXPANSION, DEFAULT_TOPK, SAE_DEAD_ROWS, SAE_DEAD_ROWS);
     trc_print_usage(stdout, o);
     printf("\nThe summary goes on with the SAE evaluated on the validation names with the\n"
            "final weights (explore sae-stats describes them):\n"
-           "  l0 explained_var mse ce_clean ce_sae ce_zero ce_score dead_frac dense_frac\n");
+           "  l0 explained_var mse ce_clean ce_sae ce_zero ce_score dead_frac dense_frac\n"
+           "  kl_sae kl_zero kl_score cos_sim l2_ratio\n");
     exit(fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
 }
 
@@ -71,6 +76,8 @@ static const trc_flag flags[] = {
     TRC_REAL_FLAG("expansion", "expansion", 1e-3, 1e4),
     TRC_REAL_FLAG("l1", "l1", 0, 1e6),
     TRC_INT_FLAG("topk", "k", 1, SAE_MAX_FEATURES),
+    TRC_INT_FLAG("l1-warmup", "l1_warmup", 0, 1000000000),
+    TRC_INT_FLAG("resample-every", "resample_every", 0, 1000000000),
     TRC_END_FLAGS
 };
 
@@ -82,28 +89,34 @@ static model_flags parse(int argc, char **argv, tr_options *o)
     const cJSON *m = cJSON_GetObjectItem(given, "model"), *layer = cJSON_GetObjectItem(given, "layer"),
                 *features = cJSON_GetObjectItem(given, "n_features"),
                 *expansion = cJSON_GetObjectItem(given, "expansion"),
-                *l1 = cJSON_GetObjectItem(given, "l1"), *k = cJSON_GetObjectItem(given, "k");
+                *l1 = cJSON_GetObjectItem(given, "l1"), *k = cJSON_GetObjectItem(given, "k"),
+                *warm = cJSON_GetObjectItem(given, "l1_warmup"),
+                *every = cJSON_GetObjectItem(given, "resample_every");
     model_flags f = { .model = m ? strdup(m->valuestring) : NULL, .layer = layer ? layer->valueint : -1,
                       .features = features ? features->valueint : 0,
                       .expansion = expansion ? expansion->valuedouble : 0,
-                      .l1 = l1 ? l1->valuedouble : -1, .topk = k ? k->valueint : 0 };
+                      .l1 = l1 ? l1->valuedouble : -1, .topk = k ? k->valueint : 0,
+                      .l1_warmup = warm ? warm->valueint : -1,
+                      .resample_every = every ? every->valueint : -1 };
     cJSON_Delete(given);
     if (f.features && f.expansion > 0) cli_usage("give --features or --expansion, not both");
-    if (f.topk && f.l1 >= 0) cli_usage("--l1 applies to the l1 variant, not to --topk");
+    if (o->resume_path && (f.l1 >= 0 || f.l1_warmup >= 0 || f.resample_every >= 0))
+        cli_usage("--l1, --l1-warmup and --resample-every are the checkpoint's on --resume");
+    if (f.topk && f.l1 >= 0) cli_usage("give --topk or --l1, not both");
+    if (f.l1 < 0 && (f.l1_warmup >= 0 || f.resample_every >= 0))
+        cli_usage("--l1-warmup and --resample-every go with --l1");
     return f;
 }
 
 /* The SAE config: from the flags and the Transformer, or the checkpoint's. */
 static sae_config resolve_config(const tr_session *s, const model_flags *f, const tf_model *tf)
 {
-    sae_config c = { .d_model = tf_d_model(tf), .layer = tf_n_layers(tf), .variant = SAE_L1,
-                     .l1 = SAE_L1_DEFAULT };
+    sae_config c = { .d_model = tf_d_model(tf), .layer = tf_n_layers(tf), .variant = SAE_TOPK };
     if (s->resuming) {
         if (sae_config_from_json(&c, ck_meta(&s->resume, "config")))
             cli_die("%s: %s", s->o.resume_path, err_msg());
         if ((f->layer >= 0 && f->layer != c.layer) || (f->features && f->features != c.n_features) ||
-            (f->topk && (c.variant != SAE_TOPK || f->topk != c.k)) ||
-            (f->l1 >= 0 && (c.variant != SAE_L1 || (float)f->l1 != c.l1)) || f->expansion > 0)
+            (f->topk && (c.variant != SAE_TOPK || f->topk != c.k)) || f->expansion > 0)
             cli_usage("SAE flags differ from the configuration in %s", s->o.resume_path);
         return c;
     }
@@ -111,11 +124,11 @@ static sae_config resolve_config(const tr_session *s, const model_flags *f, cons
     double expansion = f->expansion > 0 ? f->expansion : DEFAULT_EXPANSION;
     c.n_features = f->features ? f->features : (int)(expansion * c.d_model + 0.5);
     if (c.n_features < 1) c.n_features = 1;
-    if (f->l1 >= 0) c.l1 = (float)f->l1;
-    if (f->topk) {
-        c.variant = SAE_TOPK;
-        c.k = f->topk;
-        c.l1 = 0.0f;
+    if (f->l1 >= 0) {   /* normalised here; sat_set_l1 scales it */
+        c.variant = SAE_L1;
+        c.l1 = (float)f->l1;
+    } else {
+        c.k = f->topk ? f->topk : c.n_features < DEFAULT_TOPK ? c.n_features : DEFAULT_TOPK;
     }
     if (c.layer > tf_n_layers(tf))
         cli_usage("--layer %d: %s has %d layers", c.layer, f->model, tf_n_layers(tf));
@@ -172,6 +185,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "activations of %zu names after layer %d...\r", s.corpus.train.n + s.corpus.val.n,
                 cfg.layer);
     if (sat_init(&tr, &cfg, tf, f.model, &s.corpus.train, &s.corpus.val, s.o.seed)) cli_die_err();
+    tr.step = &s.step;
+    if (!s.resuming && cfg.variant == SAE_L1) sat_set_l1(&tr, cfg.l1, f.l1_warmup, f.resample_every);
     tr_model m = sat_tr_model(&tr);
     tr_source src = sat_tr_source(&tr);
     err_code e = trc_run(&s, &m, &src);

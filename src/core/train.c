@@ -490,7 +490,9 @@ static err_code open_log(loop *L)
     FILE *old = s->resuming ? fopen(s->o.log_path, "r") : NULL;
     bool append = old && fgetc(old) != EOF;
     if (old) fclose(old);
-    const char *extra = L->hooks->log_columns ? L->hooks->log_columns : "";
+    char extra[512];   /* the model's columns, then the hooks' */
+    snprintf(extra, sizeof extra, "%s%s", L->m->log_columns ? L->m->log_columns : "",
+             L->hooks->log_columns ? L->hooks->log_columns : "");
     if (append && !same_header(s->o.log_path, extra))
         return err_set(ERR_ARG, "%s: its columns are not those of this run (--samples?); "
                        "give another --log", s->o.log_path);
@@ -507,6 +509,7 @@ static void log_row(loop *L, double val)
     double dt = L->t_train - L->log_seconds;
     fprintf(L->log, "%ld\t%.6f\t%.6f\t%.6g\t%.0f", s->step, window_mean(s), val,
             (double)opt_lr_at(&L->opt, s->step > 0 ? s->step : 1), dt > 0 ? L->log_tokens / dt : 0.0);
+    if (L->m->log_values) L->m->log_values(L->m->impl, L->log);
     if (L->hooks->log_values) L->hooks->log_values(L->hooks->ctx, s, L->log);
     fputc('\n', L->log);
     fflush(L->log);

@@ -98,6 +98,7 @@ static err_code declare(sae_model *m, const sae_config *c)
     err_code e = sae_config_check(c);
     if (e) return e;
     m->c = *c;
+    m->l1_ramp = 1.0f;
     tn_params_init(&m->p);
     const int d = c->d_model, F = c->n_features;
     /* the matrices may take AdamW's decay (sae-train defaults it to 0: Adam) */
@@ -451,7 +452,7 @@ tensor *sae_loss(const sae_model *m, ag_tape *t, tensor *x, const uint8_t *dead,
     sae_decode(m, f, N, xhat);
 
     double loss = N ? sq_dist(x->data, xhat, nd_) / N : 0.0;
-    const float l1 = m->c.variant == SAE_L1 ? m->c.l1 : 0.0f;
+    const float l1 = m->c.variant == SAE_L1 ? m->c.l1 * m->l1_ramp : 0.0f;
     if (l1 > 0.0f && N) {
         double sum = 0.0;
         for (size_t i = 0; i < nf; i++) sum += f[i];
@@ -597,17 +598,53 @@ void sae_acts_mean(const sae_acts *a, float *mean)
 /* Sums over the rows evaluated. */
 typedef struct eval_acc {
     double l0, sq_err, sq_x, *sum_x;     /* sum_x (d) */
+    double cos, ratio;                   /* sums of cos(x, x^) and |x^| / |x| */
     size_t rows, *active;                /* active (F): rows where the feature fired */
     double ce[3];                        /* clean, sae, zero: loss * targets */
+    double kl[2];                        /* sae, zero: sums of KL(clean || .) */
     size_t targets;
 } eval_acc;
 
-/* Mean cross-entropy of logits from residual h after layer L, times the targets. */
-static double ce_from(const tf_model *tf, ag_tape *t, tensor *h, int L, const ds_batch *b)
+/* KL(p || q) of two log-distributions (V). */
+static double kl_div(const float *lp, const float *lq, int V)
 {
-    tensor *logits = tf_logits_from(tf, t, h, L, b->B, b->T);
-    tensor *loss = logits ? op_cross_entropy(t, logits, b->y, TOK_PAD) : NULL;
-    return loss ? (double)loss->data[0] * (double)b->n_tokens : NAN;
+    double s = 0.0;
+    for (int v = 0; v < V; v++)
+        if (isfinite(lp[v])) s += exp((double)lp[v]) * ((double)lp[v] - lq[v]);
+    return s;
+}
+
+/* The batch's losses from the residuals h[3] (clean, sae, zero) after layer
+ * L: cross-entropy of each (times the targets) and the KL of the last two
+ * from the clean distribution, summed over the targets. */
+static err_code ce_kl(const tf_model *tf, ag_tape *t, tensor *h[3], int L, const ds_batch *b,
+                      eval_acc *acc)
+{
+    const int V = tf_vocab_size(tf), BT = b->B * b->T;
+    tensor *logits[3];
+    float *lp = ag_alloc(t, 3 * (size_t)V * sizeof *lp);
+    for (int k = 0; k < 3; k++) {
+        logits[k] = lp ? tf_logits_from(tf, t, h[k], L, b->B, b->T) : NULL;
+        tensor *loss = logits[k] ? op_cross_entropy(t, logits[k], b->y, TOK_PAD) : NULL;
+        if (!loss) return ERR_ARG;
+        acc->ce[k] += (double)loss->data[0] * (double)b->n_tokens;
+    }
+    for (int i = 0; i < BT; i++) {
+        if (b->y[i] == TOK_PAD) continue;
+        for (int k = 0; k < 3; k++)
+            smp_log_softmax(logits[k]->data + (size_t)i * V, V, lp + (size_t)k * V);
+        acc->kl[0] += kl_div(lp, lp + V, V);
+        acc->kl[1] += kl_div(lp, lp + 2 * (size_t)V, V);
+    }
+    return ERR_OK;
+}
+
+/* cos(x, x^) and |x^| / |x| of one row (1 and 1 for two zero rows). */
+static void row_geometry(const float *x, const float *xhat, int d, eval_acc *acc)
+{
+    double xx = dot(x, x, d), hh = dot(xhat, xhat, d), xh = dot(x, xhat, d);
+    acc->cos += xx > 0 && hh > 0 ? xh / sqrt(xx * hh) : (double)(xx == hh);
+    acc->ratio += xx > 0 ? sqrt(hh / xx) : 1.0;
 }
 
 /* One batch: reconstruct its real rows, splice, zero-ablate, accumulate. */
@@ -636,6 +673,7 @@ static err_code eval_batch(const sae_model *s, const tf_model *tf, ag_tape *t, c
         memcpy(hs->data + (size_t)where[r] * d, xr, (size_t)d * sizeof *xr);
         memset(hz->data + (size_t)where[r] * d, 0, (size_t)d * sizeof *xr);
         acc->sq_err += sq_dist(x, xr, (size_t)d);
+        row_geometry(x, xr, d, acc);
         for (int j = 0; j < d; j++) {
             acc->sum_x[j] += x[j];
             acc->sq_x += (double)x[j] * x[j];
@@ -647,11 +685,10 @@ static err_code eval_batch(const sae_model *s, const tf_model *tf, ag_tape *t, c
             }
     }
     acc->rows += (size_t)n;
-    acc->ce[0] += ce_from(tf, t, h, L, b);
-    acc->ce[1] += ce_from(tf, t, hs, L, b);
-    acc->ce[2] += ce_from(tf, t, hz, L, b);
     acc->targets += b->n_tokens;
-    return isfinite(acc->ce[0] + acc->ce[1] + acc->ce[2]) ? ERR_OK
+    err_code e = ce_kl(tf, t, (tensor *[3]){ h, hs, hz }, L, b, acc);
+    if (e) return e;
+    return isfinite(acc->ce[0] + acc->ce[1] + acc->ce[2] + acc->kl[0] + acc->kl[1]) ? ERR_OK
            : err_set(ERR_NAN, "the loss is not finite while evaluating the SAE");
 }
 
@@ -667,6 +704,11 @@ static void eval_finish(const sae_model *s, const eval_acc *acc, sae_stats *o, d
                       .ce_sae = acc->ce[1] / targets, .ce_zero = acc->ce[2] / targets };
     double gap = o->ce_zero - o->ce_clean;
     o->ce_score = gap != 0 ? (o->ce_zero - o->ce_sae) / gap : 0.0;
+    o->kl_sae = acc->kl[0] / targets;
+    o->kl_zero = acc->kl[1] / targets;
+    o->kl_score = o->kl_zero > 0 ? 1.0 - o->kl_sae / o->kl_zero : 0.0;
+    o->cos_sim = acc->cos / rows;
+    o->l2_ratio = acc->ratio / rows;
     for (int i = 0; i < F; i++) {
         double fr = (double)acc->active[i] / rows;
         if (freq) freq[i] = fr;
@@ -711,9 +753,11 @@ err_code sae_evaluate(const sae_model *s, const tf_model *tf, const ds_names *na
 
 void sae_stats_write_tsv(FILE *f, const sae_stats *s)
 {
-    fprintf(f, "l0\texplained_var\tmse\tce_clean\tce_sae\tce_zero\tce_score\tdead_frac\tdense_frac\n");
-    fprintf(f, "%.3f\t%.6f\t%.6g\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\n", s->l0, s->explained_var,
-            s->mse, s->ce_clean, s->ce_sae, s->ce_zero, s->ce_score, s->dead_frac, s->dense_frac);
+    for (const char *c = SAE_STATS_COLUMNS; *c; c++) fputc(*c == ' ' ? '\t' : *c, f);
+    fprintf(f, "\n%.3f\t%.6f\t%.6g\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f"
+            "\t%.6f\n", s->l0, s->explained_var, s->mse, s->ce_clean, s->ce_sae, s->ce_zero,
+            s->ce_score, s->dead_frac, s->dense_frac, s->kl_sae, s->kl_zero, s->kl_score, s->cos_sim,
+            s->l2_ratio);
 }
 
 void sae_hist_bounds(int i, double *lo, double *hi)

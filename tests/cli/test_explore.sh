@@ -126,7 +126,11 @@ expect_out "^<!DOCTYPE html>"
 # sae-stats: the evaluation and the histogram.
 run explore sae-stats $P $DATA
 expect_rc 0 "sae-stats"
-expect_out "^l0	explained_var	mse	ce_clean	ce_sae	ce_zero	ce_score	dead_frac	dense_frac$"
+expect_out "^l0	explained_var	mse	ce_clean	ce_sae	ce_zero	ce_score	dead_frac	dense_frac	kl_sae	kl_zero	kl_score	cos_sim	l2_ratio$"
+check "KL score below 1, cosine within [-1, 1]" 'printf "%s\n" "$OUT" | awk -F"\t" "NR == 2 { exit !(\$12 <= 1 && \$13 >= -1 && \$13 <= 1 && \$14 >= 0) }"'
+run explore sae-stats $P $DATA --format text
+expect_out "^  KL-divergence score +[0-9.-]+$"
+expect_out "^  cosine\(x, x\^\), \|x\^\| / \|x\| +[0-9.-]+, [0-9.]+$"
 run explore sae-stats $P $DATA --histogram
 expect_out "^log10_lo	log10_hi	features$"
 check "13 bins holding the 32 features" '[ "$(printf "%s\n" "$OUT" | sed 1d | awk -F"\t" "{ s += \$3 } END { print NR, s }")" = "13 32" ]'

@@ -42,6 +42,14 @@ expect_rc 0 "steer on the imported model"
 check "steer without intervention = generate on the imported model" '[ "$OUT" = "$GEN" ]'
 run steer "${M[@]}" "${S[@]}" -n 5 --seed 4 --clamp 58=5
 expect_rc 0 "steer --clamp on the imported model"
+run steer "${M[@]}" "${S[@]}" -n 5 --sweep 58=0:5:5 --match a "${D[@]}"
+expect_rc 0 "steer --sweep on the imported model"
+check "two values swept" '[ "$(printf "%s\n" "$OUT" | wc -l)" -eq 3 ]'
+explore_imported '^name	activation	position	loss_per_char' synth --id 58 -n 2 --beam 4 "${M[@]}" "${S[@]}" "${D[@]}"
+# sae-train's default (TopK 16) on the imported Transformer
+run sae-train "${M[@]}" "${D[@]}" --steps 20 --eval-every 0 -o "$T/default-sae.safetensors"
+expect_rc 0 "sae-train's default on the imported model"
+check "L0 at most 16" 'printf "%s\n" "$OUT" | awk -F"\t" "NR == 1 { for (i = 1; i <= NF; i++) if (\$i == \"l0\") k = i } NR == 2 { exit !(k && \$k > 0 && \$k <= 16) }"'
 
 if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
     for kind in transformer gru mamba; do

@@ -20,6 +20,10 @@ expect_out "--topk K"
 expect_out "--data FILE +training names, one per line \(default data/villes.txt\)"
 check "--help: --data is not said to be required" '! printf "%s\n" "$OUT" | grep -q "(required)"'
 expect_out "^  l0 explained_var mse ce_clean ce_sae ce_zero ce_score dead_frac dense_frac$"
+expect_out "^  kl_sae kl_zero kl_score cos_sim l2_ratio$"
+expect_out "--topk K +TopK: keep the K largest pre-activations \(default 16\)"
+expect_out "--l1-warmup N"
+expect_out "--resample-every N"
 run sae-train --version
 expect_rc 0 "--version"
 expect_out "^sae-train "
@@ -29,6 +33,11 @@ expect_usage
 run sae-train $SAE --features 32 --expansion 2
 expect_usage
 run sae-train $SAE --topk 4 --l1 0.01
+expect_usage
+run sae-train $SAE --l1-warmup 10
+expect_usage
+expect_err "go with --l1"
+run sae-train $SAE --topk 4 --resample-every 10
 expect_usage
 run sae-train $SAE --layer 3 --steps 5 -o "$T/x.safetensors"
 expect_usage
@@ -40,13 +49,22 @@ expect_fail "missing.safetensors"
 run sae-train -m tests/data/fixtures/mlp.safetensors $DATA --steps 5 -o "$T/x.safetensors"
 expect_fail "not a 'transformer'"
 
-# A tiny SAE: one summary, the training columns then the evaluation's.
+# A tiny SAE with the defaults (TopK, k 16): one summary, the training
+# columns then the evaluation's.
 run sae-train $SAE --steps 40 --features 32 --lr 1e-3 -o "$T/sae.safetensors" --log "$T/log.tsv"
 expect_rc 0 "training"
-expect_out "^model	params	steps	train_loss	val_loss	best_val_loss	best_step	seconds	steps_per_s	tokens_per_s	l0	explained_var	mse	ce_clean	ce_sae	ce_zero	ce_score	dead_frac	dense_frac$"
+expect_out "^model	params	steps	train_loss	val_loss	best_val_loss	best_step	seconds	steps_per_s	tokens_per_s	l0	explained_var	mse	ce_clean	ce_sae	ce_zero	ce_score	dead_frac	dense_frac	kl_sae	kl_zero	kl_score	cos_sim	l2_ratio$"
 expect_out "^sae	1072	40	"
 check "two lines of output" '[ "$(printf "%s\n" "$OUT" | wc -l)" -eq 2 ]'
-check "as many values as columns" '[ "$(printf "%s\n" "$OUT" | awk -F"\t" "{ print NF }" | sort -u)" = 19 ]'
+check "as many values as columns" '[ "$(printf "%s\n" "$OUT" | awk -F"\t" "{ print NF }" | sort -u)" = 24 ]'
+# config FILE: the checkpoint's SAE config from "variant" on, unquoted
+config() { grep -a -o 'variant[^}]*' "$1" | head -1 | tr -d '\\"'; }
+check "the default is TopK with k = 16" '[ "$(config "$T/sae.safetensors")" = "variant:topk,l1:0,k:16" ]'
+check "default L0 is at most 16" 'awk -v v="$(col l0)" "BEGIN { exit !(v > 0 && v <= 16) }"'
+check "KL score, cosine and L2 ratio are sane" 'awk -v k="$(col kl_score)" -v c="$(col cos_sim)" -v r="$(col l2_ratio)" -v a="$(col kl_sae)" -v z="$(col kl_zero)" "BEGIN { exit !(k <= 1 && c >= -1 && c <= 1 && r >= 0 && a >= 0 && z > 0) }"'
+check "log: l0 and dead_frac after the common columns" '[ "$(head -1 "$T/log.tsv")" = "$(printf "step\ttrain_loss\tval_loss\tlr\ttokens_per_s\tl0\tdead_frac")" ]'
+check "log: l0 within [0, 16], dead_frac a fraction" 'sed 1d "$T/log.tsv" | awk -F"\t" "NF != 7 || \$6 < 0 || \$6 > 16 || \$7 < 0 || \$7 > 1 { exit 1 }"'
+check "log: the last dead_frac is the summary's (validation rows)" '[ "$(tail -1 "$T/log.tsv" | cut -f7)" = "$(col dead_frac)" ]'
 check "explained variance in (0, 1]" 'awk -v v="$(col explained_var)" "BEGIN { exit !(v > 0 && v <= 1) }"'
 check "CE loss score in [0, 1.1]" 'awk -v v="$(col ce_score)" "BEGIN { exit !(v >= 0 && v <= 1.1) }"'
 check "dead and dense are fractions" 'awk -v a="$(col dead_frac)" -v b="$(col dense_frac)" "BEGIN { exit !(a >= 0 && a <= 1 && b >= 0 && b <= 1) }"'
@@ -77,6 +95,22 @@ resumed=$(printf '%s\n' "$OUT" | sed -n 2p | cut -f3-5)
 check "resumed run ends where the straight run ends" '[ -n "$straight" ] && [ "$straight" = "$resumed" ]'
 run sae-train -m "$T/tf.safetensors" $DATA --resume "$T/half.safetensors" --steps 30 --features 32 -o "$T/r.safetensors"
 expect_usage
+# The L1 recipe: normalised coefficient, warm-up and resampling, kept by
+# the checkpoint, so that a resumed run ends where the straight one ends.
+L1="--l1 0.5 --l1-warmup 10 --resample-every 5 --features 32 --seed 3"
+run sae-train $SAE --steps 30 $L1 -o "$T/l1.safetensors"
+expect_rc 0 "l1 with warm-up and resampling"
+straight=$(printf '%s\n' "$OUT" | sed -n 2p | cut -f3-5)
+check "the config holds the raw coefficient, not 0.5" \
+    'config "$T/l1.safetensors" | grep -q "^variant:l1,l1:[0-9.e-]*,k:0$" && [ "$(config "$T/l1.safetensors")" != "variant:l1,l1:0.5,k:0" ]'
+run sae-train $SAE --steps 15 $L1 -o "$T/l1half.safetensors"
+run sae-train -m "$T/tf.safetensors" $DATA --resume "$T/l1half.safetensors" --steps 30 -o "$T/l1r.safetensors"
+expect_rc 0 "resume l1"
+check "resumed l1 run ends where the straight run ends" '[ -n "$straight" ] && [ "$straight" = "$(printf "%s\n" "$OUT" | sed -n 2p | cut -f3-5)" ]'
+run sae-train -m "$T/tf.safetensors" $DATA --resume "$T/l1half.safetensors" --steps 30 --l1 0.5 -o "$T/r.safetensors"
+expect_usage
+expect_err "the checkpoint's on --resume"
+
 # Resuming on another model is refused.
 run sae-train -m "$T/other.safetensors" $DATA --resume "$T/half.safetensors" --steps 30 -o "$T/r.safetensors"
 expect_fail "trained on another model"

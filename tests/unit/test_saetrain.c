@@ -1,10 +1,11 @@
 /* test_saetrain.c - the SAE trainer's model and source: initialisation,
- * batches of whole names, the whole-validation-set loss, AuxK's firing
- * bookkeeping and its checkpoint round trip, and training through tr_run
+ * batches of whole names, the whole-validation-set loss, the firing
+ * bookkeeping and its checkpoint round trip, resampling, and training through tr_run
  * with an exact resume, on the fixture Transformer (d_model 16, 2 layers). */
 #include "saetrain.h"
 #include "test.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,9 +92,9 @@ TEST(init_activations_and_b_dec)
     CHECK(sat_row(&tr, (int)rows) == tr.val.x && sat_row(&tr, 2) == tr.train.x + 2 * 16);
     CHECK(tr.sae.model_file && !strcmp(tr.sae.model_file, TF_FIXTURE) && tr.sae.model_hash[0]);
     sat_free(&tr);
-    /* the l1 variant keeps no firing counts */
+    /* the l1 variant keeps firing counts too (resampling) */
     CHECK(start(&tr, &f, SAE_L1, 24));
-    CHECK(!tr.since && !tr.dead);
+    CHECK(tr.since && tr.dead && tr.val_active && tr.l1_warmup == 0 && tr.resample_every == 0);
     sat_free(&tr);
     /* an SAE that does not fit the Transformer */
     sae_config c = config(SAE_L1, 24);
@@ -273,17 +274,74 @@ TEST(firing_bookkeeping_save_load_round_trip)
     CHECK(!b.dead[16] && b.dead[17] && b.dead[23]);
     CHECK(so.load(so.ctx, &file) == ERR_FORMAT);
     CHECK(!strcmp(err_msg(), "no valid source.rows_since_fired in the checkpoint"));
-    CHECK(sl.load(sl.ctx, &file) == ERR_OK);   /* l1 reads nothing */
+    CHECK(sl.load(sl.ctx, &file) == ERR_OK && l1.dead[17] && !l1.dead[16]);   /* l1 keeps it too */
     ck_free(&file);
-    /* l1 writes nothing */
+    /* l1 writes its recipe, read back; a checkpoint without any is an l1 one of before */
+    l1.l1_warmup = 7;
+    l1.resample_every = 9;
     CHECK(save_source(&sl, path) == ERR_OK && ck_read(path, &file) == ERR_OK);
-    CHECK(file.n == 0);
+    l1.l1_warmup = l1.resample_every = 0;
+    CHECK(sl.load(sl.ctx, &file) == ERR_OK && l1.l1_warmup == 7 && l1.resample_every == 9);
+    ck_free(&file);
+    ck_writer *w = ck_writer_new();
+    CHECK(w && ck_write(w, path) == ERR_OK && ck_read(path, &file) == ERR_OK);
+    ck_writer_free(w);
+    CHECK(sl.load(sl.ctx, &file) == ERR_OK && l1.l1_warmup == 0 && l1.resample_every == 0);
     CHECK(sb.load(sb.ctx, &file) == ERR_FORMAT);   /* topk needs it */
     ck_free(&file);
     sat_free(&a);
     sat_free(&b);
     sat_free(&other);
     sat_free(&l1);
+    fixture_free(&f);
+}
+
+/* ---- resampling (l1) -------------------------------------------------------- */
+
+static double norm_of(const float *v, size_t n, size_t stride)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)v[i * stride] * v[i * stride];
+    return sqrt(s);
+}
+
+TEST(resampling_restarts_the_dead_features_only)
+{
+    fixture f;
+    CHECK(fixture_init(&f));
+    static sat_trainer tr, twin;
+    CHECK(start(&tr, &f, SAE_L1, 24) && start(&twin, &f, SAE_L1, 24));
+    CHECK(sat_resample(&tr, 5) == 0);   /* nothing dead */
+    sae_model *m = &tr.sae;
+    const size_t d = 16, F = 24;
+    for (size_t i = 0; i < m->p.n; i++) m->p.m[i] = m->p.v[i] = twin.sae.p.m[i] = twin.sae.p.v[i] = 1.0f;
+    float old4[16], old3[16];
+    memcpy(old4, m->W_dec->data + 4 * d, sizeof old4);
+    memcpy(old3, m->W_dec->data + 3 * d, sizeof old3);
+    tr.dead[3] = tr.dead[5] = twin.dead[3] = twin.dead[5] = 1;
+    tr.since[3] = tr.since[5] = SAE_DEAD_ROWS;
+    CHECK(sat_resample(&tr, 40) == 2 && sat_resample(&twin, 40) == 2);
+    CHECK(!tr.dead[3] && tr.since[3] == 0 && !tr.dead[5]);
+    CHECK(!memcmp(m->W_dec->data + 4 * d, old4, sizeof old4));   /* the live ones stay */
+    CHECK(memcmp(m->W_dec->data + 3 * d, old3, sizeof old3) != 0);
+    CHECK_NEAR(norm_of(m->W_dec->data + 3 * d, d, 1), 1.0, 1e-5);
+    CHECK(m->b_enc->data[3] == 0.0f);
+    double live = 0.0;
+    for (size_t i = 0; i < F; i++)
+        if (i != 3 && i != 5) live += norm_of(m->W_enc->data + i, d, F) / (double)(F - 2);
+    CHECK_NEAR(norm_of(m->W_enc->data + 3, d, F), 0.2 * live, 1e-4);
+    for (size_t j = 0; j < d; j++) {   /* encoder column = decoder row, scaled */
+        CHECK_NEAR(m->W_enc->data[j * F + 3] / (0.2 * live), m->W_dec->data[3 * d + j], 1e-4);
+        size_t dec = (size_t)(m->W_dec->data + 3 * d + j - m->p.data);
+        size_t enc = (size_t)(m->W_enc->data + j * F + 3 - m->p.data);
+        CHECK(m->p.m[dec] == 0 && m->p.v[dec] == 0 && m->p.m[enc] == 0 && m->p.v[enc] == 0);
+    }
+    size_t alive = (size_t)(m->W_dec->data + 4 * d - m->p.data);
+    CHECK(m->p.m[alive] == 1.0f && m->p.v[alive] == 1.0f);
+    /* the draw depends on the seed and the step only */
+    CHECK(!memcmp(m->p.data, twin.sae.p.data, m->p.n * sizeof *m->p.data));
+    sat_free(&tr);
+    sat_free(&twin);
     fixture_free(&f);
 }
 
@@ -343,7 +401,7 @@ TEST(trains_through_tr_run_and_resumes_exactly)
     CHECK(init.rc == ERR_OK && a.rc == ERR_OK && a.sum.steps == 12);
     CHECK(a.sum.val_loss < init.sum.val_loss);   /* it learns */
     static const char header[] = "l0\texplained_var\tmse\tce_clean\tce_sae\tce_zero\tce_score\t"
-                                 "dead_frac\tdense_frac\n";
+                                 "dead_frac\tdense_frac\tkl_sae\tkl_zero\tkl_score\tcos_sim\tl2_ratio\n";
     CHECK(!strncmp(a.columns, header, sizeof header - 1));
     tr_options half = sae_options(test_path("half.safetensors"), 6);
     half.seed = 5;
