@@ -35,11 +35,14 @@ typedef struct xp_options {
     bool        split_seed_given; /* else by the Transformer's own split seed */
     const char *name;             /* the NAME operand (lens, attribute) */
     const char *target;           /* attribute: a character or "<EOS>"; NULL = the predicted one */
-    const char *html;             /* features, attribute: write a page there ('-' = stdout) */
+    const char *html;             /* features, attribute, path, attention: write a page there
+                                     ('-' = stdout); dashboard: the directory of its pages */
+    const char *svg;              /* path: write the picture alone there */
     int         layer;            /* neurons: the residual stream after `layer` blocks; -1 = last */
     int         top;              /* names per unit, predictions per lens cell; 0 = the defaults */
     int         id;               /* one feature or neuron; -1 = all (logits needs one) */
-    int         pos;              /* attribute: the position (0 = after <SOS>) */
+    int         pos;              /* attribute: the position (0 = after <SOS>); path: the one
+                                     position shown (-1 = all) */
     int         neighbours;       /* embeddings: neighbours per token */
     bool        by_freq;          /* freq: most frequent first (else by id) */
     bool        summary;          /* freq: only the counts below 10%, 1%, 0.1%, 0.01% */
@@ -68,5 +71,13 @@ void xp_lens(const xp_options *o);
 void xp_attribute(const xp_options *o);
 /* The SAE's evaluation on the validation names. */
 void xp_sae_stats(const xp_options *o);
+/* The residual states of o->name after each layer against the letter
+ * embeddings (states.h); TSV, text, or a picture (--html, --svg). */
+void xp_path(const xp_options *o);
+/* The attention weights of o->name in every layer and head. */
+void xp_attention(const xp_options *o);
+/* Pages in the directory o->html: a dashboard per SAE feature, an index
+ * with the labels of features and neurons, and their TSV (dashboard.c). */
+void xp_dashboard(const xp_options *o);
 
 #endif

@@ -27,6 +27,9 @@ typedef struct st_path {
     int    *rank_pred;        /* (n_layers + 1, T) rank of pred by cosine */
     int    *rank_next;        /* ... of next */
     double *emb_xy;           /* (n_layers + 1, T, 2) the state on the embeddings' 2 principal axes */
+    double *dir_xy;           /* (n_layers + 1, T, 2) the state's direction (the state scaled to
+                                 the embeddings' mean norm) on the embeddings' axes: where it
+                                 points among the letters, its growing norm left out */
     double *state_xy;         /* (n_layers + 1, T, 2) on the axes of this name's own states */
     double *tok_xy;           /* (V, 2) each token's embedding on the embeddings' axes (row 0 unused) */
 } st_path;

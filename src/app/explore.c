@@ -6,6 +6,7 @@
  * and attribute, HTML.
  */
 #include "explore.h"
+#include "xpctx.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,7 +23,6 @@
 
 enum {
     VIEW_PARTS = 15,   /* attribute's text view: the rows before "others" */
-    PATH_CAP = 4096,   /* a default weights path (cli_default_weights' own cap) */
 };
 
 /* ---- usage ------------------------------------------------------------------ */
@@ -111,27 +111,16 @@ void xp_print_usage(FILE *f)
 
 /* ---- the model, the SAE and the operands ------------------------------------ */
 
-typedef struct ctx {
-    const xp_options *o;
-    const char      *model_path, *sae_path;   /* o's, or the shipped weights' */
-    char             model_buf[PATH_CAP], sae_buf[PATH_CAP];
-    mdl              lm;
-    const tf_model  *tf;
-    sae_model        sae;
-    bool             have_sae;
-    bool             color;              /* text view with shading */
-} ctx;
-
 /* The path given, or the shipped weights' copied into buf
  * (cli_default_weights reuses one buffer). */
-static const char *weights_path(const char *given, const char *shipped, char buf[PATH_CAP])
+static const char *weights_path(const char *given, const char *shipped, char buf[XP_PATH_CAP])
 {
     if (given) return given;
-    snprintf(buf, PATH_CAP, "%s", cli_default_weights(shipped));
+    snprintf(buf, XP_PATH_CAP, "%s", cli_default_weights(shipped));
     return buf;
 }
 
-static void open_ctx(ctx *c, const xp_options *o, bool need_sae)
+void xp_open_ctx(xp_ctx *c, const xp_options *o, bool need_sae)
 {
     memset(c, 0, sizeof *c);
     c->o = o;
@@ -147,16 +136,16 @@ static void open_ctx(ctx *c, const xp_options *o, bool need_sae)
     c->color = o->format == VW_TEXT && cli_use_color(o->color, stdout);
 }
 
-static void close_ctx(ctx *c)
+void xp_close_ctx(xp_ctx *c)
 {
     if (c->have_sae) sae_free(&c->sae);
     mdl_free(&c->lm);
 }
 
-static const char *tok_str(const ctx *c, int tok, char buf[8]) { return txt_token_str(&c->lm.vocab, tok, buf); }
+const char *xp_tok_str(const xp_ctx *c, int tok, char buf[8]) { return txt_token_str(&c->lm.vocab, tok, buf); }
 
 /* UTF-8 of n character tokens into out (>= 4 n + 1 bytes). */
-static char *name_str(const ctx *c, const int *tok, int n, char *out)
+char *xp_name_str(const xp_ctx *c, const int *tok, int n, char *out)
 {
     char *p = out;
     for (int i = 0; i < n; i++) p += txt_encode_cp(c->lm.vocab.cp[tok[i]], p);
@@ -165,7 +154,7 @@ static char *name_str(const ctx *c, const int *tok, int n, char *out)
 }
 
 /* The distinct names of --data, in file order of their first line. */
-static void load_names(const ctx *c, ds_names *out)
+void xp_load_names(const xp_ctx *c, ds_names *out)
 {
     txt_lines lines;
     ds_names all;
@@ -178,18 +167,18 @@ static void load_names(const ctx *c, ds_names *out)
 }
 
 /* The unit activations of the distinct names of --data, scanned. */
-static void scan_names(const ctx *c, const sae_model *sae, int layer, int K, int only, ds_names *names,
+static void scan_names(const xp_ctx *c, const sae_model *sae, int layer, int K, int only, ds_names *names,
                        ip_scan *sc)
 {
     sae_acts a;
-    load_names(c, names);
+    xp_load_names(c, names);
     if (sae_acts_compute(&a, c->tf, names, layer)) cli_die("%s: %s", c->o->data, err_msg());
     if (ip_scan_units(sc, &a, sae, K, only, sae != NULL)) cli_die_err();
     sae_acts_free(&a);
 }
 
 /* The NAME operand as character tokens; its length in *n. */
-static int *parse_name(const ctx *c, int *n)
+int *xp_parse_name(const xp_ctx *c, int *n)
 {
     const char *s = c->o->name;
     int32_t *cp;
@@ -205,14 +194,14 @@ static int *parse_name(const ctx *c, int *n)
     return tok;
 }
 
-static FILE *open_html(const xp_options *o)
+FILE *xp_open_html(const xp_options *o)
 {
     FILE *f = cli_open_write(o->html);
     if (!f) cli_die_err();
     return f;
 }
 
-static void close_html(FILE *f, const xp_options *o)
+void xp_close_html(FILE *f, const xp_options *o)
 {
     if (cli_close(f, o->html)) cli_die_err();
 }
@@ -221,7 +210,7 @@ static void close_html(FILE *f, const xp_options *o)
 
 /* Everything the top-names views need. */
 typedef struct top_view {
-    const ctx      *c;
+    const xp_ctx      *c;
     const char     *unit;     /* "feature" or "neuron" */
     const ds_names *names;
     ip_scan         sc;
@@ -235,10 +224,10 @@ static void top_tsv(top_view *tv, int u)
         size_t nm = ip_top_name(&tv->sc, u, k);
         const int *tok = ds_name(tv->names, nm), n = ds_len(tv->names, nm);
         const float *act = ip_top_letters(&tv->sc, u, k);
-        name_str(tv->c, tok, n, tv->buf);
+        xp_name_str(tv->c, tok, n, tv->buf);
         for (int p = 1; p <= n; p++)
             printf("%d\t%d\t%s\t%d\t%s\t%.6g\t%.6g\n", u, k + 1, tv->buf, p,
-                   tok_str(tv->c, tok[p - 1], letter), (double)act[p - 1], ip_freq(&tv->sc, u));
+                   xp_tok_str(tv->c, tok[p - 1], letter), (double)act[p - 1], ip_freq(&tv->sc, u));
     }
 }
 
@@ -255,7 +244,7 @@ static void shaded_name(top_view *tv, int u, int k, double scale, FILE *f, bool 
         if (act[p] > act[argmax]) argmax = p;
     for (int p = 0; p < n; p++) {
         double v = act[p];
-        tok_str(tv->c, tok[p], letter);
+        xp_tok_str(tv->c, tok[p], letter);
         if (html) {
             snprintf(tip, sizeof tip, "%d: %.4g", p + 1, v);
             vw_html_heat(f, letter, scale > 0 ? v / scale : 0, tip);
@@ -321,7 +310,7 @@ static int top_units(top_view *tv, FILE *html)
 }
 
 /* features and neurons: scan, then one view of the units asked for. */
-static void top_names(const ctx *c, const sae_model *sae, int layer, const char *unit)
+static void top_names(const xp_ctx *c, const sae_model *sae, int layer, const char *unit)
 {
     const xp_options *o = c->o;
     ds_names names;
@@ -329,7 +318,7 @@ static void top_names(const ctx *c, const sae_model *sae, int layer, const char 
     scan_names(c, sae, layer, o->top ? o->top : XP_DEFAULT_TOP, o->id, &names, &tv.sc);
     tv.buf = malloc(4 * (size_t)names.max_len + 1);
     if (!tv.buf) cli_die("out of memory");
-    FILE *html = o->html ? open_html(o) : NULL;
+    FILE *html = o->html ? xp_open_html(o) : NULL;
     if (html) {
         char title[256];
         snprintf(title, sizeof title, "%ss of %s", unit, sae ? c->sae_path : c->model_path);
@@ -343,7 +332,7 @@ static void top_names(const ctx *c, const sae_model *sae, int layer, const char 
     if (html) {
         if (dead) fprintf(html, "<p class=\"meta\">%d %ss never active</p>\n", dead, unit);
         vw_html_end(html);
-        close_html(html, o);
+        xp_close_html(html, o);
     } else if (o->format == VW_TEXT && dead) {
         printf("%d %ss never active on these names\n", dead, unit);
     }
@@ -354,20 +343,20 @@ static void top_names(const ctx *c, const sae_model *sae, int layer, const char 
 
 void xp_features(const xp_options *o)
 {
-    ctx c;
-    open_ctx(&c, o, true);
+    xp_ctx c;
+    xp_open_ctx(&c, o, true);
     top_names(&c, &c.sae, c.sae.c.layer, "feature");
-    close_ctx(&c);
+    xp_close_ctx(&c);
 }
 
 void xp_neurons(const xp_options *o)
 {
-    ctx c;
-    open_ctx(&c, o, false);
+    xp_ctx c;
+    xp_open_ctx(&c, o, false);
     int L = o->layer >= 0 ? o->layer : tf_n_layers(c.tf);
     if (L > tf_n_layers(c.tf)) cli_die("--layer %d: %s has %d layers", L, c.model_path, tf_n_layers(c.tf));
     top_names(&c, NULL, L, "neuron");
-    close_ctx(&c);
+    xp_close_ctx(&c);
 }
 
 /* ---- freq ------------------------------------------------------------------------ */
@@ -390,8 +379,8 @@ static void freq_bars(const double *freq, const int *order, int F, bool sorted)
 
 void xp_freq(const xp_options *o)
 {
-    ctx c;
-    open_ctx(&c, o, true);
+    xp_ctx c;
+    xp_open_ctx(&c, o, true);
     ds_names names;
     ip_scan sc;
     scan_names(&c, &c.sae, c.sae.c.layer, 0, -1, &names, &sc);
@@ -423,14 +412,14 @@ void xp_freq(const xp_options *o)
     free(order);
     ip_scan_free(&sc);
     ds_free(&names);
-    close_ctx(&c);
+    xp_close_ctx(&c);
 }
 
 /* ---- logits ------------------------------------------------------------------------ */
 
 /* The n ranked tokens, the ten first and ten last when there are more
  * than twenty, with bars scaled to the largest |logit|. */
-static void logits_text(const ctx *c, const float *logit, const int *order, int n)
+static void logits_text(const xp_ctx *c, const float *logit, const int *order, int n)
 {
     char tok[8];
     double mx = fmax(fabs(logit[order[0]]), fabs(logit[order[n - 1]]));
@@ -443,7 +432,7 @@ static void logits_text(const ctx *c, const float *logit, const int *order, int 
             i = n - 10;
         }
         double v = logit[order[i]];
-        printf("  %-6s %+8.3f  ", tok_str(c, order[i], tok), v);
+        printf("  %-6s %+8.3f  ", xp_tok_str(c, order[i], tok), v);
         vw_bar(stdout, mx > 0 ? fabs(v) / mx : 0, 30);
         putchar('\n');
     }
@@ -451,8 +440,8 @@ static void logits_text(const ctx *c, const float *logit, const int *order, int 
 
 void xp_logits(const xp_options *o)
 {
-    ctx c;
-    open_ctx(&c, o, true);
+    xp_ctx c;
+    xp_open_ctx(&c, o, true);
     const int V = tf_vocab_size(c.tf);
     float *logit = malloc((size_t)V * sizeof *logit);
     int *order = malloc((size_t)V * sizeof *order), n;
@@ -461,19 +450,19 @@ void xp_logits(const xp_options *o)
     char tok[8];
     if (o->format == VW_TSV) {
         printf("rank\ttoken\tlogit\n");
-        for (int i = 0; i < n; i++) printf("%d\t%s\t%.6g\n", i + 1, tok_str(&c, order[i], tok), (double)logit[order[i]]);
+        for (int i = 0; i < n; i++) printf("%d\t%s\t%.6g\n", i + 1, xp_tok_str(&c, order[i], tok), (double)logit[order[i]]);
     } else {
         logits_text(&c, logit, order, n);
     }
     free(logit);
     free(order);
-    close_ctx(&c);
+    xp_close_ctx(&c);
 }
 
 /* ---- embeddings ---------------------------------------------------------------------- */
 
 /* A character grid of the points xy (n, 2), point r drawn as token r + 1. */
-static void scatter(const ctx *c, const double *xy, int n)
+static void scatter(const xp_ctx *c, const double *xy, int n)
 {
     enum { W = 72, H = 24 };
     static char cell[H][W][8];
@@ -488,7 +477,7 @@ static void scatter(const ctx *c, const double *xy, int n)
         int x = hi[0] > lo[0] ? (int)lround((xy[2 * r] - lo[0]) / (hi[0] - lo[0]) * (W - 6)) : 0;
         int y = hi[1] > lo[1] ? (int)lround((hi[1] - xy[2 * r + 1]) / (hi[1] - lo[1]) * (H - 1)) : 0;
         char tok[8];
-        snprintf(cell[y][x], sizeof cell[y][x], "%s", vw_visible(tok_str(c, r + 1, tok)));
+        snprintf(cell[y][x], sizeof cell[y][x], "%s", vw_visible(xp_tok_str(c, r + 1, tok)));
     }
     for (int y = 0; y < H; y++) {
         for (int x = 0; x < W; x++) {
@@ -506,16 +495,16 @@ static void scatter(const ctx *c, const double *xy, int n)
 
 /* Row r: token r + 1, its coordinates (TSV only) and its neighbours
  * nb, cos (shown). */
-static void embedding_row(const ctx *c, int r, const double *xy, const int *nb, const float *cos, int shown)
+static void embedding_row(const xp_ctx *c, int r, const double *xy, const int *nb, const float *cos, int shown)
 {
     char tok[8];
-    if (c->o->format == VW_TSV) printf("%s\t%.6g\t%.6g", tok_str(c, r + 1, tok), xy[2 * r], xy[2 * r + 1]);
+    if (c->o->format == VW_TSV) printf("%s\t%.6g\t%.6g", xp_tok_str(c, r + 1, tok), xy[2 * r], xy[2 * r + 1]);
     else {
         printf("  ");
-        vw_cell(stdout, tok_str(c, r + 1, tok), 6, 0, c->color);
+        vw_cell(stdout, xp_tok_str(c, r + 1, tok), 6, 0, c->color);
     }
     for (int k = 0; k < shown; k++) {
-        const char *s = tok_str(c, nb[(size_t)r * shown + k] + 1, tok);
+        const char *s = xp_tok_str(c, nb[(size_t)r * shown + k] + 1, tok);
         double cs = cos[(size_t)r * shown + k];
         if (c->o->format == VW_TSV) printf("\t%s\t%.4f", s, cs);
         else printf("  %s %.2f", vw_visible(s), cs);
@@ -525,8 +514,8 @@ static void embedding_row(const ctx *c, int r, const double *xy, const int *nb, 
 
 void xp_embeddings(const xp_options *o)
 {
-    ctx c;
-    open_ctx(&c, o, false);
+    xp_ctx c;
+    xp_open_ctx(&c, o, false);
     const int V = tf_vocab_size(c.tf), d = tf_d_model(c.tf), n = V - 1;
     const int K = o->neighbours, shown = K < n - 1 ? K : n - 1;
     const float *E = tf_embedding(c.tf) + d;   /* every token but <pad>: row r is token r + 1 */
@@ -548,18 +537,18 @@ void xp_embeddings(const xp_options *o)
     free(xy);
     free(nb);
     free(cos);
-    close_ctx(&c);
+    xp_close_ctx(&c);
 }
 
 /* ---- lens ------------------------------------------------------------------------------ */
 
-static void lens_header(const ctx *c, const char *label, const int *tok, int T)
+static void lens_header(const xp_ctx *c, const char *label, const int *tok, int T)
 {
     char s[8];
     printf("%-9s", label);
     for (int pos = 0; pos < T; pos++) {
         putchar(' ');
-        vw_cell(stdout, tok_str(c, tok[pos], s), 6, 0, c->color);
+        vw_cell(stdout, xp_tok_str(c, tok[pos], s), 6, 0, c->color);
     }
     putchar('\n');
 }
@@ -567,7 +556,7 @@ static void lens_header(const ctx *c, const char *label, const int *tok, int T)
 /* One layer of the lens: in TSV a row per (position, rank); in text a
  * cell per position, the top prediction shaded by its probability, * when
  * it is right.  x, y (T): the input at each position, the token after it. */
-static void lens_layer(const ctx *c, const ip_lens *l, int L, const int *x, const int *y)
+static void lens_layer(const xp_ctx *c, const ip_lens *l, int L, const int *x, const int *y)
 {
     char in[8], next[8], pred[8];
     if (c->o->format == VW_TEXT) printf("layer %-3d", L);
@@ -575,24 +564,24 @@ static void lens_layer(const ctx *c, const ip_lens *l, int L, const int *x, cons
         size_t at = ip_lens_at(l, L, pos);
         if (c->o->format == VW_TEXT) {
             char label[16];
-            snprintf(label, sizeof label, "%s%s", tok_str(c, l->tok[at], pred), l->tok[at] == y[pos] ? "*" : "");
+            snprintf(label, sizeof label, "%s%s", xp_tok_str(c, l->tok[at], pred), l->tok[at] == y[pos] ? "*" : "");
             putchar(' ');
             vw_cell(stdout, label, 6, l->prob[at], c->color);
             continue;
         }
         for (int k = 0; k < l->K; k++)
-            printf("%d\t%d\t%s\t%s\t%d\t%s\t%.6f\n", L, pos, tok_str(c, x[pos], in),
-                   tok_str(c, y[pos], next), k + 1, tok_str(c, l->tok[at + k], pred), l->prob[at + k]);
+            printf("%d\t%d\t%s\t%s\t%d\t%s\t%.6f\n", L, pos, xp_tok_str(c, x[pos], in),
+                   xp_tok_str(c, y[pos], next), k + 1, xp_tok_str(c, l->tok[at + k], pred), l->prob[at + k]);
     }
     if (c->o->format == VW_TEXT) putchar('\n');
 }
 
 void xp_lens(const xp_options *o)
 {
-    ctx c;
-    open_ctx(&c, o, false);
+    xp_ctx c;
+    xp_open_ctx(&c, o, false);
     int n;
-    int *name = parse_name(&c, &n);
+    int *name = xp_parse_name(&c, &n);
     const int T = n + 1;
     ip_lens l;
     if (ip_logit_lens(&l, c.tf, name, n, o->top ? o->top : XP_LENS_TOP)) cli_die_err();
@@ -616,14 +605,14 @@ void xp_lens(const xp_options *o)
     free(x);
     free(y);
     free(name);
-    close_ctx(&c);
+    xp_close_ctx(&c);
 }
 
 /* ---- attribute ---------------------------------------------------------------------------- */
 
 static const char *const part_names[] = { "feature", "error", "bias", "later_layers" };
 
-static int parse_target(const ctx *c, const char *s)
+static int parse_target(const xp_ctx *c, const char *s)
 {
     if (!strcmp(s, "<EOS>")) return TOK_EOS;
     int32_t *cp;
@@ -658,7 +647,7 @@ static void attr_tsv(const sae_attribution *a)
 }
 
 /* One row of the text table, the dla shaded by dla / mx. */
-static void attr_text_row(const ctx *c, const sae_part *p, double mx)
+static void attr_text_row(const xp_ctx *c, const sae_part *p, double mx)
 {
     char label[32];
     if (p->kind == SAE_PART_FEATURE) snprintf(label, sizeof label, "feature %d", p->id);
@@ -674,7 +663,7 @@ static void attr_text_row(const ctx *c, const sae_part *p, double mx)
 
 /* The table of parts; the features past the first VIEW_PARTS rows summed
  * into one "others" row. */
-static void attr_table(const ctx *c, const sae_attribution *a)
+static void attr_table(const xp_ctx *c, const sae_attribution *a)
 {
     double mx = attr_max(a), rest = 0;
     int n_rest = 0;
@@ -691,12 +680,12 @@ static void attr_table(const ctx *c, const sae_attribution *a)
     printf("%-14s %9s %+9.3f\n", "= logit", "", a->logit);
 }
 
-static void attr_text(const ctx *c, const sae_attribution *a, const int *name)
+static void attr_text(const xp_ctx *c, const sae_attribution *a, const int *name)
 {
     char tok[8], pred[8], before[8];
     printf("'%s' at position %d (after '%s'): target '%s', logit %.4f, p = %.4f; predicted '%s'\n",
-           c->o->name, a->pos, a->pos ? tok_str(c, name[a->pos - 1], before) : "<SOS>",
-           tok_str(c, a->target, tok), a->logit, exp(a->logprob), tok_str(c, a->predicted, pred));
+           c->o->name, a->pos, a->pos ? xp_tok_str(c, name[a->pos - 1], before) : "<SOS>",
+           xp_tok_str(c, a->target, tok), a->logit, exp(a->logprob), xp_tok_str(c, a->predicted, pred));
     if (!a->exact)
         printf("the SAE reads layer %d of %d: dla is the direct path only; later_layers is the rest\n",
                c->sae.c.layer, tf_n_layers(c->tf));
@@ -705,12 +694,12 @@ static void attr_text(const ctx *c, const sae_attribution *a, const int *name)
 }
 
 /* The name, the position a outlined. */
-static void attr_html_name(const ctx *c, const sae_attribution *a, const int *name, int n, FILE *f)
+static void attr_html_name(const xp_ctx *c, const sae_attribution *a, const int *name, int n, FILE *f)
 {
     char tok[8], tip[64];
     fputs("<p class=\"name\">", f);
     for (int p = 1; p <= n; p++) {
-        tok_str(c, name[p - 1], tok);
+        xp_tok_str(c, name[p - 1], tok);
         snprintf(tip, sizeof tip, "position %d", p);
         if (p == a->pos) fputs("<span class=\"here\">", f);
         vw_html_heat(f, tok, 0, tip);
@@ -738,16 +727,16 @@ static void attr_html_table(const sae_attribution *a, FILE *f)
             "</table>\n", a->logit);
 }
 
-static void attr_html(const ctx *c, const sae_attribution *a, const int *name, int n, FILE *f)
+static void attr_html(const xp_ctx *c, const sae_attribution *a, const int *name, int n, FILE *f)
 {
     char title[512], tok[8];
     snprintf(title, sizeof title, "Attribution: %s, position %d", c->o->name, a->pos);
     vw_html_begin(f, title);
     attr_html_name(c, a, name, n, f);
     fputs("<p class=\"meta\">target ", f);
-    vw_html_text(f, tok_str(c, a->target, tok));
+    vw_html_text(f, xp_tok_str(c, a->target, tok));
     fprintf(f, ": logit %.4f, log-probability %.4f; predicted ", a->logit, a->logprob);
-    vw_html_text(f, tok_str(c, a->predicted, tok));
+    vw_html_text(f, xp_tok_str(c, a->predicted, tok));
     fprintf(f, ". %s</p>\n", a->exact ? "The SAE reads the last layer: the dla column sums exactly to the logit."
             : "The SAE reads an earlier layer: dla is the direct path; later_layers holds the rest.");
     attr_html_table(a, f);
@@ -756,17 +745,17 @@ static void attr_html(const ctx *c, const sae_attribution *a, const int *name, i
 
 void xp_attribute(const xp_options *o)
 {
-    ctx c;
-    open_ctx(&c, o, true);
+    xp_ctx c;
+    xp_open_ctx(&c, o, true);
     int n;
-    int *name = parse_name(&c, &n);
+    int *name = xp_parse_name(&c, &n);
     int target = o->target ? parse_target(&c, o->target) : -1;
     sae_attribution a;
     if (sae_attribute(&c.sae, c.tf, name, n, o->pos, target, &a)) cli_die("'%s': %s", o->name, err_msg());
     if (o->html) {
-        FILE *f = open_html(o);
+        FILE *f = xp_open_html(o);
         attr_html(&c, &a, name, n, f);
-        close_html(f, o);
+        xp_close_html(f, o);
     } else if (o->format == VW_TSV) {
         attr_tsv(&a);
     } else {
@@ -774,7 +763,7 @@ void xp_attribute(const xp_options *o)
     }
     sae_attribution_free(&a);
     free(name);
-    close_ctx(&c);
+    xp_close_ctx(&c);
 }
 
 /* ---- sae-stats ---------------------------------------------------------------------------- */
@@ -809,7 +798,7 @@ static void hist_text(const int hist[SAE_HIST_BINS])
     }
 }
 
-static void stats_text(const ctx *c, const sae_stats *st, size_t n_val)
+static void stats_text(const xp_ctx *c, const sae_stats *st, size_t n_val)
 {
     printf("SAE %s on layer %d of %s: %d features, %zu validation names, %zu positions\n\n",
            c->sae_path, c->sae.c.layer, c->model_path, c->sae.c.n_features, n_val, st->n_rows);
@@ -826,7 +815,7 @@ static void stats_text(const ctx *c, const sae_stats *st, size_t n_val)
 
 /* The validation names: --val-data, or the split of --data the trainers
  * made, by --split-seed or else the Transformer's own split seed. */
-static void load_val(const ctx *c, ds_corpus *corpus)
+static void load_val(const xp_ctx *c, ds_corpus *corpus)
 {
     uint64_t split = c->o->split_seed;
     const char *meta = ck_meta(&c->lm.file, "split_seed");
@@ -837,8 +826,8 @@ static void load_val(const ctx *c, ds_corpus *corpus)
 
 void xp_sae_stats(const xp_options *o)
 {
-    ctx c;
-    open_ctx(&c, o, true);
+    xp_ctx c;
+    xp_open_ctx(&c, o, true);
     ds_corpus corpus;
     load_val(&c, &corpus);
     const int F = c.sae.c.n_features;
@@ -858,5 +847,5 @@ void xp_sae_stats(const xp_options *o)
     }
     free(freq);
     ds_corpus_free(&corpus);
-    close_ctx(&c);
+    xp_close_ctx(&c);
 }

@@ -23,7 +23,7 @@
  * command lists the flags it takes (-m, --format, --color, --threads: all). */
 enum { OPT_SAE = 0x100, OPT_DATA, OPT_VAL_DATA, OPT_SPLIT_SEED, OPT_LAYER, OPT_TOP, OPT_ID,
        OPT_POS, OPT_TARGET, OPT_HTML, OPT_SORT, OPT_SUMMARY, OPT_HISTOGRAM, OPT_NEIGHBOURS,
-       OPT_FORMAT, OPT_COLOR, OPT_THREADS };
+       OPT_SVG, OPT_FORMAT, OPT_COLOR, OPT_THREADS };
 #define F(X) (1u << (OPT_##X - OPT_SAE))
 #define F_COMMON (F(FORMAT) | F(COLOR) | F(THREADS))
 
@@ -43,6 +43,9 @@ static const command commands[] = {
     { "lens", F(TOP), true, xp_lens },
     { "attribute", F(SAE) | F(POS) | F(TARGET) | F(HTML), true, xp_attribute },
     { "sae-stats", F(SAE) | F(DATA) | F(VAL_DATA) | F(SPLIT_SEED) | F(HISTOGRAM), false, xp_sae_stats },
+    { "dashboard", F(SAE) | F(DATA) | F(TOP) | F(HTML), false, xp_dashboard },
+    { "path", F(POS) | F(HTML) | F(SVG), true, xp_path },
+    { "attention", F(HTML), true, xp_attention },
 };
 
 static _Noreturn void usage(void)
@@ -67,6 +70,7 @@ static const struct option longs[] = {
     { "summary", no_argument, NULL, OPT_SUMMARY },
     { "histogram", no_argument, NULL, OPT_HISTOGRAM },
     { "neighbours", required_argument, NULL, OPT_NEIGHBOURS },
+    { "svg", required_argument, NULL, OPT_SVG },
     { "format", required_argument, NULL, OPT_FORMAT },
     { "color", required_argument, NULL, OPT_COLOR },
     { "threads", required_argument, NULL, OPT_THREADS },
@@ -78,7 +82,8 @@ static const struct option longs[] = {
 /* The command argv[1] names; usage error when none. */
 static const command *find_command(int argc, char **argv)
 {
-    static const char list[] = "(features, neurons, freq, logits, embeddings, lens, attribute, sae-stats)";
+    static const char list[] = "(features, neurons, freq, logits, embeddings, lens, attribute, sae-stats,"
+                               " dashboard, path, attention)";
     if (argc < 2) cli_usage("no command given %s", list);
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) usage();
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) cli_version();
@@ -118,6 +123,7 @@ static void parse(xp_options *o, int argc, char **argv, const command *cmd)
         case OPT_POS: o->pos = (int)cli_long("--pos", optarg, 0, TF_MAX_LEN); break;
         case OPT_TARGET: o->target = optarg; break;
         case OPT_HTML: o->html = optarg; break;
+        case OPT_SVG: o->svg = optarg; break;
         case OPT_SORT: o->by_freq = cli_choice("--sort", optarg, sorts) == 1; break;
         case OPT_SUMMARY: o->summary = true; break;
         case OPT_HISTOGRAM: o->histogram = true; break;
@@ -137,6 +143,8 @@ static void parse(xp_options *o, int argc, char **argv, const command *cmd)
     if (optind < argc) cli_usage("unexpected argument '%s'", argv[optind]);
     if (cmd->run == xp_logits && o->id < 0) cli_usage("'explore logits' needs --id N");
     if (cmd->run == xp_attribute && o->pos < 0) cli_usage("'explore attribute' needs --pos I");
+    if (cmd->run == xp_dashboard && !o->html) cli_usage("'explore dashboard' needs --html DIR");
+    if (o->html && o->svg) cli_usage("--html and --svg: choose one");
 }
 
 int main(int argc, char **argv)

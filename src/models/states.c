@@ -70,6 +70,7 @@ void st_path_free(st_path *s)
     free(s->rank_pred);
     free(s->rank_next);
     free(s->emb_xy);
+    free(s->dir_xy);
     free(s->state_xy);
     free(s->tok_xy);
     memset(s, 0, sizeof *s);
@@ -88,10 +89,11 @@ static err_code path_alloc(st_path *s)
     s->rank_pred = malloc(cells * sizeof *s->rank_pred);
     s->rank_next = malloc(cells * sizeof *s->rank_next);
     s->emb_xy = malloc(2 * cells * sizeof *s->emb_xy);
+    s->dir_xy = malloc(2 * cells * sizeof *s->dir_xy);
     s->state_xy = malloc(2 * cells * sizeof *s->state_xy);
     s->tok_xy = calloc(2 * (size_t)s->V, sizeof *s->tok_xy);
     if (!s->in || !s->next || !s->pred || !s->norm || !s->cos_next || !s->cos_in || !s->cos_pred ||
-        !s->rank_pred || !s->rank_next || !s->emb_xy || !s->state_xy || !s->tok_xy)
+        !s->rank_pred || !s->rank_next || !s->emb_xy || !s->dir_xy || !s->state_xy || !s->tok_xy)
         return err_set(ERR_NOMEM, "out of memory for a path of %d positions", s->T);
     return ERR_OK;
 }
@@ -138,17 +140,31 @@ static void geometry(st_path *s, const tf_model *tf, const float *h, double *cos
         }
 }
 
-/* The 2-D coordinates: on the embeddings' axes (tokens and states), and on
- * the axes of the states themselves. */
-static err_code coordinates(st_path *s, const tf_model *tf, const float *h)
+/* The mean norm of the embeddings of every token but <pad>. */
+static double mean_norm(const float *E, int V, int d)
+{
+    double s = 0;
+    for (int v = 1; v < V; v++) s += sqrt(dotf(E + (size_t)v * d, E + (size_t)v * d, d));
+    return V > 1 ? s / (V - 1) : 0.0;
+}
+
+/* The 2-D coordinates: on the embeddings' axes (tokens, states and their
+ * directions), and on the axes of the states themselves.  x (d) scratch. */
+static err_code coordinates(st_path *s, const tf_model *tf, const float *h, float *x)
 {
     const int d = s->d, n_states = (s->n_layers + 1) * s->T;
     const float *E = tf_embedding(tf);
+    const double scale = mean_norm(E, s->V, d);
     double *mean = malloc((size_t)d * sizeof *mean), *axes = malloc(2 * (size_t)d * sizeof *axes);
     err_code e = mean && axes ? ip_pca2_axes(E + d, s->V - 1, d, mean, axes)
                               : err_set(ERR_NOMEM, "out of memory for the PCA of %d dimensions", d);
     for (int v = 1; !e && v < s->V; v++) ip_pca2_project(mean, axes, d, E + (size_t)v * d, s->tok_xy + 2 * v);
-    for (int i = 0; !e && i < n_states; i++) ip_pca2_project(mean, axes, d, h + (size_t)i * d, s->emb_xy + 2 * i);
+    for (int i = 0; !e && i < n_states; i++) {
+        const float *state = h + (size_t)i * d;
+        ip_pca2_project(mean, axes, d, state, s->emb_xy + 2 * i);
+        for (int j = 0; j < d; j++) x[j] = s->norm[i] > 0 ? (float)(state[j] * scale / s->norm[i]) : 0.0f;
+        ip_pca2_project(mean, axes, d, x, s->dir_xy + 2 * i);
+    }
     if (!e) e = ip_pca2(h, n_states, d, s->state_xy);
     free(mean);
     free(axes);
@@ -162,7 +178,7 @@ err_code st_path_compute(st_path *out, const tf_model *tf, const int *tok, int n
     if (e) return e;
     *out = (st_path){ .n_layers = tf_n_layers(tf), .T = n + 1, .d = tf_d_model(tf), .V = tf_vocab_size(tf) };
     const size_t states = (size_t)(out->n_layers + 1) * out->T;
-    float *h = malloc(states * out->d * sizeof *h), *logits = malloc((size_t)out->V * sizeof *logits);
+    float *h = malloc(states * out->d * sizeof *h), *logits = malloc((size_t)(out->V + out->d) * sizeof *logits);
     double *cos = malloc((size_t)out->V * sizeof *cos);
     e = h && logits && cos ? path_alloc(out) : err_set(ERR_NOMEM, "out of memory for a path");
     if (!e) e = all_states(tf, tok, n, h);
@@ -173,7 +189,7 @@ err_code st_path_compute(st_path *out, const tf_model *tf, const int *tok, int n
         out->next[n] = TOK_EOS;
         predictions(out, tf, h + (size_t)out->n_layers * out->T * out->d, logits);
         geometry(out, tf, h, cos);
-        e = coordinates(out, tf, h);
+        e = coordinates(out, tf, h, logits);   /* logits (>= d floats) free again */
     }
     free(h);
     free(logits);
