@@ -215,8 +215,8 @@ static void attn_grid_text(const xp_ctx *c, const float *g, const int *name, int
         }
         putchar('\n');
     }
-    printf("  %6s", "");
-    for (int j = 0; j < T; j++) printf(" %3s", vw_visible(at_pos(c, name, j, tok)));
+    printf("  %6s", "");   /* the keys (one character each; <SOS> as ^), right-aligned */
+    for (int j = 0; j < T; j++) printf("   %s", j ? vw_visible(at_pos(c, name, j, tok)) : "^");
     putchar('\n');
 }
 

@@ -196,3 +196,45 @@ TEST(summary_of_labels)
     CHECK_NEAR(s.share_precise, 0.5, 1e-12);
     CHECK_NEAR(s.median_precision, 0.65, 1e-12);
 }
+
+/* The features of a TopK SAE: maxima, active letters and strong letters
+ * against each name encoded alone. */
+TEST(feature_profiles_against_brute_force)
+{
+    corpus c = make_corpus(WORDS, N_WORDS);
+    sae_acts a = random_acts(&c, 11);
+    sae_config cfg = { .d_model = D, .n_features = 9, .layer = 1, .variant = SAE_TOPK, .k = 3 };
+    sae_model s;
+    CHECK(sae_init(&s, &cfg) == ERR_OK);
+    rng r;
+    rng_seed(&r, 3);
+    sae_init_weights(&s, &r);
+    lb_index x;
+    un_profile p;
+    CHECK(lb_index_build(&x, &c.names, c.row) == ERR_OK);
+    CHECK(un_profile_compute(&p, &a, &s, &x) == ERR_OK);
+    float f[16 * 9], scratch[2 * 9], letters[16];
+    for (int u = 0; u < 9; u++) {
+        float mx = 0;
+        size_t active = 0, strong = 0;
+        for (int pass = 0; pass < 2; pass++)
+            for (size_t i = 0; i < a.n_names; i++) {
+                const int rows = (int)(a.row[i + 1] - a.row[i]);
+                sae_encode(&s, a.x + a.row[i] * D, rows, f, scratch);
+                CHECK(un_letters(&p, &a, &s, i, u, letters) == ERR_OK);
+                for (int k = 1; k < rows; k++) {
+                    const float v = f[k * 9 + u];
+                    CHECK(letters[k - 1] == v);
+                    if (pass == 0) mx = fmaxf(mx, v), active += v > 0;
+                    else strong += v > 0 && v >= UN_STRONG * mx;
+                }
+            }
+        CHECK(p.max[u] == mx && p.active[u] == active && p.strong[u] == strong);
+        CHECK(p.centre[u] == 0 && p.sign[u] == 1);
+    }
+    un_profile_free(&p);
+    lb_index_free(&x);
+    sae_free(&s);
+    free(a.x);
+    free_corpus(&c);
+}
