@@ -63,10 +63,12 @@ err_code un_letters(const un_profile *p, const sae_acts *a, const sae_model *sae
 
 /* How monosemantic the units are: among those with a label (at least
  * UN_MIN_FIRING strong letters), the share whose label reaches precision
- * min_precision, and the median precision of their labels. */
+ * min_precision, and the median precision and F1 of their labels (F1
+ * also asks the label to cover the unit's letters: a dense unit finds
+ * precise but narrow labels easily). */
 typedef struct un_summary {
     int    units, labelled, precise;
-    double share_precise, median_precision;
+    double share_precise, median_precision, median_f1;
 } un_summary;
 
 err_code un_summarise(const un_profile *p, double min_precision, un_summary *out);

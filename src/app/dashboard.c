@@ -242,16 +242,16 @@ static void summary_row(const char *kind, const un_summary *s, FILE *f, bool htm
 {
     if (html)
         fprintf(f, "<tr><td>%s</td><td class=\"num\">%d</td><td class=\"num\">%d</td><td class=\"num\">%d</td>"
-                "<td class=\"num\">%.3f</td><td class=\"num\">%.3f</td></tr>\n", kind, s->units, s->labelled,
-                s->precise, s->share_precise, s->median_precision);
+                "<td class=\"num\">%.3f</td><td class=\"num\">%.3f</td><td class=\"num\">%.3f</td></tr>\n", kind,
+                s->units, s->labelled, s->precise, s->share_precise, s->median_precision, s->median_f1);
     else
-        fprintf(f, "%s\t%d\t%d\t%d\t%.4f\t%.4f\n", kind, s->units, s->labelled, s->precise, s->share_precise,
-                s->median_precision);
+        fprintf(f, "%s\t%d\t%d\t%d\t%.4f\t%.4f\t%.4f\n", kind, s->units, s->labelled, s->precise, s->share_precise,
+                s->median_precision, s->median_f1);
 }
 
 static void summary_tsv(const dash *d, FILE *f)
 {
-    fprintf(f, "units\tcount\tlabelled\tprecise\tshare_precise\tmedian_precision\n");
+    fprintf(f, "units\tcount\tlabelled\tprecise\tshare_precise\tmedian_precision\tmedian_f1\n");
     summary_row("features", &d->feat_sum, f, false);
     summary_row("neurons", &d->neur_sum, f, false);
 }
@@ -295,7 +295,7 @@ static void index_page(const dash *d, FILE *f)
             "character context of best F1 on the letters where it fires strongly (&ge; %.0f%% of its maximum; a "
             "neuron centred on its median, signed by its largest deviation). Labelled: units with at least %d such "
             "letters; precise: label precision &ge; %.1f.</p>\n<table>\n<tr><th>units</th><th>count</th><th>labelled"
-            "</th><th>precise</th><th>share precise</th><th>median precision</th></tr>\n", 100 * UN_STRONG,
+            "</th><th>precise</th><th>share precise</th><th>median precision</th><th>median F1</th></tr>\n", 100 * UN_STRONG,
             UN_MIN_FIRING, MONO_PRECISION);
     summary_row("SAE features", &d->feat_sum, f, true);
     summary_row("neurons", &d->neur_sum, f, true);

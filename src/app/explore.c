@@ -117,6 +117,7 @@ void xp_print_usage(FILE *f)
                "  sae-stats         l0 explained_var mse ce_clean ce_sae ce_zero ce_score\n"
                "                    dead_frac dense_frac  (--histogram: log10_lo log10_hi features)\n"
                "  dashboard         units count labelled precise share_precise median_precision\n"
+               "                    median_f1\n"
                "  path              layer position input next predicted norm cos_next cos_input\n"
                "                    cos_predicted rank_predicted rank_next emb_x emb_y dir_x\n"
                "                    dir_y state_x state_y\n"

@@ -17,7 +17,10 @@ static int *name_operand(const xp_ctx *c, int *n)
 {
     if (!c->o->name[0]) cli_die("empty NAME: give at least one letter");
     int *tok = xp_parse_name(c, n);
-    if (c->o->pos > *n) cli_die("--pos %d out of range: '%s' has positions 0 to %d", c->o->pos, c->o->name, *n);
+    if (c->o->pos > *n) {
+        free(tok);
+        cli_die("--pos %d out of range: '%s' has positions 0 to %d", c->o->pos, c->o->name, *n);
+    }
     return tok;
 }
 

@@ -332,20 +332,32 @@ static int by_double(const void *pa, const void *pb)
     return (a > b) - (a < b);
 }
 
+/* The median of v (n), v sorted; 0 when n = 0. */
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, by_double);
+    return n ? (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2])) : 0.0;
+}
+
 err_code un_summarise(const un_profile *p, double min_precision, un_summary *out)
 {
-    double *prec = malloc(((size_t)p->U + 1) * sizeof *prec);
-    if (!prec) return err_set(ERR_NOMEM, "out of memory for %d precisions", p->U);
+    double *prec = malloc(((size_t)p->U + 1) * sizeof *prec), *f1 = malloc(((size_t)p->U + 1) * sizeof *f1);
+    if (!prec || !f1) {
+        free(prec);
+        free(f1);
+        return err_set(ERR_NOMEM, "out of memory for %d precisions", p->U);
+    }
     *out = (un_summary){ .units = p->U };
     for (int u = 0; u < p->U; u++) {
         if (p->label[u].context < 0) continue;
+        f1[out->labelled] = p->label[u].f1;
         prec[out->labelled++] = p->label[u].precision;
         out->precise += p->label[u].precision >= min_precision;
     }
-    qsort(prec, (size_t)out->labelled, sizeof *prec, by_double);
-    const int n = out->labelled;
-    out->share_precise = n ? (double)out->precise / n : 0.0;
-    out->median_precision = n ? (n % 2 ? prec[n / 2] : 0.5 * (prec[n / 2 - 1] + prec[n / 2])) : 0.0;
+    out->share_precise = out->labelled ? (double)out->precise / out->labelled : 0.0;
+    out->median_precision = median(prec, out->labelled);
+    out->median_f1 = median(f1, out->labelled);
     free(prec);
+    free(f1);
     return ERR_OK;
 }

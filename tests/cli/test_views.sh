@@ -57,7 +57,7 @@ expect_usage
 # dashboard: a page per feature, the index, the two tables.
 run explore dashboard $P --top 3 --html "$T/dash"
 expect_rc 0 "dashboard"
-expect_out "^units	count	labelled	precise	share_precise	median_precision$"
+expect_out "^units	count	labelled	precise	share_precise	median_precision	median_f1$"
 expect_out "^features	24	"
 expect_out "^neurons	16	"
 check "24 feature pages and the index" '[ "$(ls "$T/dash"/feature-*.html | wc -l)" -eq 24 ] && [ -e "$T/dash/index.html" ]'

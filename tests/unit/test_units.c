@@ -186,15 +186,16 @@ TEST(neuron_profiles_against_brute_force)
 TEST(summary_of_labels)
 {
     un_profile p = { .U = 5 };
-    lb_label l[5] = { { .context = 0, .precision = 0.9 }, { .context = -1, .precision = 0 },
-                      { .context = 3, .precision = 0.5 }, { .context = 2, .precision = 0.8 },
-                      { .context = 1, .precision = 0.2 } };
+    lb_label l[5] = { { .context = 0, .precision = 0.9, .f1 = 0.3 }, { .context = -1, .precision = 0 },
+                      { .context = 3, .precision = 0.5, .f1 = 0.1 }, { .context = 2, .precision = 0.8, .f1 = 0.7 },
+                      { .context = 1, .precision = 0.2, .f1 = 0.2 } };
     p.label = l;
     un_summary s;
     CHECK(un_summarise(&p, 0.8, &s) == ERR_OK);
     CHECK(s.units == 5 && s.labelled == 4 && s.precise == 2);
     CHECK_NEAR(s.share_precise, 0.5, 1e-12);
     CHECK_NEAR(s.median_precision, 0.65, 1e-12);
+    CHECK_NEAR(s.median_f1, 0.25, 1e-12);
 }
 
 /* The features of a TopK SAE: maxima, active letters and strong letters
