@@ -5,8 +5,11 @@
  * and the SAE's evaluation.
  *
  * Every subcommand prints TSV (the default when stdout is not a terminal)
- * or a view for people with per-letter heat-map shading; features and
- * attribute can also write a self-contained HTML page.  This program
+ * or a view for people with per-letter heat-map shading; features,
+ * attribute, path and attention can also write a self-contained HTML page,
+ * and dashboard writes a directory of them (a page per SAE feature with its
+ * automatic label; path follows one name's residual states layer by layer,
+ * attention shows its attention weights).  This program
  * parses the command and its flags; the subcommands are explore.h's.
  */
 #include <getopt.h>
@@ -143,7 +146,8 @@ static void parse(xp_options *o, int argc, char **argv, const command *cmd)
     if (optind < argc) cli_usage("unexpected argument '%s'", argv[optind]);
     if (cmd->run == xp_logits && o->id < 0) cli_usage("'explore logits' needs --id N");
     if (cmd->run == xp_attribute && o->pos < 0) cli_usage("'explore attribute' needs --pos I");
-    if (cmd->run == xp_dashboard && !o->html) cli_usage("'explore dashboard' needs --html DIR");
+    if (cmd->run == xp_dashboard && (!o->html || !strcmp(o->html, "-")))
+        cli_usage("'explore dashboard' needs --html DIR (a directory)");
     if (o->html && o->svg) cli_usage("--html and --svg: choose one");
 }
 

@@ -71,6 +71,8 @@ check "a live feature's page: histogram, logits, nearest, examples" 'f="$T/dash/
 run explore dashboard $P
 expect_usage
 expect_err "needs --html DIR"
+run explore dashboard $P --html -
+expect_usage
 touch "$T/file"
 run explore dashboard $P --html "$T/file"
 expect_fail "cannot create the directory"
