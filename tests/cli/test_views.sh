@@ -86,7 +86,8 @@ if [ -z "$browser" ]; then
     echo "skipped: the headless browser checks (chromium not installed)"
 else
     for page in "feature-$live"; do
-        (cd "$T" && timeout 120 "$browser" --headless --no-sandbox --disable-gpu --enable-logging=stderr --v=0 \
+        (cd "$T" && timeout 120 "$browser" --headless --no-sandbox --disable-gpu --user-data-dir="$T/chromium" \
+            --enable-logging=stderr --v=0 \
             --window-size=900,700 --screenshot="$T/$page.png" "file://$T/dash/$page.html") >"$T/browser.log" 2>&1
         check "$page: screenshot taken" '[ -s "$T/$page.png" ]'
         check "$page: no console message" '! grep -E ":CONSOLE|Uncaught" "$T/browser.log"'
