@@ -38,11 +38,14 @@ typedef struct xp_options {
     bool        split_seed_given; /* else by the Transformer's own split seed */
     const char *name;             /* the NAME operand (lens, attribute) */
     const char *target;           /* attribute: a character or "<EOS>"; NULL = the predicted one */
-    const char *html;             /* features, attribute: write a page there ('-' = stdout) */
+    const char *html;             /* features, attribute, path, attention: write a page there
+                                     ('-' = stdout); dashboard: the directory of its pages */
+    const char *svg;              /* path: write the picture alone there */
     int         layer;            /* neurons: the residual stream after `layer` blocks; -1 = last */
     int         top;              /* names per unit, predictions per lens cell; 0 = the defaults */
     int         id;               /* one feature or neuron; -1 = all (logits needs one) */
-    int         pos;              /* attribute: the position (0 = after <SOS>) */
+    int         pos;              /* attribute: the position (0 = after <SOS>); path: the one
+                                     position shown (-1 = all) */
     int         neighbours;       /* embeddings: neighbours per token */
     int         beam, count;      /* synth: beam width, names printed; 0 = the defaults */
     double      weight;           /* synth: nats per a_max of activation; 0 = the default */
@@ -75,5 +78,13 @@ void xp_attribute(const xp_options *o);
 void xp_sae_stats(const xp_options *o);
 /* New names that make feature o->id fire strongly while staying probable (synth.h). */
 void xp_synth(const xp_options *o);
+/* The residual states of o->name after each layer against the letter
+ * embeddings (states.h); TSV, text, or a picture (--html, --svg). */
+void xp_path(const xp_options *o);
+/* The attention weights of o->name in every layer and head. */
+void xp_attention(const xp_options *o);
+/* Pages in the directory o->html: a dashboard per SAE feature, an index
+ * with the labels of features and neurons, and their TSV (dashboard.c). */
+void xp_dashboard(const xp_options *o);
 
 #endif

@@ -95,6 +95,11 @@ static inline size_t ip_lens_at(const ip_lens *l, int layer, int pos)   /* first
  * principal components (power iteration with deflation; each component's
  * sign makes its largest coordinate positive). */
 err_code ip_pca2(const float *E, int n, int d, double *xy);
+/* The same in two steps, to project other vectors on the rows' axes:
+ * mean (d) of the n >= 1 rows, axes (2, d) the two unit principal axes; */
+err_code ip_pca2_axes(const float *E, int n, int d, double *mean, double *axes);
+/* xy (2) = (x (d) - mean) . axes. */
+void     ip_pca2_project(const double *mean, const double *axes, int d, const float *x, double xy[2]);
 
 /* For each row r of E (n, d): nb (n, K) the K other rows of highest cosine
  * similarity, cos (n, K) those similarities (0 against a zero row).

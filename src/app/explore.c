@@ -6,6 +6,7 @@
  * and attribute, HTML.
  */
 #include "explore.h"
+#include "xpctx.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -24,7 +25,6 @@
 
 enum {
     VIEW_PARTS = 15,   /* attribute's text view: the rows before "others" */
-    PATH_CAP = 4096,   /* a default weights path (cli_default_weights' own cap) */
 };
 
 /* ---- usage ------------------------------------------------------------------ */
@@ -71,12 +71,27 @@ void xp_print_usage(FILE *f)
                "                   X, default %g): a the feature's highest activation over\n"
                "                   the letters, a_max its highest on --data, nll the name's\n"
                "                   loss (nats, <EOS> included)\n"
+               "  dashboard --html DIR\n"
+               "                   a page per SAE feature in DIR (density, activation histogram,\n"
+               "                   top --top names and names across the quantiles of activation,\n"
+               "                   the letters it pushes, nearest features by decoder cosine,\n"
+               "                   an automatic label), index.html with the labels of features\n"
+               "                   and of the neurons of the same layer, labels.tsv and\n"
+               "                   monosemanticity.tsv (also printed)\n"
+               "  path NAME        each position's residual state after each layer: norm,\n"
+               "                   cosine to the embedding of the next token, of the input and\n"
+               "                   of the predicted token, the predicted token's rank by cosine,\n"
+               "                   2-D PCA coordinates (--pos I: one position; --html FILE or\n"
+               "                   --svg FILE: the path drawn over the letter embeddings)\n"
+               "  attention NAME   the attention weights of every layer and head (--html FILE:\n"
+               "                   a shaded grid per head)\n"
                "\n"
                "Options:\n"
                "  -m, --model FILE      the Transformer (default %s)\n"
                "      --sae FILE        the SAE trained on it (default %s)\n"
                "      --data FILE       names, one per line, each distinct name counted once\n"
-               "                        (features, neurons, freq, sae-stats; default %s)\n"
+               "                        (features, neurons, freq, sae-stats, dashboard;\n"
+               "                        default %s)\n"
                "      --val-data FILE   sae-stats: the validation names (default: the split of\n"
                "                        --data the trainers use, seeded by the Transformer's\n"
                "                        split seed or --split-seed N)\n"
@@ -84,15 +99,17 @@ void xp_print_usage(FILE *f)
                "      --top K           names per unit (default %d), predictions per cell\n"
                "                        in lens (default %d)\n"
                "      --id N            one feature (or neuron), counted from 0\n"
-               "      --pos I           attribute: the position\n"
+               "      --pos I           attribute: the position; path: show only position I\n"
                "      --target C        attribute: the token to explain, a character or <EOS>\n"
                "                        (default: the predicted one)\n"
                "      --neighbours K    embeddings: neighbours per token (default %d)\n"
                "      --beam W          synth: partial names kept at each length\n"
                "  -n, --count K         synth: names printed\n"
                "      --weight X        synth: nats a name may lose for reaching a_max\n"
-               "      --html FILE       features, attribute: write a self-contained HTML page\n"
-               "                        to FILE ('-' = stdout) instead of the table\n"
+               "      --html FILE       features, attribute, path, attention: write a\n"
+               "                        self-contained HTML page to FILE ('-' = stdout) instead\n"
+               "                        of the table; dashboard: the directory of its pages\n"
+               "      --svg FILE        path: write the picture alone as SVG\n"
                "      --format F        tsv or text (default: text on a terminal, else tsv)\n"
                "      --color WHEN      shading in the text view: auto, always or never\n"
                "      --threads N       bound the threads used\n"
@@ -112,6 +129,12 @@ void xp_print_usage(FILE *f)
                "                    dead_frac dense_frac kl_sae kl_zero kl_score cos_sim l2_ratio\n"
                "                    (--histogram: log10_lo log10_hi features)\n"
                "  synth             name activation position loss_per_char score\n"
+               "  dashboard         units count labelled precise share_precise median_precision\n"
+               "                    median_f1\n"
+               "  path              layer position input next predicted norm cos_next cos_input\n"
+               "                    cos_predicted rank_predicted rank_next emb_x emb_y dir_x\n"
+               "                    dir_y state_x state_y\n"
+               "  attention         layer head query query_token key key_token weight\n"
                "\n"
                "Exit status: 0 on success, 1 on a runtime error (unreadable files, an SAE\n"
                "trained on another model, a feature or position out of range), 2 on a usage\n"
@@ -125,27 +148,16 @@ void xp_print_usage(FILE *f)
 
 /* ---- the model, the SAE and the operands ------------------------------------ */
 
-typedef struct ctx {
-    const xp_options *o;
-    const char      *model_path, *sae_path;   /* o's, or the shipped weights' */
-    char             model_buf[PATH_CAP], sae_buf[PATH_CAP];
-    mdl              lm;
-    const tf_model  *tf;
-    sae_model        sae;
-    bool             have_sae;
-    bool             color;              /* text view with shading */
-} ctx;
-
 /* The path given, or the shipped weights' copied into buf
  * (cli_default_weights reuses one buffer). */
-static const char *weights_path(const char *given, const char *shipped, char buf[PATH_CAP])
+static const char *weights_path(const char *given, const char *shipped, char buf[XP_PATH_CAP])
 {
     if (given) return given;
-    snprintf(buf, PATH_CAP, "%s", cli_default_weights(shipped));
+    snprintf(buf, XP_PATH_CAP, "%s", cli_default_weights(shipped));
     return buf;
 }
 
-static void open_ctx(ctx *c, const xp_options *o, bool need_sae)
+void xp_open_ctx(xp_ctx *c, const xp_options *o, bool need_sae)
 {
     memset(c, 0, sizeof *c);
     c->o = o;
@@ -161,16 +173,16 @@ static void open_ctx(ctx *c, const xp_options *o, bool need_sae)
     c->color = o->format == VW_TEXT && cli_use_color(o->color, stdout);
 }
 
-static void close_ctx(ctx *c)
+void xp_close_ctx(xp_ctx *c)
 {
     if (c->have_sae) sae_free(&c->sae);
     mdl_free(&c->lm);
 }
 
-static const char *tok_str(const ctx *c, int tok, char buf[8]) { return txt_token_str(&c->lm.vocab, tok, buf); }
+const char *xp_tok_str(const xp_ctx *c, int tok, char buf[8]) { return txt_token_str(&c->lm.vocab, tok, buf); }
 
 /* UTF-8 of n character tokens into out (>= 4 n + 1 bytes). */
-static char *name_str(const ctx *c, const int *tok, int n, char *out)
+char *xp_name_str(const xp_ctx *c, const int *tok, int n, char *out)
 {
     char *p = out;
     for (int i = 0; i < n; i++) p += txt_encode_cp(c->lm.vocab.cp[tok[i]], p);
@@ -179,7 +191,7 @@ static char *name_str(const ctx *c, const int *tok, int n, char *out)
 }
 
 /* The distinct names of --data, in file order of their first line. */
-static void load_names(const ctx *c, ds_names *out)
+void xp_load_names(const xp_ctx *c, ds_names *out)
 {
     txt_lines lines;
     ds_names all;
@@ -192,18 +204,18 @@ static void load_names(const ctx *c, ds_names *out)
 }
 
 /* The unit activations of the distinct names of --data, scanned. */
-static void scan_names(const ctx *c, const sae_model *sae, int layer, int K, int only, ds_names *names,
+static void scan_names(const xp_ctx *c, const sae_model *sae, int layer, int K, int only, ds_names *names,
                        ip_scan *sc)
 {
     sae_acts a;
-    load_names(c, names);
+    xp_load_names(c, names);
     if (sae_acts_compute(&a, c->tf, names, layer)) cli_die("%s: %s", c->o->data, err_msg());
     if (ip_scan_units(sc, &a, sae, K, only, sae != NULL)) cli_die_err();
     sae_acts_free(&a);
 }
 
 /* The NAME operand as character tokens; its length in *n. */
-static int *parse_name(const ctx *c, int *n)
+int *xp_parse_name(const xp_ctx *c, int *n)
 {
     const char *s = c->o->name;
     int32_t *cp;
@@ -219,14 +231,14 @@ static int *parse_name(const ctx *c, int *n)
     return tok;
 }
 
-static FILE *open_html(const xp_options *o)
+FILE *xp_open_html(const xp_options *o)
 {
     FILE *f = cli_open_write(o->html);
     if (!f) cli_die_err();
     return f;
 }
 
-static void close_html(FILE *f, const xp_options *o)
+void xp_close_html(FILE *f, const xp_options *o)
 {
     if (cli_close(f, o->html)) cli_die_err();
 }
@@ -235,7 +247,7 @@ static void close_html(FILE *f, const xp_options *o)
 
 /* Everything the top-names views need. */
 typedef struct top_view {
-    const ctx      *c;
+    const xp_ctx      *c;
     const char     *unit;     /* "feature" or "neuron" */
     const ds_names *names;
     ip_scan         sc;
@@ -249,10 +261,10 @@ static void top_tsv(top_view *tv, int u)
         size_t nm = ip_top_name(&tv->sc, u, k);
         const int *tok = ds_name(tv->names, nm), n = ds_len(tv->names, nm);
         const float *act = ip_top_letters(&tv->sc, u, k);
-        name_str(tv->c, tok, n, tv->buf);
+        xp_name_str(tv->c, tok, n, tv->buf);
         for (int p = 1; p <= n; p++)
             printf("%d\t%d\t%s\t%d\t%s\t%.6g\t%.6g\n", u, k + 1, tv->buf, p,
-                   tok_str(tv->c, tok[p - 1], letter), (double)act[p - 1], ip_freq(&tv->sc, u));
+                   xp_tok_str(tv->c, tok[p - 1], letter), (double)act[p - 1], ip_freq(&tv->sc, u));
     }
 }
 
@@ -269,7 +281,7 @@ static void shaded_name(top_view *tv, int u, int k, double scale, FILE *f, bool 
         if (act[p] > act[argmax]) argmax = p;
     for (int p = 0; p < n; p++) {
         double v = act[p];
-        tok_str(tv->c, tok[p], letter);
+        xp_tok_str(tv->c, tok[p], letter);
         if (html) {
             snprintf(tip, sizeof tip, "%d: %.4g", p + 1, v);
             vw_html_heat(f, letter, scale > 0 ? v / scale : 0, tip);
@@ -335,7 +347,7 @@ static int top_units(top_view *tv, FILE *html)
 }
 
 /* features and neurons: scan, then one view of the units asked for. */
-static void top_names(const ctx *c, const sae_model *sae, int layer, const char *unit)
+static void top_names(const xp_ctx *c, const sae_model *sae, int layer, const char *unit)
 {
     const xp_options *o = c->o;
     ds_names names;
@@ -343,7 +355,7 @@ static void top_names(const ctx *c, const sae_model *sae, int layer, const char 
     scan_names(c, sae, layer, o->top ? o->top : XP_DEFAULT_TOP, o->id, &names, &tv.sc);
     tv.buf = malloc(4 * (size_t)names.max_len + 1);
     if (!tv.buf) cli_die("out of memory");
-    FILE *html = o->html ? open_html(o) : NULL;
+    FILE *html = o->html ? xp_open_html(o) : NULL;
     if (html) {
         char title[256];
         snprintf(title, sizeof title, "%ss of %s", unit, sae ? c->sae_path : c->model_path);
@@ -357,7 +369,7 @@ static void top_names(const ctx *c, const sae_model *sae, int layer, const char 
     if (html) {
         if (dead) fprintf(html, "<p class=\"meta\">%d %ss never active</p>\n", dead, unit);
         vw_html_end(html);
-        close_html(html, o);
+        xp_close_html(html, o);
     } else if (o->format == VW_TEXT && dead) {
         printf("%d %ss never active on these names\n", dead, unit);
     }
@@ -368,20 +380,20 @@ static void top_names(const ctx *c, const sae_model *sae, int layer, const char 
 
 void xp_features(const xp_options *o)
 {
-    ctx c;
-    open_ctx(&c, o, true);
+    xp_ctx c;
+    xp_open_ctx(&c, o, true);
     top_names(&c, &c.sae, c.sae.c.layer, "feature");
-    close_ctx(&c);
+    xp_close_ctx(&c);
 }
 
 void xp_neurons(const xp_options *o)
 {
-    ctx c;
-    open_ctx(&c, o, false);
+    xp_ctx c;
+    xp_open_ctx(&c, o, false);
     int L = o->layer >= 0 ? o->layer : tf_n_layers(c.tf);
     if (L > tf_n_layers(c.tf)) cli_die("--layer %d: %s has %d layers", L, c.model_path, tf_n_layers(c.tf));
     top_names(&c, NULL, L, "neuron");
-    close_ctx(&c);
+    xp_close_ctx(&c);
 }
 
 /* ---- freq ------------------------------------------------------------------------ */
@@ -404,8 +416,8 @@ static void freq_bars(const double *freq, const int *order, int F, bool sorted)
 
 void xp_freq(const xp_options *o)
 {
-    ctx c;
-    open_ctx(&c, o, true);
+    xp_ctx c;
+    xp_open_ctx(&c, o, true);
     ds_names names;
     ip_scan sc;
     scan_names(&c, &c.sae, c.sae.c.layer, 0, -1, &names, &sc);
@@ -437,14 +449,14 @@ void xp_freq(const xp_options *o)
     free(order);
     ip_scan_free(&sc);
     ds_free(&names);
-    close_ctx(&c);
+    xp_close_ctx(&c);
 }
 
 /* ---- logits ------------------------------------------------------------------------ */
 
 /* The n ranked tokens, the ten first and ten last when there are more
  * than twenty, with bars scaled to the largest |logit|. */
-static void logits_text(const ctx *c, const float *logit, const int *order, int n)
+static void logits_text(const xp_ctx *c, const float *logit, const int *order, int n)
 {
     char tok[8];
     double mx = fmax(fabs(logit[order[0]]), fabs(logit[order[n - 1]]));
@@ -457,7 +469,7 @@ static void logits_text(const ctx *c, const float *logit, const int *order, int 
             i = n - 10;
         }
         double v = logit[order[i]];
-        printf("  %-6s %+8.3f  ", tok_str(c, order[i], tok), v);
+        printf("  %-6s %+8.3f  ", xp_tok_str(c, order[i], tok), v);
         vw_bar(stdout, mx > 0 ? fabs(v) / mx : 0, 30);
         putchar('\n');
     }
@@ -465,8 +477,8 @@ static void logits_text(const ctx *c, const float *logit, const int *order, int 
 
 void xp_logits(const xp_options *o)
 {
-    ctx c;
-    open_ctx(&c, o, true);
+    xp_ctx c;
+    xp_open_ctx(&c, o, true);
     const int V = tf_vocab_size(c.tf);
     float *logit = malloc((size_t)V * sizeof *logit);
     int *order = malloc((size_t)V * sizeof *order), n;
@@ -475,19 +487,19 @@ void xp_logits(const xp_options *o)
     char tok[8];
     if (o->format == VW_TSV) {
         printf("rank\ttoken\tlogit\n");
-        for (int i = 0; i < n; i++) printf("%d\t%s\t%.6g\n", i + 1, tok_str(&c, order[i], tok), (double)logit[order[i]]);
+        for (int i = 0; i < n; i++) printf("%d\t%s\t%.6g\n", i + 1, xp_tok_str(&c, order[i], tok), (double)logit[order[i]]);
     } else {
         logits_text(&c, logit, order, n);
     }
     free(logit);
     free(order);
-    close_ctx(&c);
+    xp_close_ctx(&c);
 }
 
 /* ---- embeddings ---------------------------------------------------------------------- */
 
 /* A character grid of the points xy (n, 2), point r drawn as token r + 1. */
-static void scatter(const ctx *c, const double *xy, int n)
+static void scatter(const xp_ctx *c, const double *xy, int n)
 {
     enum { W = 72, H = 24 };
     static char cell[H][W][8];
@@ -502,7 +514,7 @@ static void scatter(const ctx *c, const double *xy, int n)
         int x = hi[0] > lo[0] ? (int)lround((xy[2 * r] - lo[0]) / (hi[0] - lo[0]) * (W - 6)) : 0;
         int y = hi[1] > lo[1] ? (int)lround((hi[1] - xy[2 * r + 1]) / (hi[1] - lo[1]) * (H - 1)) : 0;
         char tok[8];
-        snprintf(cell[y][x], sizeof cell[y][x], "%s", vw_visible(tok_str(c, r + 1, tok)));
+        snprintf(cell[y][x], sizeof cell[y][x], "%s", vw_visible(xp_tok_str(c, r + 1, tok)));
     }
     for (int y = 0; y < H; y++) {
         for (int x = 0; x < W; x++) {
@@ -520,16 +532,16 @@ static void scatter(const ctx *c, const double *xy, int n)
 
 /* Row r: token r + 1, its coordinates (TSV only) and its neighbours
  * nb, cos (shown). */
-static void embedding_row(const ctx *c, int r, const double *xy, const int *nb, const float *cos, int shown)
+static void embedding_row(const xp_ctx *c, int r, const double *xy, const int *nb, const float *cos, int shown)
 {
     char tok[8];
-    if (c->o->format == VW_TSV) printf("%s\t%.6g\t%.6g", tok_str(c, r + 1, tok), xy[2 * r], xy[2 * r + 1]);
+    if (c->o->format == VW_TSV) printf("%s\t%.6g\t%.6g", xp_tok_str(c, r + 1, tok), xy[2 * r], xy[2 * r + 1]);
     else {
         printf("  ");
-        vw_cell(stdout, tok_str(c, r + 1, tok), 6, 0, c->color);
+        vw_cell(stdout, xp_tok_str(c, r + 1, tok), 6, 0, c->color);
     }
     for (int k = 0; k < shown; k++) {
-        const char *s = tok_str(c, nb[(size_t)r * shown + k] + 1, tok);
+        const char *s = xp_tok_str(c, nb[(size_t)r * shown + k] + 1, tok);
         double cs = cos[(size_t)r * shown + k];
         if (c->o->format == VW_TSV) printf("\t%s\t%.4f", s, cs);
         else printf("  %s %.2f", vw_visible(s), cs);
@@ -539,8 +551,8 @@ static void embedding_row(const ctx *c, int r, const double *xy, const int *nb, 
 
 void xp_embeddings(const xp_options *o)
 {
-    ctx c;
-    open_ctx(&c, o, false);
+    xp_ctx c;
+    xp_open_ctx(&c, o, false);
     const int V = tf_vocab_size(c.tf), d = tf_d_model(c.tf), n = V - 1;
     const int K = o->neighbours, shown = K < n - 1 ? K : n - 1;
     const float *E = tf_embedding(c.tf) + d;   /* every token but <pad>: row r is token r + 1 */
@@ -562,18 +574,18 @@ void xp_embeddings(const xp_options *o)
     free(xy);
     free(nb);
     free(cos);
-    close_ctx(&c);
+    xp_close_ctx(&c);
 }
 
 /* ---- lens ------------------------------------------------------------------------------ */
 
-static void lens_header(const ctx *c, const char *label, const int *tok, int T)
+static void lens_header(const xp_ctx *c, const char *label, const int *tok, int T)
 {
     char s[8];
     printf("%-9s", label);
     for (int pos = 0; pos < T; pos++) {
         putchar(' ');
-        vw_cell(stdout, tok_str(c, tok[pos], s), 6, 0, c->color);
+        vw_cell(stdout, xp_tok_str(c, tok[pos], s), 6, 0, c->color);
     }
     putchar('\n');
 }
@@ -581,7 +593,7 @@ static void lens_header(const ctx *c, const char *label, const int *tok, int T)
 /* One layer of the lens: in TSV a row per (position, rank); in text a
  * cell per position, the top prediction shaded by its probability, * when
  * it is right.  x, y (T): the input at each position, the token after it. */
-static void lens_layer(const ctx *c, const ip_lens *l, int L, const int *x, const int *y)
+static void lens_layer(const xp_ctx *c, const ip_lens *l, int L, const int *x, const int *y)
 {
     char in[8], next[8], pred[8];
     if (c->o->format == VW_TEXT) printf("layer %-3d", L);
@@ -589,24 +601,24 @@ static void lens_layer(const ctx *c, const ip_lens *l, int L, const int *x, cons
         size_t at = ip_lens_at(l, L, pos);
         if (c->o->format == VW_TEXT) {
             char label[16];
-            snprintf(label, sizeof label, "%s%s", tok_str(c, l->tok[at], pred), l->tok[at] == y[pos] ? "*" : "");
+            snprintf(label, sizeof label, "%s%s", xp_tok_str(c, l->tok[at], pred), l->tok[at] == y[pos] ? "*" : "");
             putchar(' ');
             vw_cell(stdout, label, 6, l->prob[at], c->color);
             continue;
         }
         for (int k = 0; k < l->K; k++)
-            printf("%d\t%d\t%s\t%s\t%d\t%s\t%.6f\n", L, pos, tok_str(c, x[pos], in),
-                   tok_str(c, y[pos], next), k + 1, tok_str(c, l->tok[at + k], pred), l->prob[at + k]);
+            printf("%d\t%d\t%s\t%s\t%d\t%s\t%.6f\n", L, pos, xp_tok_str(c, x[pos], in),
+                   xp_tok_str(c, y[pos], next), k + 1, xp_tok_str(c, l->tok[at + k], pred), l->prob[at + k]);
     }
     if (c->o->format == VW_TEXT) putchar('\n');
 }
 
 void xp_lens(const xp_options *o)
 {
-    ctx c;
-    open_ctx(&c, o, false);
+    xp_ctx c;
+    xp_open_ctx(&c, o, false);
     int n;
-    int *name = parse_name(&c, &n);
+    int *name = xp_parse_name(&c, &n);
     const int T = n + 1;
     ip_lens l;
     if (ip_logit_lens(&l, c.tf, name, n, o->top ? o->top : XP_LENS_TOP)) cli_die_err();
@@ -630,14 +642,14 @@ void xp_lens(const xp_options *o)
     free(x);
     free(y);
     free(name);
-    close_ctx(&c);
+    xp_close_ctx(&c);
 }
 
 /* ---- attribute ---------------------------------------------------------------------------- */
 
 static const char *const part_names[] = { "feature", "error", "bias", "later_layers" };
 
-static int parse_target(const ctx *c, const char *s)
+static int parse_target(const xp_ctx *c, const char *s)
 {
     if (!strcmp(s, "<EOS>")) return TOK_EOS;
     int32_t *cp;
@@ -672,7 +684,7 @@ static void attr_tsv(const sae_attribution *a)
 }
 
 /* One row of the text table, the dla shaded by dla / mx. */
-static void attr_text_row(const ctx *c, const sae_part *p, double mx)
+static void attr_text_row(const xp_ctx *c, const sae_part *p, double mx)
 {
     char label[32];
     if (p->kind == SAE_PART_FEATURE) snprintf(label, sizeof label, "feature %d", p->id);
@@ -688,7 +700,7 @@ static void attr_text_row(const ctx *c, const sae_part *p, double mx)
 
 /* The table of parts; the features past the first VIEW_PARTS rows summed
  * into one "others" row. */
-static void attr_table(const ctx *c, const sae_attribution *a)
+static void attr_table(const xp_ctx *c, const sae_attribution *a)
 {
     double mx = attr_max(a), rest = 0;
     int n_rest = 0;
@@ -705,12 +717,12 @@ static void attr_table(const ctx *c, const sae_attribution *a)
     printf("%-14s %9s %+9.3f\n", "= logit", "", a->logit);
 }
 
-static void attr_text(const ctx *c, const sae_attribution *a, const int *name)
+static void attr_text(const xp_ctx *c, const sae_attribution *a, const int *name)
 {
     char tok[8], pred[8], before[8];
     printf("'%s' at position %d (after '%s'): target '%s', logit %.4f, p = %.4f; predicted '%s'\n",
-           c->o->name, a->pos, a->pos ? tok_str(c, name[a->pos - 1], before) : "<SOS>",
-           tok_str(c, a->target, tok), a->logit, exp(a->logprob), tok_str(c, a->predicted, pred));
+           c->o->name, a->pos, a->pos ? xp_tok_str(c, name[a->pos - 1], before) : "<SOS>",
+           xp_tok_str(c, a->target, tok), a->logit, exp(a->logprob), xp_tok_str(c, a->predicted, pred));
     if (!a->exact)
         printf("the SAE reads layer %d of %d: dla is the direct path only; later_layers is the rest\n",
                c->sae.c.layer, tf_n_layers(c->tf));
@@ -719,12 +731,12 @@ static void attr_text(const ctx *c, const sae_attribution *a, const int *name)
 }
 
 /* The name, the position a outlined. */
-static void attr_html_name(const ctx *c, const sae_attribution *a, const int *name, int n, FILE *f)
+static void attr_html_name(const xp_ctx *c, const sae_attribution *a, const int *name, int n, FILE *f)
 {
     char tok[8], tip[64];
     fputs("<p class=\"name\">", f);
     for (int p = 1; p <= n; p++) {
-        tok_str(c, name[p - 1], tok);
+        xp_tok_str(c, name[p - 1], tok);
         snprintf(tip, sizeof tip, "position %d", p);
         if (p == a->pos) fputs("<span class=\"here\">", f);
         vw_html_heat(f, tok, 0, tip);
@@ -752,16 +764,16 @@ static void attr_html_table(const sae_attribution *a, FILE *f)
             "</table>\n", a->logit);
 }
 
-static void attr_html(const ctx *c, const sae_attribution *a, const int *name, int n, FILE *f)
+static void attr_html(const xp_ctx *c, const sae_attribution *a, const int *name, int n, FILE *f)
 {
     char title[512], tok[8];
     snprintf(title, sizeof title, "Attribution: %s, position %d", c->o->name, a->pos);
     vw_html_begin(f, title);
     attr_html_name(c, a, name, n, f);
     fputs("<p class=\"meta\">target ", f);
-    vw_html_text(f, tok_str(c, a->target, tok));
+    vw_html_text(f, xp_tok_str(c, a->target, tok));
     fprintf(f, ": logit %.4f, log-probability %.4f; predicted ", a->logit, a->logprob);
-    vw_html_text(f, tok_str(c, a->predicted, tok));
+    vw_html_text(f, xp_tok_str(c, a->predicted, tok));
     fprintf(f, ". %s</p>\n", a->exact ? "The SAE reads the last layer: the dla column sums exactly to the logit."
             : "The SAE reads an earlier layer: dla is the direct path; later_layers holds the rest.");
     attr_html_table(a, f);
@@ -770,17 +782,17 @@ static void attr_html(const ctx *c, const sae_attribution *a, const int *name, i
 
 void xp_attribute(const xp_options *o)
 {
-    ctx c;
-    open_ctx(&c, o, true);
+    xp_ctx c;
+    xp_open_ctx(&c, o, true);
     int n;
-    int *name = parse_name(&c, &n);
+    int *name = xp_parse_name(&c, &n);
     int target = o->target ? parse_target(&c, o->target) : -1;
     sae_attribution a;
     if (sae_attribute(&c.sae, c.tf, name, n, o->pos, target, &a)) cli_die("'%s': %s", o->name, err_msg());
     if (o->html) {
-        FILE *f = open_html(o);
+        FILE *f = xp_open_html(o);
         attr_html(&c, &a, name, n, f);
-        close_html(f, o);
+        xp_close_html(f, o);
     } else if (o->format == VW_TSV) {
         attr_tsv(&a);
     } else {
@@ -788,22 +800,22 @@ void xp_attribute(const xp_options *o)
     }
     sae_attribution_free(&a);
     free(name);
-    close_ctx(&c);
+    xp_close_ctx(&c);
 }
 
 /* ---- synth ------------------------------------------------------------------------- */
 
 /* synth's keep: names absent from the data. */
-typedef struct novel_ctx { const ctx *c; gen_names *data; char *buf; } novel_ctx;
+typedef struct novel_ctx { const xp_ctx *c; gen_names *data; char *buf; } novel_ctx;
 
 static bool is_novel(void *p, const int *tok, int n)
 {
     const novel_ctx *nc = p;
-    return !gen_names_has(nc->data, name_str(nc->c, tok, n, nc->buf));
+    return !gen_names_has(nc->data, xp_name_str(nc->c, tok, n, nc->buf));
 }
 
 /* The feature's highest activation on the names of --data (1 if it never fires). */
-static double feature_top(const ctx *c, int id)
+static double feature_top(const xp_ctx *c, int id)
 {
     ds_names names;
     ip_scan sc;
@@ -816,8 +828,8 @@ static double feature_top(const ctx *c, int id)
 
 void xp_synth(const xp_options *o)
 {
-    ctx c;
-    open_ctx(&c, o, true);
+    xp_ctx c;
+    xp_open_ctx(&c, o, true);
     if (o->id >= c.sae.c.n_features)
         cli_die("feature %d out of range [0, %d)", o->id, c.sae.c.n_features);
     novel_ctx nc = { .c = &c, .buf = malloc(4 * (size_t)tf_max_len(c.tf) + 1) };
@@ -834,7 +846,7 @@ void xp_synth(const xp_options *o)
                 cfg.act_ref, "name", "activation", "position", "loss_per_char");
     for (int i = 0; i < n; i++) {
         const syn_name *b = &best[i];
-        name_str(&c, b->tok, b->n, nc.buf);
+        xp_name_str(&c, b->tok, b->n, nc.buf);
         if (o->format == VW_TSV)
             printf("%s\t%.4f\t%d\t%.4f\t%.4f\n", nc.buf, (double)b->act, b->at, b->nll / (b->n + 1), b->score);
         else printf("%-24s %10.3f %8d %13.3f\n", nc.buf, (double)b->act, b->at, b->nll / (b->n + 1));
@@ -842,7 +854,7 @@ void xp_synth(const xp_options *o)
     syn_names_free(best, n);
     gen_names_free(nc.data);
     free(nc.buf);
-    close_ctx(&c);
+    xp_close_ctx(&c);
 }
 
 /* ---- sae-stats ---------------------------------------------------------------------------- */
@@ -877,7 +889,7 @@ static void hist_text(const int hist[SAE_HIST_BINS])
     }
 }
 
-static void stats_text(const ctx *c, const sae_stats *st, size_t n_val)
+static void stats_text(const xp_ctx *c, const sae_stats *st, size_t n_val)
 {
     printf("SAE %s on layer %d of %s: %d features, %zu validation names, %zu positions\n\n",
            c->sae_path, c->sae.c.layer, c->model_path, c->sae.c.n_features, n_val, st->n_rows);
@@ -897,7 +909,7 @@ static void stats_text(const ctx *c, const sae_stats *st, size_t n_val)
 
 /* The validation names: --val-data, or the split of --data the trainers
  * made, by --split-seed or else the Transformer's own split seed. */
-static void load_val(const ctx *c, ds_corpus *corpus)
+static void load_val(const xp_ctx *c, ds_corpus *corpus)
 {
     uint64_t split = c->o->split_seed;
     const char *meta = ck_meta(&c->lm.file, "split_seed");
@@ -908,8 +920,8 @@ static void load_val(const ctx *c, ds_corpus *corpus)
 
 void xp_sae_stats(const xp_options *o)
 {
-    ctx c;
-    open_ctx(&c, o, true);
+    xp_ctx c;
+    xp_open_ctx(&c, o, true);
     ds_corpus corpus;
     load_val(&c, &corpus);
     const int F = c.sae.c.n_features;
@@ -929,5 +941,5 @@ void xp_sae_stats(const xp_options *o)
     }
     free(freq);
     ds_corpus_free(&corpus);
-    close_ctx(&c);
+    xp_close_ctx(&c);
 }

@@ -5,8 +5,11 @@
  * and the SAE's evaluation.
  *
  * Every subcommand prints TSV (the default when stdout is not a terminal)
- * or a view for people with per-letter heat-map shading; features and
- * attribute can also write a self-contained HTML page.  This program
+ * or a view for people with per-letter heat-map shading; features,
+ * attribute, path and attention can also write a self-contained HTML page,
+ * and dashboard writes a directory of them (a page per SAE feature with its
+ * automatic label; path follows one name's residual states layer by layer,
+ * attention shows its attention weights).  This program
  * parses the command and its flags; the subcommands are explore.h's.
  */
 #include <getopt.h>
@@ -23,7 +26,7 @@
  * command lists the flags it takes (-m, --format, --color, --threads: all). */
 enum { OPT_SAE = 0x100, OPT_DATA, OPT_VAL_DATA, OPT_SPLIT_SEED, OPT_LAYER, OPT_TOP, OPT_ID,
        OPT_POS, OPT_TARGET, OPT_HTML, OPT_SORT, OPT_SUMMARY, OPT_HISTOGRAM, OPT_NEIGHBOURS,
-       OPT_FORMAT, OPT_COLOR, OPT_THREADS, OPT_BEAM, OPT_COUNT, OPT_WEIGHT };
+       OPT_SVG, OPT_FORMAT, OPT_COLOR, OPT_THREADS, OPT_BEAM, OPT_COUNT, OPT_WEIGHT };
 #define F(X) (1u << (OPT_##X - OPT_SAE))
 #define F_COMMON (F(FORMAT) | F(COLOR) | F(THREADS))
 
@@ -44,6 +47,9 @@ static const command commands[] = {
     { "attribute", F(SAE) | F(POS) | F(TARGET) | F(HTML), true, xp_attribute },
     { "sae-stats", F(SAE) | F(DATA) | F(VAL_DATA) | F(SPLIT_SEED) | F(HISTOGRAM), false, xp_sae_stats },
     { "synth", F(SAE) | F(DATA) | F(ID) | F(BEAM) | F(COUNT) | F(WEIGHT), false, xp_synth },
+    { "dashboard", F(SAE) | F(DATA) | F(TOP) | F(HTML), false, xp_dashboard },
+    { "path", F(POS) | F(HTML) | F(SVG), true, xp_path },
+    { "attention", F(HTML), true, xp_attention },
 };
 
 static _Noreturn void usage(void)
@@ -68,6 +74,7 @@ static const struct option longs[] = {
     { "summary", no_argument, NULL, OPT_SUMMARY },
     { "histogram", no_argument, NULL, OPT_HISTOGRAM },
     { "neighbours", required_argument, NULL, OPT_NEIGHBOURS },
+    { "svg", required_argument, NULL, OPT_SVG },
     { "format", required_argument, NULL, OPT_FORMAT },
     { "color", required_argument, NULL, OPT_COLOR },
     { "threads", required_argument, NULL, OPT_THREADS },
@@ -82,7 +89,8 @@ static const struct option longs[] = {
 /* The command argv[1] names; usage error when none. */
 static const command *find_command(int argc, char **argv)
 {
-    static const char list[] = "(features, neurons, freq, logits, embeddings, lens, attribute, sae-stats, synth)";
+    static const char list[] = "(features, neurons, freq, logits, embeddings, lens, attribute, sae-stats,"
+                               " synth, dashboard, path, attention)";
     if (argc < 2) cli_usage("no command given %s", list);
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) usage();
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) cli_version();
@@ -123,6 +131,7 @@ static void parse(xp_options *o, int argc, char **argv, const command *cmd)
         case OPT_POS: o->pos = (int)cli_long("--pos", optarg, 0, TF_MAX_LEN); break;
         case OPT_TARGET: o->target = optarg; break;
         case OPT_HTML: o->html = optarg; break;
+        case OPT_SVG: o->svg = optarg; break;
         case OPT_SORT: o->by_freq = cli_choice("--sort", optarg, sorts) == 1; break;
         case OPT_SUMMARY: o->summary = true; break;
         case OPT_HISTOGRAM: o->histogram = true; break;
@@ -146,6 +155,9 @@ static void parse(xp_options *o, int argc, char **argv, const command *cmd)
     if (cmd->run == xp_logits && o->id < 0) cli_usage("'explore logits' needs --id N");
     if (cmd->run == xp_synth && o->id < 0) cli_usage("'explore synth' needs --id N");
     if (cmd->run == xp_attribute && o->pos < 0) cli_usage("'explore attribute' needs --pos I");
+    if (cmd->run == xp_dashboard && (!o->html || !strcmp(o->html, "-")))
+        cli_usage("'explore dashboard' needs --html DIR (a directory)");
+    if (o->html && o->svg) cli_usage("--html and --svg: choose one");
 }
 
 int main(int argc, char **argv)

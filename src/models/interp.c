@@ -350,16 +350,16 @@ static void deflate(double *C, int d, const double *v)
         for (int j = 0; j < d; j++) C[(size_t)i * d + j] -= lambda * v[i] * v[j];
 }
 
-err_code ip_pca2(const float *E, int n, int d, double *xy)
+err_code ip_pca2_axes(const float *E, int n, int d, double *mean, double *axes)
 {
-    if (n < 0 || d < 1) return err_set(ERR_ARG, "ip_pca2: %d rows of %d", n, d);
-    double *mean = calloc((size_t)d, sizeof *mean), *C = calloc((size_t)d * d, sizeof *C);
-    double *v = malloc(2 * (size_t)d * sizeof *v), *tmp = malloc((size_t)d * sizeof *tmp);
-    err_code e = ERR_OK;
-    if (!mean || !C || !v || !tmp) {
-        e = err_set(ERR_NOMEM, "out of memory for the PCA of %d dimensions", d);
-        goto done;
+    if (n < 1 || d < 1) return err_set(ERR_ARG, "ip_pca2: %d rows of %d", n, d);
+    double *C = calloc((size_t)d * d, sizeof *C), *tmp = malloc((size_t)d * sizeof *tmp);
+    if (!C || !tmp) {
+        free(C);
+        free(tmp);
+        return err_set(ERR_NOMEM, "out of memory for the PCA of %d dimensions", d);
     }
+    memset(mean, 0, (size_t)d * sizeof *mean);
     for (int r = 0; r < n; r++)
         for (int j = 0; j < d; j++) mean[j] += E[(size_t)r * d + j] / n;
     for (int r = 0; r < n; r++)   /* C = sum of the centred rows' outer products */
@@ -367,20 +367,33 @@ err_code ip_pca2(const float *E, int n, int d, double *xy)
             for (int j = 0; j < d; j++)
                 C[(size_t)i * d + j] += (E[(size_t)r * d + i] - mean[i]) * (E[(size_t)r * d + j] - mean[j]);
     for (int k = 0; k < 2; k++) {
-        leading_eigenvector(C, d, v + (size_t)k * d, tmp);
-        deflate(C, d, v + (size_t)k * d);
+        leading_eigenvector(C, d, axes + (size_t)k * d, tmp);
+        deflate(C, d, axes + (size_t)k * d);
     }
-    for (int r = 0; r < n; r++)
-        for (int k = 0; k < 2; k++) {
-            double s = 0;
-            for (int j = 0; j < d; j++) s += (E[(size_t)r * d + j] - mean[j]) * v[(size_t)k * d + j];
-            xy[2 * r + k] = s;
-        }
-done:
-    free(mean);
     free(C);
-    free(v);
     free(tmp);
+    return ERR_OK;
+}
+
+void ip_pca2_project(const double *mean, const double *axes, int d, const float *x, double xy[2])
+{
+    for (int k = 0; k < 2; k++) {
+        double s = 0;
+        for (int j = 0; j < d; j++) s += (x[j] - mean[j]) * axes[(size_t)k * d + j];
+        xy[k] = s;
+    }
+}
+
+err_code ip_pca2(const float *E, int n, int d, double *xy)
+{
+    if (n < 0 || d < 1) return err_set(ERR_ARG, "ip_pca2: %d rows of %d", n, d);
+    if (n == 0) return ERR_OK;
+    double *mean = malloc((size_t)d * sizeof *mean), *axes = malloc(2 * (size_t)d * sizeof *axes);
+    err_code e = mean && axes ? ip_pca2_axes(E, n, d, mean, axes)
+                              : err_set(ERR_NOMEM, "out of memory for the PCA of %d dimensions", d);
+    for (int r = 0; !e && r < n; r++) ip_pca2_project(mean, axes, d, E + (size_t)r * d, xy + 2 * r);
+    free(mean);
+    free(axes);
     return e;
 }
 
