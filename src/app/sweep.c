@@ -99,12 +99,14 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Sample the names of one value (steered), score each unsteered. */
+/* Sample the names of one value (steered), score each unsteered.  Name i
+ * has its own random stream, as in generate and steer, so a value of 0
+ * gives steer's names. */
 static err_code sample_value(sw_run_ctx *R, sw_row *row)
 {
     rng r;
-    rng_seed(&r, R->g->seed);
     for (long i = 0; i < R->g->count; i++) {
+        rng_seed(&r, rng_at(R->g->seed, (uint64_t)i));
         tf_state_set_hook(R->tf, R->layer, sae_steer_hook, &R->steer);
         int n = mdl_sample_name(R->st, &R->g->smp, &r, NULL, 0, R->limit, R->tok, R->scratch);
         tf_state_set_hook(R->tf, R->layer, NULL, NULL);
