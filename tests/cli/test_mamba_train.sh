@@ -61,7 +61,7 @@ run mamba-train --data "$T/names.txt" --val-data "$T/val.txt" --resume "$T/m.saf
 expect_rc 0 "resume"
 resumed=$(printf '%s\n' "$OUT" | sed -n 2p | cut -f3-5)
 check "resumed run ends where the straight run ends" '[ "$straight" = "$resumed" ]'
-check "resumed checkpoint = straight checkpoint" 'cmp -s "$T/straight.safetensors" "$T/resumed.safetensors"'
+check "resumed checkpoint = straight checkpoint" 'same_checkpoint "$T/straight.safetensors" "$T/resumed.safetensors"'
 
 # A model flag that contradicts the checkpoint is a usage error.
 run mamba-train --data "$T/names.txt" --resume "$T/m.safetensors" --d-state 8 --steps 30 -o "$T/x.safetensors"
@@ -70,5 +70,26 @@ expect_usage
 run mamba-train --data "$T/names.txt" --resume tests/data/fixtures/mlp.safetensors --steps 30 -o "$T/x.safetensors"
 expect_fail "mlp"
 check "no file after a failed resume" '[ ! -e "$T/x.safetensors" ]'
+
+# Running text (trtext.h): characters and BPE, generate --chars, --resume.
+head -n 400 data/moliere.txt > "$T/book.txt"
+MT="--d-model 16 --batch-size 4 --window 16 --eval-every 0"
+run mamba-train --text "$T/book.txt" $MT --steps 6 -o "$T/t.safetensors"
+expect_rc 0 "--text on characters"
+row=$(printf '%s\n' "$OUT" | sed -n 2p)
+check "per char = per token on characters" '[ "$(echo "$row" | cut -f5)" = "$(echo "$row" | cut -f13)" ]'
+run generate -m "$T/t.safetensors" --chars 40 --seed 2
+expect_rc 0 "generate --chars from a text Mamba"
+check "40 characters and a newline" '[ "$(printf '%s' "$OUT" | wc -m)" -ge 40 ]'
+run mamba-train --text "$T/book.txt" $MT --steps 12 -o "$T/t12.safetensors"
+run mamba-train --text "$T/book.txt" $MT --steps 12 --resume "$T/t.safetensors" -o "$T/t.safetensors"
+expect_rc 0 "--text --resume"
+check "text resume = straight run" 'same_checkpoint "$T/t.safetensors" "$T/t12.safetensors"'
+run mamba-train --text "$T/book.txt" $MT --steps 4 --tokenizer bpe --vocab-size 120 -o "$T/b.safetensors"
+expect_rc 0 "--tokenizer bpe"
+run generate -m "$T/b.safetensors" --score "$T/book.txt"
+expect_rc 0 "--score a text file with a BPE Mamba"
+run mamba-train --data "$T/names.txt" --resume "$T/t.safetensors" --steps 20 -o "$T/x.safetensors"
+expect_usage
 
 finish
