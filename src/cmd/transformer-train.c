@@ -121,7 +121,8 @@ int main(int argc, char **argv)
     tf_init_weights(&net, &init);
 
     tr_model m = { .kind = TF_KIND, .params = &net.p, .impl = &net,
-                   .loss = loss_fn, .config_json = config_json };
+                   .loss = loss_fn, .config_json = config_json,
+                   .soft_targets = true };
     err_code e = trc_run(&s, &m, NULL);
     tr_close(&s);
     tf_free(&net);
