@@ -69,7 +69,10 @@ enum { DS_MAX_FOLDS = 64 };
 
 int ds_fold_of(const txt_vocab *v, const int *tok, int len, uint64_t seed, int n_folds);
 /* Drop from c->train every name of fold k of n_folds (seed c->split_seed);
- * the validation names stay.  ERR_ARG for k outside [0, n_folds) or
+ * the validation names stay.  c->train.max_len stays the longest name of
+ * the whole training side (an upper bound of those left), so that a model
+ * sized on it (a Transformer's positions) can score every training name
+ * when it teaches the names it did not see.  ERR_ARG for k outside [0, n_folds) or
  * n_folds outside [2, DS_MAX_FOLDS], or when no training name is left. */
 err_code ds_drop_fold(ds_corpus *c, int k, int n_folds);
 /* "K/N" (as --fold and the checkpoints' "fold" metadata write it) into *k,

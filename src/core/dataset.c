@@ -363,6 +363,7 @@ err_code ds_drop_fold(ds_corpus *c, int k, int n_folds)
         ds_free(&kept);
         return err_set(ERR_ARG, "fold %d/%d leaves no training name", k, n_folds);
     }
+    kept.max_len = d->max_len;   /* see dataset.h */
     ds_free(&c->train);
     c->train = kept;
     return ERR_OK;
