@@ -27,8 +27,9 @@
  * means), the --log TSV learning curve, keep_best, atomic checkpoints
  * (ck_write).
  *
- * Weight averaging (o.ema > 0): an exponential moving average of the
- * weights is kept beside them; evaluations, keep_best and the parameters
+ * Weight averaging (o.ema > 0, or o.swa_start > 0: the plain mean of the
+ * weights over the last part of the run): an average of the weights is
+ * kept beside them; evaluations, keep_best and the parameters
  * written are the average's, the raw weights go under optim.raw.* so that
  * --resume continues bit-exactly; after tr_run the model holds the average.
  *
@@ -75,7 +76,7 @@ enum {
     TR_SET_LR = 1u << 3, TR_SET_WD = 1u << 4, TR_SET_SCHEDULE = 1u << 5,
     TR_SET_WARMUP = 1u << 6, TR_SET_CLIP = 1u << 7, TR_SET_EVAL = 1u << 8,
     TR_SET_SPLIT_SEED = 1u << 9, TR_SET_EMA = 1u << 10, TR_SET_FOLD = 1u << 11,
-    TR_SET_DISTILL = 1u << 12
+    TR_SET_DISTILL = 1u << 12, TR_SET_SWA = 1u << 13
 };
 
 enum { TR_MAX_TEACHERS = 16 };
@@ -103,6 +104,9 @@ typedef struct tr_options {
                                  whose output went non-finite (slower) */
     float       ema;          /* --ema DECAY: evaluate and save an exponential moving
                                  average of the weights; 0 = off */
+    float       swa_start;    /* --swa-start FRAC: evaluate and save the plain mean of
+                                 the weights after every step from FRAC * steps on
+                                 (stochastic weight averaging); 0 = off */
     int         threads;      /* --threads (0 = library default); set by the program */
     const char *dump_split;   /* --dump-split DIR (the program writes the two sides) */
     int         fold, n_folds; /* --fold K/N: train without fold K of N (ds_drop_fold);
@@ -214,7 +218,7 @@ typedef struct tr_session {
     int              window_n;
     double           best_val; /* lowest validation loss so far (INFINITY: none) */
     long             best_step;
-    float           *ema;      /* with o.ema: the average of the weights (params->n
+    float           *ema;      /* with o.ema or o.swa_start: the average of the weights (params->n
                                   floats, laid out like params->data), else NULL */
     /* Soft targets (distillation), set by the program before tr_run, freed
      * by tr_close: the teachers' next-token probabilities at every target of

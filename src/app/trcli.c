@@ -53,6 +53,10 @@ bool trc_parse_option(tr_options *o, int code, const char *arg)
     case TRC_OPT_THREADS: o->threads = (int)cli_long("--threads", arg, 0, 1024); break;
     case TRC_OPT_DUMP_SPLIT: o->dump_split = arg; break;
     case TRC_OPT_EMA: o->ema = (float)cli_double("--ema", arg, 0, 0.999999); o->set |= TR_SET_EMA; break;
+    case TRC_OPT_SWA_START:
+        o->swa_start = (float)cli_double("--swa-start", arg, 0, 0.999999);
+        o->set |= TR_SET_SWA;
+        break;
     case TRC_OPT_FOLD:
         if (ds_fold_parse(arg, &o->fold, &o->n_folds)) cli_usage("--fold: %s", err_msg());
         o->set |= TR_SET_FOLD;
@@ -110,6 +114,9 @@ void trc_print_usage(FILE *f, const tr_options *o)
 "      --ema DECAY        evaluate and save an exponential moving average of the\n"
 "                         weights (e.g. 0.999; 0 = off, the default); the raw\n"
 "                         weights stay in the checkpoint for --resume\n"
+"      --swa-start FRAC   the same with the plain mean of the weights after every\n"
+"                         step from FRAC x --steps on (stochastic weight averaging,\n"
+"                         e.g. 0.75 of a cosine run; 0 = off, the default)\n"
 "      --fold K/N         train without fold K of N of the training names (folds: a\n"
 "                         seeded hash of each name, apart from the split; the\n"
 "                         validation names stay); the checkpoint records it\n"
@@ -188,6 +195,7 @@ static const struct option common_options[] = {
     { "threads",      required_argument, NULL, TRC_OPT_THREADS },
     { "dump-split",   required_argument, NULL, TRC_OPT_DUMP_SPLIT },
     { "ema",          required_argument, NULL, TRC_OPT_EMA },
+    { "swa-start",    required_argument, NULL, TRC_OPT_SWA_START },
     { "fold",         required_argument, NULL, TRC_OPT_FOLD },
     { "teacher",      required_argument, NULL, TRC_OPT_TEACHER },
     { "distill-weight", required_argument, NULL, TRC_OPT_DISTILL_WEIGHT },

@@ -58,17 +58,18 @@ void tr_last_path(const char *path, char *out, size_t cap)
  * so that a plain run's train_config is what it always was. */
 static char *train_config_json(const tr_options *o)
 {
-    char buf[640], fold[64] = "", distill[64] = "";
+    char buf[704], fold[64] = "", distill[64] = "", swa[48] = "";
+    if (o->swa_start > 0) snprintf(swa, sizeof swa, ",\"swa_start\":%.9g", (double)o->swa_start);
     if (o->n_folds) snprintf(fold, sizeof fold, ",\"fold\":\"%d/%d\"", o->fold, o->n_folds);
     if (o->distill_weight > 0)
         snprintf(distill, sizeof distill, ",\"distill_weight\":%.9g", (double)o->distill_weight);
     snprintf(buf, sizeof buf,
              "{\"seed\":\"%" PRIu64 "\",\"split_seed\":\"%" PRIu64 "\",\"steps\":%ld,"
              "\"batch_size\":%d,\"lr\":%.9g,\"weight_decay\":%.9g,\"schedule\":\"%s\","
-             "\"warmup\":%ld,\"clip\":%.9g,\"eval_every\":%ld,\"ema\":%.9g%s%s}",
+             "\"warmup\":%ld,\"clip\":%.9g,\"eval_every\":%ld,\"ema\":%.9g%s%s%s}",
              o->seed, o->split_seed, o->steps, o->batch_size, (double)o->opt.lr,
              (double)o->opt.weight_decay, tr_schedule_names[o->opt.schedule], o->opt.warmup,
-             (double)o->opt.clip, o->eval_every, (double)o->ema, fold, distill);
+             (double)o->opt.clip, o->eval_every, (double)o->ema, fold, distill, swa);
     return strdup(buf);
 }
 
@@ -93,7 +94,7 @@ static bool json_u64(const cJSON *obj, const char *key, uint64_t *out)
 static err_code apply_train_config(tr_options *o, const char *json, const char *path)
 {
     cJSON *c = json ? cJSON_Parse(json) : NULL;
-    double steps, batch, lr, wd, warmup, clip, eval, ema = 0, distill = 0;
+    double steps, batch, lr, wd, warmup, clip, eval, ema = 0, distill = 0, swa = 0;
     int fold = 0, n_folds = 0;
     uint64_t seed, split_seed;
     const cJSON *sched = cJSON_GetObjectItemCaseSensitive(c, "schedule");
@@ -114,6 +115,8 @@ static err_code apply_train_config(tr_options *o, const char *json, const char *
     if (ok && f) ok = cJSON_IsString(f) && !ds_fold_parse(f->valuestring, &fold, &n_folds);
     if (ok && cJSON_GetObjectItemCaseSensitive(c, "distill_weight"))
         ok = json_num(c, "distill_weight", &distill) && distill >= 0 && distill <= 1;
+    if (ok && cJSON_GetObjectItemCaseSensitive(c, "swa_start"))
+        ok = json_num(c, "swa_start", &swa) && swa >= 0 && swa < 1;
     cJSON_Delete(c);
     if (!ok) return err_set(ERR_FORMAT, "%s: no valid training state (train_config)", path);
     if (!(o->set & TR_SET_SEED)) o->seed = seed;
@@ -129,6 +132,7 @@ static err_code apply_train_config(tr_options *o, const char *json, const char *
     if (!(o->set & TR_SET_EMA)) o->ema = (float)ema;
     if (!(o->set & TR_SET_FOLD)) o->fold = fold, o->n_folds = n_folds;
     if (!(o->set & TR_SET_DISTILL)) o->distill_weight = (float)distill;
+    if (!(o->set & TR_SET_SWA)) o->swa_start = (float)swa;
     return ERR_OK;
 }
 
@@ -330,14 +334,31 @@ void tr_close(tr_session *s)
     s->vocab = NULL;
 }
 
-/* ---- weight averaging (--ema) --------------------------------------------- */
+/* ---- weight averaging (--ema, --swa-start) ----------------------------------- */
 
-/* ema += (1 - decay_t) (weights - ema), with the usual warm-up of the
+/* The first step averaged by --swa-start FRAC: round(FRAC * steps). */
+static long swa_first(const tr_options *o) { return lround((double)o->swa_start * (double)o->steps); }
+
+/* avg += (1 - decay_t) (weights - avg).  --ema: the usual warm-up of the
  * decay, decay_t = min(decay, (1 + t) / (10 + t)), so that the first
- * steps do not keep the random initialisation for thousands of steps. */
-static void update_average(float *ema, const tn_params *p, float decay, long step)
+ * steps do not keep the random initialisation for thousands of steps.
+ * --swa-start: the plain mean of the weights after steps s0, s0 + 1, ...,
+ * t (decay_t = (t - s0) / (t - s0 + 1)); before s0 the weights themselves.
+ * Both depend on the step alone, so a resumed run averages the same way. */
+static void update_average(float *ema, const tn_params *p, const tr_options *o, long step)
 {
-    float warm = (float)(1 + step) / (float)(10 + step), d = decay < warm ? decay : warm;
+    float d;
+    if (o->swa_start > 0) {
+        long n = step - swa_first(o);
+        d = n <= 0 ? 0.0f : (float)n / (float)(n + 1);
+    } else {
+        float warm = (float)(1 + step) / (float)(10 + step);
+        d = o->ema < warm ? o->ema : warm;
+    }
+    if (d == 0) {   /* exactly the weights */
+        memcpy(ema, p->data, p->n * sizeof *ema);
+        return;
+    }
     const float *w = p->data, a = 1.0f - d;
     for (size_t i = 0; i < p->n; i++) ema[i] += a * (w[i] - ema[i]);
 }
@@ -492,7 +513,7 @@ static err_code train_step(loop *L, float *loss_out)
     long step = s->step + 1;
     opt_adamw_step(m->params, &L->opt, step, opt_lr_at(&L->opt, step));
     if (m->after_update) m->after_update(m->impl);
-    if (s->ema) update_average(s->ema, m->params, s->o.ema, step);
+    if (s->ema) update_average(s->ema, m->params, &s->o, step);
     s->step = step;
     s->window[(step - 1) % TR_WINDOW] = v;
     if (s->window_n < TR_WINDOW) s->window_n++;
@@ -594,7 +615,9 @@ static err_code loop_init(loop *L, tr_session *s, const tr_model *m, const tr_so
     if (rc) return rc;
     L->tape.rng = &s->rng;
     L->tape.check_finite = s->o.check_finite;
-    if (s->o.ema > 0) {   /* the average starts at the initial weights */
+    if (s->o.ema > 0 && s->o.swa_start > 0)
+        return err_set(ERR_ARG, "--ema and --swa-start: choose one way to average the weights");
+    if (s->o.ema > 0 || s->o.swa_start > 0) {   /* the average starts at the initial weights */
         const tn_params *p = m->params;
         if (!(s->ema = malloc(p->n * sizeof *s->ema))) return err_set(ERR_NOMEM, "out of memory");
         memcpy(s->ema, p->data, p->n * sizeof *s->ema);
