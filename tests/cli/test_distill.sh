@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # --fold and --teacher: folds recorded in checkpoints, teachers of any kind
 # (mix included), coverage and vocabulary refusals, a tiny distillation run
-# and its bit-exact resume.
+# and its bit-exact resume; --swa-start.
 . "$(dirname "$0")/lib.sh"
 
 D=tests/data/train_villes400.txt
@@ -72,6 +72,20 @@ run transformer-train $TINY --steps 5 --fold 1/3x -o "$T/x.safetensors"
 expect_usage
 run transformer-train $TINY --steps 5 --distill-weight 0.5 -o "$T/x.safetensors"
 expect_fail "needs the --teacher files"
+
+# --swa-start (weight averaging, same issue): in train_config, resumed exactly,
+# exclusive with --ema.
+run transformer-train $TINY --steps 20 --swa-start 0.5 -o "$T/swa.safetensors"
+expect_rc 0 "--swa-start"
+swa=$(printf '%s\n' "$OUT" | sed -n 2p | cut -f3-5)
+check "swa_start in train_config" 'grep -q "swa_start[^0-9]*0\.5" "$T/swa.safetensors"'
+check "the mean is not the plain run" '[ "$swa" != "$plain" ]'
+run transformer-train $TINY --steps 15 --swa-start 0.6667 -o "$T/swa15.safetensors"   # the same first step, 10
+run transformer-train --data $D --threads 1 --resume "$T/swa15.safetensors" --steps 20 --swa-start 0.5 -o "$T/swa20.safetensors"
+expect_rc 0 "resume --swa-start"
+check "resumed SWA run ends where the straight one ends" '[ "$(printf "%s\n" "$OUT" | sed -n 2p | cut -f3-5)" = "$swa" ]'
+run transformer-train $TINY --steps 5 --swa-start 0.5 --ema 0.9 -o "$T/x.safetensors"
+expect_fail "choose one"
 
 # A student trained on a fold records it, and can be a teacher.
 run transformer-train $TINY --steps 5 --fold 1/2 -o "$T/tf-f1.safetensors"
