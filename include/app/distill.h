@@ -25,7 +25,9 @@
 
 /* With s->o.distill_weight > 0: load s->o.teacher[], check them against
  * s's vocabulary, split seed and training names, and fill s->soft.
- * Otherwise nothing.  Call after tr_load_names. */
-err_code dst_soft_targets(tr_session *s);
+ * Otherwise nothing.  A training name longer than its teacher can take (a
+ * Transformer teacher sized on fewer names) keeps its own one-hot targets:
+ * *too_long counts them.  Call after tr_load_names. */
+err_code dst_soft_targets(tr_session *s, size_t *too_long);
 
 #endif

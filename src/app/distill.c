@@ -108,12 +108,17 @@ static err_code assign(const tr_session *s, const int *by_fold, int n_folds, int
     return ERR_OK;
 }
 
-/* out (len + 1, V) = the teacher's next-token distributions along name. */
-static err_code score_name(mdl_state *st, const int *name, int len, int V, float *out)
+/* out (len + 1, V) = the teacher's next-token distributions along name;
+ * for a name longer than the teacher can take (a Transformer sized on less
+ * data), the name's own targets (one-hot): it learns from the data alone.
+ * Returns whether the teacher scored it. */
+static bool score_name(mdl_state *st, const int *name, int len, int V, float *out)
 {
-    if (len > mdl_max_chars(st->m))
-        return err_set(ERR_ARG, "a training name of %d characters is too long for a teacher "
-                       "(%d at most)", len, mdl_max_chars(st->m));
+    if (len > mdl_max_chars(st->m)) {
+        memset(out, 0, (size_t)(len + 1) * (size_t)V * sizeof *out);
+        for (int j = 0; j <= len; j++) out[(size_t)j * V + (j < len ? name[j] : TOK_EOS)] = 1;
+        return false;
+    }
     mdl_start(st);
     for (int j = 0; j <= len; j++) {
         float *p = out + (size_t)j * V, sum = 0;
@@ -122,10 +127,10 @@ static err_code score_name(mdl_state *st, const int *name, int len, int V, float
         for (int v = 0; v < V; v++) sum += p[v] = expf(p[v]);
         for (int v = 0; v < V; v++) p[v] /= sum;   /* rows sum to 1, to rounding */
     }
-    return ERR_OK;
+    return true;
 }
 
-static err_code fill(tr_session *s, mdl *t, const int *owner)
+static err_code fill(tr_session *s, mdl *t, const int *owner, size_t *too_long)
 {
     const ds_names *d = &s->corpus.train;
     const int V = s->vocab->size, n = s->o.n_teachers;
@@ -136,8 +141,8 @@ static err_code fill(tr_session *s, mdl *t, const int *owner)
     if (!e && !(s->soft = malloc(rows * (size_t)V * sizeof *s->soft)))
         e = err_set(ERR_NOMEM, "out of memory for the teachers' targets (%zu x %d)", rows, V);
     for (size_t i = 0; !e && i < d->n; i++)
-        e = score_name(&st[owner[i]], ds_name(d, i), ds_len(d, i), V,
-                       s->soft + tr_soft_row(d, i) * (size_t)V);
+        *too_long += !score_name(&st[owner[i]], ds_name(d, i), ds_len(d, i), V,
+                                 s->soft + tr_soft_row(d, i) * (size_t)V);
     for (int i = 0; i < n; i++) mdl_state_free(&st[i]);
     if (e) {
         free(s->soft);
@@ -146,8 +151,9 @@ static err_code fill(tr_session *s, mdl *t, const int *owner)
     return e;
 }
 
-err_code dst_soft_targets(tr_session *s)
+err_code dst_soft_targets(tr_session *s, size_t *too_long)
 {
+    *too_long = 0;
     if (!(s->o.distill_weight > 0) || !s->o.n_teachers) return ERR_OK;
     mdl t[TR_MAX_TEACHERS] = { { 0 } };
     int by_fold[DS_MAX_FOLDS], n_folds = 0;
@@ -155,7 +161,7 @@ err_code dst_soft_targets(tr_session *s)
     err_code e = owner ? open_teachers(s, t, by_fold, &n_folds)
                        : err_set(ERR_NOMEM, "out of memory for the teachers");
     if (!e) e = assign(s, by_fold, n_folds, owner);
-    if (!e) e = fill(s, t, owner);
+    if (!e) e = fill(s, t, owner, too_long);
     for (int i = 0; i < s->o.n_teachers; i++) mdl_free(&t[i]);
     free(owner);
     return e;

@@ -284,8 +284,12 @@ void trc_load_names(tr_session *s)
     const char *dir = s->o.dump_split;
     if (!rc && dir) rc = dump_names(&s->corpus.train, s->vocab, dir, "train.txt");
     if (!rc && dir) rc = dump_names(&s->corpus.val, s->vocab, dir, "val.txt");
-    if (!rc) rc = dst_soft_targets(s);
+    size_t too_long = 0;
+    if (!rc) rc = dst_soft_targets(s, &too_long);
     if (rc) cli_die_err();
+    if (too_long)
+        fprintf(stderr, "%s: note: %zu training name(s) too long for their teacher learn "
+                "from the data alone\n", cli_prog(), too_long);
 }
 
 /* ---- the config ------------------------------------------------------------ */
