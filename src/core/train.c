@@ -311,8 +311,8 @@ err_code tr_load_names(tr_session *s)
     } else {
         rc = ds_load(&s->corpus, s->o.data, s->o.val_data, s->o.split_seed, 0.1);
     }
-    if (!rc && s->o.n_folds) rc = ds_drop_fold(&s->corpus, s->o.fold, s->o.n_folds);
-    if (rc) {
+    if (rc) return rc;
+    if (s->o.n_folds && (rc = ds_drop_fold(&s->corpus, s->o.fold, s->o.n_folds))) {
         ds_corpus_free(&s->corpus);
         return rc;
     }
