@@ -130,6 +130,7 @@ def dropout_configs(V):
 
 
 DROPOUT_SEED = 7
+DISTILL_WEIGHT = 0.3
 
 
 def reference(model, run):
@@ -151,15 +152,19 @@ def forward(model, x, seed):
     return model(x) if seed is None else model(x, rng=vt.Xoshiro(seed))
 
 
-def lm_fixture(model, vocab, x, y, path, seed=None):
+def lm_fixture(model, vocab, x, y, path, seed=None, soft=None, weight=0.0):
     def run(m):
         logits = forward(m, x, seed)
-        return {"logits": logits}, vt.lm_loss(logits, y)
+        loss = vt.lm_loss(logits, y) if soft is None else vt.distill_loss(logits, y, soft, weight)
+        return {"logits": logits}, loss
     outputs, grads = reference(model, run)
     extra = {"fixture.x": x.int(), "fixture.y": y.int(),
              "fixture.logits": outputs["logits"], "fixture.loss": outputs["loss"]}
     if seed is not None:
         extra["fixture.seed"] = torch.tensor([seed], dtype=torch.int32)
+    if soft is not None:
+        extra["fixture.soft"] = soft
+        extra["fixture.distill_weight"] = torch.tensor([weight], dtype=torch.float32)
     extra.update({"fixture.grad." + k: g for k, g in grads.items()})
     vt.save_model(path, model, vocab, extra)
     return outputs["loss"].item()
@@ -196,6 +201,13 @@ def make_parity_fixtures(vocab):
         loss = lm_fixture(model, vocab, x, y, os.path.join(OUT, name + ".safetensors"),
                           DROPOUT_SEED)
         print("%-12s loss %.6f  x %s  seed %d" % (name, loss, tuple(x.shape), DROPOUT_SEED))
+
+    torch.manual_seed(120)   # soft targets (distillation) on the transformer's weights
+    soft = torch.softmax(2 * torch.randn(*x.shape, len(vocab)), -1).float()
+    loss = lm_fixture(models["transformer"], vocab, x, y,
+                      os.path.join(OUT, "transformer_distill.safetensors"), soft=soft,
+                      weight=DISTILL_WEIGHT)
+    print("%-12s loss %.6f  x %s  weight %g" % ("distill", loss, tuple(x.shape), DISTILL_WEIGHT))
 
     torch.manual_seed(200)
     tr = models["transformer"]
@@ -358,7 +370,11 @@ def check_fixture(name):
         y = torch.from_numpy(tensors["fixture.y"]).long()
         seed = int(tensors["fixture.seed"][0]) if "fixture.seed" in tensors else None
         logits = forward(model, x, seed)
-        loss = vt.lm_loss(logits, y)
+        if "fixture.soft" in tensors:
+            loss = vt.distill_loss(logits, y, torch.from_numpy(tensors["fixture.soft"]),
+                                   float(tensors["fixture.distill_weight"][0]))
+        else:
+            loss = vt.lm_loss(logits, y)
         outs = {"logits": max_diff(logits.detach(), tensors["fixture.logits"])}
     loss.backward()
     outs["loss"] = max_diff(loss.detach().reshape(1), tensors["fixture.loss"])
@@ -415,7 +431,8 @@ def main():
     torch.set_num_threads(1)
     if args.check:
         ok = all([check_fixture(n) for n in ("mlp", "rnn", "gru", "transformer", "mamba", "sae",
-                                             "transformer_dropout", "gru_variational")])
+                                             "transformer_dropout", "gru_variational",
+                                             "transformer_distill")])
         ok &= check_imports()
         sys.exit(0 if ok else 1)
     os.makedirs(OUT, exist_ok=True)

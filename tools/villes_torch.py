@@ -121,6 +121,19 @@ def lm_loss(logits, y):
                            ignore_index=PAD)
 
 
+def distill_loss(logits, y, soft, a):
+    """Distillation: (1 - a) CE(y) + a CE(soft), soft (B, T, V) the teachers'
+    next-token distributions, mean over the non-pad targets (villes'
+    op_soft_cross_entropy, the loss of a --teacher run)."""
+    V = logits.size(-1)
+    lp = F.log_softmax(logits.reshape(-1, V), -1)
+    y = y.reshape(-1)
+    keep = y != PAD
+    hard = -lp.gather(1, y[:, None])[:, 0]
+    soft_ce = -(soft.reshape(-1, V).to(lp.dtype) * lp).sum(-1)
+    return ((1 - a) * hard + a * soft_ce)[keep].mean()
+
+
 # -------------------------------------------------------------- dropout ----
 
 MASK64 = (1 << 64) - 1

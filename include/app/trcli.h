@@ -48,6 +48,7 @@ enum {
     TRC_OPT_BATCH_SIZE, TRC_OPT_LR, TRC_OPT_WEIGHT_DECAY, TRC_OPT_SCHEDULE, TRC_OPT_WARMUP,
     TRC_OPT_CLIP, TRC_OPT_EVAL_EVERY, TRC_OPT_LOG, TRC_OPT_RESUME, TRC_OPT_KEEP_BEST,
     TRC_OPT_THREADS, TRC_OPT_DUMP_SPLIT, TRC_OPT_EMA, TRC_OPT_MODEL_ONLY, TRC_OPT_SAMPLES,
+    TRC_OPT_FOLD, TRC_OPT_TEACHER, TRC_OPT_DISTILL_WEIGHT, TRC_OPT_SWA_START,
     TRC_OPT_END = 0x200
 };
 
@@ -102,7 +103,8 @@ cJSON *trc_parse(int argc, char **argv, tr_options *o, const trc_flag *flags,
  * of the checkpoints (prov.h); exit 1 with the message on error. */
 void trc_open(tr_session *s, const tr_options *o);
 /* tr_load_names, then --dump-split DIR: DIR/train.txt and DIR/val.txt
- * (every row, one name per line); exit 1 on error. */
+ * (every row, one name per line), then the teachers' soft targets
+ * (distill.h); exit 1 on error. */
 void trc_load_names(tr_session *s);
 
 /* The config of the model to train, as a JSON object the caller deletes:

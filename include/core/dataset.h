@@ -59,11 +59,37 @@ err_code ds_load_with_vocab(ds_corpus *c, const txt_vocab *v, const char *data_p
                             const char *val_path, uint64_t split_seed, double val_frac);
 void     ds_corpus_free(ds_corpus *c);
 
+/* ---- folds (out-of-fold teachers, --fold K/N) -----------------------------
+ * Fold of a name: a seeded hash of its code points (not of its tokens, so
+ * any vocabulary that encodes it agrees) modulo n_folds.  It depends only
+ * on the name and the seed, never on the train/validation split or on the
+ * order of the file, so that every row of a name, in every trainer, falls
+ * in the same fold. */
+enum { DS_MAX_FOLDS = 64 };
+
+int ds_fold_of(const txt_vocab *v, const int *tok, int len, uint64_t seed, int n_folds);
+/* Drop from c->train every name of fold k of n_folds (seed c->split_seed);
+ * the validation names stay.  c->train.max_len stays the longest name of
+ * the whole training side (an upper bound of those left), so that a model
+ * sized on it (a Transformer's positions) can score every training name
+ * when it teaches the names it did not see.  ERR_ARG for k outside [0, n_folds) or
+ * n_folds outside [2, DS_MAX_FOLDS], or when no training name is left. */
+err_code ds_drop_fold(ds_corpus *c, int k, int n_folds);
+/* "K/N" (as --fold and the checkpoints' "fold" metadata write it) into *k,
+ * *n; ERR_ARG unless 0 <= K < N, 2 <= N <= DS_MAX_FOLDS. */
+err_code ds_fold_parse(const char *s, int *k, int *n_folds);
+
 typedef struct ds_batch {
     int    B, T;       /* rows, time steps (T = longest name in the batch + 1) */
     int   *x, *y;      /* (B, T) inputs and targets, row-major, <pad> = 0 */
     size_t n_tokens;   /* non-pad targets */
     int    cap_B, cap_T;
+    /* Optional soft targets (distillation, train.h): (B, T, V) next-token
+     * distributions at the non-pad targets, mixed into the loss at weight
+     * soft_weight (ops.h: op_batch_cross_entropy); NULL = hard targets only.
+     * Set by the training loop; ds_batch_fill leaves them alone. */
+    const float *soft;
+    float        soft_weight;
 } ds_batch;
 
 /* Fill a batch from names idx[0..B).  Grows the buffers only when needed,

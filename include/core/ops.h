@@ -19,6 +19,7 @@
 #define VILLES_OPS_H
 
 #include "autograd.h"
+#include "dataset.h"
 
 /* out[i] = W[idx[i]]: W (V, d), idx n ints in [0, V) -> (n, d).
  * The caller passes an output shape whose product of leading dims is n
@@ -60,6 +61,19 @@ tensor *op_rmsnorm(ag_tape *t, tensor *x, tensor *w, float eps);
  * logits (N, V), targets N ints -> scalar (1).  With no counted row the
  * loss is 0.  Fused: the softmax is never stored apart from backward's need. */
 tensor *op_cross_entropy(ag_tape *t, tensor *logits, const int *targets, int ignore);
+/* The same against mixed targets (distillation): row i's target
+ * distribution is (1 - a) onehot(targets[i]) + a soft[i], soft (N, V) rows
+ * that sum to 1 and live until backward (e.g. on the tape's arena); the
+ * loss is the mean over counted rows of -sum_j q_ij log softmax(l_i)_j,
+ * i.e. (1 - a) CE(hard) + a CE(soft).  soft NULL: op_cross_entropy. */
+tensor *op_soft_cross_entropy(ag_tape *t, tensor *logits, const int *targets, int ignore,
+                              const float *soft, float a);
+/* A model's training loss on batch b: logits (N, V) whose row k predicts
+ * position pos[k] of b's (B, T) grid (pos NULL: row k is position k, N =
+ * B*T; pos[k] < 0: an ignored row), targets b->y there, ignoring <pad>;
+ * with b->soft, mixed with those soft rows at weight b->soft_weight.  A
+ * model whose loss goes through this takes soft targets (tr_model). */
+tensor *op_batch_cross_entropy(ag_tape *t, tensor *logits, const ds_batch *b, const int *pos);
 
 /* Causal multi-head self-attention core: q, k, v (B, T, H*dh) -> (B, T, H*dh);
  * out = (softmax(q k^T / sqrt(dh) + causal mask) * keep) v per head.  keep

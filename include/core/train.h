@@ -27,8 +27,9 @@
  * means), the --log TSV learning curve (the model may add columns), keep_best, atomic checkpoints
  * (ck_write).
  *
- * Weight averaging (o.ema > 0): an exponential moving average of the
- * weights is kept beside them; evaluations, keep_best and the parameters
+ * Weight averaging (o.ema > 0, or o.swa_start > 0: the plain mean of the
+ * weights over the last part of the run): an average of the weights is
+ * kept beside them; evaluations, keep_best and the parameters
  * written are the average's, the raw weights go under optim.raw.* so that
  * --resume continues bit-exactly; after tr_run the model holds the average.
  *
@@ -76,8 +77,11 @@ enum {
     TR_SET_SEED = 1u << 0, TR_SET_STEPS = 1u << 1, TR_SET_BATCH = 1u << 2,
     TR_SET_LR = 1u << 3, TR_SET_WD = 1u << 4, TR_SET_SCHEDULE = 1u << 5,
     TR_SET_WARMUP = 1u << 6, TR_SET_CLIP = 1u << 7, TR_SET_EVAL = 1u << 8,
-    TR_SET_SPLIT_SEED = 1u << 9, TR_SET_EMA = 1u << 10
+    TR_SET_SPLIT_SEED = 1u << 9, TR_SET_EMA = 1u << 10, TR_SET_FOLD = 1u << 11,
+    TR_SET_DISTILL = 1u << 12, TR_SET_SWA = 1u << 13
 };
+
+enum { TR_MAX_TEACHERS = 16 };
 
 /* Checkpoint name prefix of the raw training weights when the parameters
  * saved are their average (--ema). */
@@ -102,6 +106,9 @@ typedef struct tr_options {
                                  whose output went non-finite (slower) */
     float       ema;          /* --ema DECAY: evaluate and save an exponential moving
                                  average of the weights; 0 = off */
+    float       swa_start;    /* --swa-start FRAC: evaluate and save the plain mean of
+                                 the weights after every step from FRAC * steps on
+                                 (stochastic weight averaging); 0 = off */
     int         threads;      /* --threads (0 = library default); set by the program */
     const char *dump_split;   /* --dump-split DIR (the program writes the two sides) */
     bool        model_only;   /* --model-only: checkpoints hold the model alone (no
@@ -110,6 +117,13 @@ typedef struct tr_options {
                                  goes to the "last" file instead (tr_last_path) */
     long        samples;      /* --samples N: names the program samples at each
                                  evaluation (trcli.h); the loop ignores it */
+    int         fold, n_folds; /* --fold K/N: train without fold K of N (ds_drop_fold);
+                                 n_folds 0 = every training name */
+    const char *teacher[TR_MAX_TEACHERS];   /* --teacher FILE, one per fold (the
+                                 program layer scores them: tr_session.soft) */
+    int         n_teachers;
+    float       distill_weight; /* --distill-weight A: loss = (1-A) CE(hard) +
+                                 A CE(teacher); 0 = no distillation */
     unsigned    set;          /* TR_SET_* bits of the flags given */
 } tr_options;
 
@@ -152,6 +166,10 @@ typedef struct tr_model {
      * done, each after a tab. */
     const char *log_columns;
     void      (*log_values)(const void *impl, FILE *f);
+    /* The loss honours the batch's soft targets (ds_batch.soft: through
+     * op_batch_cross_entropy); tr_run refuses to distil into a model that
+     * does not. */
+    bool      soft_targets;
 } tr_model;
 
 /* Where batches and the validation loss come from.  NULL in tr_run = the
@@ -214,9 +232,17 @@ typedef struct tr_session {
     int              window_n;
     double           best_val; /* lowest validation loss so far (INFINITY: none) */
     long             best_step;
-    float           *ema;      /* with o.ema: the average of the weights (params->n
+    float           *ema;      /* with o.ema or o.swa_start: the average of the weights (params->n
                                   floats, laid out like params->data), else NULL */
+    /* Soft targets (distillation), set by the program before tr_run, freed
+     * by tr_close: the teachers' next-token probabilities at every target of
+     * every training name, (positions, V) floats, name i's target j (j <=
+     * len, <EOS> last) at row corpus.train.start[i] + i + j.  NULL = none. */
+    float           *soft;
 } tr_session;
+
+/* The row of soft of name i's first target. */
+static inline size_t tr_soft_row(const ds_names *d, size_t i) { return d->start[i] + i; }
 
 /* Resolve o: read and check the --resume checkpoint (its model must be
  * o->kind, ERR_MISMATCH otherwise) and take its training settings for the

@@ -108,6 +108,10 @@ double ng_nll(const ng_model *m, const ds_names *d, size_t *n_pred);
 /* Write a villes checkpoint (model NG_KIND) with the vocabulary v: its
  * config and tensors grams I32 (N, n) and counts I32 (N). */
 err_code ng_save(const ng_model *m, const txt_vocab *v, const char *path);
+/* The same with n_meta more metadata entries {key, value} (e.g. the
+ * "fold" and "split_seed" of a model fitted with --fold, distill.h). */
+err_code ng_save_meta(const ng_model *m, const txt_vocab *v, const char *path,
+                      const char *const (*meta)[2], int n_meta);
 
 /* Behind the generic model interface (model.h): the state is the context. */
 extern const mdl_kind ng_kind;

@@ -126,6 +126,7 @@ typedef struct rnn_pack {
     int *row;            /* (B) rank -> batch row */
     int *len;            /* (B) length by rank */
     int *x, *y;          /* (N) packed inputs and targets */
+    int *pos;            /* (N) their positions in the (B, T) batch */
 } rnn_pack;
 
 /* Pack x, y (B, T) on the tape's arena (nothing to free). */

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "prov.h"
 #include "trsamples.h"
+#include "distill.h"
 
 /* ---- common flags ------------------------------------------------------- */
 
@@ -56,6 +57,22 @@ bool trc_parse_option(tr_options *o, int code, const char *arg)
     case TRC_OPT_SAMPLES: o->samples = cli_long("--samples", arg, 0, 1000000); break;
     case TRC_OPT_EMA: o->ema = (float)cli_double("--ema", arg, 0, 0.999999); o->set |= TR_SET_EMA; break;
     case TRC_OPT_MODEL_ONLY: o->model_only = true; break;
+    case TRC_OPT_SWA_START:
+        o->swa_start = (float)cli_double("--swa-start", arg, 0, 0.999999);
+        o->set |= TR_SET_SWA;
+        break;
+    case TRC_OPT_FOLD:
+        if (ds_fold_parse(arg, &o->fold, &o->n_folds)) cli_usage("--fold: %s", err_msg());
+        o->set |= TR_SET_FOLD;
+        break;
+    case TRC_OPT_TEACHER:
+        if (o->n_teachers == TR_MAX_TEACHERS) cli_usage("--teacher: at most %d", TR_MAX_TEACHERS);
+        o->teacher[o->n_teachers++] = arg;
+        break;
+    case TRC_OPT_DISTILL_WEIGHT:
+        o->distill_weight = (float)cli_double("--distill-weight", arg, 0, 1);
+        o->set |= TR_SET_DISTILL;
+        break;
     default: return false;
     }
     return true;
@@ -109,6 +126,19 @@ void trc_print_usage(FILE *f, const tr_options *o)
 "      --ema DECAY        evaluate and save an exponential moving average of the\n"
 "                         weights (e.g. 0.999; 0 = off, the default); the raw\n"
 "                         weights stay in the checkpoint for --resume\n"
+"      --swa-start FRAC   the same with the plain mean of the weights after every\n"
+"                         step from FRAC x --steps on (stochastic weight averaging,\n"
+"                         e.g. 0.75 of a cosine run; 0 = off, the default)\n"
+"      --fold K/N         train without fold K of N of the training names (folds: a\n"
+"                         seeded hash of each name, apart from the split; the\n"
+"                         validation names stay); the checkpoint records it\n"
+"      --teacher FILE     distil: soft targets from FILE, a model of any kind (a\n"
+"                         mix too) trained with --fold; give one per fold, each\n"
+"                         training name learns only from the teacher that never\n"
+"                         saw it (refused if a fold has none)\n"
+"      --distill-weight A loss = (1-A) CE(data) + A CE(teacher) (default 0.5 with\n"
+"                         --teacher); validation stays plain CE, train_loss is\n"
+"                         the mixed loss\n"
 "      --keep-best        FILE keeps the state of lowest validation loss instead; on\n"
 "                         Ctrl-C the latest state goes to FILE with .last before .safetensors\n"
 "      --resume FILE      continue from a checkpoint: weights, AdamW moments, step, rng;\n"
@@ -181,6 +211,10 @@ static const struct option common_options[] = {
     { "ema",          required_argument, NULL, TRC_OPT_EMA },
     { "model-only",   no_argument,       NULL, TRC_OPT_MODEL_ONLY },
     { "samples",      required_argument, NULL, TRC_OPT_SAMPLES },
+    { "swa-start",    required_argument, NULL, TRC_OPT_SWA_START },
+    { "fold",         required_argument, NULL, TRC_OPT_FOLD },
+    { "teacher",      required_argument, NULL, TRC_OPT_TEACHER },
+    { "distill-weight", required_argument, NULL, TRC_OPT_DISTILL_WEIGHT },
     { "help",         no_argument,       NULL, 'h' },
     { "version",      no_argument,       NULL, 'V' },
 };
@@ -273,7 +307,12 @@ void trc_load_names(tr_session *s)
     const char *dir = s->o.dump_split;
     if (!rc && dir) rc = dump_names(&s->corpus.train, s->vocab, dir, "train.txt");
     if (!rc && dir) rc = dump_names(&s->corpus.val, s->vocab, dir, "val.txt");
+    size_t too_long = 0;
+    if (!rc) rc = dst_soft_targets(s, &too_long);
     if (rc) cli_die_err();
+    if (too_long)
+        fprintf(stderr, "%s: note: %zu training name(s) too long for their teacher learn "
+                "from the data alone\n", cli_prog(), too_long);
 }
 
 /* ---- the config ------------------------------------------------------------ */

@@ -65,6 +65,7 @@ void trt_take(trt_text *t, cJSON *given, tr_options *o)
     if (o->data) cli_usage("give --data (names) or --text (running text), not both");
     if (o->val_data) cli_usage("--val-data is for names: give --val-text FILE");
     if (o->dump_split) cli_usage("--dump-split applies to names only");
+    if (o->n_folds || o->n_teachers) cli_usage("--fold and --teacher apply to names only");
     o->data = t->books[0];
 }
 

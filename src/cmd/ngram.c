@@ -1,5 +1,6 @@
 /* ngram - fit an n-gram model, report its train / validation loss, save it. */
 #include <getopt.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +12,7 @@
 #include "prov.h"
 
 enum { OPT_SMOOTHING = 0x100, OPT_K, OPT_DISCOUNT, OPT_DATA, OPT_VAL_DATA, OPT_SEED,
-       OPT_SPLIT_SEED, OPT_THREADS };
+       OPT_SPLIT_SEED, OPT_THREADS, OPT_FOLD };
 
 static const double VAL_FRACTION = 0.1;
 
@@ -35,6 +36,8 @@ static _Noreturn void usage(void)
            "      --val-data FILE  validation names (default: a seeded 90/10 split of the\n"
            "                       distinct names of --data)\n"
            "      --split-seed N   seed of that split (default 0, as the trainers)\n"
+           "      --fold K/N       fit without fold K of N of the training names (as the\n"
+           "                       trainers' --fold: a teacher for their --teacher)\n"
            "      --seed N         accepted for symmetry with the trainers: a fit draws no\n"
            "                       random numbers\n"
            "  -o, --output FILE    write the model to FILE (safetensors) for generate\n"
@@ -52,6 +55,8 @@ typedef struct options {
     const char *data, *val_data, *out;
     uint64_t    split_seed;
     int         smoothing;   /* -1 = the default for the order */
+    const char *fold;        /* --fold K/N, NULL = none */
+    int         fold_k, n_folds;
 } options;
 
 static void parse(options *o, int argc, char **argv)
@@ -67,6 +72,7 @@ static void parse(options *o, int argc, char **argv)
         { "split-seed", required_argument, NULL, OPT_SPLIT_SEED },
         { "output", required_argument, NULL, 'o' },
         { "threads", required_argument, NULL, OPT_THREADS },
+        { "fold", required_argument, NULL, OPT_FOLD },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { 0 },
@@ -83,6 +89,10 @@ static void parse(options *o, int argc, char **argv)
         case OPT_SEED: cli_u64("--seed", optarg); break;
         case OPT_SPLIT_SEED: o->split_seed = cli_u64("--split-seed", optarg); break;
         case 'o': o->out = optarg; break;
+        case OPT_FOLD:
+            if (ds_fold_parse(optarg, &o->fold_k, &o->n_folds)) cli_usage("--fold: %s", err_msg());
+            o->fold = optarg;
+            break;
         case OPT_THREADS: cli_set_threads((int)cli_long("--threads", optarg, 0, 1024)); break;
         case 'h': usage();
         case 'V': cli_version();
@@ -108,6 +118,7 @@ int main(int argc, char **argv)
     if (ds_load(&corpus, o.data, o.val_data, o.split_seed, VAL_FRACTION) || prv_add_data(o.data) ||
         prv_add_data(o.val_data))
         cli_die_err();
+    if (o.fold && ds_drop_fold(&corpus, o.fold_k, o.n_folds)) cli_die_err();
     double t0 = cli_now();
     ng_model *m;
     o.c.vocab_size = corpus.vocab.size;
@@ -116,7 +127,11 @@ int main(int argc, char **argv)
     size_t n_train, n_val;
     double train_loss = ng_nll(m, &corpus.train, &n_train) / (double)n_train;
     double val_loss = ng_nll(m, &corpus.val, &n_val) / (double)n_val;
-    if (o.out && ng_save(m, &corpus.vocab, o.out)) cli_die_err();
+    char seed[32], fold[32];   /* for distillation (distill.h) */
+    snprintf(seed, sizeof seed, "%" PRIu64, o.split_seed);
+    snprintf(fold, sizeof fold, "%d/%d", o.fold_k, o.n_folds);
+    const char *const meta[][2] = { { "fold", fold }, { "split_seed", seed } };
+    if (o.out && ng_save_meta(m, &corpus.vocab, o.out, meta, o.fold ? 2 : 0)) cli_die_err();
 
     /* With -o -, the model is the data on stdout: the summary moves to stderr. */
     FILE *out = o.out && strcmp(o.out, "-") == 0 ? stderr : stdout;

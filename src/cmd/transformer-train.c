@@ -150,7 +150,8 @@ int main(int argc, char **argv)
     tf_init_weights(&net, &init);
 
     tr_model m = { .kind = TF_KIND, .params = &net.p, .impl = &net,
-                   .loss = loss_fn, .config_json = config_json };
+                   .loss = loss_fn, .config_json = config_json,
+                   .soft_targets = true };
     tr_source src;
     if (text.on) {
         stm_model sm = { .kind = TF_KIND, .params = &net.p, .impl = &net,

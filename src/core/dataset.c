@@ -317,6 +317,58 @@ void ds_corpus_free(ds_corpus *c)
     ds_free(&c->val);
 }
 
+/* ---- folds ---------------------------------------------------------------- */
+
+/* Salt of the fold hash, so that folds do not follow the split, which is
+ * drawn from the same seed. */
+static const uint64_t DS_FOLD_SALT = 0xD1B54A32D192ED03ull;
+
+int ds_fold_of(const txt_vocab *v, const int *tok, int len, uint64_t seed, int n_folds)
+{
+    uint64_t h = rng_at(seed ^ DS_FOLD_SALT, (uint64_t)len);
+    for (int i = 0; i < len; i++) h = rng_at(h, (uint64_t)(uint32_t)v->cp[tok[i]]);
+    return (int)(h % (uint64_t)n_folds);
+}
+
+static err_code check_fold(int k, int n_folds)
+{
+    if (n_folds < 2 || n_folds > DS_MAX_FOLDS || k < 0 || k >= n_folds)
+        return err_set(ERR_ARG, "fold %d/%d: need 0 <= K < N and 2 <= N <= %d", k, n_folds,
+                       DS_MAX_FOLDS);
+    return ERR_OK;
+}
+
+err_code ds_fold_parse(const char *s, int *k, int *n_folds)
+{
+    char tail;
+    if (!s || sscanf(s, "%d/%d%c", k, n_folds, &tail) != 2 || *s < '0' || *s > '9')
+        return err_set(ERR_ARG, "'%s' is not a fold K/N", s ? s : "");
+    return check_fold(*k, *n_folds);
+}
+
+err_code ds_drop_fold(ds_corpus *c, int k, int n_folds)
+{
+    err_code e = check_fold(k, n_folds);
+    if (e) return e;
+    const ds_names *d = &c->train;
+    uint8_t *side = malloc(d->n ? d->n : 1);
+    if (!side) return err_set(ERR_NOMEM, "out of memory for the folds");
+    for (size_t i = 0; i < d->n; i++)
+        side[i] = ds_fold_of(&c->vocab, ds_name(d, i), ds_len(d, i), c->split_seed, n_folds) == k;
+    ds_names kept;
+    e = copy_rows(&kept, d, side, 0);
+    free(side);
+    if (e) return e;
+    if (kept.n == 0) {
+        ds_free(&kept);
+        return err_set(ERR_ARG, "fold %d/%d leaves no training name", k, n_folds);
+    }
+    kept.max_len = d->max_len;   /* see dataset.h */
+    ds_free(&c->train);
+    c->train = kept;
+    return ERR_OK;
+}
+
 /* ---- batches ------------------------------------------------------------ */
 
 /* Make room for (B, T); the buffers only ever grow. */

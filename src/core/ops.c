@@ -439,25 +439,45 @@ static double ce_row(const float *restrict l, float *restrict p, int V, int targ
     return (double)mx + log((double)sum) - (double)l[target];
 }
 
-/* d loss / d l = (softmax(l) - onehot(target)) / count, for counted rows. */
+/* What backward needs: the softmax of every counted row (N, V) and the
+ * soft targets (NULL: none), both living until backward. */
+typedef struct ce_saved { const float *probs, *soft; } ce_saved;
+
+/* d loss / d l = (softmax(l) - q) / count for counted rows, q the row's
+ * target distribution (1 - a) onehot(target) + a soft. */
 static void cross_entropy_backward(ag_node *nd)
 {
     tensor *x = nd->in[0];
     int N = tn_rows(x), V = tn_cols(x), ignore = nd->iarg[0], count = nd->iarg[1];
     if (count == 0) return;
-    float g = ag_grad(nd->out)[0] / (float)count, *gl = ag_grad(x);
-    const float *probs = nd->saved;
+    float g = ag_grad(nd->out)[0] / (float)count, *gl = ag_grad(x), a = nd->farg[0];
+    const ce_saved *sv = nd->saved;
+    const float *probs = sv->probs, *soft = sv->soft;
     for (int i = 0; i < N; i++) {
         int target = nd->idx[i];
         if (target == ignore) continue;
         const float *restrict p = probs + (size_t)i * V;
         float *restrict dl = gl + (size_t)i * V;
         for (int j = 0; j < V; j++) dl[j] += g * p[j];
-        dl[target] -= g;
+        if (soft) {
+            const float *restrict q = soft + (size_t)i * V;
+            for (int j = 0; j < V; j++) dl[j] -= g * a * q[j];
+        }
+        dl[target] -= g * (soft ? 1.0f - a : 1.0f);
     }
 }
 
-tensor *op_cross_entropy(ag_tape *t, tensor *logits, const int *targets, int ignore)
+/* sum_j q_j l_j: the soft target's part of the loss, -sum q log p, is
+ * lse - this (q sums to 1). */
+static double soft_dot(const float *restrict l, const float *restrict q, int V)
+{
+    double s = 0;
+    for (int j = 0; j < V; j++) s += (double)q[j] * (double)l[j];
+    return s;
+}
+
+tensor *op_soft_cross_entropy(ag_tape *t, tensor *logits, const int *targets, int ignore,
+                              const float *soft, float a)
 {
     if (!logits || !targets) return NULL;
     int N = tn_rows(logits), V = tn_cols(logits);
@@ -466,6 +486,7 @@ tensor *op_cross_entropy(ag_tape *t, tensor *logits, const int *targets, int ign
             err_set(ERR_ARG, "op_cross_entropy: target %d out of range [0, %d)", targets[i], V);
             return NULL;
         }
+    if (!soft) a = 0;
     bool need = ag_needs_grad(t, logits, NULL);
     tensor *loss = op_out(t, need, 1, (const int[]){ 1 });
     if (!loss) return NULL;
@@ -474,19 +495,48 @@ tensor *op_cross_entropy(ag_tape *t, tensor *logits, const int *targets, int ign
     int count = 0;
     for (int i = 0; i < N; i++) {
         if (targets[i] == ignore) continue;
-        sum += ce_row(logits->data + (size_t)i * V, need ? probs + (size_t)i * V : probs, V,
-                      targets[i], need);
+        const float *l = logits->data + (size_t)i * V;
+        /* ce_row = lse - l[target]; the soft part moves a of it to lse - q.l */
+        sum += ce_row(l, need ? probs + (size_t)i * V : probs, V, targets[i], need);
+        if (soft) sum += (double)a * ((double)l[targets[i]] - soft_dot(l, soft + (size_t)i * V, V));
         count++;
     }
     loss->data[0] = count ? (float)(sum / count) : 0.0f;
-    ag_node *nd = op_node(t, "cross_entropy", cross_entropy_backward, loss, logits, NULL);
-    if (nd) {
+    ag_node *nd = op_node(t, soft ? "soft_cross_entropy" : "cross_entropy",
+                          cross_entropy_backward, loss, logits, NULL);
+    ce_saved *sv = nd ? ag_alloc(t, sizeof *sv) : NULL;
+    if (sv) {
+        *sv = (ce_saved){ probs, soft };
         nd->idx = ag_ints(t, targets, (size_t)N);
         nd->iarg[0] = ignore;
         nd->iarg[1] = count;
-        nd->saved = probs;
+        nd->farg[0] = a;
+        nd->saved = sv;
     }
     return loss;
+}
+
+tensor *op_cross_entropy(ag_tape *t, tensor *logits, const int *targets, int ignore)
+{
+    return op_soft_cross_entropy(t, logits, targets, ignore, NULL, 0);
+}
+
+tensor *op_batch_cross_entropy(ag_tape *t, tensor *logits, const ds_batch *b, const int *pos)
+{
+    if (!logits || !b) return NULL;
+    int N = tn_rows(logits), V = tn_cols(logits);
+    if (!pos && N != b->B * b->T) {
+        err_set(ERR_ARG, "op_batch_cross_entropy: %d rows for a (%d, %d) batch", N, b->B, b->T);
+        return NULL;
+    }
+    int *y = ag_alloc(t, (size_t)(N ? N : 1) * sizeof *y);
+    float *q = b->soft ? ag_alloc(t, (size_t)(N ? N : 1) * V * sizeof *q) : NULL;
+    for (int i = 0; i < N; i++) {
+        int at = pos ? pos[i] : i;
+        y[i] = at < 0 ? TOK_PAD : b->y[at];
+        if (q && at >= 0) memcpy(q + (size_t)i * V, b->soft + (size_t)at * V, (size_t)V * sizeof *q);
+    }
+    return op_soft_cross_entropy(t, logits, y, TOK_PAD, q, b->soft_weight);
 }
 
 /* ---- reference ops ------------------------------------------------------

@@ -12,6 +12,7 @@
 
 
 enum { TR_DEFAULT_STEPS = 20000, TR_DEFAULT_EVAL_EVERY = 500, TR_DEFAULT_BATCH = 64 };
+#define TR_DEFAULT_DISTILL 0.5f   /* --distill-weight when --teacher is given */
 /* The loop's rng is seeded apart from the initialisation rng (seeded with
  * --seed by the model), so the two streams do not overlap. */
 static const uint64_t TR_RNG_SALT = 0x9E3779B97F4A7C15ull;
@@ -53,16 +54,22 @@ void tr_last_path(const char *path, char *out, size_t cap)
 
 /* ---- training settings in the checkpoint ------------------------------ */
 
+/* The optional members (fold, distill_weight) are written only when set,
+ * so that a plain run's train_config is what it always was. */
 static char *train_config_json(const tr_options *o)
 {
-    char buf[512];
+    char buf[704], fold[64] = "", distill[64] = "", swa[48] = "";
+    if (o->swa_start > 0) snprintf(swa, sizeof swa, ",\"swa_start\":%.9g", (double)o->swa_start);
+    if (o->n_folds) snprintf(fold, sizeof fold, ",\"fold\":\"%d/%d\"", o->fold, o->n_folds);
+    if (o->distill_weight > 0)
+        snprintf(distill, sizeof distill, ",\"distill_weight\":%.9g", (double)o->distill_weight);
     snprintf(buf, sizeof buf,
              "{\"seed\":\"%" PRIu64 "\",\"split_seed\":\"%" PRIu64 "\",\"steps\":%ld,"
              "\"batch_size\":%d,\"lr\":%.9g,\"weight_decay\":%.9g,\"schedule\":\"%s\","
-             "\"warmup\":%ld,\"clip\":%.9g,\"eval_every\":%ld,\"ema\":%.9g}",
+             "\"warmup\":%ld,\"clip\":%.9g,\"eval_every\":%ld,\"ema\":%.9g%s%s%s}",
              o->seed, o->split_seed, o->steps, o->batch_size, (double)o->opt.lr,
              (double)o->opt.weight_decay, tr_schedule_names[o->opt.schedule], o->opt.warmup,
-             (double)o->opt.clip, o->eval_every, (double)o->ema);
+             (double)o->opt.clip, o->eval_every, (double)o->ema, fold, distill, swa);
     return strdup(buf);
 }
 
@@ -87,7 +94,8 @@ static bool json_u64(const cJSON *obj, const char *key, uint64_t *out)
 static err_code apply_train_config(tr_options *o, const char *json, const char *path)
 {
     cJSON *c = json ? cJSON_Parse(json) : NULL;
-    double steps, batch, lr, wd, warmup, clip, eval, ema = 0;
+    double steps, batch, lr, wd, warmup, clip, eval, ema = 0, distill = 0, swa = 0;
+    int fold = 0, n_folds = 0;
     uint64_t seed, split_seed;
     const cJSON *sched = cJSON_GetObjectItemCaseSensitive(c, "schedule");
     int si = -1;
@@ -103,6 +111,12 @@ static err_code apply_train_config(tr_options *o, const char *json, const char *
     /* "ema" is optional: checkpoints written before it have none (no average) */
     if (ok && cJSON_GetObjectItemCaseSensitive(c, "ema"))
         ok = json_num(c, "ema", &ema) && ema >= 0 && ema < 1;
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(c, "fold");   /* optional too */
+    if (ok && f) ok = cJSON_IsString(f) && !ds_fold_parse(f->valuestring, &fold, &n_folds);
+    if (ok && cJSON_GetObjectItemCaseSensitive(c, "distill_weight"))
+        ok = json_num(c, "distill_weight", &distill) && distill >= 0 && distill <= 1;
+    if (ok && cJSON_GetObjectItemCaseSensitive(c, "swa_start"))
+        ok = json_num(c, "swa_start", &swa) && swa >= 0 && swa < 1;
     cJSON_Delete(c);
     if (!ok) return err_set(ERR_FORMAT, "%s: no valid training state (train_config)", path);
     if (!(o->set & TR_SET_SEED)) o->seed = seed;
@@ -116,6 +130,9 @@ static err_code apply_train_config(tr_options *o, const char *json, const char *
     if (!(o->set & TR_SET_CLIP)) o->opt.clip = (float)clip;
     if (!(o->set & TR_SET_EVAL)) o->eval_every = (long)eval;
     if (!(o->set & TR_SET_EMA)) o->ema = (float)ema;
+    if (!(o->set & TR_SET_FOLD)) o->fold = fold, o->n_folds = n_folds;
+    if (!(o->set & TR_SET_DISTILL)) o->distill_weight = (float)distill;
+    if (!(o->set & TR_SET_SWA)) o->swa_start = (float)swa;
     return ERR_OK;
 }
 
@@ -230,6 +247,9 @@ static err_code save_state(const tr_session *s, const tr_model *m, const tr_sour
     size_t n_meta = sizeof meta / sizeof meta[0] - (state ? 0 : 2);
     for (size_t i = 0; !rc && i < n_meta; i++)
         rc = ck_put_meta(w, meta[i][0], meta[i][1]);
+    char fold[32];
+    snprintf(fold, sizeof fold, "%d/%d", s->o.fold, s->o.n_folds);
+    if (!rc && s->o.n_folds) rc = ck_put_meta(w, "fold", fold);   /* for distillation */
     if (!rc && m->put_meta) rc = m->put_meta(m->impl, w);
     if (!rc && state && src && src->save) rc = src->save(src->ctx, w);
     if (!rc && state) rc = save_params(s, m->params, w);
@@ -278,6 +298,11 @@ err_code tr_open(tr_session *s, const tr_options *o)
         if (!rc) rc = apply_train_config(&s->o, ck_meta(&s->resume, "train_config"), o->resume_path);
         if (!rc) rc = restore_loop_state(s);
     }
+    if (!rc && s->o.n_teachers && !(o->set & TR_SET_DISTILL) && s->o.distill_weight == 0)
+        s->o.distill_weight = TR_DEFAULT_DISTILL;
+    if (!rc && s->o.distill_weight > 0 && !s->o.n_teachers)
+        rc = err_set(ERR_ARG, "--distill-weight %g needs the --teacher files%s",
+                     (double)s->o.distill_weight, s->resuming ? " again on --resume" : "");
     if (!rc) rc = check_writable(o->out_path);
     if (!rc && o->log_path) rc = check_writable(o->log_path);
     if (rc) {
@@ -300,6 +325,10 @@ err_code tr_load_names(tr_session *s)
         rc = ds_load(&s->corpus, s->o.data, s->o.val_data, s->o.split_seed, 0.1);
     }
     if (rc) return rc;
+    if (s->o.n_folds && (rc = ds_drop_fold(&s->corpus, s->o.fold, s->o.n_folds))) {
+        ds_corpus_free(&s->corpus);
+        return rc;
+    }
     s->have_corpus = true;
     s->vocab = &s->corpus.vocab;
     return ERR_OK;
@@ -311,19 +340,38 @@ void tr_close(tr_session *s)
     ck_free(&s->resume);
     free(s->ema);
     s->ema = NULL;
+    free(s->soft);
+    s->soft = NULL;
     if (s->have_corpus) ds_corpus_free(&s->corpus);
     s->have_corpus = false;
     s->vocab = NULL;
 }
 
-/* ---- weight averaging (--ema) --------------------------------------------- */
+/* ---- weight averaging (--ema, --swa-start) ----------------------------------- */
 
-/* ema += (1 - decay_t) (weights - ema), with the usual warm-up of the
+/* The first step averaged by --swa-start FRAC: round(FRAC * steps). */
+static long swa_first(const tr_options *o) { return lround((double)o->swa_start * (double)o->steps); }
+
+/* avg += (1 - decay_t) (weights - avg).  --ema: the usual warm-up of the
  * decay, decay_t = min(decay, (1 + t) / (10 + t)), so that the first
- * steps do not keep the random initialisation for thousands of steps. */
-static void update_average(float *ema, const tn_params *p, float decay, long step)
+ * steps do not keep the random initialisation for thousands of steps.
+ * --swa-start: the plain mean of the weights after steps s0, s0 + 1, ...,
+ * t (decay_t = (t - s0) / (t - s0 + 1)); before s0 the weights themselves.
+ * Both depend on the step alone, so a resumed run averages the same way. */
+static void update_average(float *ema, const tn_params *p, const tr_options *o, long step)
 {
-    float warm = (float)(1 + step) / (float)(10 + step), d = decay < warm ? decay : warm;
+    float d;
+    if (o->swa_start > 0) {
+        long n = step - swa_first(o);
+        d = n <= 0 ? 0.0f : (float)n / (float)(n + 1);
+    } else {
+        float warm = (float)(1 + step) / (float)(10 + step);
+        d = o->ema < warm ? o->ema : warm;
+    }
+    if (d == 0) {   /* exactly the weights */
+        memcpy(ema, p->data, p->n * sizeof *ema);
+        return;
+    }
     const float *w = p->data, a = 1.0f - d;
     for (size_t i = 0; i < p->n; i++) ema[i] += a * (w[i] - ema[i]);
 }
@@ -405,6 +453,8 @@ typedef struct loop {
     ag_tape           tape;
     ds_batch          batch;
     size_t           *idx;       /* batch_size name indices */
+    float            *soft;      /* (batch_size, longest name + 1, V) soft targets of
+                                    the batch, with s->soft; else NULL */
     opt_config        opt;
     FILE             *log;
     const tr_hooks   *hooks;     /* never NULL (an empty set when none given) */
@@ -420,13 +470,30 @@ static double window_mean(const tr_session *s)
     return s->window_n ? sum / s->window_n : NAN;
 }
 
+/* The batch's soft targets: each name's rows of s->soft at its targets
+ * (pad positions are never read). */
+static void gather_soft(loop *L)
+{
+    const tr_session *s = L->s;
+    const ds_names *d = &s->corpus.train;
+    ds_batch *b = &L->batch;
+    const size_t V = s->vocab->size;
+    for (int r = 0; r < b->B; r++)
+        memcpy(L->soft + (size_t)r * b->T * V, s->soft + tr_soft_row(d, L->idx[r]) * V,
+               ((size_t)ds_len(d, L->idx[r]) + 1) * V * sizeof *L->soft);
+    b->soft = L->soft;
+    b->soft_weight = s->o.distill_weight;
+}
+
 static err_code next_batch(loop *L)
 {
     tr_session *s = L->s;
     if (L->src) return L->src->next(L->src->ctx, &s->rng, s->o.batch_size, &L->batch);
     const ds_names *d = &s->corpus.train;
     for (int i = 0; i < s->o.batch_size; i++) L->idx[i] = rng_below(&s->rng, (uint32_t)d->n);
-    return ds_batch_fill(&L->batch, d, L->idx, s->o.batch_size);
+    err_code rc = ds_batch_fill(&L->batch, d, L->idx, s->o.batch_size);
+    if (!rc && L->soft) gather_soft(L);
+    return rc;
 }
 
 /* Training stops before the bad values reach a file. */
@@ -459,7 +526,7 @@ static err_code train_step(loop *L, float *loss_out)
     long step = s->step + 1;
     opt_adamw_step(m->params, &L->opt, step, opt_lr_at(&L->opt, step));
     if (m->after_update) m->after_update(m->impl);
-    if (s->ema) update_average(s->ema, m->params, s->o.ema, step);
+    if (s->ema) update_average(s->ema, m->params, &s->o, step);
     s->step = step;
     s->window[(step - 1) % TR_WINDOW] = v;
     if (s->window_n < TR_WINDOW) s->window_n++;
@@ -573,11 +640,24 @@ static err_code loop_init(loop *L, tr_session *s, const tr_model *m, const tr_so
     if (!src && s->corpus.train.n == 0) return err_set(ERR_ARG, "no training names");
     L->idx = malloc((size_t)s->o.batch_size * sizeof *L->idx);
     if (!L->idx) return err_set(ERR_NOMEM, "out of memory");
+    if (src && (s->o.n_folds || s->o.distill_weight > 0))
+        return err_set(ERR_ARG, "--fold and --teacher work on names, not on this data source");
+    if (s->o.distill_weight > 0 && !s->soft)
+        return err_set(ERR_ARG, "no soft targets: the teachers were not scored");
+    if (s->soft) {   /* distillation: allocated once, nothing in the step */
+        if (src || !m->soft_targets)
+            return err_set(ERR_ARG, "%s cannot learn from teachers (soft targets)%s", m->kind,
+                           src ? " on this data source" : "");
+        size_t n = (size_t)s->o.batch_size * ((size_t)s->corpus.train.max_len + 1) * s->vocab->size;
+        if (!(L->soft = malloc(n * sizeof *L->soft))) return err_set(ERR_NOMEM, "out of memory");
+    }
     err_code rc = ag_init(&L->tape, (size_t)1 << 20);
     if (rc) return rc;
     L->tape.rng = &s->rng;
     L->tape.check_finite = s->o.check_finite;
-    if (s->o.ema > 0) {   /* the average starts at the initial weights */
+    if (s->o.ema > 0 && s->o.swa_start > 0)
+        return err_set(ERR_ARG, "--ema and --swa-start: choose one way to average the weights");
+    if (s->o.ema > 0 || s->o.swa_start > 0) {   /* the average starts at the initial weights */
         const tn_params *p = m->params;
         if (!(s->ema = malloc(p->n * sizeof *s->ema))) return err_set(ERR_NOMEM, "out of memory");
         memcpy(s->ema, p->data, p->n * sizeof *s->ema);
@@ -595,6 +675,7 @@ static void loop_free(loop *L)
     ag_free(&L->tape);
     ds_batch_free(&L->batch);
     free(L->idx);
+    free(L->soft);
     if (L->log) fclose(L->log);
 }
 

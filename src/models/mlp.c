@@ -241,21 +241,21 @@ tensor *mlp_loss(mlp_model *m, ag_tape *t, const ds_batch *b)
      * longest name is still about half padding. */
     int n = m->c.n_context, N = 0;
     int *ctx = ag_alloc(t, (b->n_tokens ? b->n_tokens : 1) * n * sizeof *ctx);
-    int *tgt = ag_alloc(t, (b->n_tokens ? b->n_tokens : 1) * sizeof *tgt);
+    int *pos = ag_alloc(t, (b->n_tokens ? b->n_tokens : 1) * sizeof *pos);   /* batch positions */
     for (int r = 0; r < b->B; r++) {
         const int *x = b->x + (size_t)r * b->T, *y = b->y + (size_t)r * b->T;
         for (int p = 0; p < b->T; p++) {
             if (y[p] == TOK_PAD) continue;
             context_of(x, p, n, ctx + (size_t)N * n);
-            tgt[N++] = y[p];
+            pos[N++] = r * b->T + p;
         }
     }
     if (N == 0) {   /* no target: one ignored row keeps the graph well-formed */
         context_of(b->x, 0, n, ctx);
-        tgt[N++] = TOK_PAD;
+        pos[N++] = -1;
     }
     tensor *logits = head(m, t, ctx, N);
-    return logits ? op_cross_entropy(t, logits, tgt, TOK_PAD) : NULL;
+    return logits ? op_batch_cross_entropy(t, logits, b, pos) : NULL;
 }
 
 /* ---- generation ------------------------------------------------------ */

@@ -500,12 +500,19 @@ static err_code gram_tensors(const ng_model *m, int32_t **grams, int32_t **count
 
 err_code ng_save(const ng_model *m, const txt_vocab *v, const char *path)
 {
+    return ng_save_meta(m, v, path, NULL, 0);
+}
+
+err_code ng_save_meta(const ng_model *m, const txt_vocab *v, const char *path,
+                      const char *const (*meta)[2], int n_meta)
+{
     if (!m || !v || !path) return err_set(ERR_ARG, "ng_save: NULL argument");
     int32_t *grams = NULL, *counts = NULL;
     char *config = NULL;
     ck_writer *w = ck_writer_new();
     err_code e = ng_config_to_json(&m->c, &config);
     if (!e) e = mdl_put_meta(w, NG_KIND, config, v);
+    for (int i = 0; !e && i < n_meta; i++) e = ck_put_meta(w, meta[i][0], meta[i][1]);
     if (!e) e = gram_tensors(m, &grams, &counts);
     int64_t gshape[2] = { (int64_t)ng_size(m), m->c.order }, cshape[1] = { gshape[0] };
     if (!e) e = ck_put(w, "grams", CK_I32, 2, gshape, grams);

@@ -288,11 +288,13 @@ rnn_pack *rnn_pack_batch(ag_tape *t, const int *x, const int *y, int B, int T)
     p->N = p->off[p->T];
     p->x = arena_ints(t, (size_t)p->N);
     p->y = arena_ints(t, (size_t)p->N);
+    p->pos = arena_ints(t, (size_t)p->N);
     for (int s = 0; s < p->T; s++)
         for (int k = 0; k < p->n[s]; k++) {
             size_t src = (size_t)p->row[k] * T + s;
             p->x[p->off[s] + k] = x[src];
             p->y[p->off[s] + k] = y[src];
+            p->pos[p->off[s] + k] = (int)src;
         }
     return p;
 }
@@ -588,7 +590,7 @@ tensor *rnn_loss_state(const rnn_model *m, ag_tape *t, const ds_batch *b, const 
     }
     rnn_pack *p = rnn_pack_batch(t, b->x, b->y, b->B, b->T);
     tensor *logits = rnn_forward(m, t, p, h_in, h_out);
-    return logits ? op_cross_entropy(t, logits, p->y, TOK_PAD) : NULL;
+    return logits ? op_batch_cross_entropy(t, logits, b, p->pos) : NULL;
 }
 
 tensor *rnn_loss(const rnn_model *m, ag_tape *t, const ds_batch *b)

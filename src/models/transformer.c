@@ -525,7 +525,8 @@ static int sort_by_length(const ds_batch *b, int *len, int *order)
     return n;
 }
 
-/* The packed, bucketed grid of a training batch and its targets (grid.n of them). */
+/* The packed, bucketed grid of a training batch and the batch position of
+ * each of its grid.n targets. */
 static grid loss_grid(ag_tape *t, const ds_batch *b, const int **targets)
 {
     const int B = b->B, cap = B * b->T;
@@ -547,7 +548,7 @@ static grid loss_grid(ag_tape *t, const ds_batch *b, const int **targets)
                 tok[g.n] = b->x[r * b->T + i];
                 pos[g.n] = i;
                 rows[g.n] = k->off + (s - s0) * k->T + i;
-                y[g.n] = b->y[r * b->T + i];
+                y[g.n] = r * b->T + i;
             }
         }
         k->count = g.n - k->first;
@@ -560,14 +561,14 @@ static grid loss_grid(ag_tape *t, const ds_batch *b, const int **targets)
 tensor *tf_loss(const tf_model *m, ag_tape *t, const ds_batch *b)
 {
     if (check_rows(m, b->B, b->T)) return NULL;
-    const int *y;
-    const grid g = loss_grid(t, b, &y);
+    const int *pos;
+    const grid g = loss_grid(t, b, &pos);
     if (g.n == 0) {   /* nothing counted: the loss is 0 */
         tensor *logits = tf_forward(m, t, b->x, b->B, b->T);
-        return logits ? op_cross_entropy(t, logits, b->y, TOK_PAD) : NULL;
+        return logits ? op_batch_cross_entropy(t, logits, b, NULL) : NULL;
     }
     tensor *h = run_blocks(m, t, embed(m, t, &g), 0, m->c.n_layers, &g);
-    return op_cross_entropy(t, lm_head(m, t, h), y, TOK_PAD);
+    return op_batch_cross_entropy(t, lm_head(m, t, h), b, pos);
 }
 
 /* ---- Single vectors (generation, logit lens) ------------------------------ */

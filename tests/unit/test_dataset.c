@@ -466,3 +466,84 @@ TEST(ds_batch_villes_pad_and_count)
     ds_batch_free(&b);
     ds_corpus_free(&c);
 }
+
+/* ---- folds (--fold K/N) ------------------------------------------------------- */
+
+#define FOLD_DATA TEST_DATA("train_villes400.txt")
+
+/* Rows of d whose name is also in e (by tokens). */
+static size_t rows_in(const ds_names *d, const ds_names *e)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < d->n; i++)
+        for (size_t j = 0; j < e->n; j++)
+            if (ds_len(d, i) == ds_len(e, j) &&
+                !memcmp(ds_name(d, i), ds_name(e, j), (size_t)ds_len(d, i) * sizeof(int))) {
+                n++;
+                break;
+            }
+    return n;
+}
+
+TEST(ds_folds_deterministic_disjoint_covering)
+{
+    for (int n_folds = 2; n_folds <= 3; n_folds++) {
+        ds_corpus full;
+        CHECK(ds_load(&full, FOLD_DATA, NULL, 0, 0.1) == ERR_OK);
+        size_t dropped = 0;
+        for (int k = 0; k < n_folds; k++) {
+            ds_corpus a, b;
+            CHECK(ds_load(&a, FOLD_DATA, NULL, 0, 0.1) == ERR_OK);
+            CHECK(ds_load(&b, FOLD_DATA, NULL, 0, 0.1) == ERR_OK);
+            CHECK(ds_drop_fold(&a, k, n_folds) == ERR_OK);
+            CHECK(ds_drop_fold(&b, k, n_folds) == ERR_OK);
+            CHECK(names_equal(&a.train, &b.train));          /* deterministic */
+            CHECK(names_equal(&a.val, &full.val));           /* validation unchanged */
+            CHECK(a.train.n > 0 && a.train.n < full.train.n);
+            for (size_t i = 0; i < a.train.n; i++)            /* fold k is gone */
+                CHECK(ds_fold_of(&a.vocab, ds_name(&a.train, i), ds_len(&a.train, i), 0, n_folds) != k);
+            CHECK(rows_in(&a.train, &full.train) == a.train.n);   /* only training names */
+            dropped += full.train.n - a.train.n;
+            ds_corpus_free(&a);
+            ds_corpus_free(&b);
+        }
+        CHECK(dropped == full.train.n);   /* every training row in exactly one fold */
+        ds_corpus_free(&full);
+    }
+}
+
+TEST(ds_fold_of_depends_on_the_name_only)
+{
+    ds_corpus a, wide;
+    CHECK(ds_load(&a, FOLD_DATA, NULL, 0, 0.1) == ERR_OK);
+    CHECK(ds_load(&wide, VILLES, NULL, 5, 0.1) == ERR_OK);   /* another vocabulary */
+    int *tok = malloc(64 * sizeof *tok), same = 1, ones = 0;
+    for (size_t i = 0; i < a.train.n; i++) {
+        int len = ds_len(&a.train, i);
+        int32_t cp[64];
+        for (int j = 0; j < len; j++) cp[j] = a.vocab.cp[ds_name(&a.train, i)[j]];
+        CHECK(txt_vocab_encode(&wide.vocab, cp, (size_t)len, tok) == ERR_OK);
+        int f = ds_fold_of(&a.vocab, ds_name(&a.train, i), len, 0, 2);
+        same &= f == ds_fold_of(&wide.vocab, tok, len, 0, 2);
+        ones += f;
+    }
+    CHECK(same);
+    /* about half of the names in each of two folds */
+    CHECK(ones > (int)a.train.n / 3 && ones < 2 * (int)a.train.n / 3);
+    free(tok);
+    ds_corpus_free(&a);
+    ds_corpus_free(&wide);
+}
+
+TEST(ds_fold_parse_and_rejects)
+{
+    int k, n;
+    CHECK(ds_fold_parse("1/2", &k, &n) == ERR_OK && k == 1 && n == 2);
+    CHECK(ds_fold_parse("0/5", &k, &n) == ERR_OK && k == 0 && n == 5);
+    const char *bad[] = { "2/2", "0/1", "a/2", "1/2x", "-1/2", "1", "", "1/65" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) CHECK(ds_fold_parse(bad[i], &k, &n) == ERR_ARG);
+    ds_corpus c;
+    CHECK(ds_load(&c, FOLD_DATA, NULL, 0, 0.1) == ERR_OK);
+    CHECK(ds_drop_fold(&c, 2, 2) == ERR_ARG);
+    ds_corpus_free(&c);
+}

@@ -471,6 +471,15 @@ static tensor *f_ce(ag_tape *t, tensor **in, const void *c)
     return op_cross_entropy(t, in[0], c, 0);
 }
 
+/* log sum_j exp(l_j), in double, the reference's way. */
+static double ref_lse(const float *l, int V)
+{
+    double mx = -INFINITY, se = 0.0;
+    for (int j = 0; j < V; j++) mx = fmax(mx, l[j]);
+    for (int j = 0; j < V; j++) se += exp(l[j] - mx);
+    return mx + log(se);
+}
+
 TEST(cross_entropy_forward_and_grads)
 {
     tensor *l = leaf(3, (const int[]){ 1, 7, 6 }, 2.0f);
@@ -482,10 +491,7 @@ TEST(cross_entropy_forward_and_grads)
     int count = 0;
     for (int i = 0; i < 7; i++) {
         if (!ce_targets[i]) continue;
-        double mx = -INFINITY, se = 0.0;
-        for (int j = 0; j < 6; j++) mx = fmax(mx, l->data[i * 6 + j]);
-        for (int j = 0; j < 6; j++) se += exp(l->data[i * 6 + j] - mx);
-        sum += mx + log(se) - l->data[i * 6 + ce_targets[i]];
+        sum += ref_lse(l->data + i * 6, 6) - l->data[i * 6 + ce_targets[i]];
         count++;
     }
     CHECK(loss && loss->n == 1);
@@ -493,6 +499,94 @@ TEST(cross_entropy_forward_and_grads)
     CHECK(op_cross_entropy(&t, l, (const int[]){ 1, 1, 1, 6, 1, 1, 1 }, 0) == NULL);
     ag_free(&t);
     CHECK_GRADS(f_ce, ce_targets, l);
+}
+
+/* ---- soft cross-entropy (distillation) -------------------------------------- */
+
+typedef struct soft_ctx { const int *targets; const float *soft; float a; } soft_ctx;
+
+static tensor *f_soft_ce(ag_tape *t, tensor **in, const void *ctx)
+{
+    const soft_ctx *c = ctx;
+    return op_soft_cross_entropy(t, in[0], c->targets, 0, c->soft, c->a);
+}
+
+/* N soft rows of V that sum to 1 (their own rng: the other tests' draws
+ * stay as they were). */
+static void soft_rows(float *q, int N, int V)
+{
+    rng r;
+    rng_seed(&r, (uint64_t)N * 131 + (uint64_t)V);
+    for (int i = 0; i < N; i++) {
+        float s = 0;
+        for (int j = 0; j < V; j++) s += q[i * V + j] = (float)(rng_uniform(&r) + 0.05);
+        for (int j = 0; j < V; j++) q[i * V + j] /= s;
+    }
+}
+
+TEST(soft_cross_entropy_forward_and_grads)
+{
+    tensor *l = leaf(2, (const int[]){ 7, 6 }, 2.0f);
+    float q[7 * 6];
+    soft_rows(q, 7, 6);
+    const float a = 0.35f;
+    ag_tape t;
+    ag_init(&t, 0);
+    tensor *loss = op_soft_cross_entropy(&t, l, ce_targets, 0, q, a);
+    double sum = 0.0;   /* -sum_j ((1-a) onehot + a q)_j log softmax(l)_j, in double */
+    int count = 0;
+    for (int i = 0; i < 7; i++) {
+        if (!ce_targets[i]) continue;
+        double lse = ref_lse(l->data + i * 6, 6);
+        for (int j = 0; j < 6; j++) {
+            double w = a * q[i * 6 + j] + (j == ce_targets[i] ? 1.0 - a : 0.0);
+            sum -= w * (l->data[i * 6 + j] - lse);
+        }
+        count++;
+    }
+    CHECK(loss && loss->n == 1);
+    if (loss) CHECK_NEAR(loss->data[0], sum / count, 1e-5);
+    /* a = 0 and no soft rows are both the plain cross-entropy */
+    float hard = op_cross_entropy(&t, l, ce_targets, 0)->data[0];
+    CHECK(op_soft_cross_entropy(&t, l, ce_targets, 0, q, 0)->data[0] == hard);
+    CHECK(op_soft_cross_entropy(&t, l, ce_targets, 0, NULL, 0.5f)->data[0] == hard);
+    ag_free(&t);
+    CHECK_GRADS(f_soft_ce, (&(soft_ctx){ ce_targets, q, a }), l);
+    CHECK_GRADS(f_soft_ce, (&(soft_ctx){ ce_targets, q, 1.0f }), l);
+}
+
+TEST(batch_cross_entropy_follows_positions)
+{
+    /* rows given in another order than the batch's grid (as the models' packed
+     * graphs give them) take the hard and soft targets of their positions */
+    enum { B = 2, T = 3, V = 5, N = B * T };
+    int x[N] = { 1, 3, 4, 1, 2, 0 }, y[N] = { 3, 4, 2, 2, 2, 0 };
+    float q[N * V];
+    soft_rows(q, N, V);
+    ds_batch b = { .B = B, .T = T, .x = x, .y = y, .soft = q, .soft_weight = 0.4f };
+    tensor *l = leaf(2, (const int[]){ N, V }, 1.0f);
+    const int pos[N] = { 4, 0, 2, 1, 3, -1 };
+    ag_tape t;
+    ag_init(&t, 0);
+    float *lp = ag_alloc(&t, sizeof(float) * N * V);
+    float qp[N * V];
+    int yp[N];
+    for (int k = 0; k < N; k++) {   /* the same rows put back in grid order */
+        int at = pos[k] < 0 ? 5 : pos[k];
+        memcpy(lp + at * V, l->data + k * V, V * sizeof *lp);
+        memcpy(qp + at * V, q + at * V, V * sizeof *qp);
+        yp[at] = pos[k] < 0 ? 0 : y[at];
+    }
+    tensor *grid = ag_tensor(&t, 2, (const int[]){ N, V });
+    memcpy(grid->data, lp, sizeof(float) * N * V);
+    float want = op_soft_cross_entropy(&t, grid, yp, 0, qp, 0.4f)->data[0];
+    CHECK_NEAR(op_batch_cross_entropy(&t, l, &b, pos)->data[0], want, 1e-6);
+    CHECK_NEAR(op_batch_cross_entropy(&t, grid, &b, NULL)->data[0], want, 1e-6);
+    b.soft = NULL;   /* hard targets only */
+    CHECK_NEAR(op_batch_cross_entropy(&t, grid, &b, NULL)->data[0],
+               op_cross_entropy(&t, grid, y, 0)->data[0], 0);
+    CHECK(op_batch_cross_entropy(&t, l, &(ds_batch){ .B = 1, .T = 2, .y = y }, NULL) == NULL);
+    ag_free(&t);
 }
 
 TEST(cross_entropy_all_ignored_is_zero)

@@ -533,3 +533,56 @@ TEST(train_ema_resume_is_exact)
     CHECK(raw && worst < 1e-5);
     ck_free(&f);
 }
+
+/* --swa-start: the weights written are the plain mean of the weights after
+ * steps s0..steps (s0 = FRAC x steps), here against runs stopped at each of
+ * those steps (the constant schedule does not depend on --steps); and it
+ * survives --resume bit for bit. */
+TEST(train_swa_is_the_mean_of_the_last_weights_and_resumes_exactly)
+{
+    toy m;
+    tr_options o = toy_options(test_path("swa.safetensors"), 40);
+    o.swa_start = 0.9f;   /* s0 = 36: the mean of 5 states */
+    run_result a = run(&o, &m);
+    CHECK(a.rc == ERR_OK);
+    static float mean[64 * 64];
+    memset(mean, 0, sizeof mean);
+    for (long k = 36; k <= 40; k++) {
+        tr_options plain = toy_options(test_path("swak.safetensors"), k);
+        run_result r = run(&plain, &m);
+        CHECK(r.rc == ERR_OK && r.n == a.n);
+        for (int i = 0; i < r.n; i++) mean[i] += r.W[i] / 5.0f;
+    }
+    double worst = 0, moved = 0;
+    for (int i = 0; i < a.n; i++) worst = fmax(worst, fabs(mean[i] - a.W[i]));
+    CHECK(worst < 1e-5);
+    tr_options last = toy_options(test_path("swal.safetensors"), 40);
+    run_result raw = run(&last, &m);
+    for (int i = 0; i < a.n; i++) moved = fmax(moved, fabs(raw.W[i] - a.W[i]));
+    CHECK(moved > 1e-4);   /* the mean is not the last weights */
+
+    tr_options full = toy_options(test_path("swafull.safetensors"), 40);
+    full.swa_start = 0.75f;   /* s0 = 30 */
+    run_result b = run(&full, &m);
+    tr_options half = full;
+    half.out_path = test_path("swahalf.safetensors");
+    half.steps = 35;
+    half.swa_start = 30.0f / 35.0f;   /* the same s0 */
+    run_result c = run(&half, &m);
+    tr_options rest;
+    tr_options_init(&rest, "toy", half.out_path);
+    rest.data = DATA;
+    rest.resume_path = half.out_path;
+    rest.steps = 40;
+    rest.swa_start = 0.75f;
+    rest.set |= TR_SET_STEPS | TR_SET_SWA;
+    run_result d = run(&rest, &m);
+    CHECK(b.rc == ERR_OK && c.rc == ERR_OK && d.rc == ERR_OK);
+    CHECK(!memcmp(b.W, d.W, (size_t)b.n * sizeof(float)));
+    CHECK(b.sum.val_loss == d.sum.val_loss);
+
+    tr_options both = toy_options(test_path("swaema.safetensors"), 10);
+    both.swa_start = 0.5f;
+    both.ema = 0.9f;
+    CHECK(run(&both, &m).rc == ERR_ARG);
+}

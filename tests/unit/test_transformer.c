@@ -218,11 +218,16 @@ static void check_parity(const char *path)
     start_pass(&t, &f);
     tensor *logits = tf_forward(m, &t, x->data, B, T);
     CHECK(max_abs_diff(logits->data, lg->data, lg->numel) <= 1e-4);
-    CHECK_NEAR(op_cross_entropy(&t, logits, y->data, TOK_PAD)->data[0], ((const float *)ls->data)[0], 1e-5);
+    /* a distillation fixture: soft targets at a weight (op_batch_cross_entropy) */
+    const ck_tensor *soft = ck_get(&f, "fixture.soft"), *a = ck_get(&f, "fixture.distill_weight");
+    CHECK(!soft || (a && soft->numel == lg->numel));
+    const ds_batch b = { .B = B, .T = T, .x = x->data, .y = y->data,
+                         .soft = soft ? soft->data : NULL,
+                         .soft_weight = a ? ((const float *)a->data)[0] : 0 };
+    CHECK_NEAR(op_batch_cross_entropy(&t, logits, &b, NULL)->data[0], ((const float *)ls->data)[0], 1e-5);
     ag_reset(&t);
     start_pass(&t, &f);
     tn_params_zero_grad(&m->p);
-    const ds_batch b = { .B = B, .T = T, .x = x->data, .y = y->data };
     tensor *loss = tf_loss(m, &t, &b);
     ag_backward(&t, loss);
     CHECK_NEAR(loss->data[0], ((const float *)ls->data)[0], 1e-5);
@@ -248,6 +253,8 @@ out:
 TEST(parity_with_pytorch) { check_parity(FIXTURE); }
 /* attention dropout and embedding dropout, masks drawn as the reference draws them */
 TEST(parity_with_pytorch_dropouts) { check_parity(TEST_DATA("fixtures/transformer_dropout.safetensors")); }
+/* soft targets (distillation): loss and gradients through the bucketed training graph */
+TEST(parity_with_pytorch_distill) { check_parity(TEST_DATA("fixtures/transformer_distill.safetensors")); }
 
 /* ---- gradient wiring (independent of the fixture) ---------------------------- */
 
