@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "dataset.h"
 #include "rng.h"
 #include "tensor.h"
@@ -122,6 +123,14 @@ double test_param_fd(tn_params *p, int e, double (*loss)(void *ctx), void *ctx, 
     free(dir);
     free(w0);
     return (up - down) / (2.0 * eps);
+}
+
+bool test_read_damaged_config(const char *path, ck_file *f)
+{
+    if (ck_read(path, f) != ERR_OK) return false;
+    for (int i = 0; i < f->n_meta; i++)
+        if (strcmp(f->key[i], "config") == 0) f->val[i][2] = 'X';
+    return true;
 }
 
 int main(int argc, char **argv)

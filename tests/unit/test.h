@@ -63,6 +63,11 @@ struct rng;
 double test_param_fd(struct tn_params *p, int e, double (*loss)(void *ctx), void *ctx, float eps,
                      struct rng *r, double *analytic);
 
+/* Read the checkpoint at path into f with its config damaged ("vocab_size"
+ * -> "vXcab_size"), for a kind's loader to refuse; false if unreadable. */
+struct ck_file;
+bool test_read_damaged_config(const char *path, struct ck_file *f);
+
 /* Path of a test data file under tests/data (tests run from the repo root). */
 #define TEST_DATA(f) "tests/data/" f
 

@@ -474,10 +474,8 @@ TEST(rnn_checkpoint_roundtrip_through_registry)
 
     /* a damaged config is a one-line error, not a crash */
     ck_file f;
-    CHECK(ck_read(path, &f) == ERR_OK);
+    CHECK(test_read_damaged_config(path, &f));
     rnn_model bad;
-    for (int i = 0; i < f.n_meta; i++)
-        if (strcmp(f.key[i], "config") == 0) f.val[i][2] = 'X';   /* "vocab_size" -> "vXcab_size" */
     CHECK(rnn_load(&bad, &f, path, false) == ERR_FORMAT);
     ck_free(&f);
     remove(path);
