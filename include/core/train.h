@@ -78,7 +78,8 @@ enum {
     TR_SET_LR = 1u << 3, TR_SET_WD = 1u << 4, TR_SET_SCHEDULE = 1u << 5,
     TR_SET_WARMUP = 1u << 6, TR_SET_CLIP = 1u << 7, TR_SET_EVAL = 1u << 8,
     TR_SET_SPLIT_SEED = 1u << 9, TR_SET_EMA = 1u << 10, TR_SET_FOLD = 1u << 11,
-    TR_SET_DISTILL = 1u << 12, TR_SET_SWA = 1u << 13
+    TR_SET_DISTILL = 1u << 12, TR_SET_SWA = 1u << 13,
+    TR_SET_NOISE = 1u << 14
 };
 
 enum { TR_MAX_TEACHERS = 16 };
@@ -124,6 +125,12 @@ typedef struct tr_options {
     int         n_teachers;
     float       distill_weight; /* --distill-weight A: loss = (1-A) CE(hard) +
                                  A CE(teacher); 0 = no distillation */
+    float       input_noise;  /* --input-noise P: each input letter of a training batch
+                                 is replaced, with probability P, by a letter drawn
+                                 from the training letters' frequencies (the targets
+                                 stay); 0 = off.  Data noising as smoothing (Xie et
+                                 al., 2017): a regulariser akin to an n-gram's
+                                 back-off.  Names only; drawn from the loop's rng */
     unsigned    set;          /* TR_SET_* bits of the flags given */
 } tr_options;
 

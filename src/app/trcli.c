@@ -57,6 +57,10 @@ bool trc_parse_option(tr_options *o, int code, const char *arg)
     case TRC_OPT_SAMPLES: o->samples = cli_long("--samples", arg, 0, 1000000); break;
     case TRC_OPT_EMA: o->ema = (float)cli_double("--ema", arg, 0, 0.999999); o->set |= TR_SET_EMA; break;
     case TRC_OPT_MODEL_ONLY: o->model_only = true; break;
+    case TRC_OPT_INPUT_NOISE:
+        o->input_noise = (float)cli_double("--input-noise", arg, 0, 0.999999);
+        o->set |= TR_SET_NOISE;
+        break;
     case TRC_OPT_SWA_START:
         o->swa_start = (float)cli_double("--swa-start", arg, 0, 0.999999);
         o->set |= TR_SET_SWA;
@@ -129,6 +133,10 @@ void trc_print_usage(FILE *f, const tr_options *o)
 "      --swa-start FRAC   the same with the plain mean of the weights after every\n"
 "                         step from FRAC x --steps on (stochastic weight averaging,\n"
 "                         e.g. 0.75 of a cosine run; 0 = off, the default)\n"
+"      --input-noise P    replace each input letter of a training batch with\n"
+"                         probability P by a letter drawn at the training\n"
+"                         letters' frequencies, targets unchanged (data noising,\n"
+"                         a regulariser; e.g. 0.1; 0 = off, the default)\n"
 "      --fold K/N         train without fold K of N of the training names (folds: a\n"
 "                         seeded hash of each name, apart from the split; the\n"
 "                         validation names stay); the checkpoint records it\n"
@@ -212,6 +220,7 @@ static const struct option common_options[] = {
     { "model-only",   no_argument,       NULL, TRC_OPT_MODEL_ONLY },
     { "samples",      required_argument, NULL, TRC_OPT_SAMPLES },
     { "swa-start",    required_argument, NULL, TRC_OPT_SWA_START },
+    { "input-noise",  required_argument, NULL, TRC_OPT_INPUT_NOISE },
     { "fold",         required_argument, NULL, TRC_OPT_FOLD },
     { "teacher",      required_argument, NULL, TRC_OPT_TEACHER },
     { "distill-weight", required_argument, NULL, TRC_OPT_DISTILL_WEIGHT },

@@ -54,22 +54,24 @@ void tr_last_path(const char *path, char *out, size_t cap)
 
 /* ---- training settings in the checkpoint ------------------------------ */
 
-/* The optional members (fold, distill_weight) are written only when set,
+/* The optional members (fold, distill_weight, swa_start, input_noise) are written only when set,
  * so that a plain run's train_config is what it always was. */
 static char *train_config_json(const tr_options *o)
 {
-    char buf[704], fold[64] = "", distill[64] = "", swa[48] = "";
+    char buf[768], fold[64] = "", distill[64] = "", swa[48] = "", noise[48] = "";
     if (o->swa_start > 0) snprintf(swa, sizeof swa, ",\"swa_start\":%.9g", (double)o->swa_start);
+    if (o->input_noise > 0)
+        snprintf(noise, sizeof noise, ",\"input_noise\":%.9g", (double)o->input_noise);
     if (o->n_folds) snprintf(fold, sizeof fold, ",\"fold\":\"%d/%d\"", o->fold, o->n_folds);
     if (o->distill_weight > 0)
         snprintf(distill, sizeof distill, ",\"distill_weight\":%.9g", (double)o->distill_weight);
     snprintf(buf, sizeof buf,
              "{\"seed\":\"%" PRIu64 "\",\"split_seed\":\"%" PRIu64 "\",\"steps\":%ld,"
              "\"batch_size\":%d,\"lr\":%.9g,\"weight_decay\":%.9g,\"schedule\":\"%s\","
-             "\"warmup\":%ld,\"clip\":%.9g,\"eval_every\":%ld,\"ema\":%.9g%s%s%s}",
+             "\"warmup\":%ld,\"clip\":%.9g,\"eval_every\":%ld,\"ema\":%.9g%s%s%s%s}",
              o->seed, o->split_seed, o->steps, o->batch_size, (double)o->opt.lr,
              (double)o->opt.weight_decay, tr_schedule_names[o->opt.schedule], o->opt.warmup,
-             (double)o->opt.clip, o->eval_every, (double)o->ema, fold, distill, swa);
+             (double)o->opt.clip, o->eval_every, (double)o->ema, fold, distill, swa, noise);
     return strdup(buf);
 }
 
@@ -94,7 +96,7 @@ static bool json_u64(const cJSON *obj, const char *key, uint64_t *out)
 static err_code apply_train_config(tr_options *o, const char *json, const char *path)
 {
     cJSON *c = json ? cJSON_Parse(json) : NULL;
-    double steps, batch, lr, wd, warmup, clip, eval, ema = 0, distill = 0, swa = 0;
+    double steps, batch, lr, wd, warmup, clip, eval, ema = 0, distill = 0, swa = 0, noise = 0;
     int fold = 0, n_folds = 0;
     uint64_t seed, split_seed;
     const cJSON *sched = cJSON_GetObjectItemCaseSensitive(c, "schedule");
@@ -117,6 +119,8 @@ static err_code apply_train_config(tr_options *o, const char *json, const char *
         ok = json_num(c, "distill_weight", &distill) && distill >= 0 && distill <= 1;
     if (ok && cJSON_GetObjectItemCaseSensitive(c, "swa_start"))
         ok = json_num(c, "swa_start", &swa) && swa >= 0 && swa < 1;
+    if (ok && cJSON_GetObjectItemCaseSensitive(c, "input_noise"))
+        ok = json_num(c, "input_noise", &noise) && noise >= 0 && noise < 1;
     cJSON_Delete(c);
     if (!ok) return err_set(ERR_FORMAT, "%s: no valid training state (train_config)", path);
     if (!(o->set & TR_SET_SEED)) o->seed = seed;
@@ -133,6 +137,7 @@ static err_code apply_train_config(tr_options *o, const char *json, const char *
     if (!(o->set & TR_SET_FOLD)) o->fold = fold, o->n_folds = n_folds;
     if (!(o->set & TR_SET_DISTILL)) o->distill_weight = (float)distill;
     if (!(o->set & TR_SET_SWA)) o->swa_start = (float)swa;
+    if (!(o->set & TR_SET_NOISE)) o->input_noise = (float)noise;
     return ERR_OK;
 }
 
@@ -455,6 +460,8 @@ typedef struct loop {
     size_t           *idx;       /* batch_size name indices */
     float            *soft;      /* (batch_size, longest name + 1, V) soft targets of
                                     the batch, with s->soft; else NULL */
+    double           *letter_cdf; /* (V) cumulative training-letter frequencies, with
+                                     --input-noise; else NULL */
     opt_config        opt;
     FILE             *log;
     const tr_hooks   *hooks;     /* never NULL (an empty set when none given) */
@@ -485,6 +492,35 @@ static void gather_soft(loop *L)
     b->soft_weight = s->o.distill_weight;
 }
 
+/* --input-noise: the cumulative frequencies of the training names' letters
+ * (<pad>, <SOS> and <EOS> never occur in them, so are never drawn). */
+static err_code letter_cdf_init(loop *L)
+{
+    const ds_names *d = &L->s->corpus.train;
+    size_t V = L->s->vocab->size;
+    if (!(L->letter_cdf = calloc(V, sizeof *L->letter_cdf))) return err_set(ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < d->start[d->n]; i++) L->letter_cdf[d->tok[i]] += 1;
+    for (size_t v = 1; v < V; v++) L->letter_cdf[v] += L->letter_cdf[v - 1];
+    for (size_t v = 0; v < V; v++) L->letter_cdf[v] /= L->letter_cdf[V - 1];
+    return ERR_OK;
+}
+
+/* Replace each input letter (not the <SOS> in column 0, not padding) with
+ * probability p by a letter drawn from letter_cdf; targets are untouched. */
+static void noise_inputs(loop *L, float p)
+{
+    ds_batch *b = &L->batch;
+    size_t V = L->s->vocab->size;
+    for (int r = 0; r < b->B; r++)
+        for (int t = 1; t < b->T && b->y[(size_t)r * b->T + t]; t++) {
+            if (rng_uniform(&L->s->rng) >= p) continue;
+            double u = rng_uniform(&L->s->rng);
+            size_t v = 0;
+            while (v + 1 < V && L->letter_cdf[v] <= u) v++;
+            b->x[(size_t)r * b->T + t] = (int)v;
+        }
+}
+
 static err_code next_batch(loop *L)
 {
     tr_session *s = L->s;
@@ -493,6 +529,7 @@ static err_code next_batch(loop *L)
     for (int i = 0; i < s->o.batch_size; i++) L->idx[i] = rng_below(&s->rng, (uint32_t)d->n);
     err_code rc = ds_batch_fill(&L->batch, d, L->idx, s->o.batch_size);
     if (!rc && L->soft) gather_soft(L);
+    if (!rc && L->letter_cdf) noise_inputs(L, s->o.input_noise);
     return rc;
 }
 
@@ -642,6 +679,9 @@ static err_code loop_init(loop *L, tr_session *s, const tr_model *m, const tr_so
     if (!L->idx) return err_set(ERR_NOMEM, "out of memory");
     if (src && (s->o.n_folds || s->o.distill_weight > 0))
         return err_set(ERR_ARG, "--fold and --teacher work on names, not on this data source");
+    if (src && s->o.input_noise > 0)
+        return err_set(ERR_ARG, "--input-noise works on names, not on this data source");
+    if (s->o.input_noise > 0 && letter_cdf_init(L)) return ERR_NOMEM;
     if (s->o.distill_weight > 0 && !s->soft)
         return err_set(ERR_ARG, "no soft targets: the teachers were not scored");
     if (s->soft) {   /* distillation: allocated once, nothing in the step */
@@ -676,6 +716,7 @@ static void loop_free(loop *L)
     ds_batch_free(&L->batch);
     free(L->idx);
     free(L->soft);
+    free(L->letter_cdf);
     if (L->log) fclose(L->log);
 }
 
