@@ -52,7 +52,7 @@ bool trc_parse_option(tr_options *o, int code, const char *arg)
     case 'o': o->out_path = arg; break;
     case TRC_OPT_RESUME: o->resume_path = arg; break;
     case TRC_OPT_KEEP_BEST: o->keep_best = true; break;
-    case TRC_OPT_THREADS: o->threads = (int)cli_long("--threads", arg, 0, 1024); break;
+    case TRC_OPT_THREADS: o->threads = (int)cli_long("--threads", arg, 0, 64); break;
     case TRC_OPT_DUMP_SPLIT: o->dump_split = arg; break;
     case TRC_OPT_SAMPLES: o->samples = cli_long("--samples", arg, 0, 1000000); break;
     case TRC_OPT_EMA: o->ema = (float)cli_double("--ema", arg, 0, 0.999999); o->set |= TR_SET_EMA; break;
@@ -143,7 +143,13 @@ void trc_print_usage(FILE *f, const tr_options *o)
 "                         Ctrl-C the latest state goes to FILE with .last before .safetensors\n"
 "      --resume FILE      continue from a checkpoint: weights, AdamW moments, step, rng;\n"
 "                         the training flags not given are taken from it\n"
-"      --threads N        threads for matrix products (default: all)\n"
+"      --threads N        N >= 2: split every batch across N threads (data\n"
+"                         parallel: a replica of the model and a tape per thread,\n"
+"                         matrix products single-threaded; the same result as one\n"
+"                         thread up to float rounding, unless the model has\n"
+"                         dropout); 1: one thread; default: one tape, matrix\n"
+"                         products on every core.  Several processes: mpirun -np K\n"
+"                         (programs built with make MPI=1; see the README)\n"
 "      --dump-split DIR   write the names of each side to DIR/train.txt, DIR/val.txt\n"
 "  -h, --help             this help\n"
 "  -V, --version          the version\n"
@@ -566,6 +572,8 @@ err_code trc_run(tr_session *s, const tr_model *m, const tr_source *src)
         hooks.log_columns = TRS_LOG_COLUMNS;
         hooks.log_values = log_samples;
     }
+    /* data-parallel workers run their matrix products single-threaded */
+    if (tr_workers(s, m, src) > 0) cli_set_threads(1);
     saved_handlers old;
     catch_signals(&old);
     err_code rc = tr_run(s, m, src, &hooks);
