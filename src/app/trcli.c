@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "prov.h"
+#include "trmpi.h"
 #include "trsamples.h"
 #include "distill.h"
 
@@ -171,6 +172,11 @@ void trc_print_usage(FILE *f, const tr_options *o)
             (double)o->opt.weight_decay, (double)o->opt.min_lr_frac,
             tr_schedule_names[o->opt.schedule], o->opt.warmup, (double)o->opt.clip, o->eval_every,
             o->out_path ? o->out_path : "none", TR_WINDOW);
+#ifdef VILLES_MPI
+    fputs("Built with MPI: under mpirun -np K each of the K processes takes a slice of\n"
+          "every batch (and --threads N splits it again); process 0 evaluates, logs,\n"
+          "prints and writes the checkpoints.\n", f);
+#endif
 }
 
 
@@ -287,6 +293,7 @@ void trc_open(tr_session *s, const tr_options *o)
     const char *check = getenv("VILLES_CHECK_NAN");
     with_env.check_finite = check && !strcmp(check, "1");
     if (tr_open(s, &with_env) || prv_add_data(o->data) || prv_add_data(o->val_data)) cli_die_err();
+    s->comm = trm_start();   /* NULL unless built with MPI and run by mpirun -np N > 1 */
     cli_set_threads(o->threads);
 }
 
@@ -442,7 +449,9 @@ static void restore_signals(const saved_handlers *old)
 
 int trc_exit_status(err_code e)
 {
+    if (e == ERR_OK || e == ERR_INTERRUPT) trm_finish();   /* all processes ended together */
     if (e == ERR_OK) return 0;
+    if (e == ERR_INTERRUPT && trm_rank()) return 128 + (stop_signal ? stop_signal : SIGINT);
     fprintf(stderr, "%s: %s\n", cli_prog(), err_msg());
     return e == ERR_INTERRUPT ? 128 + (stop_signal ? stop_signal : SIGINT) : 1;
 }
@@ -559,10 +568,11 @@ static err_code print_summary(const tr_session *s, const tr_model *m)
 err_code trc_run(tr_session *s, const tr_model *m, const tr_source *src)
 {
     run_view view = { 0 };
+    bool first = trm_rank() == 0;   /* process 0 alone shows and prints */
     tr_hooks hooks = { .ctx = &view, .should_stop = stop_requested,
-                       .on_step = cli_progress_enabled() ? show_progress : NULL };
+                       .on_step = first && cli_progress_enabled() ? show_progress : NULL };
     trs_sampler samples;
-    if (s->o.samples > 0) {
+    if (s->o.samples > 0 && first) {
         if (src) cli_usage("--samples: this training has no names to sample");
         err_code e = trs_init(&samples, s, m, s->o.samples);
         if (e == ERR_ARG) cli_usage("%s", err_msg());
@@ -580,5 +590,5 @@ err_code trc_run(tr_session *s, const tr_model *m, const tr_source *src)
     restore_signals(&old);
     clear_progress(&view);
     if (view.samples) trs_free(view.samples);
-    return rc ? rc : print_summary(s, m);
+    return rc || !first ? rc : print_summary(s, m);
 }
