@@ -4,8 +4,8 @@
  * n workers, each with a replica of the model (tr_model.replica_new: the
  * shared weights, a gradient buffer of its own), its own tape, batch and
  * dropout rng, on a team of n threads (team.h; worker 0 is the caller).
- * A step takes rows [row0, row0 + rows) of the batch drawn by the loop,
- * cut into n contiguous shards each trimmed to its longest name; every
+ * A step takes its shards' rows of the batch drawn by the loop (sorted by
+ * length and cut by sh_balance), each trimmed to its longest name; every
  * worker builds its shard's mean loss and backpropagates; then, after a
  * barrier, each thread sums a slice of the parameters over the workers in
  * the fixed order 0..n-1, worker k weighted by its share of the whole
@@ -37,7 +37,8 @@ typedef struct sh_worker {
 typedef struct sh_job {
     const ds_names *d;
     const size_t   *idx;         /* the rows of the batch (names) */
-    int             row0, rows;  /* this process's slice */
+    const int      *bounds;      /* shard s (of every process) takes rows
+                                    [bounds[s], bounds[s + 1]) of idx */
     size_t          total;       /* non-pad targets of the whole batch (every process) */
     const float    *soft_all;    /* tr_session.soft, or NULL */
     size_t          V;
@@ -56,6 +57,12 @@ typedef struct sh_shards {
     sh_job          job;
     bool            eval;        /* the job is an evaluation */
 } sh_shards;
+
+/* Sort idx[0..B) by name length (stable) and cut it into G shards of
+ * about equal work (rows x padded length, with a term for attention):
+ * bounds[0..G] (bounds[0] = 0, bounds[G] = B).  Sorting changes only the
+ * order of the sums, and trims the shards of short names. */
+void sh_balance(const ds_names *d, size_t *idx, int B, int G, int *bounds);
 
 /* n workers for m (which has replica_new); soft_floats: the room of a
  * shard's soft targets (0 = no distillation). */

@@ -460,6 +460,7 @@ typedef struct loop {
     size_t           *idx;       /* batch_size name indices */
     sh_shards        *sh;        /* the data-parallel workers (train.h), NULL = one tape */
     sh_shards         shards;
+    int              *bounds;    /* the shards' rows in the batch (sh_balance) */
     const tr_comm    *comm;      /* NULL = one process */
     bool              stop;      /* data-parallel: every process agreed to stop */
     float            *soft;      /* (batch_size, longest name + 1, V) soft targets of
@@ -528,8 +529,8 @@ static err_code data_parallel(loop *L, float *loss_out)
     tr_session *s = L->s;
     const ds_names *d = &s->corpus.train;
     int B = s->o.batch_size, R = L->comm ? L->comm->size : 1, r = L->comm ? L->comm->rank : 0;
-    sh_job job = { .d = d, .idx = L->idx, .row0 = (int)((long)B * r / R),
-                   .rows = (int)((long)B * (r + 1) / R) - (int)((long)B * r / R),
+    sh_balance(d, L->idx, B, R * L->sh->n, L->bounds);
+    sh_job job = { .d = d, .idx = L->idx, .bounds = L->bounds,
                    .soft_all = s->soft, .V = s->vocab->size, .soft_weight = s->o.distill_weight,
                    .seed = s->o.seed ^ TR_DROPOUT_SALT, .step = s->step + 1,
                    .shard0 = r * L->sh->n };
@@ -689,6 +690,9 @@ static err_code start_shards(loop *L)
                                 s->vocab->size : 0;
     err_code rc = sh_init(&L->shards, m, threads, soft, s->o.check_finite);
     L->sh = &L->shards;   /* freed by loop_free, even half made */
+    int G = threads * (L->comm ? L->comm->size : 1);
+    if (!rc && !(L->bounds = malloc(((size_t)G + 1) * sizeof *L->bounds)))
+        rc = err_set(ERR_NOMEM, "out of memory");
     return rc;
 }
 
@@ -740,6 +744,7 @@ static err_code loop_init(loop *L, tr_session *s, const tr_model *m, const tr_so
 static void loop_free(loop *L)
 {
     if (L->sh) sh_free(L->sh);
+    free(L->bounds);
     ag_free(&L->tape);
     ds_batch_free(&L->batch);
     free(L->idx);
