@@ -34,10 +34,11 @@
  * --resume continues bit-exactly; after tr_run the model holds the average.
  *
  * Data parallelism (o.threads >= 2, or several processes: s->comm).  Each
- * batch is drawn as above (the same rng draws, in every process), then
- * cut: process r of R takes rows [B r / R, B (r + 1) / R), and its T
- * threads cut that slice again, each a shard trimmed to its own longest
- * name, on a replica of the model (tr_model.replica_new: shared weights,
+ * batch is drawn as above (the same rng draws, in every process), sorted
+ * by length and cut into R x T shards of about equal work (rows times
+ * padded length, with a term for attention), each trimmed to its own
+ * longest name: process r of R takes shards r T .. r T + T - 1, one per
+ * thread, each on a replica of the model (tr_model.replica_new: shared weights,
  * its own gradient buffer) with its own tape.  Each shard's mean loss
  * counts in proportion to its share of the whole batch's non-pad targets,
  * so the gradients summed (over the threads in a fixed order, then over

@@ -144,11 +144,26 @@ static void sum_slice(sh_shards *S, size_t lo, size_t hi)
 
 static void eval_batches(sh_shards *S, int k);
 
+/* Worker k's parameters for AdamW: those starting in its share of the buffer. */
+static void adamw_part(sh_shards *S, int k)
+{
+    tn_params *p = S->m->params;
+    size_t lo = p->n * (size_t)k / (size_t)S->n, hi = p->n * (size_t)(k + 1) / (size_t)S->n;
+    int first = 0, last;
+    while (first < p->count && p->e[first].offset < lo) first++;
+    for (last = first; last < p->count && p->e[last].offset < hi; last++) {}
+    opt_adamw_entries(p, S->opt, S->job.step, S->lr, first, last);
+}
+
 static void work(void *ctx, int k)
 {
     sh_shards *S = ctx;
-    if (S->eval) {
+    if (S->what == SH_EVAL) {
         eval_batches(S, k);
+        return;
+    }
+    if (S->what == SH_ADAMW) {
+        adamw_part(S, k);
         return;
     }
     S->w[k].rc = shard_backward(S, k);
@@ -161,7 +176,7 @@ static void work(void *ctx, int k)
 err_code sh_step(sh_shards *S, const sh_job *job, double *loss)
 {
     S->job = *job;
-    S->eval = false;
+    S->what = SH_STEP;
     tm_run(&S->team, work, S);
     double sum = 0;
     for (int k = 0; k < S->n; k++) {
@@ -208,7 +223,7 @@ err_code sh_eval(sh_shards *S, const ds_names *d, int batch_size, double *loss_s
     err_code rc = ds_length_order(d, &order);
     if (rc) return rc;
     S->job = (sh_job){ .d = d, .idx = order, .batch_size = batch_size };
-    S->eval = true;
+    S->what = SH_EVAL;
     tm_run(&S->team, work, S);
     for (int k = 0; k < S->n; k++) {
         if (!rc) rc = S->w[k].rc;
@@ -217,6 +232,15 @@ err_code sh_eval(sh_shards *S, const ds_names *d, int batch_size, double *loss_s
     }
     free(order);
     return rc;
+}
+
+void sh_adamw(sh_shards *S, const opt_config *c, long step, float lr)
+{
+    S->what = SH_ADAMW;
+    S->opt = c;
+    S->lr = lr;
+    S->job.step = step;
+    tm_run(&S->team, work, S);
 }
 
 const char *sh_first_nonfinite(const sh_shards *S)

@@ -16,6 +16,7 @@
 #ifndef VILLES_SHARD_H
 #define VILLES_SHARD_H
 
+#include "optim.h"
 #include "team.h"
 #include "train.h"
 
@@ -55,7 +56,9 @@ typedef struct sh_shards {
     sh_worker      *w;
     tm_team         team;
     sh_job          job;
-    bool            eval;        /* the job is an evaluation */
+    enum { SH_STEP, SH_EVAL, SH_ADAMW } what;   /* the job */
+    const opt_config *opt;       /* SH_ADAMW: the update's settings */
+    float           lr;
 } sh_shards;
 
 /* Sort idx[0..B) by name length (stable) and cut it into G shards of
@@ -76,6 +79,9 @@ err_code sh_step(sh_shards *S, const sh_job *job, double *loss);
  * workers, their sums added in worker order). */
 err_code sh_eval(sh_shards *S, const ds_names *d, int batch_size, double *loss_sum,
                  size_t *n_targets);
+/* opt_adamw_step(m->params, c, step, lr) with the parameters shared out
+ * among the threads (the same bits). */
+void     sh_adamw(sh_shards *S, const opt_config *c, long step, float lr);
 /* The first non-finite op a worker's tape found (check_finite), or NULL. */
 const char *sh_first_nonfinite(const sh_shards *S);
 

@@ -564,7 +564,8 @@ static err_code train_step(loop *L, float *loss_out)
     if (m->after_backward) m->after_backward(m->impl);
     if (L->opt.clip > 0) opt_clip(m->params, L->opt.clip);
     long step = s->step + 1;
-    opt_adamw_step(m->params, &L->opt, step, opt_lr_at(&L->opt, step));
+    if (L->sh) sh_adamw(L->sh, &L->opt, step, opt_lr_at(&L->opt, step));
+    else opt_adamw_step(m->params, &L->opt, step, opt_lr_at(&L->opt, step));
     if (m->after_update) m->after_update(m->impl);
     if (s->ema) update_average(s->ema, m->params, &s->o, step);
     s->step = step;
