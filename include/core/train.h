@@ -265,6 +265,12 @@ typedef struct tr_summary {
     double train_seconds;     /* time in training steps only (speed figures) */
     double tokens;            /* non-pad targets trained on in this run */
     long   run_steps;         /* steps done in this run */
+    /* Data parallelism (train.h): the CPU time (each thread's own clock)
+     * of the shards' forward and backward passes over this run's steps, in
+     * all and of the slowest shard of each step.  cpu_sum / cpu_max is the
+     * speed-up of that part on idle cores, whatever else loads the machine
+     * (0 without data parallelism). */
+    double shard_cpu_sum, shard_cpu_max;
 } tr_summary;
 
 enum { TR_WINDOW = 100 };     /* batches averaged into the reported train_loss */

@@ -69,7 +69,9 @@
  *          no state, no sae_kind, not in the registry.  Its config has no
  *          vocab_size, SAE_DEFAULTS leaves d_model, n_features and layer to
  *          its trainer (saetrain.h), and its file also names its
- *          Transformer (sae_put_meta).
+ *          Transformer (sae_put_meta).  No replica: sae-train feeds it
+ *          through a tr_source of its own (saetrain.h) whose batches and
+ *          dead-feature counts live in the trainer, so it trains on one tape.
  *   ngram  is fitted, not trained: no ng_init / ng_init_weights, no
  *          optimiser state.  Its model is opaque and allocated by ng_fit and
  *          ng_load(ng_model **out, f, path); ng_free frees it.  So ngram.c
@@ -114,9 +116,9 @@
  *     tools/import-pytorch.py: its spec, so notebook weights convert.
  *  5. tests/unit/test_P.c (built and run by make test): parity with the
  *     fixture (logits 1e-4, loss 1e-5), P_state_next against the batched
- *     forward, the config's round trip and rejects, P_save -> mdl_load,
- *     and tr_check_replicas (train.h): the shards' summed gradient is the
- *     whole batch's.
+ *     forward, the config's round trip and rejects, P_save -> mdl_load.
+ *     tests/unit/test_dataparallel.c: the kind in its list (net_init), so
+ *     that its replicas' summed gradient is checked against one tape's.
  *  6. tests/cli/test_P_train.sh: copy tests/cli/test_transformer_train.sh
  *     (help, usage errors, train -> generate -> score, --resume).
  *  7. README.md: the program's row in "The programs", the kind in

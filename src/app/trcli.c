@@ -590,5 +590,11 @@ err_code trc_run(tr_session *s, const tr_model *m, const tr_source *src)
     restore_signals(&old);
     clear_progress(&view);
     if (view.samples) trs_free(view.samples);
+    const tr_summary *u = &s->sum;
+    if (!rc && getenv("VILLES_DP_PROFILE") && u->shard_cpu_max > 0)
+        fprintf(stderr, "%s: data parallel: shards' CPU %.3f ms a step in all, %.3f ms the "
+                "slowest (speed-up of that part on idle cores: %.2f)\n", cli_prog(),
+                1e3 * u->shard_cpu_sum / (double)u->run_steps,
+                1e3 * u->shard_cpu_max / (double)u->run_steps, u->shard_cpu_sum / u->shard_cpu_max);
     return rc || !first ? rc : print_summary(s, m);
 }

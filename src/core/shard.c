@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum { SH_ALIGN = 16 };   /* parameter slices start on 64 bytes */
 /* The work of a shard of r rows padded to T positions: r T (T + SH_T_COST),
@@ -144,6 +145,13 @@ static void sum_slice(sh_shards *S, size_t lo, size_t hi)
 
 static void eval_batches(sh_shards *S, int k);
 
+static double thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* Worker k's parameters for AdamW: those starting in its share of the buffer. */
 static void adamw_part(sh_shards *S, int k)
 {
@@ -166,7 +174,9 @@ static void work(void *ctx, int k)
         adamw_part(S, k);
         return;
     }
+    double t0 = thread_cpu();
     S->w[k].rc = shard_backward(S, k);
+    S->w[k].cpu = thread_cpu() - t0;
     tm_barrier(&S->team);
     size_t n = S->m->params->n, per = (n / SH_ALIGN + (size_t)S->n - 1) / (size_t)S->n * SH_ALIGN;
     size_t lo = (size_t)k * per, hi = lo + per < n ? lo + per : n;
@@ -178,11 +188,14 @@ err_code sh_step(sh_shards *S, const sh_job *job, double *loss)
     S->job = *job;
     S->what = SH_STEP;
     tm_run(&S->team, work, S);
-    double sum = 0;
+    double sum = 0, slowest = 0;
     for (int k = 0; k < S->n; k++) {
         if (S->w[k].rc) return S->w[k].rc;
         sum += S->w[k].loss * (double)S->w[k].n_tokens;
+        S->cpu_sum += S->w[k].cpu;
+        slowest = S->w[k].cpu > slowest ? S->w[k].cpu : slowest;
     }
+    S->cpu_max += slowest;
     *loss = sum / (double)job->total;
     return ERR_OK;
 }

@@ -29,6 +29,7 @@ typedef struct sh_worker {
     rng       dropout;
     double    loss;              /* the shard's mean loss (this step) */
     size_t    n_tokens;
+    double    cpu;               /* thread CPU seconds of its shard (this step) */
     double    eval_sum;          /* evaluation: sums over the worker's batches */
     size_t    eval_n;
     err_code  rc;
@@ -59,6 +60,8 @@ typedef struct sh_shards {
     enum { SH_STEP, SH_EVAL, SH_ADAMW } what;   /* the job */
     const opt_config *opt;       /* SH_ADAMW: the update's settings */
     float           lr;
+    double          cpu_sum, cpu_max;   /* over the steps: the shards' thread CPU
+                                           seconds, and the slowest shard's */
 } sh_shards;
 
 /* Sort idx[0..B) by name length (stable) and cut it into G shards of

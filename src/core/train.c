@@ -806,6 +806,7 @@ err_code tr_run(tr_session *s, const tr_model *m, const tr_source *src, const tr
         u->best_step = isfinite(s->best_val) ? s->best_step : s->step;
         u->seconds = now() - L.t_start;
         u->train_seconds = L.t_train;
+        if (L.sh) u->shard_cpu_sum = L.sh->cpu_sum, u->shard_cpu_max = L.sh->cpu_max;
         if (s->ema) memcpy(m->params->data, s->ema, m->params->n * sizeof *s->ema);
     }
     loop_free(&L);
