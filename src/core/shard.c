@@ -2,6 +2,7 @@
 #include "shard.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -177,6 +178,7 @@ static void work(void *ctx, int k)
     double t0 = thread_cpu();
     S->w[k].rc = shard_backward(S, k);
     S->w[k].cpu = thread_cpu() - t0;
+    if (S->w[k].rc) snprintf(S->w[k].msg, sizeof S->w[k].msg, "%s", err_msg());
     tm_barrier(&S->team);
     size_t n = S->m->params->n, per = (n / SH_ALIGN + (size_t)S->n - 1) / (size_t)S->n * SH_ALIGN;
     size_t lo = (size_t)k * per, hi = lo + per < n ? lo + per : n;
@@ -190,7 +192,7 @@ err_code sh_step(sh_shards *S, const sh_job *job, double *loss)
     tm_run(&S->team, work, S);
     double sum = 0, slowest = 0;
     for (int k = 0; k < S->n; k++) {
-        if (S->w[k].rc) return S->w[k].rc;
+        if (S->w[k].rc) return err_set(S->w[k].rc, "%s", S->w[k].msg);
         sum += S->w[k].loss * (double)S->w[k].n_tokens;
         S->cpu_sum += S->w[k].cpu;
         slowest = S->w[k].cpu > slowest ? S->w[k].cpu : slowest;
@@ -210,6 +212,7 @@ static void eval_batches(sh_shards *S, int k)
     w->rc = ERR_OK;
     w->tape.grad = false;
     w->tape.training = false;
+    w->msg[0] = '\0';
     size_t step = (size_t)j->batch_size * (size_t)S->n;
     for (size_t i = (size_t)k * (size_t)j->batch_size; !w->rc && i < j->d->n; i += step) {
         int B = j->d->n - i < (size_t)j->batch_size ? (int)(j->d->n - i) : j->batch_size;
@@ -224,6 +227,7 @@ static void eval_batches(sh_shards *S, int k)
         w->eval_sum += (double)loss->data[0] * (double)w->b.n_tokens;
         w->eval_n += w->b.n_tokens;
     }
+    if (w->rc) snprintf(w->msg, sizeof w->msg, "%s", err_msg());
 }
 
 err_code sh_eval(sh_shards *S, const ds_names *d, int batch_size, double *loss_sum,
@@ -239,7 +243,7 @@ err_code sh_eval(sh_shards *S, const ds_names *d, int batch_size, double *loss_s
     S->what = SH_EVAL;
     tm_run(&S->team, work, S);
     for (int k = 0; k < S->n; k++) {
-        if (!rc) rc = S->w[k].rc;
+        if (!rc && S->w[k].rc) rc = err_set(S->w[k].rc, "%s", S->w[k].msg);
         *loss_sum += S->w[k].eval_sum;
         *n_targets += S->w[k].eval_n;
     }

@@ -33,6 +33,7 @@ typedef struct sh_worker {
     double    eval_sum;          /* evaluation: sums over the worker's batches */
     size_t    eval_n;
     err_code  rc;
+    char      msg[256];          /* rc's message (err_msg is per thread) */
 } sh_worker;
 
 /* What one step or evaluation needs. */
