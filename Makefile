@@ -7,6 +7,9 @@
 #   make fuzz          libFuzzer targets (tests/fuzz/fuzz_*.c), FUZZ_SECONDS or FUZZ_RUNS each
 #   make fuzz-long     the same, 10 million executions each
 #   make bench         speed and quality figures beside the PyTorch reference
+#   make MPI=1         the programs built with mpicc into build-mpi/bin (mpirun -np N
+#                      TRAINER trains across N processes); make MPI=1 test runs the
+#                      tests with them, the 2-process one included
 #   make demo          fit n-gram models on data/villes.txt and generate names
 #   make install       programs, weights, man pages, completion, headers, archives,
 #                      villes.pc under $(DESTDIR)$(PREFIX); make uninstall removes them
@@ -32,6 +35,16 @@ HAVE_MHD := $(shell pkg-config --exists libmicrohttpd 2>/dev/null && echo yes)
 ifeq ($(HAVE_MHD),yes)
 PKGS     += libmicrohttpd
 endif
+# make MPI=1: the programs built with mpicc in their own tree (build-mpi/,
+# programs in build-mpi/bin), the trainers then training across the
+# processes of `mpirun -np N` (include/app/trmpi.h).  Without it nothing
+# needs MPI.
+MPI      ?=
+ifeq ($(MPI),1)
+BUILD    ?= build-mpi
+BIN      ?= build-mpi/bin
+CC       := mpicc
+endif
 BUILD    ?= build
 BIN      ?= bin
 OPT      ?= -O3 -march=native
@@ -45,6 +58,9 @@ CFLAGS   := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) $(SAN) -
 LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 ifeq ($(HAVE_MHD),yes)
 CFLAGS   += -DVILLES_HAVE_MHD
+endif
+ifeq ($(MPI),1)
+CFLAGS   += -DVILLES_MPI
 endif
 LDFLAGS  := $(SAN) $(EXTRA_LDFLAGS)
 
@@ -170,6 +186,6 @@ figures: all
 	@tools/figures.sh
 
 clean:
-	rm -rf build build-asan build-fuzz bin
+	rm -rf build build-asan build-fuzz build-mpi bin
 
 -include $(LIB_OBJ:.o=.d) $(CMD_SRC:%.c=$(BUILD)/%.d) $(TEST_SRC:%.c=$(BUILD)/%.d) $(BUILD)/tests/unit/main.d

@@ -155,3 +155,49 @@ if [ -f "$TF" ] && cc -O2 tools/sgemm-peak.c $(pkg-config --cflags --libs openbl
             printf "%d\t%.0f\t%.2f\t%.1f\t%.1f\t%.2f\n", t, r, f / 1e6, r * f / 1e9, p, r * f / 1e9 / p }'
     done
 fi
+
+# Data-parallel training (--threads N splits every batch across N threads;
+# mpirun -np K across K processes, with a trainer built by make MPI=1):
+# steps/s of the Transformer d64 of the transformer-64 row and a d256 one,
+# at 1 and 2 threads, measured alternately, best of $REPEAT each.  Target:
+# 2 threads >= 1.8x 1 thread.  On a loaded machine the wall-clock ratio
+# says little, so the thread rows add idle_est: the shards' CPU time (each
+# thread's own clock, VILLES_DP_PROFILE) in all over that of the slowest
+# shard of each step, the speed-up of the forward and backward passes on
+# two idle cores.  The MPI rows (1 and 2 processes, 1 thread each) appear
+# when build-mpi/bin/transformer-train and mpirun exist.
+dp_speed() {   # dp_speed LAUNCHER... -- ARGS: steps_per_s of one short run
+    local launch=()
+    while [ "$1" != "--" ]; do launch+=("$1"); shift; done; shift
+    "${launch[@]}" --data data/villes.txt --eval-every 0 -o "$T/dp.safetensors" "$@" |
+        awk -F'\t' 'NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i } NR == 2 { print $col["steps_per_s"] }'
+}
+dp_est() {   # dp_est ARGS: idle_est of a 2-thread run
+    VILLES_DP_PROFILE=1 bin/transformer-train --threads 2 --data data/villes.txt --eval-every 0 \
+        -o "$T/dp.safetensors" "$@" 2>&1 >/dev/null | sed -n 's/.*on idle cores: \([0-9.]*\)).*/\1/p'
+}
+dp_row() {   # dp_row CONFIG HOW1 HOW2 EST ARGS: one line, the two ways alternating
+    local config=$1 how1=$2 how2=$3 est=$4 a=0 b=0 x; shift 4
+    for _ in $(seq "$REPEAT"); do
+        x=$(eval "dp_speed $how1 -- \"\$@\""); a=$(awk -v a="$a" -v x="$x" 'BEGIN { print (x > a ? x : a) }')
+        x=$(eval "dp_speed $how2 -- \"\$@\""); b=$(awk -v b="$b" -v x="$x" 'BEGIN { print (x > b ? x : b) }')
+    done
+    [ "$est" = yes ] && est=$(dp_est "$@") || est=-
+    awk -v c="$config" -v a="$a" -v b="$b" -v e="$est" 'BEGIN { printf "%s\t%.2f\t%.2f\t%.2f\t%s\n", c, a, b, b / a, e }'
+}
+D64="--d-model 64 --heads 8 --layers 2 --batch-size 64 --max-len 49 --steps 400"
+D256="--d-model 256 --heads 8 --layers 2 --batch-size 64 --max-len 49 --steps 40"
+echo "== data-parallel training, best of $REPEAT runs each, alternating; load: $(uptime | sed 's/.*load average: //')" >&2
+printf 'config\tsteps_s_1\tsteps_s_2\tratio\tidle_est\n'
+dp_row "transformer-64, threads" "bin/transformer-train --threads 1" "bin/transformer-train --threads 2" yes $D64
+dp_row "transformer-256, threads" "bin/transformer-train --threads 1" "bin/transformer-train --threads 2" yes $D256
+MPIT=build-mpi/bin/transformer-train
+if [ -x "$MPIT" ] && command -v mpirun >/dev/null; then
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    dp_row "transformer-64, mpirun -np 1/2" "mpirun -np 1 $MPIT --threads 1" \
+        "mpirun --oversubscribe -np 2 $MPIT --threads 1" no $D64
+    dp_row "transformer-256, mpirun -np 1/2" "mpirun -np 1 $MPIT --threads 1" \
+        "mpirun --oversubscribe -np 2 $MPIT --threads 1" no $D256
+else
+    echo "(no MPI rows: make MPI=1 builds $MPIT)" >&2
+fi

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "rng.h"
 #include "text.h"
 
 enum { DS_MIN_NAME_LEN = 3 };   /* shorter lines are skipped, as tools/villes_torch.py does */
@@ -96,5 +97,13 @@ typedef struct ds_batch {
  * so a batch reused across steps allocates nothing after the first. */
 err_code ds_batch_fill(ds_batch *b, const ds_names *d, const size_t *idx, int B);
 void     ds_batch_free(ds_batch *b);
+
+/* Data noising (the trainers' --input-noise): cdf (V) = the cumulative
+ * frequencies of d's letters (<pad>, <SOS> and <EOS> never occur in names,
+ * so are never drawn); ds_noise_inputs replaces each input letter of b (not
+ * the <SOS> of column 0, not padding) with probability p by a letter drawn
+ * from cdf with r, leaving the targets as they are. */
+void     ds_letter_cdf(const ds_names *d, size_t V, double *cdf);
+void     ds_noise_inputs(ds_batch *b, const double *cdf, size_t V, float p, rng *r);
 
 #endif

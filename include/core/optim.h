@@ -29,5 +29,8 @@ float opt_lr_at(const opt_config *c, long step);
 float opt_clip(tn_params *p, float max_norm);
 /* One AdamW update at 1-based step with learning rate lr (bias-corrected). */
 void  opt_adamw_step(tn_params *p, const opt_config *c, long step, float lr);
+/* The same update on the parameters p->e[first..last) alone (so that
+ * threads can share one step: the result does not depend on the cut). */
+void  opt_adamw_entries(tn_params *p, const opt_config *c, long step, float lr, int first, int last);
 
 #endif

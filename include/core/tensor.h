@@ -50,6 +50,7 @@ typedef struct tn_params {
     int    count;
     size_t n;                   /* total floats */
     float *data, *grad, *m, *v; /* each n floats, one allocation */
+    void  *mem;                 /* that allocation; NULL for an alias (tn_params_alias) */
 } tn_params;
 
 void     tn_params_init(tn_params *p);
@@ -58,6 +59,13 @@ void     tn_params_init(tn_params *p);
 tensor  *tn_param(tn_params *p, const char *name, bool decay, int ndim, const int *shape);
 err_code tn_params_alloc(tn_params *p);          /* all buffers zeroed */
 void     tn_params_free(tn_params *p);
+/* Make p, declared but not allocated, an alias of src for one worker of
+ * data-parallel training (train.h): p must declare src's parameters in the
+ * same order (ERR_ARG otherwise); its tensors then read src's values
+ * (p->data = src->data, shared, never written through p) and accumulate
+ * their gradients into grad (src->n floats laid out like src->grad, the
+ * caller's); no moments.  tn_params_free releases nothing of it. */
+err_code tn_params_alias(tn_params *p, const tn_params *src, float *grad);
 void     tn_params_zero_grad(tn_params *p);
 tensor  *tn_params_find(tn_params *p, const char *name);
 

@@ -33,6 +33,37 @@
  * written are the average's, the raw weights go under optim.raw.* so that
  * --resume continues bit-exactly; after tr_run the model holds the average.
  *
+ * Data parallelism (o.threads >= 2, or several processes: s->comm).  Each
+ * batch is drawn as above (the same rng draws, in every process), sorted
+ * by length and cut into R x T shards of about equal work (rows times
+ * padded length, with a term for attention), each trimmed to its own
+ * longest name: process r of R takes shards r T .. r T + T - 1, one per
+ * thread, each on a replica of the model (tr_model.replica_new: shared weights,
+ * its own gradient buffer) with its own tape.  Each shard's mean loss
+ * counts in proportion to its share of the whole batch's non-pad targets,
+ * so the gradients summed (over the threads in a fixed order, then over
+ * the processes with one sum_floats of the contiguous buffer) are the
+ * whole batch's mean-loss gradient, and the loss its mean loss, up to the
+ * order of the float sums: without dropout a run follows the same curve
+ * whatever T and R (to about 1e-5 over hundreds of steps).  The matrix
+ * products run single-threaded inside the workers (the program's part).
+ * What follows the gradient is the single process's, on the summed
+ * gradient: after_backward, clipping, AdamW, after_update, the weight
+ * average (--ema / --swa-start); distillation's soft targets are gathered
+ * per shard.  Dropout (and --input-noise, drawn first): each shard draws its masks from its own rng, seeded
+ * by (seed, step, shard index) and not by the loop's rng, so the batches
+ * drawn stay those of one thread but the masks depend on T and R (the
+ * curves then differ by noise only).  --resume is bit-exact for the same T
+ * and R (nothing else carries over).  Evaluation is split across the
+ * threads (sums of losses and target counts, added in thread order).
+ * Several processes: process 0 alone evaluates, logs, calls the hooks'
+ * on_eval and writes checkpoints; every process reads the --resume
+ * checkpoint; should_stop is asked of every process each step and summed
+ * with the loss (one sum_doubles), so that all stop after the same step.
+ * Not split (one tape, with a reason): a model without replica_new, and a
+ * custom tr_source (its windows may carry a hidden state across batches in
+ * the model; several processes are refused there).
+ *
  * Checkpoints hold the parameters, the AdamW moments (optim.m.* / optim.v.*)
  * and metadata: format, format_version, model, config, vocab, step,
  * split_seed, rng, train_config (the resolved training settings, JSON),
@@ -110,7 +141,9 @@ typedef struct tr_options {
     float       swa_start;    /* --swa-start FRAC: evaluate and save the plain mean of
                                  the weights after every step from FRAC * steps on
                                  (stochastic weight averaging); 0 = off */
-    int         threads;      /* --threads (0 = library default); set by the program */
+    int         threads;      /* --threads: >= 2 splits every batch across that many
+                                 threads (the data-parallel step below); 0 or 1 = one
+                                 tape (the program sets the matrix products' threads) */
     const char *dump_split;   /* --dump-split DIR (the program writes the two sides) */
     bool        model_only;   /* --model-only: checkpoints hold the model alone (no
                                  optimiser moments, rng, recent losses, source state):
@@ -177,7 +210,27 @@ typedef struct tr_model {
      * op_batch_cross_entropy); tr_run refuses to distil into a model that
      * does not. */
     bool      soft_targets;
+    /* Optional (NULL: the model trains on one tape, --threads only sets
+     * the matrix products' threads): a replica of impl for one worker of
+     * data-parallel training, whose parameter tensors read impl's values
+     * and accumulate their gradients into grad (params->n floats);
+     * model.h's P_replica_new / P_replica_free.  loss must then be safe to
+     * run on several replicas at once. */
+    void     *(*replica_new)(const void *impl, float *grad);
+    void      (*replica_free)(void *replica);
 } tr_model;
+
+/* Processes that train one model together, each on a slice of every batch
+ * (data parallelism across machines).  The program layer supplies it (MPI:
+ * include/app/trmpi.h); the loop only calls it.  Every process calls each
+ * sum with the same n at the same point of the run. */
+typedef struct tr_comm {
+    void *ctx;
+    int   rank, size;       /* this process, how many */
+    /* buf = the element-wise sum of every process's buf, in place. */
+    err_code (*sum_floats)(void *ctx, float *buf, size_t n);
+    err_code (*sum_doubles)(void *ctx, double *buf, size_t n);
+} tr_comm;
 
 /* Where batches and the validation loss come from.  NULL in tr_run = the
  * names of the session's corpus: each row a name drawn uniformly with
@@ -219,6 +272,12 @@ typedef struct tr_summary {
     double train_seconds;     /* time in training steps only (speed figures) */
     double tokens;            /* non-pad targets trained on in this run */
     long   run_steps;         /* steps done in this run */
+    /* Data parallelism (train.h): the CPU time (each thread's own clock)
+     * of the shards' forward and backward passes over this run's steps, in
+     * all and of the slowest shard of each step.  cpu_sum / cpu_max is the
+     * speed-up of that part on idle cores, whatever else loads the machine
+     * (0 without data parallelism). */
+    double shard_cpu_sum, shard_cpu_max;
 } tr_summary;
 
 enum { TR_WINDOW = 100 };     /* batches averaged into the reported train_loss */
@@ -246,6 +305,9 @@ typedef struct tr_session {
      * every training name, (positions, V) floats, name i's target j (j <=
      * len, <EOS> last) at row corpus.train.start[i] + i + j.  NULL = none. */
     float           *soft;
+    /* Set by the program before tr_run: the processes training together,
+     * NULL = this one alone. */
+    const tr_comm   *comm;
 } tr_session;
 
 /* The row of soft of name i's first target. */
@@ -284,6 +346,10 @@ typedef struct tr_hooks {
  * holds the results (the caller prints them).  src NULL = the names of
  * tr_load_names. */
 err_code tr_run(tr_session *s, const tr_model *m, const tr_source *src, const tr_hooks *hooks);
+/* How many data-parallel workers (threads) tr_run will split each batch
+ * across in this process: 0 = none, one tape (o.threads <= 1 in one
+ * process, or a model or source that cannot be split). */
+int      tr_workers(const tr_session *s, const tr_model *m, const tr_source *src);
 void     tr_close(tr_session *s);
 
 /* Write a checkpoint of m with the session's metadata, loop state and the

@@ -107,6 +107,9 @@ void     mamba_init_weights(mamba_model *m, rng *r);
 err_code mamba_load(mamba_model *m, const ck_file *f, const char *path, bool optim);
 err_code mamba_save(const mamba_model *m, const txt_vocab *v, const char *path);
 void     mamba_free(mamba_model *m);
+/* A worker's replica for data-parallel training (model.h's contract). */
+void    *mamba_replica_new(const void *impl, float *grad);
+void     mamba_replica_free(void *replica);
 
 /* ---- Training graph (on tape t) ------------------------------------------ */
 

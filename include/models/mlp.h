@@ -68,6 +68,9 @@ err_code mlp_load(mlp_model *m, const ck_file *f, const char *path, bool optim);
 /* The model alone (no training state), as a checkpoint mdl_load reads. */
 err_code mlp_save(const mlp_model *m, const txt_vocab *v, const char *path);
 void     mlp_free(mlp_model *m);
+/* A worker's replica for data-parallel training (model.h's contract). */
+void    *mlp_replica_new(const void *impl, float *grad);
+void     mlp_replica_free(void *replica);
 
 /* Logits for every position of a (B, T) batch: (B*T, V), row b*T+t.
  * Positions are all computed (used by the parity test and scoring). */

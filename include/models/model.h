@@ -44,6 +44,17 @@
  *       The model alone (mdl_save_params); the training state is the
  *       training loop's (train.h).
  *   void     P_free(P_model *m);   harmless on a zeroed or freed model
+ * and, for a kind that trains (data-parallel --threads, train.h):
+ *   void *P_replica_new(const void *impl, float *grad);
+ *   void  P_replica_free(void *replica);
+ *       A worker's replica of the P_model impl: the same config, its
+ *       parameter tensors aliasing impl's values and accumulating their
+ *       gradients into grad (tn_params_alias); NULL with err_set.  P.c
+ *       defines both with MDL_REPLICA(P, P_model, declare) from the static
+ *       function that checks a config and declares the parameters without
+ *       allocating them.  P_loss must read nothing of the model but its
+ *       config and parameter tensors, and write nothing of it: replicas
+ *       run at once on several threads.  tr_model.replica_new/_free.
  * and, for a kind that generates:
  *   typedef struct P_state P_state;             one stream
  *   P_state *P_state_new(const P_model *m);     NULL with err_set
@@ -58,7 +69,9 @@
  *          no state, no sae_kind, not in the registry.  Its config has no
  *          vocab_size, SAE_DEFAULTS leaves d_model, n_features and layer to
  *          its trainer (saetrain.h), and its file also names its
- *          Transformer (sae_put_meta).
+ *          Transformer (sae_put_meta).  No replica: sae-train feeds it
+ *          through a tr_source of its own (saetrain.h) whose batches and
+ *          dead-feature counts live in the trainer, so it trains on one tape.
  *   ngram  is fitted, not trained: no ng_init / ng_init_weights, no
  *          optimiser state.  Its model is opaque and allocated by ng_fit and
  *          ng_load(ng_model **out, f, path); ng_free frees it.  So ngram.c
@@ -90,7 +103,9 @@
  *     P_config_to_json into trc_config) and finish_config
  *     (trc_config_finish, P_config_from_json), then P_init, P_init_weights with
  *     the seed, tr_model { .kind = P_KIND, .params = &net.p, .loss,
- *     .config_json } and trc_run.  The Makefile builds every src/cmd/X.c.
+ *     .config_json, .replica_new = P_replica_new, .replica_free =
+ *     P_replica_free } and trc_run (--threads N then splits every batch
+ *     across N replicas).  The Makefile builds every src/cmd/X.c.
  *     A sequence model also trains on running text (--text, BPE) with the
  *     few lines of include/app/trtext.h (see transformer-train.c).
  *  4. tools/villes_torch.py: the PyTorch reference (a class with kind =
@@ -102,6 +117,8 @@
  *  5. tests/unit/test_P.c (built and run by make test): parity with the
  *     fixture (logits 1e-4, loss 1e-5), P_state_next against the batched
  *     forward, the config's round trip and rejects, P_save -> mdl_load.
+ *     tests/unit/test_dataparallel.c: the kind in its list (net_init), so
+ *     that its replicas' summed gradient is checked against one tape's.
  *  6. tests/cli/test_P_train.sh: copy tests/cli/test_transformer_train.sh
  *     (help, usage errors, train -> generate -> score, --resume).
  *  7. README.md: the program's row in "The programs", the kind in
@@ -205,6 +222,29 @@ enum { MDL_BATCH_MAX = 256 };
         P##_state_next((STATE *)st, tok, logits);                                        \
     }                                                                                    \
     static int P##_kind_max_len(const void *impl) { return P##_max_len(impl); }
+
+/* P_replica_new and P_replica_free (the contract above): DECLARE(MODEL *,
+ * const config *) checks the config and declares the parameters. */
+#define MDL_REPLICA(P, MODEL, DECLARE)                                                   \
+    void P##_replica_free(void *replica)                                                 \
+    {                                                                                    \
+        P##_free(replica);                                                               \
+        free(replica);                                                                   \
+    }                                                                                    \
+    void *P##_replica_new(const void *impl, float *grad)                                 \
+    {                                                                                    \
+        const MODEL *m = impl;                                                           \
+        MODEL *r = calloc(1, sizeof *r);                                                 \
+        if (!r) {                                                                        \
+            err_set(ERR_NOMEM, "out of memory for a model replica");                     \
+            return NULL;                                                                 \
+        }                                                                                \
+        if (DECLARE(r, &m->c) || tn_params_alias(&r->p, &m->p, grad)) {                  \
+            P##_replica_free(r);                                                         \
+            return NULL;                                                                 \
+        }                                                                                \
+        return r;                                                                        \
+    }
 
 #define MDL_KIND_MEMBERS(P, NAME)                                                        \
     .name = NAME, .load = P##_kind_load, .free = P##_kind_free,                          \

@@ -108,6 +108,9 @@ void     rnn_init_weights(rnn_model *m, rng *r);
  * metadata must have config.vocab_size tokens. */
 err_code rnn_load(rnn_model *m, const ck_file *f, const char *path, bool optim);
 void     rnn_free(rnn_model *m);
+/* A worker's replica for data-parallel training (model.h's contract). */
+void    *rnn_replica_new(const void *impl, float *grad);
+void     rnn_replica_free(void *replica);
 /* The model alone (no training state), as a checkpoint mdl_load reads. */
 err_code rnn_save(const rnn_model *m, const txt_vocab *v, const char *path);
 

@@ -102,6 +102,9 @@ void     tf_init_weights(tf_model *m, rng *r);
  * metadata must have config.vocab_size tokens. */
 err_code tf_load(tf_model *m, const ck_file *f, const char *path, bool optim);
 void     tf_free(tf_model *m);
+/* A worker's replica for data-parallel training (model.h's contract). */
+void    *tf_replica_new(const void *impl, float *grad);
+void     tf_replica_free(void *replica);
 /* Write the model alone (no training state) as a checkpoint that mdl_load
  * and tf_load read: parameters and format, format_version, model, config,
  * vocab (v->size must be vocab_size).  Trainers save through train.h. */

@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "prov.h"
+#include "trmpi.h"
 #include "trsamples.h"
 #include "distill.h"
 
@@ -52,7 +53,7 @@ bool trc_parse_option(tr_options *o, int code, const char *arg)
     case 'o': o->out_path = arg; break;
     case TRC_OPT_RESUME: o->resume_path = arg; break;
     case TRC_OPT_KEEP_BEST: o->keep_best = true; break;
-    case TRC_OPT_THREADS: o->threads = (int)cli_long("--threads", arg, 0, 1024); break;
+    case TRC_OPT_THREADS: o->threads = (int)cli_long("--threads", arg, 0, 64); break;
     case TRC_OPT_DUMP_SPLIT: o->dump_split = arg; break;
     case TRC_OPT_SAMPLES: o->samples = cli_long("--samples", arg, 0, 1000000); break;
     case TRC_OPT_EMA: o->ema = (float)cli_double("--ema", arg, 0, 0.999999); o->set |= TR_SET_EMA; break;
@@ -151,7 +152,13 @@ void trc_print_usage(FILE *f, const tr_options *o)
 "                         Ctrl-C the latest state goes to FILE with .last before .safetensors\n"
 "      --resume FILE      continue from a checkpoint: weights, AdamW moments, step, rng;\n"
 "                         the training flags not given are taken from it\n"
-"      --threads N        threads for matrix products (default: all)\n"
+"      --threads N        N >= 2: split every batch across N threads (data\n"
+"                         parallel: a replica of the model and a tape per thread,\n"
+"                         matrix products single-threaded; the same result as one\n"
+"                         thread up to float rounding, unless the model has\n"
+"                         dropout); 1: one thread; default: one tape, matrix\n"
+"                         products on every core.  Several processes: mpirun -np K\n"
+"                         (programs built with make MPI=1; see the README)\n"
 "      --dump-split DIR   write the names of each side to DIR/train.txt, DIR/val.txt\n"
 "  -h, --help             this help\n"
 "  -V, --version          the version\n"
@@ -173,6 +180,11 @@ void trc_print_usage(FILE *f, const tr_options *o)
             (double)o->opt.weight_decay, (double)o->opt.min_lr_frac,
             tr_schedule_names[o->opt.schedule], o->opt.warmup, (double)o->opt.clip, o->eval_every,
             o->out_path ? o->out_path : "none", TR_WINDOW);
+#ifdef VILLES_MPI
+    fputs("Built with MPI: under mpirun -np K each of the K processes takes a slice of\n"
+          "every batch (and --threads N splits it again); process 0 evaluates, logs,\n"
+          "prints and writes the checkpoints.\n", f);
+#endif
 }
 
 
@@ -290,6 +302,7 @@ void trc_open(tr_session *s, const tr_options *o)
     const char *check = getenv("VILLES_CHECK_NAN");
     with_env.check_finite = check && !strcmp(check, "1");
     if (tr_open(s, &with_env) || prv_add_data(o->data) || prv_add_data(o->val_data)) cli_die_err();
+    s->comm = trm_start();   /* NULL unless built with MPI and run by mpirun -np N > 1 */
     cli_set_threads(o->threads);
 }
 
@@ -445,7 +458,9 @@ static void restore_signals(const saved_handlers *old)
 
 int trc_exit_status(err_code e)
 {
+    if (e == ERR_OK || e == ERR_INTERRUPT) trm_finish();   /* all processes ended together */
     if (e == ERR_OK) return 0;
+    if (e == ERR_INTERRUPT && trm_rank()) return 128 + (stop_signal ? stop_signal : SIGINT);
     fprintf(stderr, "%s: %s\n", cli_prog(), err_msg());
     return e == ERR_INTERRUPT ? 128 + (stop_signal ? stop_signal : SIGINT) : 1;
 }
@@ -562,10 +577,11 @@ static err_code print_summary(const tr_session *s, const tr_model *m)
 err_code trc_run(tr_session *s, const tr_model *m, const tr_source *src)
 {
     run_view view = { 0 };
+    bool first = trm_rank() == 0;   /* process 0 alone shows and prints */
     tr_hooks hooks = { .ctx = &view, .should_stop = stop_requested,
-                       .on_step = cli_progress_enabled() ? show_progress : NULL };
+                       .on_step = first && cli_progress_enabled() ? show_progress : NULL };
     trs_sampler samples;
-    if (s->o.samples > 0) {
+    if (s->o.samples > 0 && first) {
         if (src) cli_usage("--samples: this training has no names to sample");
         err_code e = trs_init(&samples, s, m, s->o.samples);
         if (e == ERR_ARG) cli_usage("%s", err_msg());
@@ -575,11 +591,19 @@ err_code trc_run(tr_session *s, const tr_model *m, const tr_source *src)
         hooks.log_columns = TRS_LOG_COLUMNS;
         hooks.log_values = log_samples;
     }
+    /* data-parallel workers run their matrix products single-threaded */
+    if (tr_workers(s, m, src) > 0) cli_set_threads(1);
     saved_handlers old;
     catch_signals(&old);
     err_code rc = tr_run(s, m, src, &hooks);
     restore_signals(&old);
     clear_progress(&view);
     if (view.samples) trs_free(view.samples);
-    return rc ? rc : print_summary(s, m);
+    const tr_summary *u = &s->sum;
+    if (!rc && getenv("VILLES_DP_PROFILE") && u->shard_cpu_max > 0)
+        fprintf(stderr, "%s: data parallel: shards' CPU %.3f ms a step in all, %.3f ms the "
+                "slowest (speed-up of that part on idle cores: %.2f)\n", cli_prog(),
+                1e3 * u->shard_cpu_sum / (double)u->run_steps,
+                1e3 * u->shard_cpu_max / (double)u->run_steps, u->shard_cpu_sum / u->shard_cpu_max);
+    return rc || !first ? rc : print_summary(s, m);
 }

@@ -113,7 +113,8 @@ int main(int argc, char **argv)
     mamba_init_weights(&net, &init);
 
     tr_model m = { .kind = MAMBA_KIND, .params = &net.p, .impl = &net,
-                   .loss = loss_fn, .config_json = config_json };
+                   .loss = loss_fn, .config_json = config_json,
+                   .replica_new = mamba_replica_new, .replica_free = mamba_replica_free };
     tr_source src;
     if (text.on) {
         stm_model sm = { .kind = MAMBA_KIND, .params = &net.p, .impl = &net,

@@ -84,8 +84,8 @@ int main(int argc, char **argv)
     mlp_init_weights(&net, &init);
 
     tr_model m = { .kind = MLP_KIND, .params = &net.p, .impl = &net, .loss = loss,
-                   .config_json = config_json,
-                   .soft_targets = true };
+                   .config_json = config_json, .soft_targets = true,
+                   .replica_new = mlp_replica_new, .replica_free = mlp_replica_free };
     err_code e = trc_run(&s, &m, NULL);
     mlp_free(&net);
     tr_close(&s);

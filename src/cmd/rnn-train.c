@@ -125,8 +125,8 @@ int main(int argc, char **argv)
     rnn_init_weights(&net, &init);
 
     tr_model m = { .kind = RNN_KIND, .params = &net.p, .impl = &net, .loss = loss_fn,
-                   .config_json = config_json,
-                   .soft_targets = true };
+                   .config_json = config_json, .soft_targets = true,
+                   .replica_new = rnn_replica_new, .replica_free = rnn_replica_free };
     tr_source src;
     if (text.on) {
         stm_model sm = { .kind = RNN_KIND, .params = &net.p, .impl = &net,

@@ -151,7 +151,8 @@ int main(int argc, char **argv)
 
     tr_model m = { .kind = TF_KIND, .params = &net.p, .impl = &net,
                    .loss = loss_fn, .config_json = config_json,
-                   .soft_targets = true };
+                   .soft_targets = true, .replica_new = tf_replica_new,
+                   .replica_free = tf_replica_free };
     tr_source src;
     if (text.on) {
         stm_model sm = { .kind = TF_KIND, .params = &net.p, .impl = &net,

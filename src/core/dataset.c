@@ -427,3 +427,23 @@ void ds_batch_free(ds_batch *b)
     free(b->y);
     *b = (ds_batch){ 0 };
 }
+
+void ds_letter_cdf(const ds_names *d, size_t V, double *cdf)
+{
+    for (size_t v = 0; v < V; v++) cdf[v] = 0;
+    for (size_t i = 0; i < d->start[d->n]; i++) cdf[d->tok[i]] += 1;
+    for (size_t v = 1; v < V; v++) cdf[v] += cdf[v - 1];
+    for (size_t v = 0; v < V; v++) cdf[v] /= cdf[V - 1];
+}
+
+void ds_noise_inputs(ds_batch *b, const double *cdf, size_t V, float p, rng *r)
+{
+    for (int i = 0; i < b->B; i++)
+        for (int t = 1; t < b->T && b->y[(size_t)i * b->T + t]; t++) {
+            if (rng_uniform(r) >= p) continue;
+            double u = rng_uniform(r);
+            size_t v = 0;
+            while (v + 1 < V && cdf[v] <= u) v++;
+            b->x[(size_t)i * b->T + t] = (int)v;
+        }
+}

@@ -49,11 +49,16 @@ static void adamw_update(float *restrict w, const float *restrict g, float *rest
 
 void opt_adamw_step(tn_params *p, const opt_config *c, long step, float lr)
 {
+    if (p) opt_adamw_entries(p, c, step, lr, 0, p->count);
+}
+
+void opt_adamw_entries(tn_params *p, const opt_config *c, long step, float lr, int first, int last)
+{
     if (!p || !p->data || step < 1) return;
     double bc1 = 1.0 - pow(c->beta1, (double)step);
     double bc2 = 1.0 - pow(c->beta2, (double)step);
     float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
-    for (int i = 0; i < p->count; i++) {
+    for (int i = first; i < last; i++) {
         const tn_param_entry *e = &p->e[i];
         size_t o = e->offset;
         adamw_update(p->data + o, p->grad + o, p->m + o, p->v + o, (size_t)e->t.n, c, lr,

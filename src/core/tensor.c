@@ -72,6 +72,15 @@ tensor *tn_param(tn_params *p, const char *name, bool decay, int ndim, const int
     return &e->t;
 }
 
+/* Every declared tensor's data and grad into p's buffers. */
+static void point_entries(tn_params *p)
+{
+    for (int i = 0; i < p->count; i++) {
+        p->e[i].t.data = p->data + p->e[i].offset;
+        p->e[i].t.grad = p->grad + p->e[i].offset;
+    }
+}
+
 err_code tn_params_alloc(tn_params *p)
 {
     if (p->data) return err_set(ERR_ARG, "tn_params_alloc: already allocated");
@@ -81,22 +90,33 @@ err_code tn_params_alloc(tn_params *p)
     float *mem = aligned_alloc(64, bytes);
     if (!mem) return err_set(ERR_NOMEM, "cannot allocate %zu bytes of parameters", bytes);
     memset(mem, 0, bytes);
+    p->mem = mem;
     p->data = mem;
     p->grad = mem + n;
     p->m = mem + 2 * n;
     p->v = mem + 3 * n;
-    for (int i = 0; i < p->count; i++) {
-        p->e[i].t.data = p->data + p->e[i].offset;
-        p->e[i].t.grad = p->grad + p->e[i].offset;
-    }
+    point_entries(p);
     return ERR_OK;
 }
 
 void tn_params_free(tn_params *p)
 {
     if (!p) return;
-    free(p->data);
+    free(p->mem);
     tn_params_init(p);
+}
+
+err_code tn_params_alias(tn_params *p, const tn_params *src, float *grad)
+{
+    if (p->data) return err_set(ERR_ARG, "tn_params_alias: already allocated");
+    bool same = p->count == src->count && p->n == src->n && src->data && grad;
+    for (int i = 0; same && i < p->count; i++)
+        same = p->e[i].offset == src->e[i].offset && p->e[i].t.n == src->e[i].t.n;
+    if (!same) return err_set(ERR_ARG, "tn_params_alias: not the same parameters");
+    p->data = src->data;
+    p->grad = grad;
+    point_entries(p);
+    return ERR_OK;
 }
 
 void tn_params_zero_grad(tn_params *p)

@@ -1,6 +1,8 @@
 /* train.c - the training loop shared by every trainer; see train.h. */
 #include "train.h"
 
+#include "shard.h"
+
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <math.h>
@@ -16,6 +18,8 @@ enum { TR_DEFAULT_STEPS = 20000, TR_DEFAULT_EVAL_EVERY = 500, TR_DEFAULT_BATCH =
 /* The loop's rng is seeded apart from the initialisation rng (seeded with
  * --seed by the model), so the two streams do not overlap. */
 static const uint64_t TR_RNG_SALT = 0x9E3779B97F4A7C15ull;
+/* The data-parallel shards' dropout masks: rng_at(seed ^ this, step, shard). */
+static const uint64_t TR_DROPOUT_SALT = 0xD1B54A32D192ED03ull;
 
 const char *const tr_schedule_names[] = { "constant", "cosine", NULL };
 
@@ -430,7 +434,7 @@ err_code tr_eval_names(const tr_model *m, ag_tape *t, const ds_names *d, int bat
 
 /* The validation loss of the weights, or of their average with --ema. */
 static err_code evaluate(tr_session *s, const tr_model *m, const tr_source *src, ag_tape *t,
-                         double *loss)
+                         sh_shards *sh, double *loss)
 {
     double sum;
     size_t n;
@@ -438,8 +442,9 @@ static err_code evaluate(tr_session *s, const tr_model *m, const tr_source *src,
     t->grad = false;
     t->training = false;
     swap_average(s, m->params);
-    err_code rc = src ? src->eval(src->ctx, m, t, s->o.batch_size, &sum, &n)
-                      : tr_eval_names(m, t, &s->corpus.val, s->o.batch_size, &sum, &n);
+    err_code rc = src  ? src->eval(src->ctx, m, t, s->o.batch_size, &sum, &n)
+                  : sh ? sh_eval(sh, &s->corpus.val, s->o.batch_size, &sum, &n)
+                       : tr_eval_names(m, t, &s->corpus.val, s->o.batch_size, &sum, &n);
     swap_average(s, m->params);
     t->grad = grad;
     t->training = training;
@@ -458,6 +463,11 @@ typedef struct loop {
     ag_tape           tape;
     ds_batch          batch;
     size_t           *idx;       /* batch_size name indices */
+    sh_shards        *sh;        /* the data-parallel workers (train.h), NULL = one tape */
+    sh_shards         shards;
+    int              *bounds;    /* the shards' rows in the batch (sh_balance) */
+    const tr_comm    *comm;      /* NULL = one process */
+    bool              stop;      /* data-parallel: every process agreed to stop */
     float            *soft;      /* (batch_size, longest name + 1, V) soft targets of
                                     the batch, with s->soft; else NULL */
     double           *letter_cdf; /* (V) cumulative training-letter frequencies, with
@@ -479,57 +489,20 @@ static double window_mean(const tr_session *s)
 
 /* The batch's soft targets: each name's rows of s->soft at its targets
  * (pad positions are never read). */
-static void gather_soft(loop *L)
-{
-    const tr_session *s = L->s;
-    const ds_names *d = &s->corpus.train;
-    ds_batch *b = &L->batch;
-    const size_t V = s->vocab->size;
-    for (int r = 0; r < b->B; r++)
-        memcpy(L->soft + (size_t)r * b->T * V, s->soft + tr_soft_row(d, L->idx[r]) * V,
-               ((size_t)ds_len(d, L->idx[r]) + 1) * V * sizeof *L->soft);
-    b->soft = L->soft;
-    b->soft_weight = s->o.distill_weight;
-}
-
-/* --input-noise: the cumulative frequencies of the training names' letters
- * (<pad>, <SOS> and <EOS> never occur in them, so are never drawn). */
-static err_code letter_cdf_init(loop *L)
-{
-    const ds_names *d = &L->s->corpus.train;
-    size_t V = L->s->vocab->size;
-    if (!(L->letter_cdf = calloc(V, sizeof *L->letter_cdf))) return err_set(ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < d->start[d->n]; i++) L->letter_cdf[d->tok[i]] += 1;
-    for (size_t v = 1; v < V; v++) L->letter_cdf[v] += L->letter_cdf[v - 1];
-    for (size_t v = 0; v < V; v++) L->letter_cdf[v] /= L->letter_cdf[V - 1];
-    return ERR_OK;
-}
-
-/* Replace each input letter (not the <SOS> in column 0, not padding) with
- * probability p by a letter drawn from letter_cdf; targets are untouched. */
-static void noise_inputs(loop *L, float p)
-{
-    ds_batch *b = &L->batch;
-    size_t V = L->s->vocab->size;
-    for (int r = 0; r < b->B; r++)
-        for (int t = 1; t < b->T && b->y[(size_t)r * b->T + t]; t++) {
-            if (rng_uniform(&L->s->rng) >= p) continue;
-            double u = rng_uniform(&L->s->rng);
-            size_t v = 0;
-            while (v + 1 < V && L->letter_cdf[v] <= u) v++;
-            b->x[(size_t)r * b->T + t] = (int)v;
-        }
-}
-
+/* The next batch's names into L->idx (the same draws however the batch is
+ * then split); filled into L->batch unless the shards fill their own. */
 static err_code next_batch(loop *L)
 {
     tr_session *s = L->s;
     if (L->src) return L->src->next(L->src->ctx, &s->rng, s->o.batch_size, &L->batch);
     const ds_names *d = &s->corpus.train;
     for (int i = 0; i < s->o.batch_size; i++) L->idx[i] = rng_below(&s->rng, (uint32_t)d->n);
+    if (L->sh) return ERR_OK;
     err_code rc = ds_batch_fill(&L->batch, d, L->idx, s->o.batch_size);
-    if (!rc && L->soft) gather_soft(L);
-    if (!rc && L->letter_cdf) noise_inputs(L, s->o.input_noise);
+    if (!rc && L->soft)
+        sh_gather_soft(&L->batch, d, L->idx, s->soft, s->vocab->size, s->o.distill_weight, L->soft);
+    if (!rc && L->letter_cdf)
+        ds_noise_inputs(&L->batch, L->letter_cdf, s->vocab->size, s->o.input_noise, &s->rng);
     return rc;
 }
 
@@ -539,9 +512,54 @@ static err_code nan_error(const loop *L, const char *what, double v, long step)
     char where[4300];
     if (L->last_saved[0]) snprintf(where, sizeof where, "%s was left as it was", L->last_saved);
     else snprintf(where, sizeof where, "no checkpoint was written");
-    const char *op = ag_first_nonfinite(&L->tape);
+    const char *op = L->sh ? sh_first_nonfinite(L->sh) : ag_first_nonfinite(&L->tape);
     return err_set(ERR_NAN, "%s is %s at step %ld (try a lower --lr or --clip); %s%s%s", what,
                    isnan(v) ? "NaN" : "infinite", step, where, op ? "; first: " : "", op ? op : "");
+}
+
+/* The batch's gradient and loss on one tape. */
+static err_code one_tape(loop *L, float *loss_out)
+{
+    const tr_model *m = L->m;
+    ag_reset(&L->tape);
+    tn_params_zero_grad(m->params);
+    tensor *loss = m->loss(m->impl, &L->tape, &L->batch);
+    if (!loss) return ERR_ARG;
+    *loss_out = loss->data[0];
+    if (!isfinite(*loss_out)) return nan_error(L, "loss", *loss_out, L->s->step + 1);
+    ag_backward(&L->tape, loss);
+    return ERR_OK;
+}
+
+/* The batch's gradient and loss, split across the threads and processes
+ * (train.h); the processes also agree on stopping (L->stop). */
+static err_code data_parallel(loop *L, float *loss_out)
+{
+    tr_session *s = L->s;
+    const ds_names *d = &s->corpus.train;
+    int B = s->o.batch_size, R = L->comm ? L->comm->size : 1, r = L->comm ? L->comm->rank : 0;
+    sh_balance(d, L->idx, B, R * L->sh->n, L->bounds);
+    sh_job job = { .d = d, .idx = L->idx, .bounds = L->bounds,
+                   .soft_all = s->soft, .V = s->vocab->size, .soft_weight = s->o.distill_weight,
+                   .seed = s->o.seed ^ TR_DROPOUT_SALT, .step = s->step + 1,
+                   .letter_cdf = L->letter_cdf, .input_noise = s->o.input_noise,
+                   .shard0 = r * L->sh->n };
+    for (int i = 0; i < B; i++) job.total += (size_t)ds_len(d, L->idx[i]) + 1;
+    double stats[2] = { 0, 0 };   /* the loss, the processes wanting to stop */
+    err_code rc = sh_step(L->sh, &job, &stats[0]);
+    if (rc) return rc;
+    if (L->comm) {
+        stats[1] = L->hooks->should_stop && L->hooks->should_stop(L->hooks->ctx);
+        const tr_comm *c = L->comm;
+        if ((rc = c->sum_floats(c->ctx, L->m->params->grad, L->m->params->n)) ||
+            (rc = c->sum_doubles(c->ctx, stats, 2)))
+            return rc;
+        L->stop = stats[1] > 0;
+    }
+    L->batch.n_tokens = job.total;
+    *loss_out = (float)stats[0];
+    if (!isfinite(*loss_out)) return nan_error(L, "loss", *loss_out, s->step + 1);
+    return ERR_OK;
 }
 
 /* One optimiser step; *loss_out gets the batch loss. */
@@ -550,18 +568,14 @@ static err_code train_step(loop *L, float *loss_out)
     tr_session *s = L->s;
     const tr_model *m = L->m;
     err_code rc = next_batch(L);
+    if (!rc) rc = L->sh ? data_parallel(L, loss_out) : one_tape(L, loss_out);
     if (rc) return rc;
-    ag_reset(&L->tape);
-    tn_params_zero_grad(m->params);
-    tensor *loss = m->loss(m->impl, &L->tape, &L->batch);
-    if (!loss) return ERR_ARG;
-    float v = loss->data[0];
-    if (!isfinite(v)) return nan_error(L, "loss", v, s->step + 1);
-    ag_backward(&L->tape, loss);
+    float v = *loss_out;
     if (m->after_backward) m->after_backward(m->impl);
     if (L->opt.clip > 0) opt_clip(m->params, L->opt.clip);
     long step = s->step + 1;
-    opt_adamw_step(m->params, &L->opt, step, opt_lr_at(&L->opt, step));
+    if (L->sh) sh_adamw(L->sh, &L->opt, step, opt_lr_at(&L->opt, step));
+    else opt_adamw_step(m->params, &L->opt, step, opt_lr_at(&L->opt, step));
     if (m->after_update) m->after_update(m->impl);
     if (s->ema) update_average(s->ema, m->params, &s->o, step);
     s->step = step;
@@ -569,7 +583,6 @@ static err_code train_step(loop *L, float *loss_out)
     if (s->window_n < TR_WINDOW) s->window_n++;
     s->sum.tokens += (double)L->batch.n_tokens;
     L->log_tokens += (double)L->batch.n_tokens;
-    *loss_out = v;
     return ERR_OK;
 }
 
@@ -589,7 +602,7 @@ static bool same_header(const char *path, const char *extra)
 static err_code open_log(loop *L)
 {
     const tr_session *s = L->s;
-    if (!s->o.log_path) return ERR_OK;
+    if (!s->o.log_path || (L->comm && L->comm->rank)) return ERR_OK;   /* process 0's */
     /* a resumed run continues the curve of the run it resumes */
     FILE *old = s->resuming ? fopen(s->o.log_path, "r") : NULL;
     bool append = old && fgetc(old) != EOF;
@@ -633,7 +646,8 @@ static err_code save(loop *L, const char *path, bool state)
 static err_code checkpoint(loop *L, double *val)
 {
     tr_session *s = L->s;
-    err_code rc = evaluate(s, L->m, L->src, &L->tape, val);
+    if (L->comm && L->comm->rank) return ERR_OK;   /* process 0's */
+    err_code rc = evaluate(s, L->m, L->src, &L->tape, L->sh, val);
     if (rc == ERR_NAN) return nan_error(L, "the validation loss", *val, s->step);
     if (rc) return rc;
     if (L->hooks->on_eval) {   /* the hook sees the weights evaluated */
@@ -657,10 +671,40 @@ static err_code interrupted(loop *L)
     char path[4200];
     if (s->o.keep_best || s->o.model_only) tr_last_path(s->o.out_path, path, sizeof path);
     else snprintf(path, sizeof path, "%s", s->o.out_path);
+    if (L->comm && L->comm->rank)   /* process 0 writes */
+        return err_set(ERR_INTERRUPT, "interrupted at step %ld", s->step);
     err_code rc = save(L, path, true);   /* resumable, whatever the flags */
     if (rc) return rc;
     return err_set(ERR_INTERRUPT, "interrupted at step %ld; checkpoint written to %s "
                    "(continue with --resume %s)", s->step, path, path);
+}
+
+int tr_workers(const tr_session *s, const tr_model *m, const tr_source *src)
+{
+    bool several = s->comm && s->comm->size > 1;
+    if ((s->o.threads <= 1 && !several) || src || !m->replica_new) return 0;
+    return s->o.threads > 1 ? s->o.threads : 1;
+}
+
+/* The data-parallel workers when the run asks for them (train.h). */
+static err_code start_shards(loop *L)
+{
+    const tr_session *s = L->s;
+    const tr_model *m = L->m;
+    L->comm = s->comm && s->comm->size > 1 ? s->comm : NULL;
+    int threads = tr_workers(s, m, L->src);
+    if (L->comm && !threads)   /* a custom source's windows may carry state in the model */
+        return err_set(ERR_ARG, "%s cannot train on several processes%s", m->kind,
+                       L->src ? " on this data source" : "");
+    if (!threads) return ERR_OK;
+    size_t soft = s->soft ? (size_t)s->o.batch_size * ((size_t)s->corpus.train.max_len + 1) *
+                                s->vocab->size : 0;
+    err_code rc = sh_init(&L->shards, m, threads, soft, s->o.check_finite);
+    L->sh = &L->shards;   /* freed by loop_free, even half made */
+    int G = threads * (L->comm ? L->comm->size : 1);
+    if (!rc && !(L->bounds = malloc(((size_t)G + 1) * sizeof *L->bounds)))
+        rc = err_set(ERR_NOMEM, "out of memory");
+    return rc;
 }
 
 static err_code loop_init(loop *L, tr_session *s, const tr_model *m, const tr_source *src,
@@ -681,7 +725,11 @@ static err_code loop_init(loop *L, tr_session *s, const tr_model *m, const tr_so
         return err_set(ERR_ARG, "--fold and --teacher work on names, not on this data source");
     if (src && s->o.input_noise > 0)
         return err_set(ERR_ARG, "--input-noise works on names, not on this data source");
-    if (s->o.input_noise > 0 && letter_cdf_init(L)) return ERR_NOMEM;
+    if (s->o.input_noise > 0) {
+        if (!(L->letter_cdf = malloc(s->vocab->size * sizeof *L->letter_cdf)))
+            return err_set(ERR_NOMEM, "out of memory");
+        ds_letter_cdf(&s->corpus.train, s->vocab->size, L->letter_cdf);
+    }
     if (s->o.distill_weight > 0 && !s->soft)
         return err_set(ERR_ARG, "no soft targets: the teachers were not scored");
     if (s->soft) {   /* distillation: allocated once, nothing in the step */
@@ -702,6 +750,7 @@ static err_code loop_init(loop *L, tr_session *s, const tr_model *m, const tr_so
         if (!(s->ema = malloc(p->n * sizeof *s->ema))) return err_set(ERR_NOMEM, "out of memory");
         memcpy(s->ema, p->data, p->n * sizeof *s->ema);
     }
+    if ((rc = start_shards(L))) return rc;
     if (s->resuming) {
         rc = restore_params(s, m->params);
         if (!rc && src && src->load) rc = src->load(src->ctx, &s->resume);
@@ -712,6 +761,8 @@ static err_code loop_init(loop *L, tr_session *s, const tr_model *m, const tr_so
 
 static void loop_free(loop *L)
 {
+    if (L->sh) sh_free(L->sh);
+    free(L->bounds);
     ag_free(&L->tape);
     ds_batch_free(&L->batch);
     free(L->idx);
@@ -736,7 +787,8 @@ static err_code run_steps(loop *L)
         if (s->o.eval_every > 0 && s->step % s->o.eval_every == 0 && s->step < s->o.steps &&
             (rc = checkpoint(L, &val)))
             return rc;
-        if (L->hooks->should_stop && L->hooks->should_stop(L->hooks->ctx)) return interrupted(L);
+        bool stop = L->comm ? L->stop : L->hooks->should_stop && L->hooks->should_stop(L->hooks->ctx);
+        if (stop) return interrupted(L);
     }
     return ERR_OK;
 }
@@ -759,7 +811,8 @@ err_code tr_run(tr_session *s, const tr_model *m, const tr_source *src, const tr
     double val = NAN;
     if (!rc) {   /* the final evaluation, logged and saved unless nothing was trained */
         if (trained) rc = checkpoint(&L, &val);
-        else if ((rc = evaluate(s, m, src, &L.tape, &val)) == ERR_NAN)
+        else if ((!L.comm || !L.comm->rank) &&
+                 (rc = evaluate(s, m, src, &L.tape, L.sh, &val)) == ERR_NAN)
             rc = nan_error(&L, "the validation loss", val, s->step);
     }
     if (!rc) {
@@ -771,6 +824,7 @@ err_code tr_run(tr_session *s, const tr_model *m, const tr_source *src, const tr
         u->best_step = isfinite(s->best_val) ? s->best_step : s->step;
         u->seconds = now() - L.t_start;
         u->train_seconds = L.t_train;
+        if (L.sh) u->shard_cpu_sum = L.sh->cpu_sum, u->shard_cpu_max = L.sh->cpu_max;
         if (s->ema) memcpy(m->params->data, s->ema, m->params->n * sizeof *s->ema);
     }
     loop_free(&L);

@@ -126,7 +126,8 @@ static err_code declare_layer(mamba_model *m, int i)
     return ok ? ERR_OK : ERR_ARG;   /* tn_param recorded the message */
 }
 
-err_code mamba_init(mamba_model *m, const mamba_config *c)
+/* Check c and declare the parameters (not allocated yet). */
+static err_code declare_all(mamba_model *m, const mamba_config *c)
 {
     memset(m, 0, sizeof *m);
     tn_params_init(&m->p);
@@ -138,10 +139,17 @@ err_code mamba_init(mamba_model *m, const mamba_config *c)
         return ERR_ARG;
     for (int i = 0; i < c->n_layers; i++)
         if ((e = declare_layer(m, i))) return e;
-    if (!(m->out_norm = tn_param(&m->p, "out_norm.weight", false, 1, (int[]){ d })))
-        return ERR_ARG;
-    return tn_params_alloc(&m->p);
+    return (m->out_norm = tn_param(&m->p, "out_norm.weight", false, 1, (int[]){ d })) ? ERR_OK
+                                                                                       : ERR_ARG;
 }
+
+err_code mamba_init(mamba_model *m, const mamba_config *c)
+{
+    err_code e = declare_all(m, c);
+    return e ? e : tn_params_alloc(&m->p);
+}
+
+MDL_REPLICA(mamba, mamba_model, declare_all)
 
 static void fill_uniform(tensor *t, rng *r, float bound)
 {

@@ -76,6 +76,8 @@ static err_code declare(mlp_model *m, const mlp_config *c)
     return !m->emb || !m->w1 || !m->b1 || !m->w2 || !m->b2 ? ERR_ARG : ERR_OK;
 }
 
+MDL_REPLICA(mlp, mlp_model, declare)
+
 err_code mlp_init(mlp_model *m, const mlp_config *c)
 {
     err_code rc = declare(m, c);

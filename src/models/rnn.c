@@ -183,6 +183,8 @@ static err_code declare(rnn_model *m, const rnn_config *c)
                                                                                        : ERR_ARG;
 }
 
+MDL_REPLICA(rnn, rnn_model, declare)
+
 err_code rnn_init(rnn_model *m, const rnn_config *c)
 {
     err_code rc = declare(m, c);

@@ -141,6 +141,8 @@ static err_code declare_all(tf_model *m, const tf_config *c)
     return ok ? ERR_OK : ERR_ARG;   /* tn_param recorded the message */
 }
 
+MDL_REPLICA(tf, tf_model, declare_all)
+
 err_code tf_init(tf_model *m, const tf_config *c)
 {
     err_code e = declare_all(m, c);

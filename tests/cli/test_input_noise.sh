@@ -24,6 +24,16 @@ for trainer in "rnn-train --cell gru" "transformer-train --heads 2"; do
         'same_checkpoint "$T/noise.safetensors" "$T/resumed.safetensors"'
 done
 
+# Data-parallel: each shard noises its rows from its own rng; resumed exactly.
+run rnn-train --cell gru ${TINY/--threads 1/--threads 2} --steps 20 --input-noise 0.2 -o "$T/t2.safetensors"
+expect_rc 0 "--input-noise on 2 threads"
+run rnn-train --cell gru ${TINY/--threads 1/--threads 2} --steps 10 --input-noise 0.2 -o "$T/t2half.safetensors"
+run rnn-train --data $D --threads 2 --resume "$T/t2half.safetensors" --steps 20 -o "$T/t2res.safetensors"
+check "2 threads: resumed noised run ends bit-exactly where the straight one ends" \
+    'same_checkpoint "$T/t2.safetensors" "$T/t2res.safetensors"'
+run rnn-train --cell gru ${TINY/--threads 1/--threads 2} --steps 20 -o "$T/t2plain.safetensors"
+check "2 threads: noise changes the run" '! same_checkpoint "$T/t2.safetensors" "$T/t2plain.safetensors"'
+
 run transformer-train $TINY --steps 2 --input-noise 1 -o "$T/x.safetensors"
 expect_usage
 run transformer-train $TINY --steps 2 --input-noise -0.1 -o "$T/x.safetensors"

@@ -4,6 +4,7 @@
 #include "test.h"
 
 #include <math.h>
+#include <string.h>
 
 /* Two parameters: w (decayed) and b (not). */
 static void make(tn_params *p, tensor **w, tensor **b)
@@ -107,4 +108,28 @@ TEST(learning_rate_schedules)
     c.warmup = 0;   /* cosine without warm-up starts at the peak */
     CHECK_NEAR(opt_lr_at(&c, 0), 1e-3, 1e-9);
     CHECK(opt_lr_at(&c, 2) < 1e-3f);
+}
+
+/* Threads share a step by entries (train.h's data parallelism): the same bits. */
+TEST(adamw_entries_split_is_the_whole_step)
+{
+    tn_params p, q;
+    tensor *w, *b, *w2, *b2;
+    make(&p, &w, &b);
+    make(&q, &w2, &b2);
+    opt_config c = OPT_DEFAULTS;
+    c.weight_decay = 0.1f;
+    for (size_t i = 0; i < p.n; i++) {
+        p.data[i] = q.data[i] = 0.1f * (float)i - 0.3f;
+        p.grad[i] = q.grad[i] = 0.05f * (float)(i % 5) - 0.1f;
+    }
+    for (long t = 1; t <= 3; t++) {
+        opt_adamw_step(&p, &c, t, 0.01f);
+        opt_adamw_entries(&q, &c, t, 0.01f, 1, 2);
+        opt_adamw_entries(&q, &c, t, 0.01f, 0, 1);
+    }
+    CHECK(!memcmp(p.data, q.data, p.n * sizeof *p.data));
+    CHECK(!memcmp(p.v, q.v, p.n * sizeof *p.v));
+    tn_params_free(&p);
+    tn_params_free(&q);
 }
