@@ -599,7 +599,8 @@ const float *tf_embedding(const tf_model *m) { return m ? m->emb->data : NULL; }
  * contiguously row by row, so that a product streams through a panel once
  * for LANE_BLOCK lanes and keeps their outputs in registers.  Q, K, V side
  * by side, and fc_1, fc_3 side by side, so that each group reads its input
- * once. */
+ * once.  Q, K, V come out, and c_proj takes its input, in head-minor order
+ * (head_minor), the attention's layout. */
 enum { VECMAT_BLOCK = 64, LANE_BLOCK = 6 };
 
 typedef struct step_layer {
@@ -622,11 +623,11 @@ struct tf_state {
     const tf_step  *w;         /* the model's panels, or own */
     tf_step        *own;       /* NULL when the model's are shared */
     int    pos;                /* tokens fed since start */
-    float *k, *v;              /* (n_layers, max_len, d) cached keys and values */
-    float *x, *xn, *att;       /* (d) residual, normed residual, attention output */
-    float *qkv;                /* (3d) query, key, value of the current position */
+    float *k, *v;              /* (n_layers, max_len, d) cached keys and values, head-minor */
+    float *x, *xn, *att;       /* (d) residual, normed residual, attention output (head-minor) */
+    float *qkv;                /* (3d) query, key, value of the current position, head-minor */
     float *h13;                /* (8d) fc_1 | fc_3 outputs */
-    float *w_att;              /* (max_len) attention weights of one head */
+    float *w_att;              /* (max_len, n_heads) attention weights */
     float *mem;                /* the one allocation behind the buffers */
     tf_hook_fn hook;
     void      *hook_ctx;
@@ -641,13 +642,27 @@ static size_t panel_at(int in, int out, int i, int c)
     return (size_t)o0 * in + (size_t)i * width + (c - o0);
 }
 
+/* Channel c (of n = H dh, head c / dh, i = c % dh) in head-minor order,
+ * i H + h: the attention's loops then run along the heads.  H = 1 leaves
+ * the order as it is. */
+static int head_minor(int c, int n, int H)
+{
+    const int dh = n / H;
+    return c % dh * H + c / dh;
+}
+
 /* Columns [col, col + rows of W) of the (in, out) panel matrix P = W^T,
- * W (rows, in) in PyTorch layout. */
-static void panel_put(float *P, int out, int col, const tensor *W)
+ * W (rows, in) in PyTorch layout; W's rows (outputs) and columns (inputs)
+ * in head-minor order over H_out and H_in heads (1: as they are).  A
+ * permutation of the outputs changes no bit of them: each is its own
+ * chain of fmaf. */
+static void panel_put(float *P, int out, int col, const tensor *W, int H_out, int H_in)
 {
     const int rows = W->shape[0], in = W->shape[1];
     for (int r = 0; r < rows; r++)
-        for (int i = 0; i < in; i++) P[panel_at(in, out, i, col + r)] = W->data[(size_t)r * in + i];
+        for (int i = 0; i < in; i++)
+            P[panel_at(in, out, head_minor(i, in, H_in), col + head_minor(r, rows, H_out))] =
+                W->data[(size_t)r * in + i];
 }
 
 /* y[r][o0 + o] (+)= sum_i x[r][i] P[i][o] for `lanes` lanes and `width`
@@ -658,8 +673,9 @@ static inline void panel_lanes(float *const *y, const float *const *x, const flo
                                int in, int o0, int lanes, int width, bool accumulate)
 {
     float acc[LANE_BLOCK][VECMAT_BLOCK];
-    for (int r = 0; r < lanes; r++)
-        for (int o = 0; o < width; o++) acc[r][o] = accumulate ? y[r][o0 + o] : 0.0f;
+    for (int r = 0; r < lanes; r++)   /* row by row: not gathered across the lanes */
+        if (accumulate) memcpy(acc[r], y[r] + o0, (size_t)width * sizeof acc[r][0]);
+        else memset(acc[r], 0, (size_t)width * sizeof acc[r][0]);
     for (int i = 0; i < in; i++) {
         const float *restrict p = panel + (size_t)i * width;
         for (int r = 0; r < lanes; r++) {
@@ -730,6 +746,7 @@ static void step_free(tf_step *w)
 static tf_step *step_new(const tf_model *m)
 {
     const size_t d = (size_t)m->c.d_model, L = (size_t)m->c.n_layers, V = (size_t)m->c.vocab_size;
+    const int H = m->c.n_heads;
     tf_step *w = calloc(1, sizeof *w);
     float *mem = w ? malloc((L * 16 * d * d + d * V) * sizeof *mem) : NULL;
     if (!mem) {
@@ -745,16 +762,16 @@ static tf_step *step_new(const tf_model *m)
         S->o = take(&mem, d * d);
         S->fc13 = take(&mem, 8 * d * d);
         S->fc2 = take(&mem, 4 * d * d);
-        panel_put(S->qkv, 3 * (int)d, 0, W->wq);
-        panel_put(S->qkv, 3 * (int)d, (int)d, W->wk);
-        panel_put(S->qkv, 3 * (int)d, 2 * (int)d, W->wv);
-        panel_put(S->o, (int)d, 0, W->wo);
-        panel_put(S->fc13, 8 * (int)d, 0, W->fc1);
-        panel_put(S->fc13, 8 * (int)d, 4 * (int)d, W->fc3);
-        panel_put(S->fc2, (int)d, 0, W->fc2);
+        panel_put(S->qkv, 3 * (int)d, 0, W->wq, H, 1);
+        panel_put(S->qkv, 3 * (int)d, (int)d, W->wk, H, 1);
+        panel_put(S->qkv, 3 * (int)d, 2 * (int)d, W->wv, H, 1);
+        panel_put(S->o, (int)d, 0, W->wo, 1, H);
+        panel_put(S->fc13, 8 * (int)d, 0, W->fc1, 1, 1);
+        panel_put(S->fc13, 8 * (int)d, 4 * (int)d, W->fc3, 1, 1);
+        panel_put(S->fc2, (int)d, 0, W->fc2, 1, 1);
     }
     w->emb_t = take(&mem, d * V);
-    panel_put(w->emb_t, (int)V, 0, m->emb);
+    panel_put(w->emb_t, (int)V, 0, m->emb, 1, 1);
     return w;
 }
 
@@ -762,7 +779,7 @@ tf_state *tf_state_new(const tf_model *m)
 {
     const size_t d = (size_t)m->c.d_model, L = (size_t)m->c.n_layers;
     const size_t cache = L * m->c.max_len * d;
-    const size_t n = 2 * cache + 3 * d + 3 * d + 8 * d + (size_t)m->c.max_len;
+    const size_t n = 2 * cache + 3 * d + 3 * d + 8 * d + (size_t)m->c.max_len * m->c.n_heads;
     tf_state *s = calloc(1, sizeof *s);
     float *mem = s ? calloc(n, sizeof *mem) : NULL;
     if (s) s->own = mem && !m->step ? step_new(m) : NULL;
@@ -782,7 +799,7 @@ tf_state *tf_state_new(const tf_model *m)
     s->att = take(&mem, d);
     s->qkv = take(&mem, 3 * d);
     s->h13 = take(&mem, 8 * d);
-    s->w_att = take(&mem, (size_t)m->c.max_len);
+    s->w_att = take(&mem, (size_t)m->c.max_len * m->c.n_heads);
     return s;
 }
 
@@ -807,34 +824,55 @@ err_code tf_state_set_hook(tf_state *s, int layer, tf_hook_fn fn, void *ctx)
     return ERR_OK;
 }
 
-/* s->att (d) = causal attention of the query q (d) over the cached keys and
- * values k, v (pos + 1, d) of one layer, head by head. */
-static void attend(tf_state *s, const float *q, const float *k, const float *v, int pos)
+/* att (d) = causal attention of the query q (d) over the n cached keys and
+ * values kc, vc (n, d) of one layer, every vector head-minor (channel i of
+ * head h at i H + h): each loop runs along the H heads, H independent
+ * chains side by side in a vector register.  w: (n, H) scores, then
+ * weights.  Inline, so that the common shape (8 heads of 8) is unrolled. */
+static inline void attend_heads(float *restrict att, float *restrict w, const float *restrict q,
+                                const float *restrict kc, const float *restrict vc, int n, int H,
+                                int dh)
 {
-    const int d = s->m->c.d_model, H = s->m->c.n_heads, dh = d / H;
+    const int d = H * dh;
     const float scale = 1.0f / sqrtf((float)dh);
-    float *w = s->w_att;
+    float mx[TF_MAX_DIM], sum[TF_MAX_DIM];
     for (int h = 0; h < H; h++) {
-        const float *qh = q + h * dh;
-        float mx = -INFINITY, sum = 0.0f;
-        for (int t = 0; t <= pos; t++) {
-            const float *kt = k + (size_t)t * d + h * dh;
-            float dot = 0.0f;
-            for (int i = 0; i < dh; i++) dot += qh[i] * kt[i];
-            w[t] = dot * scale;
-            if (w[t] > mx) mx = w[t];
-        }
-        for (int t = 0; t <= pos; t++) {
-            w[t] = vec_expf(w[t] - mx);
-            sum += w[t];
-        }
-        float *o = s->att + h * dh;
-        memset(o, 0, (size_t)dh * sizeof *o);
-        for (int t = 0; t <= pos; t++) {
-            const float *vt = v + (size_t)t * d + h * dh, wt = w[t] / sum;
-            for (int i = 0; i < dh; i++) o[i] += wt * vt[i];
+        mx[h] = -INFINITY;
+        sum[h] = 0.0f;
+    }
+    for (int t = 0; t < n; t++) {
+        const float *k = kc + (size_t)t * d;
+        float *wt = w + (size_t)t * H;
+        for (int h = 0; h < H; h++) wt[h] = 0.0f;
+        for (int i = 0; i < dh; i++)
+            for (int h = 0; h < H; h++) wt[h] = fmaf(q[i * H + h], k[i * H + h], wt[h]);
+        for (int h = 0; h < H; h++) {
+            wt[h] *= scale;
+            mx[h] = wt[h] > mx[h] ? wt[h] : mx[h];
         }
     }
+    for (int t = 0; t < n; t++)
+        for (int h = 0; h < H; h++) {
+            float *e = &w[(size_t)t * H + h];
+            *e = vec_expf(*e - mx[h]);
+            sum[h] += *e;
+        }
+    for (int c = 0; c < d; c++) att[c] = 0.0f;
+    for (int t = 0; t < n; t++) {
+        const float *v = vc + (size_t)t * d, *wt = w + (size_t)t * H;
+        for (int i = 0; i < dh; i++)
+            for (int h = 0; h < H; h++) att[i * H + h] = fmaf(wt[h], v[i * H + h], att[i * H + h]);
+    }
+    for (int i = 0; i < dh; i++)
+        for (int h = 0; h < H; h++) att[i * H + h] /= sum[h];
+}
+
+/* s->att = the attention of lane s at layer l, position pos. */
+static void attend(tf_state *s, const float *q, const float *k, const float *v, int pos)
+{
+    const int H = s->m->c.n_heads, dh = s->m->c.d_model / H;
+    if (H == 8 && dh == 8) attend_heads(s->att, s->w_att, q, k, v, pos + 1, 8, 8);
+    else attend_heads(s->att, s->w_att, q, k, v, pos + 1, H, dh);
 }
 
 /* The streams of one batched step that compute (the others have no room
