@@ -669,8 +669,10 @@ static void panel_put(float *P, int out, int col, const tensor *W, int H_out, in
  * columns of one panel.  Every output is one chain of fmaf over i in
  * order, from 0 or from y: the same bits whatever the lanes beside it, so
  * a name's logits do not depend on the batch it is computed in. */
-static inline void panel_lanes(float *const *y, const float *const *x, const float *restrict panel,
-                               int in, int o0, int lanes, int width, bool accumulate)
+/* Always inlined: each caller below is its own copy, with its constants. */
+static inline __attribute__((always_inline)) void
+panel_lanes(float *const *y, const float *const *x, const float *restrict panel, int in, int o0,
+            int lanes, int width, bool accumulate)
 {
     float acc[LANE_BLOCK][VECMAT_BLOCK];
     for (int r = 0; r < lanes; r++)   /* row by row: not gathered across the lanes */
@@ -701,10 +703,18 @@ static void panel_one(float *const *y, const float *const *x, const float *panel
     panel_lanes(y, x, panel, in, o0, 1, VECMAT_BLOCK, accumulate);
 }
 
+/* A narrower panel (the lm_head's, V < 64) for LANE_BLOCK lanes. */
+static void panel_narrow(float *const *y, const float *const *x, const float *panel, int in, int o0,
+                         int width, bool accumulate)
+{
+    panel_lanes(y, x, panel, in, o0, LANE_BLOCK, width, accumulate);
+}
+
 static void panel_part(float *const *y, const float *const *x, const float *panel, int in, int o0,
                        int lanes, int width, bool accumulate)
 {
     if (lanes == 1 && width == VECMAT_BLOCK) panel_one(y, x, panel, in, o0, accumulate);
+    else if (lanes == LANE_BLOCK) panel_narrow(y, x, panel, in, o0, width, accumulate);
     else panel_lanes(y, x, panel, in, o0, lanes, width, accumulate);
 }
 
@@ -835,22 +845,20 @@ static inline void attend_heads(float *restrict att, float *restrict w, const fl
 {
     const int d = H * dh;
     const float scale = 1.0f / sqrtf((float)dh);
-    float mx[TF_MAX_DIM], sum[TF_MAX_DIM];
+    float acc[TF_MAX_DIM], mx[TF_MAX_DIM], sum[TF_MAX_DIM];
     for (int h = 0; h < H; h++) {
         mx[h] = -INFINITY;
         sum[h] = 0.0f;
     }
     for (int t = 0; t < n; t++) {
         const float *k = kc + (size_t)t * d;
-        float *wt = w + (size_t)t * H;
-        for (int h = 0; h < H; h++) wt[h] = 0.0f;
+        for (int h = 0; h < H; h++) acc[h] = 0.0f;
         for (int i = 0; i < dh; i++)
-            for (int h = 0; h < H; h++) wt[h] = fmaf(q[i * H + h], k[i * H + h], wt[h]);
-        for (int h = 0; h < H; h++) {
-            wt[h] *= scale;
-            mx[h] = wt[h] > mx[h] ? wt[h] : mx[h];
-        }
+            for (int h = 0; h < H; h++) acc[h] = fmaf(q[i * H + h], k[i * H + h], acc[h]);
+        for (int h = 0; h < H; h++) w[(size_t)t * H + h] = acc[h] * scale;
     }
+    for (int t = 0; t < n; t++)
+        for (int h = 0; h < H; h++) mx[h] = w[(size_t)t * H + h] > mx[h] ? w[(size_t)t * H + h] : mx[h];
     for (int t = 0; t < n; t++)
         for (int h = 0; h < H; h++) {
             float *e = &w[(size_t)t * H + h];
@@ -926,7 +934,7 @@ static void block_lanes(const lanes *B, int l)
         float *h13 = B->h13[j];
         for (int i = 0; i < h; i++) {
             const float a = h13[i];
-            h13[i] = a * vec_sigmoidf(a) * h13[h + i];   /* silu(fc_1 n) * fc_3 n */
+            h13[i] = a / (1.0f + vec_expf(-a)) * h13[h + i];   /* silu(fc_1 n) * fc_3 n */
         }
     }
     lanes_vecmat(B->x, B->h13, n, W->fc2, h, d, true);            /* x += fc_2(...) */
