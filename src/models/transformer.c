@@ -595,13 +595,13 @@ const float *tf_embedding(const tf_model *m) { return m ? m->emb->data : NULL; }
 
 /* The matrices of one layer in "panels" for products with a few vectors (the
  * lanes): a matrix seen as (in, out) = W^T is cut into panels of
- * VECMAT_BLOCK output columns (the last one narrower), each stored
- * contiguously row by row, so that a product streams through a panel once
+ * VECMAT_BLOCK output columns (the last one narrower, stored with zero
+ * columns up to a multiple of PANEL_PAD), each stored contiguously row by row, so that a product streams through a panel once
  * for LANE_BLOCK lanes and keeps their outputs in registers.  Q, K, V side
  * by side, and fc_1, fc_3 side by side, so that each group reads its input
  * once.  Q, K, V come out, and c_proj takes its input, in head-minor order
  * (head_minor), the attention's layout. */
-enum { VECMAT_BLOCK = 64, LANE_BLOCK = 6 };
+enum { VECMAT_BLOCK = 64, LANE_BLOCK = 6, PANEL_PAD = 16 };
 
 typedef struct step_layer {
     float *qkv;    /* (d, 3d): columns q | k | v */
@@ -634,12 +634,26 @@ struct tf_state {
     int        hook_layer;
 };
 
+/* The columns of the panel at o0 of an (in, out) panel matrix, and its
+ * stored width (padded: the lm_head's 46 columns are three vector
+ * registers, not two and a masked remainder). */
+static int panel_width(int out, int o0) { return out - o0 < VECMAT_BLOCK ? out - o0 : VECMAT_BLOCK; }
+static int panel_stride(int out, int o0)
+{
+    return (panel_width(out, o0) + PANEL_PAD - 1) / PANEL_PAD * PANEL_PAD;
+}
+/* Floats of an (in, out) panel matrix. */
+static size_t panel_size(int in, int out)
+{
+    const int last = out - out % VECMAT_BLOCK;   /* the narrow panel, if any */
+    return (size_t)in * (last + panel_stride(out, last));
+}
+
 /* Where entry (i, c) of an (in, out) matrix sits in its panel layout. */
 static size_t panel_at(int in, int out, int i, int c)
 {
     const int o0 = c - c % VECMAT_BLOCK;
-    const int width = out - o0 < VECMAT_BLOCK ? out - o0 : VECMAT_BLOCK;
-    return (size_t)o0 * in + (size_t)i * width + (c - o0);
+    return (size_t)o0 * in + (size_t)i * panel_stride(out, o0) + (c - o0);
 }
 
 /* Channel c (of n = H dh, head c / dh, i = c % dh) in head-minor order,
@@ -666,23 +680,23 @@ static void panel_put(float *P, int out, int col, const tensor *W, int H_out, in
 }
 
 /* y[r][o0 + o] (+)= sum_i x[r][i] P[i][o] for `lanes` lanes and `width`
- * columns of one panel.  Every output is one chain of fmaf over i in
- * order, from 0 or from y: the same bits whatever the lanes beside it, so
- * a name's logits do not depend on the batch it is computed in. */
-/* Always inlined: each caller below is its own copy, with its constants. */
+ * columns of one panel (stored `stride` wide).  Every output is one chain
+ * of fmaf over i in order, from 0 or from y: the same bits whatever the
+ * lanes beside it, so a name's logits do not depend on the batch it is
+ * computed in.  Always inlined: each caller below is its own copy, with
+ * its constants. */
 static inline __attribute__((always_inline)) void
 panel_lanes(float *const *y, const float *const *x, const float *restrict panel, int in, int o0,
-            int lanes, int width, bool accumulate)
+            int lanes, int width, int stride, bool accumulate)
 {
-    float acc[LANE_BLOCK][VECMAT_BLOCK];
-    for (int r = 0; r < lanes; r++)   /* row by row: not gathered across the lanes */
-        if (accumulate) memcpy(acc[r], y[r] + o0, (size_t)width * sizeof acc[r][0]);
-        else memset(acc[r], 0, (size_t)width * sizeof acc[r][0]);
+    float acc[LANE_BLOCK][VECMAT_BLOCK] = { { 0 } };
+    for (int r = 0; accumulate && r < lanes; r++)   /* row by row: not gathered across the lanes */
+        memcpy(acc[r], y[r] + o0, (size_t)width * sizeof acc[r][0]);
     for (int i = 0; i < in; i++) {
-        const float *restrict p = panel + (size_t)i * width;
+        const float *restrict p = panel + (size_t)i * stride;
         for (int r = 0; r < lanes; r++) {
             const float xi = x[r][i];
-            for (int o = 0; o < width; o++) acc[r][o] = fmaf(xi, p[o], acc[r][o]);
+            for (int o = 0; o < stride; o++) acc[r][o] = fmaf(xi, p[o], acc[r][o]);
         }
     }
     for (int r = 0; r < lanes; r++) memcpy(y[r] + o0, acc[r], (size_t)width * sizeof acc[r][0]);
@@ -693,29 +707,29 @@ panel_lanes(float *const *y, const float *const *x, const float *restrict panel,
 static void panel_full(float *const *y, const float *const *x, const float *panel, int in, int o0,
                        bool accumulate)
 {
-    panel_lanes(y, x, panel, in, o0, LANE_BLOCK, VECMAT_BLOCK, accumulate);
+    panel_lanes(y, x, panel, in, o0, LANE_BLOCK, VECMAT_BLOCK, VECMAT_BLOCK, accumulate);
 }
 
 /* A whole panel for one lane (a batch of one: steer, the last names). */
 static void panel_one(float *const *y, const float *const *x, const float *panel, int in, int o0,
                       bool accumulate)
 {
-    panel_lanes(y, x, panel, in, o0, 1, VECMAT_BLOCK, accumulate);
+    panel_lanes(y, x, panel, in, o0, 1, VECMAT_BLOCK, VECMAT_BLOCK, accumulate);
 }
 
 /* A narrower panel (the lm_head's, V < 64) for LANE_BLOCK lanes. */
 static void panel_narrow(float *const *y, const float *const *x, const float *panel, int in, int o0,
-                         int width, bool accumulate)
+                         int width, int stride, bool accumulate)
 {
-    panel_lanes(y, x, panel, in, o0, LANE_BLOCK, width, accumulate);
+    panel_lanes(y, x, panel, in, o0, LANE_BLOCK, width, stride, accumulate);
 }
 
 static void panel_part(float *const *y, const float *const *x, const float *panel, int in, int o0,
-                       int lanes, int width, bool accumulate)
+                       int lanes, int width, int stride, bool accumulate)
 {
     if (lanes == 1 && width == VECMAT_BLOCK) panel_one(y, x, panel, in, o0, accumulate);
-    else if (lanes == LANE_BLOCK) panel_narrow(y, x, panel, in, o0, width, accumulate);
-    else panel_lanes(y, x, panel, in, o0, lanes, width, accumulate);
+    else if (lanes == LANE_BLOCK) panel_narrow(y, x, panel, in, o0, width, stride, accumulate);
+    else panel_lanes(y, x, panel, in, o0, lanes, width, stride, accumulate);
 }
 
 /* y[j] (out) (+)= x[j] (in) . P for the n lanes j, P an (in, out) panel
@@ -725,14 +739,14 @@ static void lanes_vecmat(float *const *y, float *const *x, int n, const float *P
 {
     const float *const *xc = (const float *const *)x;
     for (int o0 = 0; o0 < out; o0 += VECMAT_BLOCK) {
-        const int width = out - o0 < VECMAT_BLOCK ? out - o0 : VECMAT_BLOCK;
+        const int width = panel_width(out, o0), stride = panel_stride(out, o0);
         const float *panel = P + (size_t)o0 * in;
         for (int r = 0; r < n; r += LANE_BLOCK) {
             const int lanes = n - r < LANE_BLOCK ? n - r : LANE_BLOCK;
             if (lanes == LANE_BLOCK && width == VECMAT_BLOCK)
                 panel_full(y + r, xc + r, panel, in, o0, accumulate);
             else
-                panel_part(y + r, xc + r, panel, in, o0, lanes, width, accumulate);
+                panel_part(y + r, xc + r, panel, in, o0, lanes, width, stride, accumulate);
         }
     }
 }
@@ -758,7 +772,10 @@ static tf_step *step_new(const tf_model *m)
     const size_t d = (size_t)m->c.d_model, L = (size_t)m->c.n_layers, V = (size_t)m->c.vocab_size;
     const int H = m->c.n_heads;
     tf_step *w = calloc(1, sizeof *w);
-    float *mem = w ? malloc((L * 16 * d * d + d * V) * sizeof *mem) : NULL;
+    const int di = (int)d;
+    const size_t layer = panel_size(di, 3 * di) + panel_size(di, di) + panel_size(di, 8 * di) +
+                         panel_size(4 * di, di);
+    float *mem = w ? calloc(L * layer + panel_size(di, (int)V), sizeof *mem) : NULL;   /* zero padded */
     if (!mem) {
         free(w);
         err_set(ERR_NOMEM, "out of memory for a transformer's generation weights");
@@ -768,10 +785,10 @@ static tf_step *step_new(const tf_model *m)
     for (size_t l = 0; l < L; l++) {
         const tf_layer *W = &m->layer[l];
         step_layer *S = &w->layer[l];
-        S->qkv = take(&mem, 3 * d * d);
-        S->o = take(&mem, d * d);
-        S->fc13 = take(&mem, 8 * d * d);
-        S->fc2 = take(&mem, 4 * d * d);
+        S->qkv = take(&mem, panel_size(di, 3 * di));
+        S->o = take(&mem, panel_size(di, di));
+        S->fc13 = take(&mem, panel_size(di, 8 * di));
+        S->fc2 = take(&mem, panel_size(4 * di, di));
         panel_put(S->qkv, 3 * (int)d, 0, W->wq, H, 1);
         panel_put(S->qkv, 3 * (int)d, (int)d, W->wk, H, 1);
         panel_put(S->qkv, 3 * (int)d, 2 * (int)d, W->wv, H, 1);
@@ -780,7 +797,7 @@ static tf_step *step_new(const tf_model *m)
         panel_put(S->fc13, 8 * (int)d, 4 * (int)d, W->fc3, 1, 1);
         panel_put(S->fc2, (int)d, 0, W->fc2, 1, 1);
     }
-    w->emb_t = take(&mem, d * V);
+    w->emb_t = take(&mem, panel_size(di, (int)V));
     panel_put(w->emb_t, (int)V, 0, m->emb, 1, 1);
     return w;
 }
