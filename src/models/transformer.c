@@ -808,7 +808,9 @@ tf_state *tf_state_new(const tf_model *m)
     const size_t cache = L * m->c.max_len * d;
     const size_t n = 2 * cache + 3 * d + 3 * d + 8 * d + (size_t)m->c.max_len * m->c.n_heads;
     tf_state *s = calloc(1, sizeof *s);
-    float *mem = s ? calloc(n, sizeof *mem) : NULL;
+    /* Not cleared: every buffer is written before it is read, the caches
+     * up to the position read (clearing 96 states was 2-3% of a run). */
+    float *mem = s ? malloc(n * sizeof *mem) : NULL;
     if (s) s->own = mem && !m->step ? step_new(m) : NULL;
     if (!mem || (!m->step && !s->own)) {
         free(s);
