@@ -689,9 +689,11 @@ static inline __attribute__((always_inline)) void
 panel_lanes(float *const *y, const float *const *x, const float *restrict panel, int in, int o0,
             int lanes, int width, int stride, bool accumulate)
 {
-    float acc[LANE_BLOCK][VECMAT_BLOCK] = { { 0 } };
-    for (int r = 0; accumulate && r < lanes; r++)   /* row by row: not gathered across the lanes */
-        memcpy(acc[r], y[r] + o0, (size_t)width * sizeof acc[r][0]);
+    float acc[LANE_BLOCK][VECMAT_BLOCK];
+    for (int r = 0; r < lanes; r++) {   /* row by row: not gathered across the lanes */
+        const float *restrict yr = y[r] + o0;
+        for (int o = 0; o < stride; o++) acc[r][o] = accumulate && o < width ? yr[o] : 0.0f;
+    }
     for (int i = 0; i < in; i++) {
         const float *restrict p = panel + (size_t)i * stride;
         for (int r = 0; r < lanes; r++) {
@@ -853,17 +855,19 @@ err_code tf_state_set_hook(tf_state *s, int layer, tf_hook_fn fn, void *ctx)
     return ERR_OK;
 }
 
-/* att (d) = causal attention of the query q (d) over the n cached keys and
- * values kc, vc (n, d) of one layer, every vector head-minor (channel i of
- * head h at i H + h): each loop runs along the H heads, H independent
+/* Cache the key and value of qkv (3d: q | k | v) as position n - 1 of kc,
+ * vc (max_len, d), then att (d) = causal attention of the query over the n
+ * cached keys and values of the layer, every vector head-minor (channel i
+ * of head h at i H + h): each loop runs along the H heads, H independent
  * chains side by side in a vector register.  w: (n, H) scores, then
  * weights.  Inline, so that the common shape (8 heads of 8) is unrolled. */
-static inline void attend_heads(float *restrict att, float *restrict w, const float *restrict q,
-                                const float *restrict kc, const float *restrict vc, int n, int H,
-                                int dh)
+static inline void attend_heads(float *restrict att, float *restrict w, const float *restrict qkv,
+                                float *restrict kc, float *restrict vc, int n, int H, int dh)
 {
     const int d = H * dh;
-    const float scale = 1.0f / sqrtf((float)dh);
+    const float scale = 1.0f / sqrtf((float)dh), *q = qkv;
+    memcpy(kc + (size_t)(n - 1) * d, qkv + d, (size_t)d * sizeof *kc);
+    memcpy(vc + (size_t)(n - 1) * d, qkv + 2 * d, (size_t)d * sizeof *vc);
     float acc[TF_MAX_DIM], mx[TF_MAX_DIM], sum[TF_MAX_DIM];
     for (int h = 0; h < H; h++) {
         mx[h] = -INFINITY;
@@ -894,12 +898,12 @@ static inline void attend_heads(float *restrict att, float *restrict w, const fl
         for (int h = 0; h < H; h++) att[i * H + h] /= sum[h];
 }
 
-/* s->att = the attention of lane s at layer l, position pos. */
-static void attend(tf_state *s, const float *q, const float *k, const float *v, int pos)
+/* Lane s at layer l, position pos: its key and value cached, s->att its attention. */
+static void attend(tf_state *s, float *k, float *v, int pos)
 {
     const int H = s->m->c.n_heads, dh = s->m->c.d_model / H;
-    if (H == 8 && dh == 8) attend_heads(s->att, s->w_att, q, k, v, pos + 1, 8, 8);
-    else attend_heads(s->att, s->w_att, q, k, v, pos + 1, H, dh);
+    if (H == 8 && dh == 8) attend_heads(s->att, s->w_att, s->qkv, k, v, pos + 1, 8, 8);
+    else attend_heads(s->att, s->w_att, s->qkv, k, v, pos + 1, H, dh);
 }
 
 /* The streams of one batched step that compute (the others have no room
@@ -941,9 +945,7 @@ static void block_lanes(const lanes *B, int l)
         tf_state *s = B->s[j];
         const int pos = s->pos - 1;
         float *k = s->k + (size_t)l * m->c.max_len * d, *v = s->v + (size_t)l * m->c.max_len * d;
-        memcpy(k + (size_t)pos * d, s->qkv + d, (size_t)d * sizeof *k);
-        memcpy(v + (size_t)pos * d, s->qkv + 2 * d, (size_t)d * sizeof *v);
-        attend(s, s->qkv, k, v, pos);
+        attend(s, k, v, pos);
     }
     lanes_vecmat(B->x, B->att, n, W->o, d, d, true);              /* x += c_proj(att) */
 
