@@ -141,7 +141,7 @@ fuzz:
 	    clang $(CFLAGS) $(INC_all) $(FUZZ_FLAGS) $$src $(LIBS:$(BUILD)/%=build-fuzz/%) $(LDLIBS) \
 	        -o build-fuzz/$$name; \
 	    mkdir -p build-fuzz/corpus-$$name; \
-	    case $$name in fuzz_mix) len=16384 ;; *) len=4096 ;; esac; \
+	    case $$name in fuzz_mix) len=16384 ;; fuzz_bpe) len=256 ;; *) len=4096 ;; esac; \
 	    echo "fuzz: $$name, $(FUZZ_LIMIT)"; \
 	    build-fuzz/$$name $(FUZZ_LIMIT) -max_len=$$len -print_final_stats=1 \
 	        build-fuzz/corpus-$$name tests/fuzz/seeds-$$name 2>build-fuzz/$$name.log \

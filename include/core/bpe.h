@@ -51,6 +51,8 @@ typedef struct bpe {
     int32_t      *cp;           /* the code points of every token, one after another */
     size_t       *start;        /* (n_base + n_merges + 1): token t is cp[start[t]..start[t+1]) */
     bpe_pair_map *rank;
+    int           cap_merges;   /* room in left, right and start */
+    size_t        cap_cp;       /* room in cp */
 } bpe;
 
 /* The tokenizer of v with no merges (characters). */

@@ -54,7 +54,7 @@ static err_code pm_put(bpe_pair_map *m, uint64_t k, int v);
 static err_code pm_grow(bpe_pair_map *m)
 {
     bpe_pair_map old = *m;
-    m->cap = old.cap ? 2 * old.cap : 1024;
+    m->cap = old.cap ? 2 * old.cap : 64;   /* small: a short text has few pairs */
     m->n = 0;
     m->key = calloc(m->cap, sizeof *m->key);
     m->val = malloc(m->cap * sizeof *m->val);
@@ -100,6 +100,7 @@ err_code bpe_init(bpe *b, const txt_vocab *v)
         if (t >= TOK_FIRST) b->cp[n++] = v->cp[t];
     }
     b->start[v->size] = n;
+    b->cap_cp = (size_t)v->size;
     return ERR_OK;
 }
 
@@ -130,22 +131,45 @@ int bpe_token_utf8(const bpe *b, int t, char *buf)
     return n;
 }
 
+/* Room for merge n_merges and its ll code points: the arrays grow by
+ * doubling (cap_merges, cap_cp), so learning or reading k merges copies
+ * O(k) entries, not O(k^2). */
+static err_code reserve_merge(bpe *b, size_t ll)
+{
+    int T = bpe_n_tokens(b);
+    size_t need_cp = b->start[T] + ll;
+    if (b->n_merges == b->cap_merges) {
+        int cap = b->cap_merges ? 2 * b->cap_merges : 16;
+        int *left = realloc(b->left, (size_t)cap * sizeof *left);
+        if (left) b->left = left;
+        int *right = left ? realloc(b->right, (size_t)cap * sizeof *right) : NULL;
+        if (right) b->right = right;
+        size_t *start = right ? realloc(b->start, ((size_t)b->n_base + cap + 1) * sizeof *start)
+                              : NULL;
+        if (!start) return no_memory();
+        b->start = start;
+        b->cap_merges = cap;
+    }
+    if (need_cp > b->cap_cp) {
+        size_t cap = 2 * need_cp;
+        int32_t *cp = realloc(b->cp, cap * sizeof *cp);
+        if (!cp) return no_memory();
+        b->cp = cp;
+        b->cap_cp = cap;
+    }
+    return ERR_OK;
+}
+
 /* Append merge (l, r) as token n_base + n_merges: its code points, its rank. */
 static err_code add_merge(bpe *b, int l, int r)
 {
     int n = b->n_merges, T = bpe_n_tokens(b);
     size_t ll = bpe_token_chars(b, l), lr = bpe_token_chars(b, r);
-    int *left = realloc(b->left, (size_t)(n + 1) * sizeof *left);
-    if (left) b->left = left;
-    int *right = left ? realloc(b->right, (size_t)(n + 1) * sizeof *right) : NULL;
-    if (right) b->right = right;
-    int32_t *cp = right ? realloc(b->cp, (b->start[T] + ll + lr) * sizeof *cp) : NULL;
-    if (cp) b->cp = cp;
-    size_t *start = cp ? realloc(b->start, ((size_t)T + 2) * sizeof *start) : NULL;
-    if (!start) return no_memory();
-    b->start = start;
-    memcpy(b->cp + start[T], b->cp + start[l], ll * sizeof *cp);
-    memcpy(b->cp + start[T] + ll, b->cp + start[r], lr * sizeof *cp);
+    err_code rc = reserve_merge(b, ll + lr);
+    if (rc) return rc;
+    size_t *start = b->start;
+    memcpy(b->cp + start[T], b->cp + start[l], ll * sizeof *b->cp);
+    memcpy(b->cp + start[T] + ll, b->cp + start[r], lr * sizeof *b->cp);
     start[T + 1] = start[T] + ll + lr;
     b->left[n] = l;
     b->right[n] = r;
@@ -280,7 +304,7 @@ typedef struct learner {
     int          *sym;
     size_t        n_sym;
     word         *w;
-    int           n_w;
+    int           n_w, cap_w;
     pair_entry   *e;
     int           n_e, cap_e;
     bpe_pair_map  index;   /* pair -> entry */
@@ -296,15 +320,25 @@ static void learner_free(learner *L)
     free(L->index.val);
 }
 
+/* Room for one more distinct word: a text has far fewer than characters. */
+static err_code grow_words(learner *L)
+{
+    int cap = L->cap_w ? 2 * L->cap_w : 256;
+    word *w = realloc(L->w, (size_t)cap * sizeof *w);
+    if (!w) return no_memory();
+    L->w = w;
+    L->cap_w = cap;
+    return ERR_OK;
+}
+
 /* The distinct words of tok with their counts, via a table of word indices. */
 static err_code collect_words(learner *L, const int *tok, size_t n, const uint8_t *cls)
 {
-    size_t cap = 1024;
+    size_t cap = 64;
     while (cap < 2 * n + 16) cap *= 2;   /* at most n words: load < 1/2 */
     int *table = malloc(cap * sizeof *table);
     L->sym = malloc((n ? n : 1) * sizeof *L->sym);
-    L->w = malloc((n ? n : 1) * sizeof *L->w);
-    if (!table || !L->sym || !L->w) {
+    if (!table || !L->sym) {
         free(table);
         return no_memory();
     }
@@ -318,6 +352,10 @@ static err_code collect_words(learner *L, const int *tok, size_t n, const uint8_
                                   !memcmp(L->sym + L->w[table[s]].off, tok + i, len * sizeof *tok)))
             s = (s + 1) & (cap - 1);
         if (table[s] < 0) {
+            if (L->n_w == L->cap_w && grow_words(L)) {
+                free(table);
+                return no_memory();
+            }
             table[s] = L->n_w;
             L->w[L->n_w++] = (word){ .off = L->n_sym, .len = (int)len, .count = 0, .stamp = -1 };
             memcpy(L->sym + L->n_sym, tok + i, len * sizeof *tok);
@@ -336,7 +374,7 @@ static int entry_of(learner *L, int l, int r)
     int i = pm_get(&L->index, pair_key(l, r));
     if (i >= 0) return i;
     if (L->n_e == L->cap_e) {
-        int cap = L->cap_e ? 2 * L->cap_e : 1024;
+        int cap = L->cap_e ? 2 * L->cap_e : 64;
         pair_entry *e = realloc(L->e, (size_t)cap * sizeof *e);
         if (!e) return -1;
         L->e = e;

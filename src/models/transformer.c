@@ -597,12 +597,13 @@ const float *tf_embedding(const tf_model *m) { return m ? m->emb->data : NULL; }
 
 /* The matrices of one layer in "panels" for products with a few vectors (the
  * lanes): a matrix seen as (in, out) = W^T is cut into panels of
- * VECMAT_BLOCK output columns (the last one narrower), each stored
- * contiguously row by row, so that a product streams through a panel once
+ * VECMAT_BLOCK output columns (the last one narrower, stored with zero
+ * columns up to a multiple of PANEL_PAD), each stored contiguously row by row, so that a product streams through a panel once
  * for LANE_BLOCK lanes and keeps their outputs in registers.  Q, K, V side
  * by side, and fc_1, fc_3 side by side, so that each group reads its input
- * once. */
-enum { VECMAT_BLOCK = 64, LANE_BLOCK = 6 };
+ * once.  Q, K, V come out, and c_proj takes its input, in head-minor order
+ * (head_minor), the attention's layout. */
+enum { VECMAT_BLOCK = 64, LANE_BLOCK = 6, PANEL_PAD = 16 };
 
 typedef struct step_layer {
     float *qkv;    /* (d, 3d): columns q | k | v */
@@ -624,49 +625,82 @@ struct tf_state {
     const tf_step  *w;         /* the model's panels, or own */
     tf_step        *own;       /* NULL when the model's are shared */
     int    pos;                /* tokens fed since start */
-    float *k, *v;              /* (n_layers, max_len, d) cached keys and values */
-    float *x, *xn, *att;       /* (d) residual, normed residual, attention output */
-    float *qkv;                /* (3d) query, key, value of the current position */
+    float *k, *v;              /* (n_layers, max_len, d) cached keys and values, head-minor */
+    float *x, *xn, *att;       /* (d) residual, normed residual, attention output (head-minor) */
+    float *qkv;                /* (3d) query, key, value of the current position, head-minor */
     float *h13;                /* (8d) fc_1 | fc_3 outputs */
-    float *w_att;              /* (max_len) attention weights of one head */
+    float *w_att;              /* (max_len, n_heads) attention weights */
     float *mem;                /* the one allocation behind the buffers */
     tf_hook_fn hook;
     void      *hook_ctx;
     int        hook_layer;
 };
 
+/* The columns of the panel at o0 of an (in, out) panel matrix, and its
+ * stored width (padded: the lm_head's 46 columns are three vector
+ * registers, not two and a masked remainder). */
+static int panel_width(int out, int o0) { return out - o0 < VECMAT_BLOCK ? out - o0 : VECMAT_BLOCK; }
+static int panel_stride(int out, int o0)
+{
+    return (panel_width(out, o0) + PANEL_PAD - 1) / PANEL_PAD * PANEL_PAD;
+}
+/* Floats of an (in, out) panel matrix. */
+static size_t panel_size(int in, int out)
+{
+    const int last = out - out % VECMAT_BLOCK;   /* the narrow panel, if any */
+    return (size_t)in * (last + panel_stride(out, last));
+}
+
 /* Where entry (i, c) of an (in, out) matrix sits in its panel layout. */
 static size_t panel_at(int in, int out, int i, int c)
 {
     const int o0 = c - c % VECMAT_BLOCK;
-    const int width = out - o0 < VECMAT_BLOCK ? out - o0 : VECMAT_BLOCK;
-    return (size_t)o0 * in + (size_t)i * width + (c - o0);
+    return (size_t)o0 * in + (size_t)i * panel_stride(out, o0) + (c - o0);
+}
+
+/* Channel c (of n = H dh, head c / dh, i = c % dh) in head-minor order,
+ * i H + h: the attention's loops then run along the heads.  H = 1 leaves
+ * the order as it is. */
+static int head_minor(int c, int n, int H)
+{
+    const int dh = n / H;
+    return c % dh * H + c / dh;
 }
 
 /* Columns [col, col + rows of W) of the (in, out) panel matrix P = W^T,
- * W (rows, in) in PyTorch layout. */
-static void panel_put(float *P, int out, int col, const tensor *W)
+ * W (rows, in) in PyTorch layout; W's rows (outputs) and columns (inputs)
+ * in head-minor order over H_out and H_in heads (1: as they are).  A
+ * permutation of the outputs changes no bit of them: each is its own
+ * chain of fmaf. */
+static void panel_put(float *P, int out, int col, const tensor *W, int H_out, int H_in)
 {
     const int rows = W->shape[0], in = W->shape[1];
     for (int r = 0; r < rows; r++)
-        for (int i = 0; i < in; i++) P[panel_at(in, out, i, col + r)] = W->data[(size_t)r * in + i];
+        for (int i = 0; i < in; i++)
+            P[panel_at(in, out, head_minor(i, in, H_in), col + head_minor(r, rows, H_out))] =
+                W->data[(size_t)r * in + i];
 }
 
 /* y[r][o0 + o] (+)= sum_i x[r][i] P[i][o] for `lanes` lanes and `width`
- * columns of one panel.  Every output is one chain of fmaf over i in
- * order, from 0 or from y: the same bits whatever the lanes beside it, so
- * a name's logits do not depend on the batch it is computed in. */
-static inline void panel_lanes(float *const *y, const float *const *x, const float *restrict panel,
-                               int in, int o0, int lanes, int width, bool accumulate)
+ * columns of one panel (stored `stride` wide).  Every output is one chain
+ * of fmaf over i in order, from 0 or from y: the same bits whatever the
+ * lanes beside it, so a name's logits do not depend on the batch it is
+ * computed in.  Always inlined: each caller below is its own copy, with
+ * its constants. */
+static inline __attribute__((always_inline)) void
+panel_lanes(float *const *y, const float *const *x, const float *restrict panel, int in, int o0,
+            int lanes, int width, int stride, bool accumulate)
 {
     float acc[LANE_BLOCK][VECMAT_BLOCK];
-    for (int r = 0; r < lanes; r++)
-        for (int o = 0; o < width; o++) acc[r][o] = accumulate ? y[r][o0 + o] : 0.0f;
+    for (int r = 0; r < lanes; r++) {   /* row by row: not gathered across the lanes */
+        const float *restrict yr = y[r] + o0;
+        for (int o = 0; o < stride; o++) acc[r][o] = accumulate && o < width ? yr[o] : 0.0f;
+    }
     for (int i = 0; i < in; i++) {
-        const float *restrict p = panel + (size_t)i * width;
+        const float *restrict p = panel + (size_t)i * stride;
         for (int r = 0; r < lanes; r++) {
             const float xi = x[r][i];
-            for (int o = 0; o < width; o++) acc[r][o] = fmaf(xi, p[o], acc[r][o]);
+            for (int o = 0; o < stride; o++) acc[r][o] = fmaf(xi, p[o], acc[r][o]);
         }
     }
     for (int r = 0; r < lanes; r++) memcpy(y[r] + o0, acc[r], (size_t)width * sizeof acc[r][0]);
@@ -677,21 +711,29 @@ static inline void panel_lanes(float *const *y, const float *const *x, const flo
 static void panel_full(float *const *y, const float *const *x, const float *panel, int in, int o0,
                        bool accumulate)
 {
-    panel_lanes(y, x, panel, in, o0, LANE_BLOCK, VECMAT_BLOCK, accumulate);
+    panel_lanes(y, x, panel, in, o0, LANE_BLOCK, VECMAT_BLOCK, VECMAT_BLOCK, accumulate);
 }
 
 /* A whole panel for one lane (a batch of one: steer, the last names). */
 static void panel_one(float *const *y, const float *const *x, const float *panel, int in, int o0,
                       bool accumulate)
 {
-    panel_lanes(y, x, panel, in, o0, 1, VECMAT_BLOCK, accumulate);
+    panel_lanes(y, x, panel, in, o0, 1, VECMAT_BLOCK, VECMAT_BLOCK, accumulate);
+}
+
+/* A narrower panel (the lm_head's, V < 64) for LANE_BLOCK lanes. */
+static void panel_narrow(float *const *y, const float *const *x, const float *panel, int in, int o0,
+                         int width, int stride, bool accumulate)
+{
+    panel_lanes(y, x, panel, in, o0, LANE_BLOCK, width, stride, accumulate);
 }
 
 static void panel_part(float *const *y, const float *const *x, const float *panel, int in, int o0,
-                       int lanes, int width, bool accumulate)
+                       int lanes, int width, int stride, bool accumulate)
 {
     if (lanes == 1 && width == VECMAT_BLOCK) panel_one(y, x, panel, in, o0, accumulate);
-    else panel_lanes(y, x, panel, in, o0, lanes, width, accumulate);
+    else if (lanes == LANE_BLOCK) panel_narrow(y, x, panel, in, o0, width, stride, accumulate);
+    else panel_lanes(y, x, panel, in, o0, lanes, width, stride, accumulate);
 }
 
 /* y[j] (out) (+)= x[j] (in) . P for the n lanes j, P an (in, out) panel
@@ -701,14 +743,14 @@ static void lanes_vecmat(float *const *y, float *const *x, int n, const float *P
 {
     const float *const *xc = (const float *const *)x;
     for (int o0 = 0; o0 < out; o0 += VECMAT_BLOCK) {
-        const int width = out - o0 < VECMAT_BLOCK ? out - o0 : VECMAT_BLOCK;
+        const int width = panel_width(out, o0), stride = panel_stride(out, o0);
         const float *panel = P + (size_t)o0 * in;
         for (int r = 0; r < n; r += LANE_BLOCK) {
             const int lanes = n - r < LANE_BLOCK ? n - r : LANE_BLOCK;
             if (lanes == LANE_BLOCK && width == VECMAT_BLOCK)
                 panel_full(y + r, xc + r, panel, in, o0, accumulate);
             else
-                panel_part(y + r, xc + r, panel, in, o0, lanes, width, accumulate);
+                panel_part(y + r, xc + r, panel, in, o0, lanes, width, stride, accumulate);
         }
     }
 }
@@ -732,8 +774,12 @@ static void step_free(tf_step *w)
 static tf_step *step_new(const tf_model *m)
 {
     const size_t d = (size_t)m->c.d_model, L = (size_t)m->c.n_layers, V = (size_t)m->c.vocab_size;
+    const int H = m->c.n_heads;
     tf_step *w = calloc(1, sizeof *w);
-    float *mem = w ? malloc((L * 16 * d * d + d * V) * sizeof *mem) : NULL;
+    const int di = (int)d;
+    const size_t layer = panel_size(di, 3 * di) + panel_size(di, di) + panel_size(di, 8 * di) +
+                         panel_size(4 * di, di);
+    float *mem = w ? calloc(L * layer + panel_size(di, (int)V), sizeof *mem) : NULL;   /* zero padded */
     if (!mem) {
         free(w);
         err_set(ERR_NOMEM, "out of memory for a transformer's generation weights");
@@ -743,20 +789,20 @@ static tf_step *step_new(const tf_model *m)
     for (size_t l = 0; l < L; l++) {
         const tf_layer *W = &m->layer[l];
         step_layer *S = &w->layer[l];
-        S->qkv = take(&mem, 3 * d * d);
-        S->o = take(&mem, d * d);
-        S->fc13 = take(&mem, 8 * d * d);
-        S->fc2 = take(&mem, 4 * d * d);
-        panel_put(S->qkv, 3 * (int)d, 0, W->wq);
-        panel_put(S->qkv, 3 * (int)d, (int)d, W->wk);
-        panel_put(S->qkv, 3 * (int)d, 2 * (int)d, W->wv);
-        panel_put(S->o, (int)d, 0, W->wo);
-        panel_put(S->fc13, 8 * (int)d, 0, W->fc1);
-        panel_put(S->fc13, 8 * (int)d, 4 * (int)d, W->fc3);
-        panel_put(S->fc2, (int)d, 0, W->fc2);
+        S->qkv = take(&mem, panel_size(di, 3 * di));
+        S->o = take(&mem, panel_size(di, di));
+        S->fc13 = take(&mem, panel_size(di, 8 * di));
+        S->fc2 = take(&mem, panel_size(4 * di, di));
+        panel_put(S->qkv, 3 * (int)d, 0, W->wq, H, 1);
+        panel_put(S->qkv, 3 * (int)d, (int)d, W->wk, H, 1);
+        panel_put(S->qkv, 3 * (int)d, 2 * (int)d, W->wv, H, 1);
+        panel_put(S->o, (int)d, 0, W->wo, 1, H);
+        panel_put(S->fc13, 8 * (int)d, 0, W->fc1, 1, 1);
+        panel_put(S->fc13, 8 * (int)d, 4 * (int)d, W->fc3, 1, 1);
+        panel_put(S->fc2, (int)d, 0, W->fc2, 1, 1);
     }
-    w->emb_t = take(&mem, d * V);
-    panel_put(w->emb_t, (int)V, 0, m->emb);
+    w->emb_t = take(&mem, panel_size(di, (int)V));
+    panel_put(w->emb_t, (int)V, 0, m->emb, 1, 1);
     return w;
 }
 
@@ -764,9 +810,11 @@ tf_state *tf_state_new(const tf_model *m)
 {
     const size_t d = (size_t)m->c.d_model, L = (size_t)m->c.n_layers;
     const size_t cache = L * m->c.max_len * d;
-    const size_t n = 2 * cache + 3 * d + 3 * d + 8 * d + (size_t)m->c.max_len;
+    const size_t n = 2 * cache + 3 * d + 3 * d + 8 * d + (size_t)m->c.max_len * m->c.n_heads;
     tf_state *s = calloc(1, sizeof *s);
-    float *mem = s ? calloc(n, sizeof *mem) : NULL;
+    /* Not cleared: every buffer is written before it is read, the caches
+     * up to the position read (clearing 96 states was 2-3% of a run). */
+    float *mem = s ? malloc(n * sizeof *mem) : NULL;
     if (s) s->own = mem && !m->step ? step_new(m) : NULL;
     if (!mem || (!m->step && !s->own)) {
         free(s);
@@ -784,7 +832,7 @@ tf_state *tf_state_new(const tf_model *m)
     s->att = take(&mem, d);
     s->qkv = take(&mem, 3 * d);
     s->h13 = take(&mem, 8 * d);
-    s->w_att = take(&mem, (size_t)m->c.max_len);
+    s->w_att = take(&mem, (size_t)m->c.max_len * m->c.n_heads);
     return s;
 }
 
@@ -809,34 +857,55 @@ err_code tf_state_set_hook(tf_state *s, int layer, tf_hook_fn fn, void *ctx)
     return ERR_OK;
 }
 
-/* s->att (d) = causal attention of the query q (d) over the cached keys and
- * values k, v (pos + 1, d) of one layer, head by head. */
-static void attend(tf_state *s, const float *q, const float *k, const float *v, int pos)
+/* Cache the key and value of qkv (3d: q | k | v) as position n - 1 of kc,
+ * vc (max_len, d), then att (d) = causal attention of the query over the n
+ * cached keys and values of the layer, every vector head-minor (channel i
+ * of head h at i H + h): each loop runs along the H heads, H independent
+ * chains side by side in a vector register.  w: (n, H) scores, then
+ * weights.  Inline, so that the common shape (8 heads of 8) is unrolled. */
+static inline void attend_heads(float *restrict att, float *restrict w, const float *restrict qkv,
+                                float *restrict kc, float *restrict vc, int n, int H, int dh)
 {
-    const int d = s->m->c.d_model, H = s->m->c.n_heads, dh = d / H;
-    const float scale = 1.0f / sqrtf((float)dh);
-    float *w = s->w_att;
+    const int d = H * dh;
+    const float scale = 1.0f / sqrtf((float)dh), *q = qkv;
+    memcpy(kc + (size_t)(n - 1) * d, qkv + d, (size_t)d * sizeof *kc);
+    memcpy(vc + (size_t)(n - 1) * d, qkv + 2 * d, (size_t)d * sizeof *vc);
+    float acc[TF_MAX_DIM], mx[TF_MAX_DIM], sum[TF_MAX_DIM];
     for (int h = 0; h < H; h++) {
-        const float *qh = q + h * dh;
-        float mx = -INFINITY, sum = 0.0f;
-        for (int t = 0; t <= pos; t++) {
-            const float *kt = k + (size_t)t * d + h * dh;
-            float dot = 0.0f;
-            for (int i = 0; i < dh; i++) dot += qh[i] * kt[i];
-            w[t] = dot * scale;
-            if (w[t] > mx) mx = w[t];
-        }
-        for (int t = 0; t <= pos; t++) {
-            w[t] = vec_expf(w[t] - mx);
-            sum += w[t];
-        }
-        float *o = s->att + h * dh;
-        memset(o, 0, (size_t)dh * sizeof *o);
-        for (int t = 0; t <= pos; t++) {
-            const float *vt = v + (size_t)t * d + h * dh, wt = w[t] / sum;
-            for (int i = 0; i < dh; i++) o[i] += wt * vt[i];
-        }
+        mx[h] = -INFINITY;
+        sum[h] = 0.0f;
     }
+    for (int t = 0; t < n; t++) {
+        const float *k = kc + (size_t)t * d;
+        for (int h = 0; h < H; h++) acc[h] = 0.0f;
+        for (int i = 0; i < dh; i++)
+            for (int h = 0; h < H; h++) acc[h] = fmaf(q[i * H + h], k[i * H + h], acc[h]);
+        for (int h = 0; h < H; h++) w[(size_t)t * H + h] = acc[h] * scale;
+    }
+    for (int t = 0; t < n; t++)
+        for (int h = 0; h < H; h++) mx[h] = w[(size_t)t * H + h] > mx[h] ? w[(size_t)t * H + h] : mx[h];
+    for (int t = 0; t < n; t++)
+        for (int h = 0; h < H; h++) {
+            float *e = &w[(size_t)t * H + h];
+            *e = vec_expf(*e - mx[h]);
+            sum[h] += *e;
+        }
+    for (int c = 0; c < d; c++) att[c] = 0.0f;
+    for (int t = 0; t < n; t++) {
+        const float *v = vc + (size_t)t * d, *wt = w + (size_t)t * H;
+        for (int i = 0; i < dh; i++)
+            for (int h = 0; h < H; h++) att[i * H + h] = fmaf(wt[h], v[i * H + h], att[i * H + h]);
+    }
+    for (int i = 0; i < dh; i++)
+        for (int h = 0; h < H; h++) att[i * H + h] /= sum[h];
+}
+
+/* Lane s at layer l, position pos: its key and value cached, s->att its attention. */
+static void attend(tf_state *s, float *k, float *v, int pos)
+{
+    const int H = s->m->c.n_heads, dh = s->m->c.d_model / H;
+    if (H == 8 && dh == 8) attend_heads(s->att, s->w_att, s->qkv, k, v, pos + 1, 8, 8);
+    else attend_heads(s->att, s->w_att, s->qkv, k, v, pos + 1, H, dh);
 }
 
 /* The streams of one batched step that compute (the others have no room
@@ -878,9 +947,7 @@ static void block_lanes(const lanes *B, int l)
         tf_state *s = B->s[j];
         const int pos = s->pos - 1;
         float *k = s->k + (size_t)l * m->c.max_len * d, *v = s->v + (size_t)l * m->c.max_len * d;
-        memcpy(k + (size_t)pos * d, s->qkv + d, (size_t)d * sizeof *k);
-        memcpy(v + (size_t)pos * d, s->qkv + 2 * d, (size_t)d * sizeof *v);
-        attend(s, s->qkv, k, v, pos);
+        attend(s, k, v, pos);
     }
     lanes_vecmat(B->x, B->att, n, W->o, d, d, true);              /* x += c_proj(att) */
 
@@ -890,7 +957,7 @@ static void block_lanes(const lanes *B, int l)
         float *h13 = B->h13[j];
         for (int i = 0; i < h; i++) {
             const float a = h13[i];
-            h13[i] = a * vec_sigmoidf(a) * h13[h + i];   /* silu(fc_1 n) * fc_3 n */
+            h13[i] = a / (1.0f + vec_expf(-a)) * h13[h + i];   /* silu(fc_1 n) * fc_3 n */
         }
     }
     lanes_vecmat(B->x, B->h13, n, W->fc2, h, d, true);            /* x += fc_2(...) */
