@@ -52,7 +52,6 @@ bool gen_parse_option(gen_options *o, int code, const char *arg)
     case GEN_OPT_CHARS: o->chars = cli_long("--chars", arg, 0, LONG_MAX); break;
     case GEN_OPT_THREADS:
         o->threads = (int)cli_long("--threads", arg, 1, LN_MAX_THREADS);
-        cli_set_threads(o->threads);
         break;
     case GEN_OPT_BATCH: o->batch = (int)cli_long("--batch", arg, 1, GEN_MAX_BATCH); break;
     default: return false;
@@ -68,6 +67,10 @@ void gen_check_args(gen_options *o, int argc, char **argv, int optind_)
     if (o->chars >= 0 && (o->novel || o->stats))
         cli_usage("--chars cannot be combined with --novel or --stats");
     if (!o->model) o->model = cli_default_weights(CLI_DEFAULT_MODEL);
+    /* The threads are the lanes' (lanes.h): matrix products on more cores
+     * inside each of them would only oversubscribe (a Mamba or a mixture
+     * ran 3-4x slower on 2 threads). */
+    cli_set_threads(1);
 }
 
 void gen_print_usage(FILE *f)
