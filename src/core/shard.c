@@ -210,24 +210,11 @@ static void eval_batches(sh_shards *S, int k)
     sh_worker *w = &S->w[k];
     w->eval_sum = 0;
     w->eval_n = 0;
-    w->rc = ERR_OK;
     w->tape.grad = false;
     w->tape.training = false;
     w->msg[0] = '\0';
-    size_t step = (size_t)j->batch_size * (size_t)S->n;
-    for (size_t i = (size_t)k * (size_t)j->batch_size; !w->rc && i < j->d->n; i += step) {
-        int B = j->d->n - i < (size_t)j->batch_size ? (int)(j->d->n - i) : j->batch_size;
-        if ((w->rc = ds_batch_fill(&w->b, j->d, j->idx + i, B))) break;
-        w->b.soft = NULL;
-        ag_reset(&w->tape);
-        tensor *loss = S->m->loss(w->replica, &w->tape, &w->b);
-        if (!loss) {
-            w->rc = ERR_ARG;
-            break;
-        }
-        w->eval_sum += (double)loss->data[0] * (double)w->b.n_tokens;
-        w->eval_n += w->b.n_tokens;
-    }
+    w->rc = tr_eval_batches(S->m, w->replica, &w->tape, &w->b, j->d, j->idx, j->batch_size, k,
+                            S->n, &w->eval_sum, &w->eval_n);
     if (w->rc) snprintf(w->msg, sizeof w->msg, "%s", err_msg());
 }
 

@@ -92,6 +92,15 @@ void     sh_adamw(sh_shards *S, const opt_config *c, long step, float lr);
 /* The first non-finite op a worker's tape found (check_finite), or NULL. */
 const char *sh_first_nonfinite(const sh_shards *S);
 
+/* (train.c) Add to *loss_sum and *n_targets the loss of impl (a model or
+ * a replica of m) over the batches first, first + stride, ... of batch_size
+ * names of d in the given order, on t as it is set (the caller turns
+ * gradients and dropout off), b filled in turn: tr_eval_names's loop, which
+ * the workers share out. */
+err_code tr_eval_batches(const tr_model *m, void *impl, ag_tape *t, ds_batch *b,
+                         const ds_names *d, const size_t *order, int batch_size, int first,
+                         int stride, double *loss_sum, size_t *n_targets);
+
 /* The soft targets of the names idx[0..b->B) of d into soft (b->B, b->T, V)
  * from soft_all (tr_session.soft), and b pointed at them. */
 void sh_gather_soft(ds_batch *b, const ds_names *d, const size_t *idx, const float *soft_all,

@@ -399,6 +399,28 @@ static void swap_average(tr_session *s, tn_params *p)
 
 /* ---- evaluation -------------------------------------------------------- */
 
+err_code tr_eval_batches(const tr_model *m, void *impl, ag_tape *t, ds_batch *b,
+                         const ds_names *d, const size_t *order, int batch_size, int first,
+                         int stride, double *loss_sum, size_t *n_targets)
+{
+    err_code rc = ERR_OK;
+    size_t step = (size_t)batch_size * (size_t)stride;
+    for (size_t i = (size_t)first * (size_t)batch_size; i < d->n; i += step) {
+        int B = d->n - i < (size_t)batch_size ? (int)(d->n - i) : batch_size;
+        if ((rc = ds_batch_fill(b, d, order + i, B))) break;
+        b->soft = NULL;   /* a training batch's soft targets, if any, do not apply */
+        ag_reset(t);
+        tensor *loss = m->loss(impl, t, b);
+        if (!loss) {
+            rc = ERR_ARG;
+            break;
+        }
+        *loss_sum += (double)loss->data[0] * (double)b->n_tokens;
+        *n_targets += b->n_tokens;
+    }
+    return rc;
+}
+
 err_code tr_eval_names(const tr_model *m, ag_tape *t, const ds_names *d, int batch_size,
                        double *loss_sum, size_t *n_targets)
 {
@@ -412,19 +434,7 @@ err_code tr_eval_names(const tr_model *m, ag_tape *t, const ds_names *d, int bat
     t->grad = false;
     t->training = false;
     ds_batch b = { 0 };
-    for (size_t i = 0; !rc && i < d->n; i += (size_t)batch_size) {
-        int B = d->n - i < (size_t)batch_size ? (int)(d->n - i) : batch_size;
-        rc = ds_batch_fill(&b, d, order + i, B);
-        if (rc) break;
-        ag_reset(t);
-        tensor *loss = m->loss(m->impl, t, &b);
-        if (!loss) {
-            rc = ERR_ARG;
-            break;
-        }
-        *loss_sum += (double)loss->data[0] * (double)b.n_tokens;
-        *n_targets += b.n_tokens;
-    }
+    rc = tr_eval_batches(m, m->impl, t, &b, d, order, batch_size, 0, 1, loss_sum, n_targets);
     t->grad = grad;
     t->training = training;
     ds_batch_free(&b);
