@@ -20,6 +20,7 @@
 
 #include "error.h"
 #include "model.h"
+#include "team.h"
 
 enum { LN_MAX_THREADS = 64 };
 
@@ -43,6 +44,7 @@ typedef struct ln_pool {
     const mdl *m;
     int        threads;
     ln_worker *w;          /* (threads) */
+    tm_team    team;       /* the threads, made once (team.h); one when they could not start */
 } ln_pool;
 
 /* lanes >= 1 streams on each of threads >= 1 threads (at most
@@ -53,8 +55,8 @@ err_code ln_pool_new(ln_pool *p, const mdl *m, int lanes, int threads, size_t la
 err_code ln_pool_wrap(ln_pool *p, mdl_state *st, size_t lane_size);
 void     ln_pool_free(ln_pool *p);
 /* Run items [first, last) to the end (on the calling thread and
- * threads - 1 others; a thread that cannot start leaves its share to the
- * others). */
+ * threads - 1 others, started by ln_pool_new; if they could not start, the
+ * calling thread takes every item). */
 void     ln_pool_run(ln_pool *p, const ln_job *job, long first, long last);
 
 #endif

@@ -1,7 +1,6 @@
 /* lanes.c - a pool of threads driving batched streams; see lanes.h. */
 #include "lanes.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -74,6 +73,7 @@ err_code ln_pool_wrap(ln_pool *p, mdl_state *st, size_t lane_size)
     if (!p->w) return err_set(ERR_NOMEM, "out of memory for a stream");
     p->threads = 1;
     err_code e = worker_alloc(p->w, st->m, 1, lane_size);
+    if (!e) e = tm_init(&p->team, 1);
     p->w->borrowed = true;
     if (!e) p->w->st[0] = *st;
     else ln_pool_free(p);
@@ -89,12 +89,14 @@ err_code ln_pool_new(ln_pool *p, const mdl *m, int lanes, int threads, size_t la
     if (!p->w) return err_set(ERR_NOMEM, "out of memory for %d threads", threads);
     err_code e = ERR_OK;
     for (; !e && p->threads < threads; p->threads++) e = worker_new(&p->w[p->threads], m, lanes, lane_size);
+    if (!e && tm_init(&p->team, threads)) e = tm_init(&p->team, 1);   /* then one thread works */
     if (e) ln_pool_free(p);
     return e;
 }
 
 void ln_pool_free(ln_pool *p)
 {
+    tm_free(&p->team);
     for (int t = 0; p->w && t < p->threads; t++) worker_free(&p->w[t]);
     free(p->w);
     *p = (ln_pool){ 0 };
@@ -133,27 +135,18 @@ static void work(ln_run *run, ln_worker *w)
     }
 }
 
-typedef struct thread_arg { ln_run *run; ln_worker *w; } thread_arg;
+typedef struct run_ctx { ln_run *run; ln_pool *p; } run_ctx;
 
-static void *thread_main(void *arg)
+static void work_k(void *ctx, int k)
 {
-    thread_arg *a = arg;
-    work(a->run, a->w);
-    return NULL;
+    run_ctx *c = ctx;
+    work(c->run, &c->p->w[k]);
 }
 
 void ln_pool_run(ln_pool *p, const ln_job *job, long first, long last)
 {
     ln_run run = { .job = job, .last = last, .m = p->m };
     atomic_init(&run.next, first);
-    pthread_t tid[LN_MAX_THREADS];
-    thread_arg arg[LN_MAX_THREADS];
-    int started = 0;
-    for (int t = 1; t < p->threads; t++) {
-        arg[t] = (thread_arg){ &run, &p->w[t] };
-        if (pthread_create(&tid[t], NULL, thread_main, &arg[t]) != 0) break;
-        started = t;
-    }
-    work(&run, &p->w[0]);   /* the calling thread works too; a thread not started leaves its share */
-    for (int t = 1; t <= started; t++) pthread_join(tid[t], NULL);
+    run_ctx c = { &run, p };
+    tm_run(&p->team, work_k, &c);   /* the items are claimed one by one: any thread count */
 }
