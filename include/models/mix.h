@@ -37,7 +37,7 @@
 #define MIX_LOG_FLOOR (-30.0f)
 
 enum {
-    MIX_MAX_COMPONENTS = 8,
+    MIX_MAX_COMPONENTS = 16,
     MIX_POSITION_BUCKETS = 7,    /* positions 0, 1, 2, 3-4, 5-7, 8-11, 12+ */
     MIX_EVIDENCE_BUCKETS = 9,    /* evidence 0 .. 7, and 8 or more */
     MIX_MAX_BUCKETS = MIX_EVIDENCE_BUCKETS

@@ -522,26 +522,52 @@ static void solve(double *h, double *g, double *x, int K)
     }
 }
 
+/* A ridge of MIX_RIDGE (w - 1/K)^2 nats: nothing beside a bucket's
+ * thousands of targets, but a bucket of a few dozen with many components
+ * would otherwise fit them exactly (with 16 components, weights by
+ * evidence scored 1.54 cross-fitted against 1.47 unfitted-to-noise). */
+#define MIX_RIDGE 1.0
+
+static double ridge(const double *w, double *g, double *h, int K)
+{
+    double r = 0;
+    for (int k = 0; k < K; k++) {
+        double e = w[k] - 1.0 / K;
+        r += MIX_RIDGE * e * e;
+        if (g) g[k] += 2 * MIX_RIDGE * e;
+        if (h) h[k * K + k] += 2 * MIX_RIDGE;
+    }
+    return r;
+}
+
+/* The penalised objective of fit_loglinear. */
+static double loglinear_objective(const mix_data *d, const mix_config *c, const uint8_t *side,
+                                  int which, int b, const double *w, double *g, double *h)
+{
+    double f = loglinear_nll(d, c, side, which, b, w, g, h);
+    return f + ridge(w, g, h, d->K);
+}
+
 /* Newton's method with a halving line search for bucket b's log-linear weights. */
 static void fit_loglinear(const mix_data *d, const mix_config *c, const uint8_t *side, int which,
                           int b, float *wb)
 {
     const int K = d->K;
-    double w[MIX_MAX_COMPONENTS], g[MIX_MAX_COMPONENTS], h[MIX_MAX_COMPONENTS * MIX_MAX_COMPONENTS];
+    double w[MIX_MAX_COMPONENTS] = { 0 }, g[MIX_MAX_COMPONENTS], h[MIX_MAX_COMPONENTS * MIX_MAX_COMPONENTS];
     double step[MIX_MAX_COMPONENTS], trial[MIX_MAX_COMPONENTS];
     for (int k = 0; k < K; k++) w[k] = 1.0 / K;
-    double f = loglinear_nll(d, c, side, which, b, w, g, h);
+    double f = loglinear_objective(d, c, side, which, b, w, g, h);
     for (int it = 0; it < NEWTON_ITERATIONS && isfinite(f); it++) {
         solve(h, g, step, K);
         double a = 1, ft = INFINITY;
         for (; a > 1e-6; a /= 2) {
             for (int k = 0; k < K; k++) trial[k] = w[k] - a * step[k];
-            if ((ft = loglinear_nll(d, c, side, which, b, trial, NULL, NULL)) < f) break;
+            if ((ft = loglinear_objective(d, c, side, which, b, trial, NULL, NULL)) < f) break;
         }
         if (!(ft < f)) break;
         memcpy(w, trial, (size_t)K * sizeof *w);
         bool done = f - ft < 1e-10 * fmax(1, fabs(f));
-        f = loglinear_nll(d, c, side, which, b, w, g, h);
+        f = loglinear_objective(d, c, side, which, b, w, g, h);
         if (done) break;
     }
     for (int k = 0; k < K; k++) wb[k] = (float)w[k];
