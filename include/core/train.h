@@ -127,6 +127,9 @@ typedef struct tr_options {
     uint64_t    split_seed;   /* --split-seed: the train/validation split (default 0,
                                  so the validation set does not change with --seed) */
     long        steps;        /* --steps: total optimiser steps, resumed ones included */
+    long        stop_after;   /* --stop-after N: end the run after step N of the
+                                 --steps schedule, as if it were the last (evaluated,
+                                 saved; --resume goes on with the schedule); 0 = off */
     int         batch_size;   /* --batch-size (64) */
     opt_config  opt;          /* --lr --weight-decay --schedule --warmup --clip */
     long        eval_every;   /* --eval-every (500); 0 = only at the end */

@@ -27,6 +27,7 @@ bool trc_parse_option(tr_options *o, int code, const char *arg)
         o->set |= TR_SET_SPLIT_SEED;
         break;
     case TRC_OPT_STEPS: o->steps = cli_long("--steps", arg, 0, 1000000000000L); o->set |= TR_SET_STEPS; break;
+    case TRC_OPT_STOP_AFTER: o->stop_after = cli_long("--stop-after", arg, 1, 1000000000000L); break;
     case TRC_OPT_BATCH_SIZE:
         o->batch_size = (int)cli_long("--batch-size", arg, 1, 1 << 16);
         o->set |= TR_SET_BATCH;
@@ -107,6 +108,10 @@ void trc_print_usage(FILE *f, const tr_options *o)
 "                         that every model is validated on the same names)\n"
 "      --seed N           seed of the initialisation and of batch sampling (default %" PRIu64 ")\n"
 "      --steps N          optimiser steps in all, resumed ones included (default %ld)\n"
+"      --stop-after N     end this run after step N of that schedule, as if it were\n"
+"                         the last (evaluated and saved); --resume FILE goes on\n"
+"                         with the schedule: a run in parts, or a model taken early\n"
+"                         from a longer schedule\n"
 "      --batch-size N     names per batch, drawn at random (default %d)\n"
 "      --lr X             AdamW peak learning rate (default %g)\n"
 "      --weight-decay X   AdamW decoupled weight decay (default %g)\n"
@@ -232,6 +237,7 @@ static const struct option common_options[] = {
     { "model-only",   no_argument,       NULL, TRC_OPT_MODEL_ONLY },
     { "samples",      required_argument, NULL, TRC_OPT_SAMPLES },
     { "swa-start",    required_argument, NULL, TRC_OPT_SWA_START },
+    { "stop-after",   required_argument, NULL, TRC_OPT_STOP_AFTER },
     { "input-noise",  required_argument, NULL, TRC_OPT_INPUT_NOISE },
     { "fold",         required_argument, NULL, TRC_OPT_FOLD },
     { "teacher",      required_argument, NULL, TRC_OPT_TEACHER },

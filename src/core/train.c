@@ -781,11 +781,17 @@ static void loop_free(loop *L)
     if (L->log) fclose(L->log);
 }
 
+/* The step this run ends after: --steps, or --stop-after when it comes first. */
+static long last_step(const tr_options *o)
+{
+    return o->stop_after > 0 && o->stop_after < o->steps ? o->stop_after : o->steps;
+}
+
 static err_code run_steps(loop *L)
 {
     tr_session *s = L->s;
     double val;
-    while (s->step < s->o.steps) {
+    while (s->step < last_step(&s->o)) {
         double t0 = now();
         float loss = 0;
         err_code rc = train_step(L, &loss);
@@ -794,7 +800,7 @@ static err_code run_steps(loop *L)
         s->sum.run_steps++;
         if (L->hooks->on_step) L->hooks->on_step(L->hooks->ctx, s, loss, L->t_train);
         /* evaluate before obeying a signal, so a resumed run skips no evaluation */
-        if (s->o.eval_every > 0 && s->step % s->o.eval_every == 0 && s->step < s->o.steps &&
+        if (s->o.eval_every > 0 && s->step % s->o.eval_every == 0 && s->step < last_step(&s->o) &&
             (rc = checkpoint(L, &val)))
             return rc;
         bool stop = L->comm ? L->stop : L->hooks->should_stop && L->hooks->should_stop(L->hooks->ctx);
@@ -814,7 +820,7 @@ err_code tr_run(tr_session *s, const tr_model *m, const tr_source *src, const tr
         return rc;
     }
     L.t_start = now();
-    bool trained = s->step < s->o.steps;
+    bool trained = s->step < last_step(&s->o);
     L.tape.training = true;
     rc = run_steps(&L);
     L.tape.training = false;

@@ -60,6 +60,23 @@ expect_out "^transformer	[0-9]+	30	"
 resumed=$(printf '%s\n' "$OUT" | sed -n 2p | cut -f3-5)
 check "resumed run ends where the straight run ends" '[ "$straight" = "$resumed" ]'
 
+# --stop-after: the first 20 steps of a 30-step cosine schedule, saved as if
+# they were the run; resumed, the schedule goes on to the straight run's end.
+run transformer-train $TINY --steps 30 --seed 3 --schedule cosine --stop-after 20 -o "$T/part.safetensors"
+expect_rc 0 "--stop-after"
+expect_out "^transformer	[0-9]+	20	"
+part=$(printf '%s\n' "$OUT" | sed -n 2p | cut -f3-5)
+run transformer-train $TINY --steps 20 --seed 3 --schedule cosine -o "$T/cos20.safetensors"
+check "20 steps of a 30-step schedule are not a 20-step schedule" \
+    '[ "$(printf "%s\n" "$OUT" | sed -n 2p | cut -f3-5)" != "$part" ]'
+run transformer-train $TINY --steps 30 --seed 3 --schedule cosine -o "$T/cos30.safetensors"
+cos30=$(printf '%s\n' "$OUT" | sed -n 2p | cut -f3-5)
+run transformer-train --data "$T/names.txt" --val-data "$T/val.txt" --resume "$T/part.safetensors" -o "$T/part30.safetensors"
+expect_rc 0 "resume after --stop-after"
+check "resumed to the schedule's end, the straight run" '[ "$(printf "%s\n" "$OUT" | sed -n 2p | cut -f3-5)" = "$cos30" ]'
+run transformer-train $TINY --steps 30 --stop-after 0 -o "$T/x.safetensors"
+expect_usage
+
 # A model flag that contradicts the checkpoint is a usage error.
 run transformer-train --data "$T/names.txt" --resume "$T/tf.safetensors" --d-model 32 --steps 30 -o "$T/x.safetensors"
 expect_usage
