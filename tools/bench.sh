@@ -119,7 +119,7 @@ gen_speed "transformer d64, 4 layers (weights/transformer.safetensors)" weights/
 gen_speed "transformer d64, 2 layers (the transformer-64 row, 1000 steps)" "$T/transformer-64.safetensors"
 gen_speed "gru (weights/gru.safetensors)" weights/gru.safetensors
 gen_speed "mamba d64, 1 layer (the mamba-64 row, 300 steps)" "$T/mamba-64.safetensors"
-gen_speed "mixture of 8 (weights/mix.safetensors, generate's default)" weights/mix.safetensors
+gen_speed "mixture of 16 (weights/mix.safetensors, generate's default)" weights/mix.safetensors
 
 # Batched generation (generate --batch, default 96 names in flight a thread)
 # from the shipped Transformer against this core's single-thread sgemm peak,
