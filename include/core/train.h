@@ -79,6 +79,8 @@
  *     x.safetensors -> x.last.safetensors) when stopped, so the best one is kept;
  *   - with model_only: as above, the model alone; when stopped, the whole
  *     state goes to the "last" file, which --resume continues.
+ *   - a run ended by stop_after before steps is "stopped" too: with
+ *     keep_best or model_only its whole state also goes to the "last" file.
  * Stopping: when hooks->should_stop answers true after a step, that step's
  * evaluation (if due) is done, the checkpoint is written and tr_run returns
  * ERR_INTERRUPT ("interrupted at step N; ... --resume FILE").

@@ -675,12 +675,19 @@ static err_code checkpoint(loop *L, double *val)
     return save(L, s->o.out_path, !s->o.model_only);
 }
 
+/* Where a run cut short writes its whole state for --resume: out_path,
+ * unless that holds the best state or the model alone (train.h). */
+static void stopped_path(const tr_options *o, char *path, size_t cap)
+{
+    if (o->keep_best || o->model_only) tr_last_path(o->out_path, path, cap);
+    else snprintf(path, cap, "%s", o->out_path);
+}
+
 static err_code interrupted(loop *L)
 {
     tr_session *s = L->s;
     char path[4200];
-    if (s->o.keep_best || s->o.model_only) tr_last_path(s->o.out_path, path, sizeof path);
-    else snprintf(path, sizeof path, "%s", s->o.out_path);
+    stopped_path(&s->o, path, sizeof path);
     if (L->comm && L->comm->rank)   /* process 0 writes */
         return err_set(ERR_INTERRUPT, "interrupted at step %ld", s->step);
     err_code rc = save(L, path, true);   /* resumable, whatever the flags */
@@ -809,6 +816,19 @@ static err_code run_steps(loop *L)
     return ERR_OK;
 }
 
+/* After --stop-after ended the run short of --steps: when the checkpoint
+ * just written is not the whole state, the whole state goes to the "last"
+ * file too, as on Ctrl-C, so that --resume can go on with the schedule. */
+static err_code save_stopped(loop *L)
+{
+    const tr_session *s = L->s;
+    if (s->step >= s->o.steps || (L->comm && L->comm->rank)) return ERR_OK;
+    if (!s->o.keep_best && !s->o.model_only) return ERR_OK;
+    char path[4200];
+    stopped_path(&s->o, path, sizeof path);
+    return save(L, path, true);
+}
+
 err_code tr_run(tr_session *s, const tr_model *m, const tr_source *src, const tr_hooks *hooks)
 {
     static const tr_hooks none = { 0 };
@@ -827,6 +847,7 @@ err_code tr_run(tr_session *s, const tr_model *m, const tr_source *src, const tr
     double val = NAN;
     if (!rc) {   /* the final evaluation, logged and saved unless nothing was trained */
         if (trained) rc = checkpoint(&L, &val);
+        if (!rc && trained) rc = save_stopped(&L);
         else if ((!L.comm || !L.comm->rank) &&
                  (rc = evaluate(s, m, src, &L.tape, L.sh, &val)) == ERR_NAN)
             rc = nan_error(&L, "the validation loss", val, s->step);

@@ -74,6 +74,14 @@ cos30=$(printf '%s\n' "$OUT" | sed -n 2p | cut -f3-5)
 run transformer-train --data "$T/names.txt" --val-data "$T/val.txt" --resume "$T/part.safetensors" -o "$T/part30.safetensors"
 expect_rc 0 "resume after --stop-after"
 check "resumed to the schedule's end, the straight run" '[ "$(printf "%s\n" "$OUT" | sed -n 2p | cut -f3-5)" = "$cos30" ]'
+check "no .last file beside a checkpoint that holds the whole state" '[ ! -e "$T/part.last.safetensors" ]'
+# With --keep-best the file holds the best state: the whole one goes to .last.
+run transformer-train $TINY --steps 30 --seed 3 --schedule cosine --keep-best --stop-after 20 -o "$T/kb.safetensors"
+expect_rc 0 "--stop-after --keep-best"
+check "the whole state in the .last file" '[ -s "$T/kb.last.safetensors" ]'
+run transformer-train --data "$T/names.txt" --val-data "$T/val.txt" --resume "$T/kb.last.safetensors" --keep-best -o "$T/kb.safetensors"
+expect_rc 0 "resume from the .last file"
+check "resumed from .last to the schedule's end, the straight run" '[ "$(printf "%s\n" "$OUT" | sed -n 2p | cut -f3-5)" = "$cos30" ]'
 run transformer-train $TINY --steps 30 --stop-after 0 -o "$T/x.safetensors"
 expect_usage
 
