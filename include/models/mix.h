@@ -19,7 +19,9 @@
  *
  * Checkpoint (model "mix"): config {"vocab_size", "n_components", "mode",
  * "buckets", "n_buckets"}, vocab, the weights "mix.weights" F32
- * (n_buckets, n_components), and each component k whole under the prefix
+ * (n_buckets, n_components), with weights by known names the set
+ * "mix.known" I32 (n_known, 2): the sorted 64-bit hashes (mix_hash_token)
+ * of the training names, as (low, high) 32-bit halves, and each component k whole under the prefix
  * "components.k.": its tensors (without optimiser state) and its metadata
  * (format, model, config, vocab, ...), so it loads as it did on its own.
  */
@@ -40,15 +42,21 @@ enum {
     MIX_MAX_COMPONENTS = 16,
     MIX_POSITION_BUCKETS = 7,    /* positions 0, 1, 2, 3-4, 5-7, 8-11, 12+ */
     MIX_EVIDENCE_BUCKETS = 9,    /* evidence 0 .. 7, and 8 or more */
-    MIX_MAX_BUCKETS = MIX_EVIDENCE_BUCKETS
+    MIX_KNOWN_BUCKETS = 2 * MIX_POSITION_BUCKETS,   /* position x (name so far known or not) */
+    MIX_MAX_BUCKETS = MIX_KNOWN_BUCKETS,
+    MIX_MAX_KNOWN = 1 << 24      /* known names a checkpoint may hold */
 };
 
 typedef enum mix_mode { MIX_LINEAR, MIX_LOGLINEAR } mix_mode;
 /* Context-dependent weights: one set, a set per position of the letter
- * predicted, or a set per value of the evidence (mdl_evidence) of the first
+ * predicted, a set per value of the evidence (mdl_evidence) of the first
  * component that has one (an n-gram: the longest context order it saw in
- * training, so the mixture trusts it where its counts are rich). */
-typedef enum mix_buckets { MIX_ONE_BUCKET, MIX_BY_POSITION, MIX_BY_EVIDENCE } mix_buckets;
+ * training, so the mixture trusts it where its counts are rich), or a set
+ * per position and per whether the name so far is itself one of the
+ * training names (the mixture's known set): where a name could end as a
+ * copy, the components that memorise are trusted as much as held-out
+ * names show they should be. */
+typedef enum mix_buckets { MIX_ONE_BUCKET, MIX_BY_POSITION, MIX_BY_EVIDENCE, MIX_BY_KNOWN } mix_buckets;
 
 /* The words of the config and of mix's flags, NULL-terminated, in enum order. */
 extern const char *const mix_mode_names[];
@@ -62,10 +70,11 @@ typedef struct mix_config {
 } mix_config;
 
 /* Where a prediction is made: its position (0 = the first character,
- * predicted after <SOS>) and the evidence of the components (-1: none). */
-typedef struct mix_where { int pos, evidence; } mix_where;
+ * predicted after <SOS>), the evidence of the components (-1: none), and
+ * whether the characters before it are a known name (0 or 1). */
+typedef struct mix_where { int pos, evidence, known; } mix_where;
 
-/* Buckets of a config: 1, MIX_POSITION_BUCKETS or MIX_EVIDENCE_BUCKETS. */
+/* Buckets of a config: 1, MIX_POSITION_BUCKETS, MIX_EVIDENCE_BUCKETS or MIX_KNOWN_BUCKETS. */
 int mix_n_buckets(const mix_config *c);
 /* The bucket of a prediction made at w. */
 int mix_bucket(const mix_config *c, mix_where w);
@@ -77,12 +86,26 @@ err_code mix_config_check(const mix_config *c);
 err_code mix_config_to_json(const mix_config *c, char **json);
 err_code mix_config_from_json(mix_config *c, const char *json);
 
-/* The components (loaded models, owned) and the weights (n_buckets, K). */
+/* The components (loaded models, owned), the weights (n_buckets, K), and
+ * for MIX_BY_KNOWN the known names' hashes (sorted, distinct; owned). */
 typedef struct mix_model {
     mix_config c;
     mdl        comp[MIX_MAX_COMPONENTS];
     float      w[MIX_MAX_BUCKETS * MIX_MAX_COMPONENTS];
+    uint64_t  *known;
+    size_t     n_known;
 } mix_model;
+
+/* ---- known names: a set of 64-bit hashes of token sequences ------------------ */
+
+/* The hash of a name, token by token from MIX_HASH_START (FNV-1a over
+ * each token's 4 bytes), so that a generation state keeps the hash of
+ * the name so far in one word. */
+#define MIX_HASH_START 0xcbf29ce484222325u
+uint64_t mix_hash_token(uint64_t h, int tok);
+/* The sorted, distinct hashes of every name of names, into *set (malloc'd). */
+err_code mix_known_from_names(const ds_names *names, uint64_t **set, size_t *n);
+bool     mix_known_has(const uint64_t *set, size_t n, uint64_t h);
 
 /* Take the components (moved into m: the caller's mdl are emptied); they
  * must share one vocabulary (ERR_MISMATCH naming the first that differs),
@@ -111,8 +134,15 @@ typedef struct mix_data {
 
 /* Run every component over every name of d (their cached states: no
  * prefix is recomputed).  Names longer than a component can take are an
- * error naming the name's index. */
+ * error naming the name's index.  Every where.known is 0. */
 err_code mix_data_collect(mix_data *d, const mdl *components, int K, const ds_names *names);
+/* Set where.known of every target of d (collected from names) against
+ * the known set. */
+void     mix_data_mark_known(mix_data *d, const ds_names *names, const uint64_t *set, size_t n);
+/* The known set of m from known_names (the components' training names),
+ * and d (collected from names) marked against it; mix_save writes the set
+ * only when the weights are by known names. */
+err_code mix_known_attach(mix_model *m, mix_data *d, const ds_names *known_names, const ds_names *names);
 void     mix_data_free(mix_data *d);
 
 /* Fit c's weights into w (n_buckets, K) on the targets of the names whose
@@ -152,14 +182,15 @@ typedef struct mix_trial {
     double     fit_loss, crossfit_loss;
 } mix_trial;
 
-enum { MIX_ANY = -1, MIX_MAX_TRIALS = 6 };
+enum { MIX_ANY = -1, MIX_MAX_TRIALS = 8 };
 
 /* Try every mode (or just mode) and every bucketing (or just buckets) of
  * base, evidence buckets only when evidence is true (a component has
- * some); into trials (MIX_MAX_TRIALS), their count in *n; *best is the one
- * of lowest cross-fitted loss. */
+ * some), known-name buckets only when known is true (d is marked); into
+ * trials (MIX_MAX_TRIALS), their count in *n; *best is the one of lowest
+ * cross-fitted loss. */
 err_code mix_search(const mix_data *d, const mix_config *base, int mode, int buckets, bool evidence,
-                    const uint8_t *side, mix_trial *trials, int *n, int *best);
+                    bool known, const uint8_t *side, mix_trial *trials, int *n, int *best);
 
 /* Behind the generic model interface (model.h). */
 extern const mdl_kind mix_kind;

@@ -44,8 +44,13 @@ static _Noreturn void usage(void)
            "      --buckets B       none (one set of weights), position (a set per position\n"
            "                        of the letter predicted: 1, 2, 3, 4-5, 6-8, 9-12, 13+),\n"
            "                        evidence (a set per longest context order an n-gram\n"
-           "                        component saw in training, 0-7, 8+), or auto: each\n"
-           "                        that applies, keeping the best (default auto)\n"
+           "                        component saw in training, 0-7, 8+), known (a set per\n"
+           "                        position and per whether the name so far is one of\n"
+           "                        the training names of --data's split, which the\n"
+           "                        mixture then stores: the weights learn how often\n"
+           "                        a name that reaches a known one ends there as a copy;\n"
+           "                        --data only), or auto: each that applies, keeping\n"
+           "                        the best (default auto)\n"
            "      --halves-seed N   seed of the two halves of those names used to cross-fit\n"
            "                        (default 0)\n"
            "  -o, --output FILE     the mixture (default mix.safetensors)\n"
@@ -113,6 +118,8 @@ static void parse(options *o, int argc, char **argv)
     if (o->n_models < 2) cli_usage("give at least two models (-m FILE -m FILE)");
     if (!o->dev == !o->data) cli_usage("give --data FILE (the components' training names) or --dev FILE");
     if (!strcmp(o->out, "-")) cli_usage("-o: give a file, not '-' (stdout has the table)");
+    if (o->dev && o->buckets == MIX_BY_KNOWN)
+        cli_usage("--buckets known needs --data (the training names), not --dev");
 }
 
 /* The names to fit on, encoded with the components' vocabulary: --dev, or
@@ -139,13 +146,14 @@ static void print_row(const char *model, const char *mode, const char *buckets, 
 }
 
 /* Fit every mixture the flags allow and keep, in m, the one of lowest
- * cross-fitted loss; a row for each. */
-static void fit_all(const options *o, const mix_data *d, const uint8_t *side, mix_model *m)
+ * cross-fitted loss; a row for each.  known: d is marked against the
+ * training names, whose set m holds. */
+static void fit_all(const options *o, const mix_data *d, bool known, const uint8_t *side, mix_model *m)
 {
     mix_trial t[MIX_MAX_TRIALS];
     int n, best;
     bool evidence = mix_evidence_component(m->comp, m->c.n_components) >= 0;
-    if (mix_search(d, &m->c, o->mode, o->buckets, evidence, side, t, &n, &best)) cli_die_err();
+    if (mix_search(d, &m->c, o->mode, o->buckets, evidence, known, side, t, &n, &best)) cli_die_err();
     for (int i = 0; i < n; i++)
         print_row("mix", mix_mode_names[t[i].c.mode], mix_bucket_names[t[i].c.buckets], t[i].fit_loss,
                   t[i].crossfit_loss, i == best);
@@ -171,6 +179,8 @@ int main(int argc, char **argv)
     uint8_t *side;
     if (mix_data_collect(&d, m.comp, o.n_models, dev) || mix_halves(dev->n, o.halves_seed, &side))
         cli_die_err();
+    bool known = o.data && names.train.n > 0;   /* the training names, for --buckets known */
+    if (known && mix_known_attach(&m, &d, &names.train, dev)) cli_die_err();
 
     printf("model\tmode\tbuckets\tfit_loss\tcrossfit_loss\tchosen\n");
     for (int k = 0; k < o.n_models; k++) {
@@ -178,7 +188,7 @@ int main(int argc, char **argv)
         double loss = mix_component_nll(&d, k, NULL, 0, &n) / (double)n;
         print_row(o.model[k], m.comp[k].kind->name, "-", loss, loss, 0);
     }
-    fit_all(&o, &d, side, &m);
+    fit_all(&o, &d, known, side, &m);
     if (mix_save(&m, o.out) || cli_close(stdout, "-")) cli_die_err();
     mix_data_free(&d);
     free(side);

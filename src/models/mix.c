@@ -14,7 +14,7 @@
 #include "sampling.h"
 
 const char *const mix_mode_names[] = { "linear", "loglinear", NULL };
-const char *const mix_bucket_names[] = { "none", "position", "evidence", NULL };
+const char *const mix_bucket_names[] = { "none", "position", "evidence", "known", NULL };
 
 enum { EM_ITERATIONS = 500, NEWTON_ITERATIONS = 50 };
 
@@ -23,21 +23,27 @@ enum { EM_ITERATIONS = 500, NEWTON_ITERATIONS = 50 };
 int mix_n_buckets(const mix_config *c)
 {
     static const int n[] = { [MIX_ONE_BUCKET] = 1, [MIX_BY_POSITION] = MIX_POSITION_BUCKETS,
-                             [MIX_BY_EVIDENCE] = MIX_EVIDENCE_BUCKETS };
+                             [MIX_BY_EVIDENCE] = MIX_EVIDENCE_BUCKETS,
+                             [MIX_BY_KNOWN] = MIX_KNOWN_BUCKETS };
     return n[c->buckets];
+}
+
+static int position_bucket(int pos)
+{
+    static const int first[MIX_POSITION_BUCKETS] = { 0, 1, 2, 3, 5, 8, 12 };
+    int b = 0;
+    while (b + 1 < MIX_POSITION_BUCKETS && pos >= first[b + 1]) b++;
+    return b;
 }
 
 int mix_bucket(const mix_config *c, mix_where w)
 {
-    static const int first[MIX_POSITION_BUCKETS] = { 0, 1, 2, 3, 5, 8, 12 };
-    int b = 0;
     switch (c->buckets) {
     case MIX_ONE_BUCKET: return 0;
-    case MIX_BY_POSITION:
-        while (b + 1 < MIX_POSITION_BUCKETS && w.pos >= first[b + 1]) b++;
-        return b;
+    case MIX_BY_POSITION: return position_bucket(w.pos);
     case MIX_BY_EVIDENCE:
         return w.evidence < 0 ? 0 : w.evidence < MIX_EVIDENCE_BUCKETS ? w.evidence : MIX_EVIDENCE_BUCKETS - 1;
+    case MIX_BY_KNOWN: return position_bucket(w.pos) + (w.known ? MIX_POSITION_BUCKETS : 0);
     }
     return 0;
 }
@@ -56,7 +62,7 @@ err_code mix_config_check(const mix_config *c)
                        MIX_MAX_COMPONENTS);
     if (c->vocab_size < TOK_FIRST + 1)
         return err_set(ERR_ARG, "vocab_size %d out of range", c->vocab_size);
-    if ((unsigned)c->mode > MIX_LOGLINEAR || (unsigned)c->buckets > MIX_BY_EVIDENCE)
+    if ((unsigned)c->mode > MIX_LOGLINEAR || (unsigned)c->buckets > MIX_BY_KNOWN)
         return err_set(ERR_ARG, "unknown mixing mode");
     return ERR_OK;
 }
@@ -143,7 +149,70 @@ void mix_free(mix_model *m)
 {
     if (!m) return;
     for (int k = 0; k < m->c.n_components; k++) mdl_free(&m->comp[k]);
+    free(m->known);
     memset(m, 0, sizeof *m);
+}
+
+/* ---- known names ------------------------------------------------------------------- */
+
+uint64_t mix_hash_token(uint64_t h, int tok)
+{
+    int32_t t = tok;
+    return ck_fnv1a(h, &t, sizeof t);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+err_code mix_known_from_names(const ds_names *names, uint64_t **set, size_t *n)
+{
+    *n = 0;
+    *set = malloc((names->n + 1) * sizeof **set);
+    if (!*set) return err_set(ERR_NOMEM, "out of memory for %zu known names", names->n);
+    for (size_t i = 0; i < names->n; i++) {
+        uint64_t h = MIX_HASH_START;
+        for (int p = 0; p < ds_len(names, i); p++) h = mix_hash_token(h, ds_name(names, i)[p]);
+        (*set)[i] = h;
+    }
+    qsort(*set, names->n, sizeof **set, cmp_u64);
+    for (size_t i = 0; i < names->n; i++)
+        if (*n == 0 || (*set)[*n - 1] != (*set)[i]) (*set)[(*n)++] = (*set)[i];
+    return ERR_OK;
+}
+
+bool mix_known_has(const uint64_t *set, size_t n, uint64_t h)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (set[mid] < h) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && set[lo] == h;
+}
+
+/* "mix.known": present exactly when the weights are by known names; the
+ * hashes strictly ascending (so sorted and distinct), copied out. */
+static err_code load_known(mix_model *m, const ck_file *f, const char *path)
+{
+    const ck_tensor *t = ck_get(f, "mix.known");
+    if (m->c.buckets != MIX_BY_KNOWN)
+        return t ? err_set(ERR_FORMAT, "%s: mix.known without weights by known names", path) : ERR_OK;
+    if (!t || t->dtype != CK_I32 || t->ndim != 2 || t->shape[1] != 2 || t->shape[0] < 1 ||
+        t->shape[0] > MIX_MAX_KNOWN)
+        return err_set(ERR_FORMAT, "%s: weights by known names need mix.known, I32 (n, 2) with "
+                       "1 <= n <= %d", path, MIX_MAX_KNOWN);
+    size_t n = (size_t)t->shape[0];
+    if (!(m->known = malloc(n * sizeof *m->known))) return err_set(ERR_NOMEM, "out of memory");
+    memcpy(m->known, t->data, n * sizeof *m->known);
+    m->n_known = n;
+    for (size_t i = 1; i < n; i++)
+        if (m->known[i - 1] >= m->known[i])
+            return err_set(ERR_FORMAT, "%s: mix.known is not sorted and distinct", path);
+    return ERR_OK;
 }
 
 /* Component k of f: its tensors and metadata under "components.k.". */
@@ -177,7 +246,9 @@ err_code mix_load(mix_model *m, const ck_file *f, const char *path, bool optim)
     if (!e && (e = ck_get_f32(f, "mix.weights", 2, shape, &w))) e = err_prefix(e, path);
     if (!e && (e = mix_init(m, &c, comp))) e = err_prefix(e, path);
     if (!e) memcpy(m->w, w, (size_t)(shape[0] * shape[1]) * sizeof *w);
+    if (!e) e = load_known(m, f, path);
     for (int k = 0; k < c.n_components; k++) mdl_free(&comp[k]);   /* emptied when moved */
+    if (e) mix_free(m);
     return e;
 }
 
@@ -208,6 +279,11 @@ err_code mix_save(const mix_model *m, const char *path)
     if (!e) e = mdl_put_meta(w, MIX_KIND, config, &m->comp[0].vocab);
     const int64_t shape[2] = { mix_n_buckets(&m->c), m->c.n_components };
     if (!e) e = ck_put(w, "mix.weights", CK_F32, 2, shape, m->w);
+    if (!e && m->c.buckets == MIX_BY_KNOWN) {
+        const int64_t known_shape[2] = { (int64_t)m->n_known, 2 };
+        e = m->n_known ? ck_put(w, "mix.known", CK_I32, 2, known_shape, m->known)
+                       : err_set(ERR_ARG, "weights by known names without known names");
+    }
     for (int k = 0; !e && k < m->c.n_components; k++) e = put_component(w, &m->comp[k].file, k);
     if (!e) e = ck_write(w, path);
     free(config);
@@ -244,6 +320,7 @@ static void floored_log_softmax(float *x, int V)
 struct mix_state {
     const mix_model *m;
     int        pos;                          /* predictions made since start */
+    uint64_t   hash;                         /* of the name so far (mix_hash_token) */
     int        evidence;                     /* the component giving evidence, or -1 */
     mdl_state  st[MIX_MAX_COMPONENTS];
     float      lp[];                         /* (K, V) */
@@ -277,16 +354,21 @@ mix_state *mix_state_new(const mix_model *m)
 void mix_state_start(mix_state *s)
 {
     s->pos = 0;
+    s->hash = MIX_HASH_START;
     for (int k = 0; k < s->m->c.n_components; k++) mdl_start(&s->st[k]);
 }
 
-/* The components' logits are in s->lp: floor them, combine them. */
-static void mix_lane(mix_state *s, float *logits)
+/* The components' logits for the token after tok are in s->lp: floor
+ * them, combine them. */
+static void mix_lane(mix_state *s, int tok, float *logits)
 {
     const mix_model *m = s->m;
     const int K = m->c.n_components, V = m->c.vocab_size;
     for (int k = 0; k < K; k++) floored_log_softmax(s->lp + (size_t)k * V, V);
-    mix_where w = { s->pos++, s->evidence < 0 ? -1 : mdl_evidence(&s->st[s->evidence]) };
+    if (s->pos > 0) s->hash = mix_hash_token(s->hash, tok);   /* <SOS> comes first */
+    mix_where w = { s->pos, s->evidence < 0 ? -1 : mdl_evidence(&s->st[s->evidence]),
+                    s->pos > 0 && mix_known_has(m->known, m->n_known, s->hash) };
+    s->pos++;
     combine(&m->c, m->w + (size_t)mix_bucket(&m->c, w) * K, s->lp, V, logits);
 }
 
@@ -295,7 +377,7 @@ void mix_state_next(mix_state *s, int tok, float *logits)
 {
     const int V = s->m->c.vocab_size;
     for (int k = 0; k < s->m->c.n_components; k++) mdl_next(&s->st[k], tok, s->lp + (size_t)k * V);
-    mix_lane(s, logits);
+    mix_lane(s, tok, logits);
 }
 
 /* n streams: each component takes its n states in one batched step (its
@@ -311,7 +393,7 @@ static void mix_kind_next_batch(const void *impl, void *const *st, const int *to
         for (int i = 0; i < n; i++)
             memcpy(((mix_state *)st[i])->lp + k * V, logits + i * V, V * sizeof *logits);
     }
-    for (int i = 0; i < n; i++) mix_lane(st[i], logits + i * V);
+    for (int i = 0; i < n; i++) mix_lane(st[i], tok[i], logits + i * V);
 }
 
 /* The shortest limit of the components (0 = none has one). */
@@ -373,7 +455,7 @@ static err_code collect_name(mix_data *d, mdl_state *st, int k, bool evidence, c
         float *lp = d->logp + (t * K + (size_t)k) * V;
         mdl_next(st, prev, lp);
         floored_log_softmax(lp, V);
-        if (k == 0) d->where[t] = (mix_where){ .pos = p, .evidence = -1 };
+        if (k == 0) d->where[t] = (mix_where){ .pos = p, .evidence = -1, .known = 0 };
         if (evidence) d->where[t].evidence = mdl_evidence(st);
         d->target[t] = p < n ? tok[p] : TOK_EOS;
         prev = d->target[t];
@@ -398,6 +480,27 @@ err_code mix_data_collect(mix_data *d, const mdl *components, int K, const ds_na
         mdl_state_free(&st);
     }
     if (e) mix_data_free(d);
+    return e;
+}
+
+void mix_data_mark_known(mix_data *d, const ds_names *names, const uint64_t *set, size_t n)
+{
+    for (size_t i = 0; i < d->n_names; i++) {
+        uint64_t h = MIX_HASH_START;
+        for (size_t t = d->first[i]; t < d->first[i + 1]; t++) {
+            int p = (int)(t - d->first[i]);
+            if (p > 0) h = mix_hash_token(h, ds_name(names, i)[p - 1]);
+            d->where[t].known = p > 0 && mix_known_has(set, n, h);
+        }
+    }
+}
+
+err_code mix_known_attach(mix_model *m, mix_data *d, const ds_names *known_names, const ds_names *names)
+{
+    free(m->known);
+    m->known = NULL;
+    err_code e = mix_known_from_names(known_names, &m->known, &m->n_known);
+    if (!e) mix_data_mark_known(d, names, m->known, m->n_known);
     return e;
 }
 
@@ -645,14 +748,14 @@ static err_code try_config(const mix_data *d, const mix_config *c, const uint8_t
 }
 
 err_code mix_search(const mix_data *d, const mix_config *base, int mode, int buckets, bool evidence,
-                    const uint8_t *side, mix_trial *trials, int *n, int *best)
+                    bool known, const uint8_t *side, mix_trial *trials, int *n, int *best)
 {
     *n = 0;
     *best = -1;
     for (int md = MIX_LINEAR; md <= MIX_LOGLINEAR; md++)
-        for (int b = MIX_ONE_BUCKET; b <= MIX_BY_EVIDENCE; b++) {
+        for (int b = MIX_ONE_BUCKET; b <= MIX_BY_KNOWN; b++) {
             if ((mode != MIX_ANY && mode != md) || (buckets != MIX_ANY && buckets != b)) continue;
-            if (b == MIX_BY_EVIDENCE && !evidence) continue;
+            if ((b == MIX_BY_EVIDENCE && !evidence) || (b == MIX_BY_KNOWN && !known)) continue;
             mix_config c = *base;
             c.mode = (mix_mode)md;
             c.buckets = (mix_buckets)b;
@@ -662,6 +765,6 @@ err_code mix_search(const mix_data *d, const mix_config *base, int mode, int buc
             (*n)++;
         }
     if (*n == 0) return err_set(ERR_ARG, "no mixture to try: weights by evidence need a component "
-                                "that has some (an n-gram)");
+                                "that has some (an n-gram), weights by known names the training names");
     return ERR_OK;
 }

@@ -63,6 +63,24 @@ run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --data "$T/all.txt" --mod
 expect_rc 0 "--data"
 run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --dev "$T/split/val.txt" --mode linear --buckets none -o "$T/d2.safetensors"
 check "--data fits on the split's validation names" 'same_checkpoint "$T/d1.safetensors" "$T/d2.safetensors"'
+# --buckets known: the split's training names stored with the weights; the
+# score of the validation names is the fitted loss; --dev has no such names.
+run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --data "$T/all.txt" -o "$T/known.safetensors"
+expect_rc 0 "--data tries weights by known names"
+check "known buckets tried" 'printf "%s\n" "$OUT" | grep -q "^mix	loglinear	known"'
+run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --data "$T/all.txt" --mode loglinear --buckets known -o "$T/known.safetensors"
+expect_rc 0 "--buckets known"
+known_fit=$(printf '%s\n' "$OUT" | awk -F'\t' '$1 == "mix" { print $4 }')
+check "the known names are in the file" 'grep -q "mix.known" "$T/known.safetensors"'
+run generate -m "$T/known.safetensors" --score "$T/split/val.txt"
+scored=$(printf '%s\n' "$ERR" | sed -n 's/^mean loss: \([0-9.]*\) .*/\1/p')
+check "generate --score gives the fitted loss (known buckets)" \
+    'awk -v a="$known_fit" -v b="$scored" "BEGIN { d = a - b; exit !(d < 1e-5 && d > -1e-5) }"'
+run generate -m "$T/known.safetensors" -n 5 --seed 1
+expect_rc 0 "generate from weights by known names"
+check "without known buckets, no known names in the file" '! grep -q "mix.known" "$T/d1.safetensors"'
+run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --dev "$T/val.txt" --buckets known
+expect_usage
 run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --dev "$T/one.txt"
 expect_fail "fewer than two names"
 # a mixture of mixtures loads too

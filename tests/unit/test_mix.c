@@ -141,24 +141,38 @@ static void ngram_file(const ds_corpus *c, int order, const char *path)
     ng_free(m);
 }
 
+/* The test names, and a 2-gram and a 4-gram of them saved. */
+static void test_corpus(ds_corpus *c)
+{
+    CHECK(ds_load(c, TEST_DATA("gen_names.txt"), TEST_DATA("gen_val.txt"), 0, 0.1) == ERR_OK);
+    ngram_file(c, 2, test_path("a.safetensors"));
+    ngram_file(c, 4, test_path("b.safetensors"));
+}
+
+static void load_components(mdl comp[2])
+{
+    CHECK(mdl_load(&comp[0], test_path("a.safetensors")) == ERR_OK);
+    CHECK(mdl_load(&comp[1], test_path("b.safetensors")) == ERR_OK);
+}
+
 /* Save, load through the model interface, score the validation names as
  * generate --score does: the fitted loss, to 1e-5, in every mode. */
 TEST(mix_round_trip_scores_the_fitted_loss)
 {
     ds_corpus c;
-    CHECK(ds_load(&c, TEST_DATA("gen_names.txt"), TEST_DATA("gen_val.txt"), 0, 0.1) == ERR_OK);
-    ngram_file(&c, 2, test_path("a.safetensors"));
-    ngram_file(&c, 4, test_path("b.safetensors"));
-    for (int mode = 0; mode < 2; mode++) {
+    test_corpus(&c);
+    static const mix_buckets buckets[] = { MIX_BY_EVIDENCE, MIX_BY_POSITION, MIX_BY_KNOWN };
+    for (int trial = 0; trial < 3; trial++) {
         mdl comp[2];
-        CHECK(mdl_load(&comp[0], test_path("a.safetensors")) == ERR_OK);
-        CHECK(mdl_load(&comp[1], test_path("b.safetensors")) == ERR_OK);
+        load_components(comp);
         mix_data d;
         CHECK(mix_data_collect(&d, comp, 2, &c.val) == ERR_OK);
         mix_model m;
-        mix_config cfg = { .vocab_size = c.vocab.size, .n_components = 2, .mode = (mix_mode)mode,
-                           .buckets = mode ? MIX_BY_POSITION : MIX_BY_EVIDENCE };
+        mix_config cfg = { .vocab_size = c.vocab.size, .n_components = 2, .mode = (mix_mode)(trial > 0),
+                           .buckets = buckets[trial] };
         CHECK(mix_init(&m, &cfg, comp) == ERR_OK);
+        /* the names scored as known names: every <EOS> is predicted after one */
+        if (cfg.buckets == MIX_BY_KNOWN) CHECK(mix_known_attach(&m, &d, &c.val, &c.val) == ERR_OK);
         CHECK(mix_fit(&d, &m.c, NULL, 0, m.w) == ERR_OK);
         size_t n;
         double fitted = mix_nll(&d, &m.c, m.w, NULL, 0, &n) / (double)n;
@@ -183,6 +197,60 @@ TEST(mix_round_trip_scores_the_fitted_loss)
         mdl_state_free(&st);
         mdl_free(&loaded);
     }
+    ds_corpus_free(&c);
+}
+
+/* Known names: the hash set is sorted and distinct, and a target is marked
+ * known exactly when the characters before it spell a known name. */
+TEST(mix_known_marks_the_end_of_known_names)
+{
+    ds_names known = { .tok = (int[]){ 5, 6, 5, 6, 7 }, .start = (size_t[]){ 0, 2, 4, 5 }, .n = 3 };
+    ds_names names = { .tok = (int[]){ 5, 6, 7, 8 }, .start = (size_t[]){ 0, 3, 4 }, .n = 2 };
+    uint64_t *set;
+    size_t n;
+    CHECK(mix_known_from_names(&known, &set, &n) == ERR_OK);
+    CHECK(n == 2);   /* "ab" twice, "c" */
+    CHECK(set[0] < set[1]);
+    mix_data d = { .n = 6, .n_names = 2, .first = (size_t[]){ 0, 4, 6 } };
+    d.where = calloc(d.n, sizeof *d.where);
+    for (int t = 0; t < 6; t++) d.where[t].pos = t < 4 ? t : t - 4;
+    mix_data_mark_known(&d, &names, set, n);
+    /* "abc": after "", "a", "ab" (known), "abc"; "d": after "", "d" */
+    static const int want[6] = { 0, 0, 1, 0, 0, 0 };
+    for (int t = 0; t < 6; t++) CHECK(d.where[t].known == want[t]);
+    mix_config c = { .buckets = MIX_BY_KNOWN };
+    CHECK(mix_n_buckets(&c) == 14);
+    CHECK(mix_bucket(&c, d.where[2]) == 2 + MIX_POSITION_BUCKETS);
+    CHECK(mix_bucket(&c, d.where[1]) == 1);
+    free(d.where);
+    free(set);
+}
+
+/* A known set that is not sorted, or known buckets without a set, is refused. */
+TEST(mix_refuses_a_bad_known_set)
+{
+    ds_corpus c;
+    test_corpus(&c);
+    mdl comp[2], loaded;
+    load_components(comp);
+    mix_config cfg = { .vocab_size = c.vocab.size, .n_components = 2, .mode = MIX_LOGLINEAR,
+                       .buckets = MIX_BY_KNOWN };
+    mix_model m;
+    CHECK(mix_init(&m, &cfg, comp) == ERR_OK);
+    CHECK(mix_save(&m, test_path("k.safetensors")) == ERR_ARG);   /* no set */
+    m.known = malloc(2 * sizeof *m.known);
+    m.known[0] = 9;
+    m.known[1] = 3;
+    m.n_known = 2;
+    CHECK(mix_save(&m, test_path("k.safetensors")) == ERR_OK);
+    CHECK(mdl_load(&loaded, test_path("k.safetensors")) == ERR_FORMAT);
+    CHECK(strstr(err_msg(), "sorted") != NULL);
+    m.known[0] = 3;
+    m.known[1] = 9;
+    CHECK(mix_save(&m, test_path("k.safetensors")) == ERR_OK);
+    CHECK(mdl_load(&loaded, test_path("k.safetensors")) == ERR_OK);
+    mdl_free(&loaded);
+    mix_free(&m);
     ds_corpus_free(&c);
 }
 
