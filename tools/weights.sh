@@ -61,6 +61,10 @@ sae() {
         -o weights/sae.safetensors
 }
 
+# The recipes that mix() and fold_teachers() share.
+TF64="--d-model 64 --layers 4 --dropout 0.15 --schedule cosine --lr 2e-3 --batch-size 128"
+GRU="--cell gru --d-model 256 --dropout 0.2 --weight-decay 0.1 --schedule cosine --lr 2e-3 --warmup 200 --batch-size 128 --steps 4000"
+
 # The default of generate: a mixture (mix.h) of 16 components, its weights
 # fitted on the validation side of the default split (log-linear, by
 # position and by whether the name so far is a training name won the
@@ -84,10 +88,6 @@ sae() {
 # 1.4697; see the README), so any 16 of them would do nearly as well.
 # About seven hours on one core; the file holds every component whole
 # (34 MB, the 10-gram's counts the largest part).
-# The recipes that mix() and fold_teachers() share.
-TF64="--d-model 64 --layers 4 --dropout 0.15 --schedule cosine --lr 2e-3 --batch-size 128"
-GRU="--cell gru --d-model 256 --dropout 0.2 --weight-decay 0.1 --schedule cosine --lr 2e-3 --warmup 200 --batch-size 128 --steps 4000"
-
 mix() {
     local tmp d=data/villes.txt m=()
     tmp=$(mktemp -d)

@@ -21,7 +21,8 @@
  * "buckets", "n_buckets"}, vocab, the weights "mix.weights" F32
  * (n_buckets, n_components), with weights by known names the set
  * "mix.known" I32 (n_known, 2): the sorted 64-bit hashes (mix_hash_token)
- * of the training names, as (low, high) 32-bit halves, and each component k whole under the prefix
+ * of the training names, as (low, high) 32-bit halves, and each
+ * component k whole under the prefix
  * "components.k.": its tensors (without optimiser state) and its metadata
  * (format, model, config, vocab, ...), so it loads as it did on its own.
  */
@@ -101,7 +102,7 @@ typedef struct mix_model {
 /* The hash of a name, token by token from MIX_HASH_START (FNV-1a over
  * each token's 4 bytes), so that a generation state keeps the hash of
  * the name so far in one word. */
-#define MIX_HASH_START 0xcbf29ce484222325u
+#define MIX_HASH_START CK_FNV1A_BASIS
 uint64_t mix_hash_token(uint64_t h, int tok);
 /* The sorted, distinct hashes of every name of names, into *set (malloc'd). */
 err_code mix_known_from_names(const ds_names *names, uint64_t **set, size_t *n);

@@ -365,9 +365,10 @@ static void mix_lane(mix_state *s, int tok, float *logits)
     const mix_model *m = s->m;
     const int K = m->c.n_components, V = m->c.vocab_size;
     for (int k = 0; k < K; k++) floored_log_softmax(s->lp + (size_t)k * V, V);
-    if (s->pos > 0) s->hash = mix_hash_token(s->hash, tok);   /* <SOS> comes first */
+    bool by_known = m->c.buckets == MIX_BY_KNOWN && s->pos > 0;   /* <SOS> comes first */
+    if (by_known) s->hash = mix_hash_token(s->hash, tok);
     mix_where w = { s->pos, s->evidence < 0 ? -1 : mdl_evidence(&s->st[s->evidence]),
-                    s->pos > 0 && mix_known_has(m->known, m->n_known, s->hash) };
+                    by_known && mix_known_has(m->known, m->n_known, s->hash) };
     s->pos++;
     combine(&m->c, m->w + (size_t)mix_bucket(&m->c, w) * K, s->lp, V, logits);
 }
