@@ -6,9 +6,15 @@
  * the bucket of the position predicted (one bucket, or MIX_POSITION_BUCKETS
  * by position), the mixture predicts
  *   linear:     p(y) = sum_k w[b][k] p_k(y)             (w[b] >= 0, sums to 1)
- *   log-linear: p(y) ∝ exp(sum_k w[b][k] log p_k(y))    (any real w, renormalised)
+ *   log-linear: p(y) ∝ exp(sum_k w[b][k] log p_k(y)     (any real w, renormalised)
+ *                          + w[b][K] [y = <EOS>])       (with an <EOS> bias)
  * log p_k is floored at MIX_LOG_FLOOR, so a component that gives a
  * character probability 0 (an unsmoothed n-gram) cannot zero the product.
+ * The <EOS> bias, a weight of its own per bucket, moves the odds of
+ * ending there: by position it corrects the length of the names; with
+ * weights by known names it learns how rarely a held-out name ends where
+ * a training name does (never, in a split of distinct names), so the
+ * mixture invents rather than copies.
  *
  * Fitting (mix_fit): linear weights by EM, log-linear ones by Newton's
  * method on the negative log-likelihood (convex in w), each bucket on its
@@ -18,8 +24,9 @@
  * (mix_crossfit).
  *
  * Checkpoint (model "mix"): config {"vocab_size", "n_components", "mode",
- * "buckets", "n_buckets"}, vocab, the weights "mix.weights" F32
- * (n_buckets, n_components), with weights by known names the set
+ * "buckets", "n_buckets", "eos_bias"} ("eos_bias" false when absent), vocab,
+ * the weights "mix.weights" F32 (n_buckets, n_components + eos_bias: the
+ * <EOS> bias last), with weights by known names the set
  * "mix.known" I32 (n_known, 2): the sorted 64-bit hashes (mix_hash_token)
  * of the training names, as (low, high) 32-bit halves, and each
  * component k whole under the prefix
@@ -41,6 +48,7 @@
 
 enum {
     MIX_MAX_COMPONENTS = 16,
+    MIX_MAX_WEIGHTS = MIX_MAX_COMPONENTS + 1,   /* per bucket: the components', the <EOS> bias */
     MIX_POSITION_BUCKETS = 7,    /* positions 0, 1, 2, 3-4, 5-7, 8-11, 12+ */
     MIX_EVIDENCE_BUCKETS = 9,    /* evidence 0 .. 7, and 8 or more */
     MIX_KNOWN_BUCKETS = 2 * MIX_POSITION_BUCKETS,   /* position x (name so far known or not) */
@@ -68,6 +76,7 @@ typedef struct mix_config {
     int         n_components;   /* 1..MIX_MAX_COMPONENTS */
     mix_mode    mode;
     mix_buckets buckets;
+    bool        eos_bias;       /* log-linear only: a bias on <EOS>'s logit per bucket */
 } mix_config;
 
 /* Where a prediction is made: its position (0 = the first character,
@@ -77,6 +86,8 @@ typedef struct mix_where { int pos, evidence, known; } mix_where;
 
 /* Buckets of a config: 1, MIX_POSITION_BUCKETS, MIX_EVIDENCE_BUCKETS or MIX_KNOWN_BUCKETS. */
 int mix_n_buckets(const mix_config *c);
+/* Weights per bucket: n_components, and the <EOS> bias when there is one. */
+int mix_n_weights(const mix_config *c);
 /* The bucket of a prediction made at w. */
 int mix_bucket(const mix_config *c, mix_where w);
 /* The component whose evidence MIX_BY_EVIDENCE uses: the first whose kind
@@ -87,12 +98,12 @@ err_code mix_config_check(const mix_config *c);
 err_code mix_config_to_json(const mix_config *c, char **json);
 err_code mix_config_from_json(mix_config *c, const char *json);
 
-/* The components (loaded models, owned), the weights (n_buckets, K), and
+/* The components (loaded models, owned), the weights (n_buckets, mix_n_weights), and
  * for MIX_BY_KNOWN the known names' hashes (sorted, distinct; owned). */
 typedef struct mix_model {
     mix_config c;
     mdl        comp[MIX_MAX_COMPONENTS];
-    float      w[MIX_MAX_BUCKETS * MIX_MAX_COMPONENTS];
+    float      w[MIX_MAX_BUCKETS * MIX_MAX_WEIGHTS];
     uint64_t  *known;
     size_t     n_known;
 } mix_model;
@@ -111,7 +122,7 @@ bool     mix_known_has(const uint64_t *set, size_t n, uint64_t h);
 /* Take the components (moved into m: the caller's mdl are emptied); they
  * must share one vocabulary (ERR_MISMATCH naming the first that differs),
  * and MIX_BY_EVIDENCE needs a component with evidence (ERR_ARG).
- * Weights start uniform (linear) or at 1/K (log-linear). */
+ * Weights start uniform (linear) or at 1/K (log-linear; no <EOS> bias). */
 err_code mix_init(mix_model *m, const mix_config *c, mdl *components);
 err_code mix_load(mix_model *m, const ck_file *f, const char *path, bool optim);
 /* The vocabulary written is the components'. */
@@ -146,7 +157,7 @@ void     mix_data_mark_known(mix_data *d, const ds_names *names, const uint64_t 
 err_code mix_known_attach(mix_model *m, mix_data *d, const ds_names *known_names, const ds_names *names);
 void     mix_data_free(mix_data *d);
 
-/* Fit c's weights into w (n_buckets, K) on the targets of the names whose
+/* Fit c's weights into w (n_buckets, mix_n_weights) on the targets of the names whose
  * side[i] == which (side NULL: every name). */
 err_code mix_fit(const mix_data *d, const mix_config *c, const uint8_t *side, int which, float *w);
 /* Negative log-likelihood (nats) of the same targets under weights w, and
@@ -179,19 +190,25 @@ int        mix_max_len(const mix_model *m);
  * target). */
 typedef struct mix_trial {
     mix_config c;
-    float      w[MIX_MAX_BUCKETS * MIX_MAX_COMPONENTS];
+    float      w[MIX_MAX_BUCKETS * MIX_MAX_WEIGHTS];
     double     fit_loss, crossfit_loss;
 } mix_trial;
 
-enum { MIX_ANY = -1, MIX_MAX_TRIALS = 8 };
+/* Which mixtures mix_search tries: a mode, a bucketing, with or without
+ * the <EOS> bias (log-linear only), each MIX_ANY for all; evidence buckets
+ * only when evidence (a component has some), known-name buckets only when
+ * known (the data is marked). */
+typedef struct mix_choices {
+    int  mode, buckets, eos_bias;
+    bool evidence, known;
+} mix_choices;
 
-/* Try every mode (or just mode) and every bucketing (or just buckets) of
- * base, evidence buckets only when evidence is true (a component has
- * some), known-name buckets only when known is true (d is marked); into
- * trials (MIX_MAX_TRIALS), their count in *n; *best is the one of lowest
- * cross-fitted loss. */
-err_code mix_search(const mix_data *d, const mix_config *base, int mode, int buckets, bool evidence,
-                    bool known, const uint8_t *side, mix_trial *trials, int *n, int *best);
+enum { MIX_ANY = -1, MIX_MAX_TRIALS = 12 };
+
+/* Every mixture of base that ch allows, into trials (MIX_MAX_TRIALS),
+ * their count in *n; *best is the one of lowest cross-fitted loss. */
+err_code mix_search(const mix_data *d, const mix_config *base, const mix_choices *ch,
+                    const uint8_t *side, mix_trial *trials, int *n, int *best);
 
 /* Behind the generic model interface (model.h). */
 extern const mdl_kind mix_kind;

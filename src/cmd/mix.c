@@ -13,14 +13,14 @@
 #include "mix.h"
 #include "prov.h"
 
-enum { OPT_DEV = 0x100, OPT_DATA, OPT_MODE, OPT_BUCKETS, OPT_SPLIT_SEED, OPT_HALVES_SEED, OPT_THREADS };
+enum { OPT_DEV = 0x100, OPT_DATA, OPT_MODE, OPT_BUCKETS, OPT_EOS_BIAS, OPT_SPLIT_SEED, OPT_HALVES_SEED, OPT_THREADS };
 enum { AUTO = MIX_ANY };
 
 typedef struct options {
     const char *model[MIX_MAX_COMPONENTS];
     int         n_models;
     const char *dev, *data, *out;
-    int         mode, buckets;   /* AUTO: try each, keep the lowest cross-fitted loss */
+    int         mode, buckets, eos_bias;   /* AUTO: try each, keep the lowest cross-fitted loss */
     uint64_t    split_seed, halves_seed;
 } options;
 
@@ -34,40 +34,36 @@ static _Noreturn void usage(void)
            "\n"
            "  -m, --model FILE      a component (2 to %d); give the flag once per model\n"
            "      --data FILE       the names the components were trained on: the weights are\n"
-           "                        fitted on the validation side of the trainers' seeded\n"
-           "                        90/10 split of its distinct names (--split-seed N,\n"
-           "                        default 0), which no component trained on\n"
+           "                        fitted on the validation side of the trainers' 90/10\n"
+           "                        split of its distinct names (--split-seed N; default 0)\n"
            "      --dev FILE        or: the names to fit on, one per line (e.g. the val.txt\n"
            "                        of a trainer's --dump-split DIR)\n"
            "      --mode M          linear (p = sum w_k p_k), loglinear (p ~ prod p_k^w_k),\n"
            "                        or auto: both, keeping the better (default auto)\n"
            "      --buckets B       none (one set of weights), position (a set per position\n"
-           "                        of the letter predicted: 1, 2, 3, 4-5, 6-8, 9-12, 13+),\n"
-           "                        evidence (a set per longest context order an n-gram\n"
-           "                        component saw in training, 0-7, 8+), known (a set per\n"
-           "                        position and per whether the name so far is one of\n"
-           "                        the training names of --data's split, which the\n"
-           "                        mixture then stores: the weights learn how often\n"
-           "                        a name that reaches a known one ends there as a copy;\n"
-           "                        --data only), or auto: each that applies, keeping\n"
-           "                        the best (default auto)\n"
-           "      --halves-seed N   seed of the two halves of those names used to cross-fit\n"
-           "                        (default 0)\n"
+           "                        predicted: 1, 2, 3, 4-5, 6-8, 9-12, 13+), evidence (per\n"
+           "                        longest context an n-gram component saw: 0-7, 8+),\n"
+           "                        known (per position and per whether the name so far\n"
+           "                        is a training name of --data's split, which the\n"
+           "                        mixture stores), or auto: each that applies (default)\n"
+           "      --eos-bias B      no, yes (log-linear weights gain a bias per bucket on\n"
+           "                        ending the name: with known buckets it learns that\n"
+           "                        held-out names never end at a training name, and the\n"
+           "                        mixture copies far fewer), or auto: both (default)\n"
+           "      --halves-seed N   seed of the two halves that cross-fit (default 0)\n"
            "  -o, --output FILE     the mixture (default mix.safetensors)\n"
            "      --threads N       bound the threads used\n"
            "  -h, --help            show this help and exit\n"
            "  -V, --version         show the version and exit\n"
            "\n"
            "Honest numbers: the names fitted on are cut into two seeded halves; weights\n"
-           "fitted on one half score the other, and crossfit_loss is the mean over all of\n"
-           "them so scored, each by weights that never saw it (comparable with the\n"
+           "fitted on one half score the other: crossfit_loss (comparable with the\n"
            "trainers' val_loss).  The mixture written has weights fitted on all of them\n"
-           "(fit_loss, what 'generate --score' gives on them); judge it by crossfit_loss,\n"
-           "or by scoring names outside them.\n"
+           "(fit_loss, what 'generate --score' gives on them); judge it by crossfit_loss.\n"
            "\n"
-           "Output (TSV): a row per component, then a row per mixture tried:\n"
-           "  model mode buckets fit_loss crossfit_loss chosen\n"
-           "(losses in nats per character, <EOS> included).\n"
+           "Output (TSV, losses in nats per character, <EOS> included): a row per\n"
+           "component, then per mixture tried:\n"
+           "  model mode buckets eos_bias fit_loss crossfit_loss chosen\n"
            "\n"
            "Exit status: 0 on success, 1 on a runtime error (unreadable model, other\n"
            "vocabularies, a --dev name too long for a component), 2 on a usage error.\n"
@@ -77,6 +73,7 @@ static _Noreturn void usage(void)
     exit(fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
 }
 
+static const char *const no_yes[] = { "no", "yes", NULL };
 /* A word of words, or "auto" -> AUTO. */
 static int word_or_auto(const char *flag, const char *s, const char *const *words)
 {
@@ -87,6 +84,7 @@ static void parse(options *o, int argc, char **argv)
 {
     static const struct option longs[] = {
         { "model", required_argument, NULL, 'm' },      { "dev", required_argument, NULL, OPT_DEV },
+        { "eos-bias", required_argument, NULL, OPT_EOS_BIAS },
         { "mode", required_argument, NULL, OPT_MODE },  { "buckets", required_argument, NULL, OPT_BUCKETS },
         { "split-seed", required_argument, NULL, OPT_SPLIT_SEED },
         { "halves-seed", required_argument, NULL, OPT_HALVES_SEED }, { "data", required_argument, NULL, OPT_DATA },
@@ -104,6 +102,7 @@ static void parse(options *o, int argc, char **argv)
         case OPT_DEV: o->dev = optarg; break;
         case OPT_MODE: o->mode = word_or_auto("--mode", optarg, mix_mode_names); break;
         case OPT_BUCKETS: o->buckets = word_or_auto("--buckets", optarg, mix_bucket_names); break;
+        case OPT_EOS_BIAS: o->eos_bias = word_or_auto("--eos-bias", optarg, no_yes); break;
         case OPT_DATA: o->data = optarg; break;
         case OPT_SPLIT_SEED: o->split_seed = cli_u64("--split-seed", optarg); break;
         case OPT_HALVES_SEED: o->halves_seed = cli_u64("--halves-seed", optarg); break;
@@ -120,6 +119,7 @@ static void parse(options *o, int argc, char **argv)
     if (!strcmp(o->out, "-")) cli_usage("-o: give a file, not '-' (stdout has the table)");
     if (o->dev && o->buckets == MIX_BY_KNOWN)
         cli_usage("--buckets known needs --data (the training names), not --dev");
+    if (o->eos_bias == 1 && o->mode == MIX_LINEAR) cli_usage("--eos-bias yes needs --mode loglinear or auto");
 }
 
 /* The names to fit on, encoded with the components' vocabulary: --dev, or
@@ -139,10 +139,10 @@ static void load_dev(const options *o, const mdl *m, ds_corpus *c)
         cli_die("%s: fewer than two names to fit on", o->dev ? o->dev : o->data);
 }
 
-static void print_row(const char *model, const char *mode, const char *buckets, double fit,
-                      double crossfit, int chosen)
+static void print_row(const char *model, const char *mode, const char *buckets, const char *eos_bias,
+                      double fit, double crossfit, int chosen)
 {
-    printf("%s\t%s\t%s\t%.6f\t%.6f\t%d\n", model, mode, buckets, fit, crossfit, chosen);
+    printf("%s\t%s\t%s\t%s\t%.6f\t%.6f\t%d\n", model, mode, buckets, eos_bias, fit, crossfit, chosen);
 }
 
 /* Fit every mixture the flags allow and keep, in m, the one of lowest
@@ -152,11 +152,13 @@ static void fit_all(const options *o, const mix_data *d, bool known, const uint8
 {
     mix_trial t[MIX_MAX_TRIALS];
     int n, best;
-    bool evidence = mix_evidence_component(m->comp, m->c.n_components) >= 0;
-    if (mix_search(d, &m->c, o->mode, o->buckets, evidence, known, side, t, &n, &best)) cli_die_err();
+    const mix_choices ch = { .mode = o->mode, .buckets = o->buckets, .eos_bias = o->eos_bias,
+                             .evidence = mix_evidence_component(m->comp, m->c.n_components) >= 0,
+                             .known = known };
+    if (mix_search(d, &m->c, &ch, side, t, &n, &best)) cli_die_err();
     for (int i = 0; i < n; i++)
-        print_row("mix", mix_mode_names[t[i].c.mode], mix_bucket_names[t[i].c.buckets], t[i].fit_loss,
-                  t[i].crossfit_loss, i == best);
+        print_row("mix", mix_mode_names[t[i].c.mode], mix_bucket_names[t[i].c.buckets],
+                  no_yes[t[i].c.eos_bias], t[i].fit_loss, t[i].crossfit_loss, i == best);
     m->c = t[best].c;
     memcpy(m->w, t[best].w, sizeof t[best].w);
 }
@@ -164,7 +166,7 @@ static void fit_all(const options *o, const mix_data *d, bool known, const uint8
 int main(int argc, char **argv)
 {
     cli_init("mix", argv);
-    static options o = { .mode = AUTO, .buckets = AUTO, .out = "mix.safetensors" };
+    static options o = { .mode = AUTO, .buckets = AUTO, .eos_bias = AUTO, .out = "mix.safetensors" };
     parse(&o, argc, argv);
     static mdl comp[MIX_MAX_COMPONENTS];
     for (int k = 0; k < o.n_models; k++)
@@ -182,11 +184,11 @@ int main(int argc, char **argv)
     bool known = o.data && names.train.n > 0;   /* the training names, for --buckets known */
     if (known && mix_known_attach(&m, &d, &names.train, dev)) cli_die_err();
 
-    printf("model\tmode\tbuckets\tfit_loss\tcrossfit_loss\tchosen\n");
+    printf("model\tmode\tbuckets\teos_bias\tfit_loss\tcrossfit_loss\tchosen\n");
     for (int k = 0; k < o.n_models; k++) {
         size_t n;
         double loss = mix_component_nll(&d, k, NULL, 0, &n) / (double)n;
-        print_row(o.model[k], m.comp[k].kind->name, "-", loss, loss, 0);
+        print_row(o.model[k], m.comp[k].kind->name, "-", "-", loss, loss, 0);
     }
     fit_all(&o, &d, known, side, &m);
     if (mix_save(&m, o.out) || cli_close(stdout, "-")) cli_die_err();

@@ -28,6 +28,11 @@ int mix_n_buckets(const mix_config *c)
     return n[c->buckets];
 }
 
+int mix_n_weights(const mix_config *c)
+{
+    return c->n_components + (c->eos_bias ? 1 : 0);
+}
+
 static int position_bucket(int pos)
 {
     static const int first[MIX_POSITION_BUCKETS] = { 0, 1, 2, 3, 5, 8, 12 };
@@ -64,6 +69,8 @@ err_code mix_config_check(const mix_config *c)
         return err_set(ERR_ARG, "vocab_size %d out of range", c->vocab_size);
     if ((unsigned)c->mode > MIX_LOGLINEAR || (unsigned)c->buckets > MIX_BY_KNOWN)
         return err_set(ERR_ARG, "unknown mixing mode");
+    if (c->eos_bias && c->mode != MIX_LOGLINEAR)
+        return err_set(ERR_ARG, "an <EOS> bias needs log-linear weights");
     return ERR_OK;
 }
 
@@ -74,7 +81,8 @@ err_code mix_config_to_json(const mix_config *c, char **json)
               cJSON_AddNumberToObject(o, "n_components", c->n_components) &&
               cJSON_AddStringToObject(o, "mode", mix_mode_names[c->mode]) &&
               cJSON_AddStringToObject(o, "buckets", mix_bucket_names[c->buckets]) &&
-              cJSON_AddNumberToObject(o, "n_buckets", mix_n_buckets(c));
+              cJSON_AddNumberToObject(o, "n_buckets", mix_n_buckets(c)) &&
+              cJSON_AddBoolToObject(o, "eos_bias", c->eos_bias);
     *json = ok ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     return *json ? ERR_OK : err_set(ERR_NOMEM, "cannot build the mix config JSON");
@@ -99,6 +107,9 @@ err_code mix_config_from_json(mix_config *c, const char *json)
     int mode = json_word(o, "mode", mix_mode_names), buckets = json_word(o, "buckets", mix_bucket_names);
     if (!e && (mode < 0 || buckets < 0))
         e = err_set(ERR_FORMAT, "mix config: 'mode' or 'buckets' is missing or unknown");
+    const cJSON *bias = cJSON_GetObjectItemCaseSensitive(o, "eos_bias");   /* absent in older files */
+    if (!e && bias && !cJSON_IsBool(bias)) e = err_set(ERR_FORMAT, "mix config: 'eos_bias' is not true or false");
+    k.eos_bias = cJSON_IsTrue(bias);
     cJSON_Delete(o);
     k.mode = (mix_mode)mode;
     k.buckets = (mix_buckets)buckets;
@@ -116,8 +127,8 @@ static bool same_vocab(const txt_vocab *a, const txt_vocab *b)
 
 static void uniform_weights(mix_model *m)
 {
-    int K = m->c.n_components;
-    for (int i = 0; i < mix_n_buckets(&m->c) * K; i++) m->w[i] = 1.0f / (float)K;
+    const int K = m->c.n_components, W = mix_n_weights(&m->c);
+    for (int i = 0; i < mix_n_buckets(&m->c) * W; i++) m->w[i] = i % W < K ? 1.0f / (float)K : 0.0f;
 }
 
 err_code mix_init(mix_model *m, const mix_config *c, mdl *components)
@@ -242,7 +253,7 @@ err_code mix_load(mix_model *m, const ck_file *f, const char *path, bool optim)
     if ((e = mix_config_from_json(&c, json))) return err_prefix(e, path);
     for (int k = 0; !e && k < c.n_components; k++) e = load_component(&comp[k], f, path, k);
     const float *w;
-    const int64_t shape[2] = { mix_n_buckets(&c), c.n_components };
+    const int64_t shape[2] = { mix_n_buckets(&c), mix_n_weights(&c) };
     if (!e && (e = ck_get_f32(f, "mix.weights", 2, shape, &w))) e = err_prefix(e, path);
     if (!e && (e = mix_init(m, &c, comp))) e = err_prefix(e, path);
     if (!e) memcpy(m->w, w, (size_t)(shape[0] * shape[1]) * sizeof *w);
@@ -277,7 +288,7 @@ err_code mix_save(const mix_model *m, const char *path)
     char *config = NULL;
     err_code e = mix_config_to_json(&m->c, &config);
     if (!e) e = mdl_put_meta(w, MIX_KIND, config, &m->comp[0].vocab);
-    const int64_t shape[2] = { mix_n_buckets(&m->c), m->c.n_components };
+    const int64_t shape[2] = { mix_n_buckets(&m->c), mix_n_weights(&m->c) };
     if (!e) e = ck_put(w, "mix.weights", CK_F32, 2, shape, m->w);
     if (!e && m->c.buckets == MIX_BY_KNOWN) {
         const int64_t known_shape[2] = { (int64_t)m->n_known, 2 };
@@ -294,7 +305,7 @@ err_code mix_save(const mix_model *m, const char *path)
 /* ---- combining distributions --------------------------------------------------------- */
 
 /* The mixture's log-probabilities (V) from the components' floored
- * log-probabilities lp (K, V) with the weights wb (K) of one bucket. */
+ * log-probabilities lp (K, V) with the weights wb (mix_n_weights) of one bucket. */
 static void combine(const mix_config *c, const float *wb, const float *lp, int V, float *out)
 {
     const int K = c->n_components;
@@ -302,6 +313,7 @@ static void combine(const mix_config *c, const float *wb, const float *lp, int V
         double acc = 0;
         for (int k = 0; k < K; k++)
             acc += c->mode == MIX_LINEAR ? wb[k] * exp(lp[k * V + y]) : wb[k] * lp[k * V + y];
+        if (c->eos_bias && y == TOK_EOS) acc += wb[K];
         out[y] = c->mode == MIX_LINEAR ? (float)log(acc) : (float)acc;
     }
     if (c->mode == MIX_LOGLINEAR) smp_log_softmax(out, V, out);
@@ -370,7 +382,7 @@ static void mix_lane(mix_state *s, int tok, float *logits)
     mix_where w = { s->pos, s->evidence < 0 ? -1 : mdl_evidence(&s->st[s->evidence]),
                     by_known && mix_known_has(m->known, m->n_known, s->hash) };
     s->pos++;
-    combine(&m->c, m->w + (size_t)mix_bucket(&m->c, w) * K, s->lp, V, logits);
+    combine(&m->c, m->w + (size_t)mix_bucket(&m->c, w) * mix_n_weights(&m->c), s->lp, V, logits);
 }
 
 /* Every component advances its own state; the mixture combines them. */
@@ -525,7 +537,8 @@ double mix_nll(const mix_data *d, const mix_config *c, const float *w, const uin
     *n = 0;
     if (!out) return NAN;
     FOR_TARGETS(d, c, side, which, -1, t) {
-        combine(c, w + (size_t)mix_bucket(c, d->where[t]) * d->K, d->logp + t * d->K * d->V, d->V, out);
+        combine(c, w + (size_t)mix_bucket(c, d->where[t]) * mix_n_weights(c), d->logp + t * d->K * d->V,
+                d->V, out);
         nll -= out[d->target[t]];
         (*n)++;
     }
@@ -571,40 +584,58 @@ static void fit_linear(const mix_data *d, const mix_config *c, const uint8_t *si
     for (int k = 0; k < K; k++) wb[k] = (float)w[k];
 }
 
+/* The features x (W, V) the log-linear weights of target t multiply:
+ * the components' log-probabilities, then (with an <EOS> bias) the
+ * indicator of <EOS>. */
+static void features(const mix_data *d, const mix_config *c, size_t t, double *x)
+{
+    const size_t KV = (size_t)d->K * d->V;
+    const float *lp = d->logp + t * KV;
+    for (size_t i = 0; i < KV; i++) x[i] = lp[i];
+    if (!c->eos_bias) return;
+    for (int y = 0; y < d->V; y++) x[KV + y] = y == TOK_EOS;
+}
+
 /* Negative log-likelihood of bucket b's targets under log-linear weights
- * w, with its gradient g and Hessian h (K x K) when they are not NULL. */
+ * w (W = mix_n_weights), with its gradient g and Hessian h (W x W) when
+ * they are not NULL. */
 static double loglinear_nll(const mix_data *d, const mix_config *c, const uint8_t *side, int which,
                             int b, const double *w, double *g, double *h)
 {
-    const int K = d->K, V = d->V;
-    double nll = 0, *q = malloc((size_t)V * sizeof *q);
-    if (!q) return NAN;
-    if (g) memset(g, 0, (size_t)K * sizeof *g);
-    if (h) memset(h, 0, (size_t)K * K * sizeof *h);
+    const int W = mix_n_weights(c), V = d->V;
+    double nll = 0, *q = malloc((size_t)V * sizeof *q), *x = malloc((size_t)W * V * sizeof *x);
+    if (!q || !x) {
+        free(q);
+        free(x);
+        return NAN;
+    }
+    if (g) memset(g, 0, (size_t)W * sizeof *g);
+    if (h) memset(h, 0, (size_t)W * W * sizeof *h);
     FOR_TARGETS(d, c, side, which, b, t) {
-        const float *lp = d->logp + t * K * V;
-        double mx = -INFINITY, z = 0, mean[MIX_MAX_COMPONENTS] = { 0 };
+        features(d, c, t, x);
+        double mx = -INFINITY, z = 0, mean[MIX_MAX_WEIGHTS] = { 0 };
         for (int y = 0; y < V; y++) {
             q[y] = 0;
-            for (int k = 0; k < K; k++) q[y] += w[k] * lp[k * V + y];
+            for (int k = 0; k < W; k++) q[y] += w[k] * x[k * V + y];
             mx = fmax(mx, q[y]);
         }
         for (int y = 0; y < V; y++) z += q[y] = exp(q[y] - mx);
         double s_target = 0;
-        for (int k = 0; k < K; k++) s_target += w[k] * lp[k * V + d->target[t]];
+        for (int k = 0; k < W; k++) s_target += w[k] * x[k * V + d->target[t]];
         nll += mx + log(z) - s_target;
         if (!g) continue;
         for (int y = 0; y < V; y++) {
             q[y] /= z;
-            for (int k = 0; k < K; k++) mean[k] += q[y] * lp[k * V + y];
+            for (int k = 0; k < W; k++) mean[k] += q[y] * x[k * V + y];
         }
-        for (int k = 0; k < K; k++) g[k] += mean[k] - lp[k * V + d->target[t]];
+        for (int k = 0; k < W; k++) g[k] += mean[k] - x[k * V + d->target[t]];
         for (int y = 0; h && y < V; y++)
-            for (int k = 0; k < K; k++)
-                for (int j = 0; j < K; j++)
-                    h[k * K + j] += q[y] * (lp[k * V + y] - mean[k]) * (lp[j * V + y] - mean[j]);
+            for (int k = 0; k < W; k++)
+                for (int j = 0; j < W; j++)
+                    h[k * W + j] += q[y] * (x[k * V + y] - mean[k]) * (x[j * V + y] - mean[j]);
     }
     free(q);
+    free(x);
     return nll;
 }
 
@@ -626,8 +657,9 @@ static void solve(double *h, double *g, double *x, int K)
     }
 }
 
-/* A ridge of MIX_RIDGE |w - onehot(anchor)|^2 nats, anchor the component
- * best alone on the names fitted: nothing beside a bucket's thousands of
+/* A ridge of MIX_RIDGE |w - onehot(anchor)|^2 nats (over the W weights:
+ * the <EOS> bias is pulled to 0), anchor the component best alone on the
+ * names fitted: nothing beside a bucket's thousands of
  * targets, but a bucket of a few dozen with many components would
  * otherwise fit them exactly (16 components with weights by evidence
  * scored 1.540 cross-fitted without it, 1.475 with it).  Anchored there,
@@ -635,14 +667,14 @@ static void solve(double *h, double *g, double *x, int K)
  * included. */
 #define MIX_RIDGE 1.0
 
-static double ridge(const double *w, double *g, double *h, int K, int anchor)
+static double ridge(const double *w, double *g, double *h, int W, int anchor)
 {
     double r = 0;
-    for (int k = 0; k < K; k++) {
+    for (int k = 0; k < W; k++) {
         double e = w[k] - (k == anchor);
         r += MIX_RIDGE * e * e;
         if (g) g[k] += 2 * MIX_RIDGE * e;
-        if (h) h[k * K + k] += 2 * MIX_RIDGE;
+        if (h) h[k * W + k] += 2 * MIX_RIDGE;
     }
     return r;
 }
@@ -653,32 +685,32 @@ static double loglinear_objective(const mix_data *d, const mix_config *c, const 
                                   double *h)
 {
     double f = loglinear_nll(d, c, side, which, b, w, g, h);
-    return f + ridge(w, g, h, d->K, anchor);
+    return f + ridge(w, g, h, mix_n_weights(c), anchor);
 }
 
 /* Newton's method with a halving line search for bucket b's log-linear weights. */
 static void fit_loglinear(const mix_data *d, const mix_config *c, const uint8_t *side, int which,
                           int b, int anchor, float *wb)
 {
-    const int K = d->K;
-    double w[MIX_MAX_COMPONENTS] = { 0 }, g[MIX_MAX_COMPONENTS], h[MIX_MAX_COMPONENTS * MIX_MAX_COMPONENTS];
-    double step[MIX_MAX_COMPONENTS], trial[MIX_MAX_COMPONENTS];
-    for (int k = 0; k < K; k++) w[k] = 1.0 / K;
+    const int K = d->K, W = mix_n_weights(c);
+    double w[MIX_MAX_WEIGHTS] = { 0 }, g[MIX_MAX_WEIGHTS], h[MIX_MAX_WEIGHTS * MIX_MAX_WEIGHTS];
+    double step[MIX_MAX_WEIGHTS], trial[MIX_MAX_WEIGHTS];
+    for (int k = 0; k < K; k++) w[k] = 1.0 / K;   /* the <EOS> bias from 0 */
     double f = loglinear_objective(d, c, side, which, b, anchor, w, g, h);
     for (int it = 0; it < NEWTON_ITERATIONS && isfinite(f); it++) {
-        solve(h, g, step, K);
+        solve(h, g, step, W);
         double a = 1, ft = INFINITY;
         for (; a > 1e-6; a /= 2) {
-            for (int k = 0; k < K; k++) trial[k] = w[k] - a * step[k];
+            for (int k = 0; k < W; k++) trial[k] = w[k] - a * step[k];
             if ((ft = loglinear_objective(d, c, side, which, b, anchor, trial, NULL, NULL)) < f) break;
         }
         if (!(ft < f)) break;
-        memcpy(w, trial, (size_t)K * sizeof *w);
+        memcpy(w, trial, (size_t)W * sizeof *w);
         bool done = f - ft < 1e-10 * fmax(1, fabs(f));
         f = loglinear_objective(d, c, side, which, b, anchor, w, g, h);
         if (done) break;
     }
-    for (int k = 0; k < K; k++) wb[k] = (float)w[k];
+    for (int k = 0; k < W; k++) wb[k] = (float)w[k];
 }
 
 err_code mix_fit(const mix_data *d, const mix_config *c, const uint8_t *side, int which, float *w)
@@ -692,7 +724,7 @@ err_code mix_fit(const mix_data *d, const mix_config *c, const uint8_t *side, in
         if (nll < best) best = nll, anchor = k;
     }
     for (int b = 0; b < mix_n_buckets(c); b++) {
-        float *wb = w + (size_t)b * d->K;
+        float *wb = w + (size_t)b * mix_n_weights(c);
         if (c->mode == MIX_LINEAR) fit_linear(d, c, side, which, b, wb);
         else fit_loglinear(d, c, side, which, b, anchor, wb);
     }
@@ -724,7 +756,7 @@ err_code mix_halves(size_t n_names, uint64_t seed, uint8_t **side)
 
 err_code mix_crossfit(const mix_data *d, const mix_config *c, const uint8_t *side, double *loss)
 {
-    float w[MIX_MAX_BUCKETS * MIX_MAX_COMPONENTS];
+    float w[MIX_MAX_BUCKETS * MIX_MAX_WEIGHTS];
     double nll = 0;
     size_t n = 0, part;
     for (int half = 0; half < 2; half++) {
@@ -748,24 +780,37 @@ static err_code try_config(const mix_data *d, const mix_config *c, const uint8_t
     return e;
 }
 
-err_code mix_search(const mix_data *d, const mix_config *base, int mode, int buckets, bool evidence,
-                    bool known, const uint8_t *side, mix_trial *trials, int *n, int *best)
+/* Whether ch allows the mixture c. */
+static bool allowed(const mix_choices *ch, const mix_config *c)
+{
+    if (ch->mode != MIX_ANY && ch->mode != (int)c->mode) return false;
+    if (ch->buckets != MIX_ANY && ch->buckets != (int)c->buckets) return false;
+    if (ch->eos_bias != MIX_ANY && ch->eos_bias != (int)c->eos_bias) return false;
+    if ((c->buckets == MIX_BY_EVIDENCE && !ch->evidence) || (c->buckets == MIX_BY_KNOWN && !ch->known))
+        return false;
+    return !c->eos_bias || c->mode == MIX_LOGLINEAR;
+}
+
+err_code mix_search(const mix_data *d, const mix_config *base, const mix_choices *ch,
+                    const uint8_t *side, mix_trial *trials, int *n, int *best)
 {
     *n = 0;
     *best = -1;
     for (int md = MIX_LINEAR; md <= MIX_LOGLINEAR; md++)
-        for (int b = MIX_ONE_BUCKET; b <= MIX_BY_KNOWN; b++) {
-            if ((mode != MIX_ANY && mode != md) || (buckets != MIX_ANY && buckets != b)) continue;
-            if ((b == MIX_BY_EVIDENCE && !evidence) || (b == MIX_BY_KNOWN && !known)) continue;
-            mix_config c = *base;
-            c.mode = (mix_mode)md;
-            c.buckets = (mix_buckets)b;
-            err_code e = try_config(d, &c, side, &trials[*n]);
-            if (e) return e;
-            if (*best < 0 || trials[*n].crossfit_loss < trials[*best].crossfit_loss) *best = *n;
-            (*n)++;
-        }
+        for (int bias = 0; bias <= 1; bias++)
+            for (int b = MIX_ONE_BUCKET; b <= MIX_BY_KNOWN; b++) {
+                mix_config c = *base;
+                c.mode = (mix_mode)md;
+                c.buckets = (mix_buckets)b;
+                c.eos_bias = bias;
+                if (!allowed(ch, &c)) continue;
+                err_code e = try_config(d, &c, side, &trials[*n]);
+                if (e) return e;
+                if (*best < 0 || trials[*n].crossfit_loss < trials[*best].crossfit_loss) *best = *n;
+                (*n)++;
+            }
     if (*n == 0) return err_set(ERR_ARG, "no mixture to try: weights by evidence need a component "
-                                "that has some (an n-gram), weights by known names the training names");
+                                "that has some (an n-gram), weights by known names the training "
+                                "names, an <EOS> bias log-linear weights");
     return ERR_OK;
 }

@@ -28,16 +28,25 @@ expect_usage
 expect_err "linear, loglinear"
 run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --dev "$T/val.txt" -o -
 expect_usage
+run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --dev "$T/val.txt" --eos-bias maybe
+expect_usage
+expect_err "no, yes"
+run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --dev "$T/val.txt" --mode linear --eos-bias yes
+expect_usage
+expect_err "loglinear"
 
 # the mixture: a row per component, a row per mixture tried, one chosen
 run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --dev "$T/val.txt" -o "$T/mix.safetensors"
 expect_rc 0 "mix"
-expect_out "^model	mode	buckets	fit_loss	crossfit_loss	chosen$"
-check "two component rows and six mixtures (evidence: the n-gram)" '[ "$(printf "%s\n" "$OUT" | wc -l)" -eq 9 ]'
-check "evidence buckets tried" 'printf "%s\n" "$OUT" | grep -q "^mix	linear	evidence"'
-check "exactly one chosen" '[ "$(printf "%s\n" "$OUT" | awk -F"\t" "NR > 1 && \$6 == 1" | wc -l)" -eq 1 ]'
-chosen_fit=$(printf '%s\n' "$OUT" | awk -F'\t' '$6 == 1 { print $4 }')
-best_single=$(printf '%s\n' "$OUT" | awk -F'\t' 'NR > 1 && $1 != "mix" { print $4 }' | sort -g | head -1)
+expect_out "^model	mode	buckets	eos_bias	fit_loss	crossfit_loss	chosen$"
+check "two component rows and nine mixtures (evidence: the n-gram; log-linear with and without an <EOS> bias)" \
+    '[ "$(printf "%s\n" "$OUT" | wc -l)" -eq 12 ]'
+check "evidence buckets tried" 'printf "%s\n" "$OUT" | grep -q "^mix	linear	evidence	no"'
+check "the <EOS> bias tried" 'printf "%s\n" "$OUT" | grep -q "^mix	loglinear	position	yes"'
+check "no linear mixture with an <EOS> bias" '! printf "%s\n" "$OUT" | grep -q "^mix	linear	.*	yes"'
+check "exactly one chosen" '[ "$(printf "%s\n" "$OUT" | awk -F"\t" "NR > 1 && \$7 == 1" | wc -l)" -eq 1 ]'
+chosen_fit=$(printf '%s\n' "$OUT" | awk -F'\t' '$7 == 1 { print $5 }')
+best_single=$(printf '%s\n' "$OUT" | awk -F'\t' 'NR > 1 && $1 != "mix" { print $5 }' | sort -g | head -1)
 check "fitted mixture no worse than its best component" \
     'awk -v a="$chosen_fit" -v b="$best_single" "BEGIN { exit !(a <= b + 1e-6) }"'
 run generate -m "$T/mix.safetensors" --score "$T/val.txt"
@@ -68,13 +77,15 @@ check "--data fits on the split's validation names" 'same_checkpoint "$T/d1.safe
 run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --data "$T/all.txt" -o "$T/known.safetensors"
 expect_rc 0 "--data tries weights by known names"
 check "known buckets tried" 'printf "%s\n" "$OUT" | grep -q "^mix	loglinear	known"'
-run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --data "$T/all.txt" --mode loglinear --buckets known -o "$T/known.safetensors"
-expect_rc 0 "--buckets known"
-known_fit=$(printf '%s\n' "$OUT" | awk -F'\t' '$1 == "mix" { print $4 }')
+run mix -m "$T/ng3.safetensors" -m "$T/tf.safetensors" --data "$T/all.txt" --mode loglinear --buckets known \
+    --eos-bias yes -o "$T/known.safetensors"
+expect_rc 0 "--buckets known --eos-bias yes"
+check "one mixture row, with the bias" '[ "$(printf "%s\n" "$OUT" | grep -c "^mix	loglinear	known	yes")" -eq 1 ]'
+known_fit=$(printf '%s\n' "$OUT" | awk -F'\t' '$1 == "mix" { print $5 }')
 check "the known names are in the file" 'grep -q "mix.known" "$T/known.safetensors"'
 run generate -m "$T/known.safetensors" --score "$T/split/val.txt"
 scored=$(printf '%s\n' "$ERR" | sed -n 's/^mean loss: \([0-9.]*\) .*/\1/p')
-check "generate --score gives the fitted loss (known buckets)" \
+check "generate --score gives the fitted loss (known buckets, <EOS> bias)" \
     'awk -v a="$known_fit" -v b="$scored" "BEGIN { d = a - b; exit !(d < 1e-5 && d > -1e-5) }"'
 run generate -m "$T/known.safetensors" -n 5 --seed 1
 expect_rc 0 "generate from weights by known names"

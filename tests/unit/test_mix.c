@@ -6,6 +6,7 @@
 #include "kinds.h"
 #include "mix.h"
 #include "ngram.h"
+#include "sampling.h"
 #include "test.h"
 
 #include <stdlib.h>
@@ -129,6 +130,68 @@ TEST(mix_loglinear_sparse_bucket_stays_sane)
     mix_data_free(&d);
 }
 
+/* A draw from the log-probabilities lp (V). */
+static int draw(const float *lp, int V, rng *r)
+{
+    double u = rng_uniform(r), acc = 0;
+    int y = 0;
+    for (; y < V - 1 && (acc += exp(lp[y])) < u; y++) {}
+    return y;
+}
+
+/* Targets drawn from p ∝ p_1 exp(-1.5 [y = <EOS>]): log-linear weights
+ * with an <EOS> bias find (0, 1, -1.5), and score better than without. */
+TEST(mix_eos_bias_recovers_a_known_bias)
+{
+    enum { V = 6 };
+    rng r;
+    rng_seed(&r, 13);
+    mix_data d;
+    synthetic(&d, 2, V, 20000, &r);
+    for (size_t t = 0; t < d.n; t++) {
+        float lp[V];
+        memcpy(lp, d.logp + (t * 2 + 1) * V, sizeof lp);
+        lp[TOK_EOS] -= 1.5f;
+        smp_log_softmax(lp, V, lp);
+        d.target[t] = draw(lp, V, &r);
+    }
+    mix_config c = { .vocab_size = V, .n_components = 2, .mode = MIX_LOGLINEAR, .eos_bias = true };
+    CHECK(mix_n_weights(&c) == 3);
+    float w[3], plain[2];
+    CHECK(mix_fit(&d, &c, NULL, 0, w) == ERR_OK);
+    CHECK_NEAR(w[0], 0.0, 0.05);
+    CHECK_NEAR(w[1], 1.0, 0.05);
+    CHECK_NEAR(w[2], -1.5, 0.1);
+    size_t n;
+    double with = mix_nll(&d, &c, w, NULL, 0, &n);
+    c.eos_bias = false;
+    CHECK(mix_fit(&d, &c, NULL, 0, plain) == ERR_OK);
+    CHECK(with < mix_nll(&d, &c, plain, NULL, 0, &n) - 0.01 * (double)n);
+    mix_data_free(&d);
+}
+
+/* The config keeps the bias through JSON; older files (no "eos_bias") have
+ * none; a bias on linear weights, or one that is not a boolean, is refused. */
+TEST(mix_config_eos_bias)
+{
+    mix_config c = { .vocab_size = 10, .n_components = 2, .mode = MIX_LOGLINEAR,
+                     .buckets = MIX_BY_POSITION, .eos_bias = true }, back;
+    char *json;
+    CHECK(mix_config_to_json(&c, &json) == ERR_OK);
+    CHECK(mix_config_from_json(&back, json) == ERR_OK);
+    CHECK(back.eos_bias && back.mode == MIX_LOGLINEAR && back.buckets == MIX_BY_POSITION);
+    free(json);
+    CHECK(mix_config_from_json(&back, "{\"model\":\"mix\",\"vocab_size\":10,\"n_components\":2,"
+                                      "\"mode\":\"loglinear\",\"buckets\":\"none\"}") == ERR_OK);
+    CHECK(!back.eos_bias);
+    CHECK(mix_config_from_json(&back, "{\"model\":\"mix\",\"vocab_size\":10,\"n_components\":2,"
+                                      "\"mode\":\"loglinear\",\"buckets\":\"none\",\"eos_bias\":1}")
+          == ERR_FORMAT);
+    c.mode = MIX_LINEAR;
+    CHECK(mix_config_check(&c) == ERR_ARG);
+    CHECK(strstr(err_msg(), "log-linear") != NULL);
+}
+
 /* A 2-gram and a 4-gram fitted on the test names, saved. */
 static void ngram_file(const ds_corpus *c, int order, const char *path)
 {
@@ -156,20 +219,21 @@ static void load_components(mdl comp[2])
 }
 
 /* Save, load through the model interface, score the validation names as
- * generate --score does: the fitted loss, to 1e-5, in every mode. */
+ * generate --score does: the fitted loss, to 1e-5, in every mode (the last
+ * with an <EOS> bias). */
 TEST(mix_round_trip_scores_the_fitted_loss)
 {
     ds_corpus c;
     test_corpus(&c);
-    static const mix_buckets buckets[] = { MIX_BY_EVIDENCE, MIX_BY_POSITION, MIX_BY_KNOWN };
-    for (int trial = 0; trial < 3; trial++) {
+    static const mix_buckets buckets[] = { MIX_BY_EVIDENCE, MIX_BY_POSITION, MIX_BY_KNOWN, MIX_BY_KNOWN };
+    for (int trial = 0; trial < 4; trial++) {
         mdl comp[2];
         load_components(comp);
         mix_data d;
         CHECK(mix_data_collect(&d, comp, 2, &c.val) == ERR_OK);
         mix_model m;
         mix_config cfg = { .vocab_size = c.vocab.size, .n_components = 2, .mode = (mix_mode)(trial > 0),
-                           .buckets = buckets[trial] };
+                           .buckets = buckets[trial], .eos_bias = trial == 3 };
         CHECK(mix_init(&m, &cfg, comp) == ERR_OK);
         /* the names scored as known names: every <EOS> is predicted after one */
         if (cfg.buckets == MIX_BY_KNOWN) CHECK(mix_known_attach(&m, &d, &c.val, &c.val) == ERR_OK);
