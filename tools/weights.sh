@@ -132,7 +132,7 @@ mix() {
 # The out-of-fold teachers of the distilled Transformers, in DIR: for fold
 # k of the training names, a 7-gram + Transformer + GRU trained on fold k
 # and mixed on the other fold's names (no name's targets come from a model
-# that saw it).
+# that saw it); without an <EOS> bias, as the shipped students were taught.
 fold_teachers() {
     local dir=$1 d=data/villes.txt k
     for k in 0 1; do
@@ -146,7 +146,7 @@ fold_teachers() {
     done
     for k in 0 1; do
         bin/mix -m "$dir/ngram-f$k.safetensors" -m "$dir/transformer-f$k.safetensors" \
-            -m "$dir/gru-f$k.safetensors" --dev "$dir/fold$((1 - k))/train.txt" \
+            -m "$dir/gru-f$k.safetensors" --dev "$dir/fold$((1 - k))/train.txt" --eos-bias no \
             -o "$dir/teacher-f$k.safetensors" >/dev/null
     done
 }

@@ -184,6 +184,10 @@ void       mix_state_start(mix_state *s);
 void       mix_state_next(mix_state *s, int tok, float *logits);
 /* The shortest limit of the components (0 = none has one). */
 int        mix_max_len(const mix_model *m);
+/* Whether m is a mixture, or has one among its components at any depth,
+ * whose weights are by known names: it tells a training name not to end
+ * where it does, so it cannot teach training names (distillation). */
+bool       mix_weighs_known_names(const mdl *m);
 
 /* One mixture tried by mix_search: its config, its weights fitted on all
  * the names, their in-sample loss and the cross-fitted loss (nats per

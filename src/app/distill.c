@@ -74,6 +74,10 @@ static err_code open_teachers(const tr_session *s, mdl *t, int *by_fold, int *n_
         err_code e = mdl_load(&t[i], o->teacher[i]);
         if (!e) e = model_fold(&t[i].file, o->teacher[i], "", 0, &f);
         if (e) return e;
+        if (mix_weighs_known_names(&t[i]))
+            return err_set(ERR_ARG, "%s: a mixture weighted by known names (mix --buckets known) "
+                           "would teach every training name not to end: mix the teachers with "
+                           "--buckets position", o->teacher[i]);
         if (!same_vocab(&t[i].vocab, s->vocab))
             return err_set(ERR_MISMATCH, "%s: another vocabulary (%d tokens) than the training "
                            "data's (%d)", o->teacher[i], t[i].vocab.size, s->vocab->size);

@@ -420,6 +420,15 @@ int mix_max_len(const mix_model *m)
     return best;
 }
 
+bool mix_weighs_known_names(const mdl *m)
+{
+    if (m->kind != &mix_kind) return false;
+    const mix_model *x = m->impl;
+    bool known = x->c.buckets == MIX_BY_KNOWN;
+    for (int k = 0; !known && k < x->c.n_components; k++) known = mix_weighs_known_names(&x->comp[k]);
+    return known;
+}
+
 MDL_KIND_FUNCS(mix, mix_model, mix_state, mix_load)
 const mdl_kind mix_kind = { MDL_KIND_MEMBERS(mix, MIX_KIND), .next_batch = mix_kind_next_batch };
 

@@ -21,7 +21,8 @@ check "the fold is in the n-gram's metadata" 'grep -q "\"fold\":\"0/2\"" "$T/ng3
 run ngram --fold 2/2 --data $D
 expect_usage
 for k in 0 1; do
-    run mix -m "$T/ng3-f$k.safetensors" -m "$T/ng4-f$k.safetensors" --data $D -o "$T/mix-f$k.safetensors"
+    run mix -m "$T/ng3-f$k.safetensors" -m "$T/ng4-f$k.safetensors" --data $D --buckets position \
+        -o "$T/mix-f$k.safetensors"
     expect_rc 0 "mix of fold $k"
 done
 
@@ -68,6 +69,12 @@ if grep -q "another vocabulary" <<<"$ERR"; then expect_fail "another vocabulary"
 run ngram -n 3 --data $D --split-seed 4 --fold 0/2 -o "$T/seed4-f0.safetensors"
 run transformer-train $TINY --steps 5 --teacher "$T/seed4-f0.safetensors" --teacher "$T/ng3-f1.safetensors" -o "$T/x.safetensors"
 expect_fail "split seed 4, not 0"
+run mix -m "$T/ng3-f0.safetensors" -m "$T/ng4-f0.safetensors" --data $D --buckets known -o "$T/known-f0.safetensors"
+run mix -m "$T/known-f0.safetensors" -m "$T/ng3-f0.safetensors" --dev $D -o "$T/nested-f0.safetensors"
+for t in known nested; do
+    run transformer-train $TINY --steps 5 --teacher "$T/$t-f0.safetensors" --teacher "$T/mix-f1.safetensors" -o "$T/x.safetensors"
+    expect_fail "weighted by known names"
+done
 run transformer-train $TINY --steps 5 --fold 1/3x -o "$T/x.safetensors"
 expect_usage
 run transformer-train $TINY --steps 5 --distill-weight 0.5 -o "$T/x.safetensors"
