@@ -310,6 +310,10 @@ typedef struct tr_session {
      * every training name, (positions, V) floats, name i's target j (j <=
      * len, <EOS> last) at row corpus.train.start[i] + i + j.  NULL = none. */
     float           *soft;
+    /* Set by tr_run: the FNV-1a hash of soft, written into train_config
+     * ("teachers_fnv1a64") and, on --resume, checked against it: other
+     * teachers would not continue the same run. */
+    uint64_t         soft_hash;
     /* Set by the program before tr_run: the processes training together,
      * NULL = this one alone. */
     const tr_comm   *comm;

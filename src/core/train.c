@@ -58,17 +58,19 @@ void tr_last_path(const char *path, char *out, size_t cap)
 
 /* ---- training settings in the checkpoint ------------------------------ */
 
-/* The optional members (fold, distill_weight, swa_start, input_noise) are written only when set,
- * so that a plain run's train_config is what it always was. */
-static char *train_config_json(const tr_options *o)
+/* The optional members (fold, distill_weight and the teachers' hash, swa_start, input_noise) are
+ * written only when set, so that a plain run's train_config is what it always was. */
+static char *train_config_json(const tr_session *s)
 {
-    char buf[768], fold[64] = "", distill[64] = "", swa[48] = "", noise[48] = "";
+    const tr_options *o = &s->o;
+    char buf[768], fold[64] = "", distill[96] = "", swa[48] = "", noise[48] = "";
     if (o->swa_start > 0) snprintf(swa, sizeof swa, ",\"swa_start\":%.9g", (double)o->swa_start);
     if (o->input_noise > 0)
         snprintf(noise, sizeof noise, ",\"input_noise\":%.9g", (double)o->input_noise);
     if (o->n_folds) snprintf(fold, sizeof fold, ",\"fold\":\"%d/%d\"", o->fold, o->n_folds);
     if (o->distill_weight > 0)
-        snprintf(distill, sizeof distill, ",\"distill_weight\":%.9g", (double)o->distill_weight);
+        snprintf(distill, sizeof distill, ",\"distill_weight\":%.9g,\"teachers_fnv1a64\":\"%016" PRIx64 "\"",
+                 (double)o->distill_weight, s->soft_hash);
     snprintf(buf, sizeof buf,
              "{\"seed\":\"%" PRIu64 "\",\"split_seed\":\"%" PRIu64 "\",\"steps\":%ld,"
              "\"batch_size\":%d,\"lr\":%.9g,\"weight_decay\":%.9g,\"schedule\":\"%s\","
@@ -236,7 +238,7 @@ static err_code save_state(const tr_session *s, const tr_model *m, const tr_sour
 {
     ck_writer *w = ck_writer_new();
     if (!w) return err_set(ERR_NOMEM, "out of memory writing %s", path);
-    char *config = m->config_json(m->impl), *vocab = NULL, *train = train_config_json(&s->o);
+    char *config = m->config_json(m->impl), *vocab = NULL, *train = train_config_json(s);
     char *window = window_json(s);
     char num[3][32], rs[RNG_STRLEN];
     snprintf(num[0], sizeof num[0], "%ld", s->step);
@@ -724,6 +726,26 @@ static err_code start_shards(loop *L)
     return rc;
 }
 
+/* s->soft_hash; on --resume, the hash the run started with must match it
+ * (checkpoints written before it was recorded have none: not checked). */
+static err_code hash_soft_targets(tr_session *s)
+{
+    const ds_names *d = &s->corpus.train;
+    size_t bytes = tr_soft_row(d, d->n) * (size_t)s->vocab->size * sizeof *s->soft;
+    s->soft_hash = ck_fnv1a(CK_FNV1A_BASIS, s->soft, bytes);
+    if (!s->resuming) return ERR_OK;
+    cJSON *c = cJSON_Parse(ck_meta(&s->resume, "train_config") ? ck_meta(&s->resume, "train_config") : "");
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(c, "teachers_fnv1a64");
+    char now[24];
+    snprintf(now, sizeof now, "%016" PRIx64, s->soft_hash);
+    bool same = !h || (cJSON_IsString(h) && !strcmp(h->valuestring, now));
+    cJSON_Delete(c);
+    return same ? ERR_OK
+                : err_set(ERR_ARG, "%s: the --teacher files give other soft targets than the run started "
+                          "with (fnv1a64 %s, not the recorded one): other teachers would not continue it",
+                          s->o.resume_path, now);
+}
+
 static err_code loop_init(loop *L, tr_session *s, const tr_model *m, const tr_source *src,
                           const tr_hooks *hooks)
 {
@@ -749,6 +771,8 @@ static err_code loop_init(loop *L, tr_session *s, const tr_model *m, const tr_so
     }
     if (s->o.distill_weight > 0 && !s->soft)
         return err_set(ERR_ARG, "no soft targets: the teachers were not scored");
+    err_code rc = s->soft ? hash_soft_targets(s) : ERR_OK;
+    if (rc) return rc;
     if (s->soft) {   /* distillation: allocated once, nothing in the step */
         if (src || !m->soft_targets)
             return err_set(ERR_ARG, "%s cannot learn from teachers (soft targets)%s", m->kind,
@@ -756,8 +780,7 @@ static err_code loop_init(loop *L, tr_session *s, const tr_model *m, const tr_so
         size_t n = (size_t)s->o.batch_size * ((size_t)s->corpus.train.max_len + 1) * s->vocab->size;
         if (!(L->soft = malloc(n * sizeof *L->soft))) return err_set(ERR_NOMEM, "out of memory");
     }
-    err_code rc = ag_init(&L->tape, (size_t)1 << 20);
-    if (rc) return rc;
+    if ((rc = ag_init(&L->tape, (size_t)1 << 20))) return rc;
     L->tape.rng = &s->rng;
     L->tape.check_finite = s->o.check_finite;
     if (s->o.ema > 0 && s->o.swa_start > 0)

@@ -45,6 +45,11 @@ expect_rc 0 "resume a distillation"
 check "resumed distillation ends where the straight one ends" '[ "$(printf "%s\n" "$OUT" | sed -n 2p | cut -f3-5)" = "$distilled" ]'
 run transformer-train --data $D --resume "$T/half.safetensors" --steps 20 -o "$T/x.safetensors"
 expect_fail "needs the --teacher files again on --resume"
+check "the teachers' soft targets are fingerprinted" 'grep -q "teachers_fnv1a64" "$T/half.safetensors"'
+run transformer-train --data $D --threads 1 --resume "$T/half.safetensors" --steps 20 --teacher "$T/ng3-f0.safetensors" --teacher "$T/mix-f1.safetensors" -o "$T/refused.safetensors"
+expect_fail "other soft targets than the run started with"
+check "no file from a refused resume" '[ ! -e "$T/refused.safetensors" ]'
+
 
 # Plain n-gram teachers and an RNN / MLP student take them too.
 run rnn-train --data $D --d-model 16 --batch-size 16 --steps 5 --eval-every 0 --threads 1 --teacher "$T/ng3-f0.safetensors" --teacher "$T/ng3-f1.safetensors" -o "$T/rnn.safetensors"
