@@ -60,6 +60,12 @@ int mix_evidence_component(const mdl *components, int K)
     return -1;
 }
 
+/* An <EOS> bias is a log-linear weight: it has no meaning in a linear mixture. */
+static bool bias_fits_mode(const mix_config *c)
+{
+    return !c->eos_bias || c->mode == MIX_LOGLINEAR;
+}
+
 err_code mix_config_check(const mix_config *c)
 {
     if (c->n_components < 1 || c->n_components > MIX_MAX_COMPONENTS)
@@ -69,8 +75,7 @@ err_code mix_config_check(const mix_config *c)
         return err_set(ERR_ARG, "vocab_size %d out of range", c->vocab_size);
     if ((unsigned)c->mode > MIX_LOGLINEAR || (unsigned)c->buckets > MIX_BY_KNOWN)
         return err_set(ERR_ARG, "unknown mixing mode");
-    if (c->eos_bias && c->mode != MIX_LOGLINEAR)
-        return err_set(ERR_ARG, "an <EOS> bias needs log-linear weights");
+    if (!bias_fits_mode(c)) return err_set(ERR_ARG, "an <EOS> bias needs log-linear weights");
     return ERR_OK;
 }
 
@@ -797,7 +802,7 @@ static bool allowed(const mix_choices *ch, const mix_config *c)
     if (ch->eos_bias != MIX_ANY && ch->eos_bias != (int)c->eos_bias) return false;
     if ((c->buckets == MIX_BY_EVIDENCE && !ch->evidence) || (c->buckets == MIX_BY_KNOWN && !ch->known))
         return false;
-    return !c->eos_bias || c->mode == MIX_LOGLINEAR;
+    return bias_fits_mode(c);
 }
 
 err_code mix_search(const mix_data *d, const mix_config *base, const mix_choices *ch,
