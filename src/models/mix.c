@@ -259,7 +259,7 @@ err_code mix_load(mix_model *m, const ck_file *f, const char *path, bool optim)
     for (int k = 0; !e && k < c.n_components; k++) e = load_component(&comp[k], f, path, k);
     const float *w;
     const int64_t shape[2] = { mix_n_buckets(&c), mix_n_weights(&c) };
-    if (!e && (e = ck_get_f32(f, "mix.weights", 2, shape, &w))) e = err_prefix(e, path);
+    if (!e) e = ck_get_f32(f, "mix.weights", 2, shape, &w);   /* names the file itself */
     if (!e && (e = mix_init(m, &c, comp))) e = err_prefix(e, path);
     if (!e) memcpy(m->w, w, (size_t)(shape[0] * shape[1]) * sizeof *w);
     if (!e) e = load_known(m, f, path);
